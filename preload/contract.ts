@@ -1,0 +1,74 @@
+// The IPC contract: the only place channel names are written. Main registers a handler for
+// every invoke channel, the preload exposes them as verbs, and the renderer calls the verbs.
+// The same contract is carried over a WebSocket in `serve` mode.
+import type { EngineFacts } from './types/engine'
+import type { DownloadProgress, DownloadRequest, ModelFacts } from './types/models'
+
+/** Request/response channels: channel name -> [arguments, result]. */
+export interface InvokeMap {
+  // engine
+  'engine.facts': { args: []; result: EngineFacts }
+  // models
+  'models.inspect': { args: [dir: string]; result: ModelFacts }
+  'models.download': { args: [request: DownloadRequest]; result: ModelFacts }
+  'models.list': { args: []; result: ModelFacts[] }
+  // data (annotation store)
+  // training and runs
+}
+
+/** Events pushed from main to the renderer: channel name -> payload. */
+export interface EventMap {
+  'models.downloadProgress': DownloadProgress
+}
+
+export type InvokeChannel = keyof InvokeMap
+export type EventChannel = keyof EventMap
+
+// Runtime lists (the preload and the WebSocket bridge need names at run time); the
+// `satisfies` clauses make the compiler check they match the maps above exactly.
+export const invokeChannels = [
+  'engine.facts',
+  'models.inspect',
+  'models.download',
+  'models.list'
+] as const satisfies readonly InvokeChannel[]
+
+export const eventChannels = ['models.downloadProgress'] as const satisfies readonly EventChannel[]
+
+type Missing<All, Listed> = Exclude<All, Listed>
+// Compile-time check that every channel of the maps is listed.
+const _allInvokeListed: Missing<InvokeChannel, (typeof invokeChannels)[number]> extends never ? true : never = true
+const _allEventsListed: Missing<EventChannel, (typeof eventChannels)[number]> extends never ? true : never = true
+void _allInvokeListed
+void _allEventsListed
+
+/** What main implements for each invoke channel. */
+export type Handlers = { [C in InvokeChannel]: (...args: InvokeMap[C]['args']) => Promise<InvokeMap[C]['result']> }
+
+/** Pushes an event to every connected renderer. */
+export type Emit = <C extends EventChannel>(channel: C, payload: EventMap[C]) => void
+
+/** The verbs the renderer sees: `api.models.inspect(dir)`, `api.on('runs.event', cb)`. */
+type Split<S extends string> = S extends `${infer A}.${infer B}` ? [A, B] : never
+export type Verbs = {
+  [NS in Split<InvokeChannel>[0]]: {
+    [C in InvokeChannel as Split<C>[0] extends NS ? Split<C>[1] : never]: Handlers[C]
+  }
+}
+export type Api = Verbs & {
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<C extends EventChannel>(channel: C, listener: (payload: EventMap[C]) => void): () => void
+}
+
+/** Builds the verb tree from one generic invoke function (used by preload and the WS client). */
+export function buildApi(
+  invoke: (channel: InvokeChannel, args: unknown[]) => Promise<unknown>,
+  on: (channel: EventChannel, listener: (payload: unknown) => void) => () => void
+): Api {
+  const verbs: Record<string, Record<string, (...args: unknown[]) => Promise<unknown>>> = {}
+  for (const channel of invokeChannels) {
+    const [ns, verb] = channel.split('.') as [string, string]
+    ;(verbs[ns] ??= {})[verb] = (...args: unknown[]) => invoke(channel, args)
+  }
+  return { ...(verbs as unknown as Verbs), on: on as Api['on'] }
+}
