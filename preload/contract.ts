@@ -2,16 +2,25 @@
 // every invoke channel, the preload exposes them as verbs, and the renderer calls the verbs.
 // The same contract is carried over a WebSocket in `serve` mode.
 import type { EngineFacts } from './types/engine'
-import type { DownloadProgress, DownloadRequest, ModelFacts } from './types/models'
+import type { DownloadProgress, DownloadRequest, ModelFacts, RecentModel } from './types/models'
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
   // engine
   'engine.facts': { args: []; result: EngineFacts }
   // models
+  /** Validates a folder and returns its facts (no side effects). */
   'models.inspect': { args: [dir: string]; result: ModelFacts }
+  /** Validates a folder and remembers it among the recent models. */
+  'models.open': { args: [dir: string]; result: ModelFacts }
+  'models.recent': { args: []; result: RecentModel[] }
+  'models.forget': { args: [dir: string]; result: RecentModel[] }
+  /** Native folder dialog (desktop only; serve mode rejects, the page offers a path field). */
+  'models.pickFolder': { args: []; result: string | null }
+  /** Downloads a Hub repo into the app's models folder, resuming partial files; opens it. */
   'models.download': { args: [request: DownloadRequest]; result: ModelFacts }
-  'models.list': { args: []; result: ModelFacts[] }
+  /** Stops a running download (its partial file stays for a later resume). */
+  'models.cancelDownload': { args: [repo: string]; result: boolean }
   // data (annotation store)
   // training and runs
 }
@@ -29,8 +38,12 @@ export type EventChannel = keyof EventMap
 export const invokeChannels = [
   'engine.facts',
   'models.inspect',
+  'models.open',
+  'models.recent',
+  'models.forget',
+  'models.pickFolder',
   'models.download',
-  'models.list'
+  'models.cancelDownload'
 ] as const satisfies readonly InvokeChannel[]
 
 export const eventChannels = ['models.downloadProgress'] as const satisfies readonly EventChannel[]

@@ -1,0 +1,71 @@
+// Types of the model library (pure types: the renderer type-checks this file too).
+
+/** What the app knows about a local Hugging Face model folder after validating it. */
+export interface ModelFacts {
+  /** Absolute path of the folder. */
+  dir: string
+  /** Folder name, or the Hub repo id for downloaded models. */
+  name: string
+  /** config.json `architectures[0]`, e.g. LlamaForCausalLM. */
+  architecture: string
+  /** config.json `model_type`, e.g. llama. */
+  modelType: string
+  layers: number
+  hidden: number
+  intermediate: number
+  heads: number
+  kvHeads: number
+  headDim: number
+  vocab: number
+  /** config.json `torch_dtype` (or `dtype`), else the most common tensor dtype. */
+  dtype: string
+  /** Distinct safetensors dtypes found in the headers, e.g. ['BF16']. */
+  tensorDtypes: string[]
+  /** Sum over tensors of the product of their shapes, read from the safetensors headers. */
+  parameters: number
+  tensorCount: number
+  /** 1 for model.safetensors, else the number of shards in the index. */
+  shards: number
+  /** Bytes of tensor data over all shards. */
+  weightBytes: number
+  tiedEmbeddings: boolean
+  /** tokenizer_config.json has a chat_template, or chat_template.jinja exists. */
+  chatTemplate: boolean
+}
+
+/** An entry of the recently opened models list (kept in the app data dir). */
+export interface RecentModel {
+  dir: string
+  name: string
+  architecture: string
+  parameters: number
+  /** ISO time of the last open. */
+  openedAt: string
+}
+
+export interface DownloadRequest {
+  /** Hub model id, `owner/name`. */
+  repo: string
+  /** Branch, tag or commit; default `main`. */
+  revision?: string
+}
+
+export type DownloadState = 'listing' | 'downloading' | 'verifying' | 'done' | 'error'
+
+/** Pushed while a download runs; `bytes`/`totalBytes` cover all files of the repo. */
+export interface DownloadProgress {
+  repo: string
+  state: DownloadState
+  /** The file being fetched, when state is 'downloading'. */
+  file: string | null
+  fileIndex: number
+  fileCount: number
+  bytes: number
+  /** null while unknown (the Hub listing did not give sizes). */
+  totalBytes: number | null
+  /** Bytes that were already on disk from an interrupted download and were not fetched again. */
+  resumedBytes: number
+  /** Where the model is written. */
+  dir: string
+  error: string | null
+}
