@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest'
+import { parseTrainingConfig, resolveConfig, ConfigError } from '../../main/services/training/config'
+import { trainingConfigSchema } from '../../preload/types/trainingSchema'
+
+const base = `model_name_or_path: /m
+dataset: a.jsonl
+output_dir: /out
+`
+
+describe('training config', () => {
+  it('fills LLaMA-Factory defaults and derived values', () => {
+    const cfg = parseTrainingConfig(base + 'lora_rank: 4\nlearning_rate: 5e-5\n', 'c.yaml')
+    expect(cfg.stage).toBe('sft')
+    expect(cfg.lora_alpha).toBe(8) // 2 × rank
+    expect(cfg.learning_rate).toBe(5e-5)
+    expect(cfg.eval_steps).toBe(cfg.logging_steps)
+    expect(cfg.eval_strategy).toBe('no')
+    expect(cfg.lora_target).toEqual(['all'])
+    expect(cfg.dataset).toEqual(['a.jsonl'])
+    expect(cfg.per_device_train_batch_size).toBe(8)
+    expect(cfg.pref_beta).toBe(0.1)
+  })
+
+  it('accepts JSON with the same keys, numeric strings and comma lists', () => {
+    const cfg = parseTrainingConfig(
+      JSON.stringify({ model_name_or_path: 'm', dataset: 'a, b', output_dir: 'o', learning_rate: '1e-4', lora_target: 'q_proj,v_proj', stage: 'dpo', pref_loss: 'simpo' }),
+      'c.json', { baseDir: '/base' })
+    expect(cfg.dataset).toEqual(['a', 'b'])
+    expect(cfg.learning_rate).toBe(1e-4)
+    expect(cfg.lora_target).toEqual(['q_proj', 'v_proj'])
+    expect(cfg.model_name_or_path).toBe('/base/m')
+    expect(cfg.pref_loss).toBe('simpo')
+  })
+
+  it('names the file, line and key of an unknown key', () => {
+    expect(() => parseTrainingConfig(base + 'lora_rnak: 8\n', 'c.yaml')).toThrow('c.yaml:4: lora_rnak: unknown key')
+  })
+
+  it('names the key of a wrong type and of an impossible value', () => {
+    expect(() => parseTrainingConfig(base + 'lora_rank: eight\n', 'c.yaml')).toThrow(/c\.yaml:4: lora_rank: expected an integer/)
+    expect(() => parseTrainingConfig(base + 'lora_rank: 1.5\n', 'c.yaml')).toThrow(/lora_rank: expected an integer/)
+    expect(() => parseTrainingConfig(base + 'learning_rate: -1\n', 'c.yaml')).toThrow(/c\.yaml:4: learning_rate: -1 is out of range/)
+    expect(() => parseTrainingConfig(base + 'stage: ppo\n', 'c.yaml')).toThrow(/stage: expected one of sft, dpo, kto/)
+    expect(() => parseTrainingConfig(base + 'lora_target: q_proj,foo\n', 'c.yaml')).toThrow(/lora_target: unknown module "foo"/)
+    expect(() => parseTrainingConfig(base + 'stage: kto\nper_device_train_batch_size: 1\n', 'c.yaml')).toThrow(/c\.yaml:5: per_device_train_batch_size/)
+    expect(() => parseTrainingConfig(base + 'pref_loss: orpo\n', 'c.yaml')).toThrow(/pref_loss: applies to stage dpo only/)
+    expect(() => parseTrainingConfig(base + 'val_size: 2.5\n', 'c.yaml')).toThrow(/val_size/)
+    expect(() => parseTrainingConfig(base + 'disable_shuffling: yes please\n', 'c.yaml')).toThrow(/disable_shuffling: expected true or false/)
+  })
+
+  it('reports missing required keys, duplicate keys and bad syntax', () => {
+    expect(() => parseTrainingConfig('dataset: a\noutput_dir: o\n', 'c.yaml')).toThrow('c.yaml: model_name_or_path: required key is missing')
+    expect(() => parseTrainingConfig(base + 'seed: 1\nseed: 2\n', 'c.yaml')).toThrow(/c\.yaml:5/)
+    expect(() => parseTrainingConfig('{ "model_name_or_path": ', 'c.json')).toThrow(ConfigError)
+    expect(() => resolveConfig({ model_name_or_path: 'm', dataset: 'd', output_dir: 'o', bogus: 1 }, 'form')).toThrow('form: bogus: unknown key')
+  })
+
+  it('schema defaults are themselves valid values', () => {
+    const raw: Record<string, unknown> = { model_name_or_path: 'm', dataset: 'd', output_dir: 'o' }
+    for (const s of trainingConfigSchema) if (s.default !== null && !s.required) raw[s.name] = s.default
+    expect(() => resolveConfig(raw, 'defaults')).not.toThrow()
+  })
+})
