@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import { ConfigError, resolveConfig } from '../../../main/services/training/config'
+import { trainingConfigSchema } from '../../../preload/types/trainingSchema'
+import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, parseField } from './trainForm'
+
+const fixed = { model_name_or_path: '/models/tiny', dataset: 'data/pairs.jsonl', output_dir: 'runs/a' }
+
+describe('train form', () => {
+  it('gives every schema key help text, and shows each key for the stages it applies to', () => {
+    for (const spec of trainingConfigSchema) expect(spec.help.trim().length, spec.name).toBeGreaterThan(3)
+    const kto = fieldsFor(methodById('kto')).map((s) => s.name)
+    expect(kto).toContain('kto_chosen_weight')
+    expect(kto).not.toContain('simpo_gamma')
+    expect(fieldsFor(methodById('sft')).map((s) => s.name)).not.toContain('pref_beta')
+    expect(fieldsFor(methodById('simpo')).map((s) => s.name)).toContain('simpo_gamma')
+    // The picker owns stage and pref_loss.
+    for (const m of methods) expect(fieldsFor(m).map((s) => s.name)).not.toContain('stage')
+  })
+
+  it('writes YAML that the training config parser accepts, with the method and preset, for every method', () => {
+    for (const m of methods) {
+      for (const loss of m.losses.length ? m.losses : [null]) {
+        const { config, errors } = buildConfig(m, loss, initialValues(m, fixed))
+        expect(errors, m.id).toEqual({})
+        const yaml = configYaml(config)
+        const resolved = resolveConfig(parse(yaml), 'preview.yaml')
+        expect(resolved.stage).toBe(m.stage)
+        if (m.stage === 'dpo') expect(resolved.pref_loss).toBe(loss)
+        expect(resolved.model_name_or_path).toBe('/models/tiny')
+        expect(resolved.dataset).toEqual(['data/pairs.jsonl'])
+        expect(resolved.learning_rate).toBe(m.preset.learning_rate)
+      }
+    }
+  })
+
+  it('leaves keys at their defaults out of the YAML and writes changed ones', () => {
+    const m = methodById('dpo')
+    const values = { ...initialValues(m, fixed), lora_rank: '16', lora_target: 'q_proj, v_proj', use_rslora: true }
+    const { config } = buildConfig(m, 'ipo', values)
+    const yaml = configYaml(config)
+    expect(yaml).toContain('lora_rank: 16\n')
+    expect(yaml).toContain('lora_target: q_proj,v_proj\n')
+    expect(yaml).toContain('use_rslora: true\n')
+    expect(yaml).toContain('pref_loss: ipo\n')
+    expect(yaml).not.toContain('adam_beta1')
+    expect(yaml.startsWith('model_name_or_path: /models/tiny\n')).toBe(true)
+  })
+
+  it('reports a message per field for bad values', () => {
+    const m = methodById('kto')
+    const values = { ...initialValues(m, fixed), lora_rank: '2.5', learning_rate: 'fast', lora_dropout: '1.5',
+      per_device_train_batch_size: '1', output_dir: '', lora_target: 'q_proj,all' }
+    const { errors } = buildConfig(m, null, values)
+    expect(errors.lora_rank).toBe('must be a whole number')
+    expect(errors.learning_rate).toBe('must be a number')
+    expect(errors.lora_dropout).toBe('must be at most 1')
+    expect(errors.per_device_train_batch_size).toMatch(/at least 2/)
+    expect(errors.output_dir).toBe('required')
+    expect(errors.lora_target).toMatch(/all/)
+  })
+
+  it('agrees with the config parser on which single values are acceptable', () => {
+    const probes = ['0', '-1', '1', '2.5', '1e-8', 'x', '0.5', '3']
+    for (const spec of trainingConfigSchema.filter((s) => s.type === 'int' || s.type === 'float')) {
+      for (const probe of probes) {
+        const ours = parseField(spec, probe).error === undefined
+        // The parser rejects the value itself when its error names this key.
+        let theirs = true
+        try {
+          resolveConfig({ ...fixed, stage: 'dpo', per_device_train_batch_size: 2, [spec.name]: probe }, 'x.yaml')
+        } catch (e) {
+          if (!(e instanceof ConfigError)) throw e
+          theirs = e.key !== spec.name
+        }
+        expect(ours, `${spec.name}=${probe}`).toBe(theirs)
+      }
+    }
+  })
+})

@@ -1,0 +1,170 @@
+// The Train form as data: methods, presets, per-field validation and the YAML that
+// `tunebench train` takes, all derived from the one schema in preload/types/trainingSchema.ts.
+import { stringify } from 'yaml'
+import {
+  LORA_TARGET_MODULES,
+  trainingConfigSchema,
+  type ConfigKeySpec,
+  type PrefLoss,
+  type TrainingStage
+} from '../../../preload/types/trainingSchema'
+
+export type MethodId = 'sft' | 'dpo' | 'kto' | 'orpo' | 'simpo'
+
+export interface Method {
+  id: MethodId
+  label: string
+  stage: TrainingStage
+  /** The pref_loss choices the method offers; the first is the default. */
+  losses: readonly PrefLoss[]
+  summary: string
+  /** Values the method starts from, on top of the schema defaults. */
+  preset: Record<string, string | number | boolean>
+}
+
+// Presets follow the settings the method papers and LLaMA-Factory's examples use for LoRA
+// runs; they are starting points the user can change, not tuned results.
+export const methods: readonly Method[] = [
+  {
+    id: 'sft', label: 'SFT', stage: 'sft', losses: [],
+    summary: 'Supervised fine-tuning on gold answers (messages or prompt/completion).',
+    preset: { learning_rate: 1e-4, num_train_epochs: 3, lr_scheduler_type: 'cosine', warmup_ratio: 0.1 }
+  },
+  {
+    id: 'dpo', label: 'DPO', stage: 'dpo', losses: ['sigmoid', 'hinge', 'ipo', 'sigmoid_norm'],
+    summary: 'Direct preference optimisation on chosen/rejected pairs; the reference is the base model.',
+    preset: { learning_rate: 5e-6, num_train_epochs: 1, pref_beta: 0.1, lr_scheduler_type: 'cosine', warmup_ratio: 0.1 }
+  },
+  {
+    id: 'kto', label: 'KTO', stage: 'kto', losses: [],
+    summary: 'Kahneman–Tversky optimisation on single answers labelled desirable or undesirable.',
+    preset: { learning_rate: 5e-6, num_train_epochs: 1, pref_beta: 0.1, lr_scheduler_type: 'cosine', warmup_ratio: 0.1 }
+  },
+  {
+    id: 'orpo', label: 'ORPO', stage: 'dpo', losses: ['orpo'],
+    summary: 'Odds-ratio preference optimisation: SFT on chosen plus an odds-ratio penalty; no reference model.',
+    preset: { learning_rate: 8e-6, num_train_epochs: 1, pref_beta: 0.1, lr_scheduler_type: 'linear', warmup_ratio: 0.1 }
+  },
+  {
+    id: 'simpo', label: 'SimPO', stage: 'dpo', losses: ['simpo'],
+    summary: 'Simple preference optimisation: length-normalised margin with a target γ; no reference model.',
+    preset: { learning_rate: 1e-6, num_train_epochs: 1, pref_beta: 2.0, simpo_gamma: 0.5, lr_scheduler_type: 'cosine', warmup_ratio: 0.1 }
+  }
+]
+
+export function methodById(id: MethodId): Method {
+  const m = methods.find((x) => x.id === id)
+  if (!m) throw new Error(`unknown method ${id}`)
+  return m
+}
+
+/** Form values: text for everything typed, booleans for check boxes. */
+export type FormValues = Record<string, string | boolean>
+
+/** Keys the method picker sets itself, so the form does not show them. */
+const pickerKeys = new Set(['stage', 'pref_loss'])
+
+/** The schema keys the form shows for a method, in schema order. */
+export function fieldsFor(method: Method): ConfigKeySpec[] {
+  return trainingConfigSchema.filter((s) => !pickerKeys.has(s.name) && (!s.stages || s.stages.includes(method.stage)))
+    .filter((s) => !(s.name === 'simpo_gamma' && method.id !== 'simpo'))
+    .filter((s) => !(s.name === 'dpo_label_smoothing' && method.id !== 'dpo'))
+}
+
+function toFormValue(spec: ConfigKeySpec, value: ConfigKeySpec['default']): string | boolean {
+  if (spec.type === 'bool') return value === true
+  if (value === null) return ''
+  if (Array.isArray(value)) return value.join(',')
+  return String(value)
+}
+
+/** The starting values of a method: schema defaults with the method's preset on top. */
+export function initialValues(method: Method, fixed: Record<string, string> = {}): FormValues {
+  const values: FormValues = {}
+  for (const spec of trainingConfigSchema) {
+    if (pickerKeys.has(spec.name)) continue
+    const preset = method.preset[spec.name]
+    values[spec.name] = preset !== undefined ? toFormValue(spec, preset as ConfigKeySpec['default']) : toFormValue(spec, spec.default)
+  }
+  return { ...values, ...fixed }
+}
+
+/** The typed value of one field, or an error message; undefined = unset (use the default). */
+export function parseField(spec: ConfigKeySpec, raw: string | boolean): { value?: unknown; error?: string } {
+  if (spec.type === 'bool') return { value: raw === true }
+  const text = String(raw).trim()
+  if (text === '') return spec.required ? { error: 'required' } : { value: undefined }
+  switch (spec.type) {
+    case 'string':
+      return { value: text }
+    case 'enum':
+      return spec.choices!.includes(text) ? { value: text } : { error: `must be one of ${spec.choices!.join(', ')}` }
+    case 'int':
+    case 'float': {
+      const n = Number(text)
+      if (!Number.isFinite(n)) return { error: spec.type === 'int' ? 'must be a whole number' : 'must be a number' }
+      if (spec.type === 'int' && !Number.isInteger(n)) return { error: 'must be a whole number' }
+      if (spec.min !== undefined && (spec.exclusiveMin ? n <= spec.min : n < spec.min))
+        return { error: `must be ${spec.exclusiveMin ? 'greater than' : 'at least'} ${spec.min}` }
+      if (spec.max !== undefined && n > spec.max) return { error: `must be at most ${spec.max}` }
+      if (spec.name === 'val_size' && n >= 1 && !Number.isInteger(n))
+        return { error: 'must be a fraction below 1 or a whole number of records' }
+      return { value: n }
+    }
+    case 'list': {
+      const items = text.split(',').map((s) => s.trim())
+      if (items.some((s) => s === '')) return { error: 'empty item in the comma list' }
+      if (spec.name === 'lora_target') {
+        if (items.length > 1 && items.includes('all')) return { error: '"all" cannot be combined with module names' }
+        const bad = items.find((t) => t !== 'all' && !(LORA_TARGET_MODULES as readonly string[]).includes(t))
+        if (bad) return { error: `unknown module "${bad}" (use all or ${LORA_TARGET_MODULES.join(', ')})` }
+      }
+      return { value: items }
+    }
+  }
+}
+
+export interface BuiltConfig {
+  /** Only the keys that differ from the schema defaults (plus the method and required keys). */
+  config: Record<string, unknown>
+  errors: Record<string, string>
+}
+
+function sameAsDefault(spec: ConfigKeySpec, value: unknown): boolean {
+  if (Array.isArray(value) && Array.isArray(spec.default)) return value.join(',') === spec.default.join(',')
+  return value === spec.default
+}
+
+/** Validates the form and builds the config object in schema order. */
+export function buildConfig(method: Method, loss: PrefLoss | null, values: FormValues): BuiltConfig {
+  const config: Record<string, unknown> = {}
+  const errors: Record<string, string> = {}
+  const shown = new Set(fieldsFor(method).map((s) => s.name))
+  for (const spec of trainingConfigSchema) {
+    if (spec.name === 'stage') {
+      config.stage = method.stage
+      continue
+    }
+    if (spec.name === 'pref_loss') {
+      if (method.stage === 'dpo') config.pref_loss = loss ?? method.losses[0]
+      continue
+    }
+    if (!shown.has(spec.name)) continue
+    const { value, error } = parseField(spec, values[spec.name] ?? '')
+    if (error) errors[spec.name] = error
+    else if (value !== undefined && (spec.required || !sameAsDefault(spec, value))) config[spec.name] = value
+  }
+  // Checks across keys, as the config parser makes them, shown next to the field they name.
+  if (method.stage === 'kto' && typeof config.per_device_train_batch_size === 'number' && config.per_device_train_batch_size < 2)
+    errors.per_device_train_batch_size ??= 'KTO needs at least 2 (each record is paired with its neighbour for the KL estimate)'
+  if (config.finetuning_type === 'full' && config.adapter_name_or_path !== undefined)
+    errors.adapter_name_or_path ??= 'cannot load an adapter with finetuning_type full'
+  return { config, errors }
+}
+
+/** The YAML file `tunebench train` takes; lists are written as LLaMA-Factory's comma strings. */
+export function configYaml(config: Record<string, unknown>): string {
+  const flat: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(config)) flat[k] = Array.isArray(v) ? v.join(',') : v
+  return stringify(flat, { lineWidth: 0 })
+}
