@@ -1,0 +1,54 @@
+// Creates every service and the Handlers object that implements the IPC contract. The desktop
+// app (main/index.ts), serve mode (main/serve.ts) and tests all start here; each transport
+// only carries calls to these handlers. Nothing here imports Electron.
+import type { Emit, Handlers } from '../../preload/contract'
+import { createModelHandlers } from './models'
+
+export interface ServiceOptions {
+  /** App data dir (recent models, downloads, ...). */
+  dataDir: string
+  /** Pushes an event to every connected renderer. */
+  emit: Emit
+  /** Hub endpoint for downloads; default HF_ENDPOINT or https://huggingface.co. */
+  hubEndpoint?: string
+  /** Native folder dialog, given by the desktop app only. */
+  pickFolder?: () => Promise<string | null>
+}
+
+export interface Services {
+  handlers: Handlers
+  /** Stops background work (downloads, runs) before the process exits. */
+  close(): Promise<void>
+}
+
+function createEngineHandlers(): Pick<Handlers, 'engine.facts'> {
+  return {
+    // Loaded on first use so the app still starts (and says why) when the addon is not built.
+    'engine.facts': async () => {
+      const native = await import('../../native/index')
+      return native.engineFacts()
+    }
+  }
+}
+
+export function createServices(options: ServiceOptions): Services {
+  const env = process.env
+  const closers: (() => void | Promise<void>)[] = []
+  const onClose = (close: () => void | Promise<void>) => closers.push(close)
+  const handlers: Handlers = {
+    ...createEngineHandlers(),
+    ...createModelHandlers({
+      dataDir: options.dataDir,
+      hubEndpoint: options.hubEndpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co',
+      hubToken: env.HF_TOKEN || undefined,
+      emit: options.emit,
+      pickFolder: options.pickFolder
+    }, onClose)
+  }
+  return {
+    handlers,
+    close: async () => {
+      await Promise.allSettled(closers.map((close) => close()))
+    }
+  }
+}

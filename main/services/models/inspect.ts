@@ -1,0 +1,213 @@
+// Validates a local Hugging Face model folder and reads its facts. Every failure names the file
+// and, where it applies, the field or tensor that is wrong, because the user has to fix it by hand.
+import { readFile, stat } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
+import type { ModelFacts } from '../../../preload/types/models'
+import { readSafetensorsHeader, type TensorEntry } from './safetensors'
+
+/** Architectures the native engine implements (config.json `architectures[0]`). */
+export const supportedArchitectures = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM'] as const
+
+export class ModelFolderError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ModelFolderError'
+  }
+}
+
+const torchDtypeOf: Record<string, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32', F64: 'float64' }
+
+export async function inspectModelFolder(dirInput: string): Promise<ModelFacts> {
+  if (typeof dirInput !== 'string' || dirInput.trim() === '') throw new ModelFolderError('No folder given: enter the path of a model folder')
+  const dir = resolve(dirInput.trim())
+  const dirStat = await stat(dir).catch(() => null)
+  if (!dirStat) throw new ModelFolderError(`Folder not found: ${dir}`)
+  if (!dirStat.isDirectory()) throw new ModelFolderError(`Not a folder: ${dir}`)
+
+  const config = await readJsonObject(dir, 'config.json')
+  const architecture = readArchitecture(config)
+  const field = (name: string, fallback?: number): number => positiveInt(config, name, fallback)
+  const layers = field('num_hidden_layers')
+  const hidden = field('hidden_size')
+  const intermediate = field('intermediate_size')
+  const heads = field('num_attention_heads')
+  const kvHeads = field('num_key_value_heads', heads)
+  const vocab = field('vocab_size')
+  if (heads % kvHeads !== 0) {
+    throw new ModelFolderError(`config.json: num_attention_heads (${heads}) is not a multiple of num_key_value_heads (${kvHeads})`)
+  }
+  if (config.head_dim === undefined && hidden % heads !== 0) {
+    throw new ModelFolderError(`config.json: hidden_size (${hidden}) is not divisible by num_attention_heads (${heads}) and head_dim is not given`)
+  }
+  const headDim = field('head_dim', hidden / heads)
+  const tiedEmbeddings = config.tie_word_embeddings === undefined ? false : config.tie_word_embeddings === true
+
+  const weights = await readWeights(dir)
+  const embed = weights.tensors.get('model.embed_tokens.weight')
+  if (!embed) throw new ModelFolderError(`${weights.source}: no tensor 'model.embed_tokens.weight' (is this a ${architecture} checkpoint?)`)
+  if (embed.shape.length !== 2 || embed.shape[0] !== vocab || embed.shape[1] !== hidden) {
+    throw new ModelFolderError(
+      `${weights.source}: 'model.embed_tokens.weight' has shape ${JSON.stringify(embed.shape)} but config.json says vocab_size=${vocab}, hidden_size=${hidden}`
+    )
+  }
+  const lastLayer = `model.layers.${layers - 1}.self_attn.q_proj.weight`
+  if (!weights.tensors.has(lastLayer)) {
+    throw new ModelFolderError(`${weights.source}: no tensor '${lastLayer}' although config.json says num_hidden_layers=${layers}`)
+  }
+  if (!tiedEmbeddings && !weights.tensors.has('lm_head.weight')) {
+    throw new ModelFolderError(`${weights.source}: no tensor 'lm_head.weight' and config.json does not set tie_word_embeddings`)
+  }
+
+  let parameters = 0
+  let weightBytes = 0
+  const dtypeCounts = new Map<string, number>()
+  for (const tensor of weights.tensors.values()) {
+    const count = tensor.shape.reduce((a, b) => a * b, 1)
+    parameters += count
+    weightBytes += tensor.dataOffsets[1] - tensor.dataOffsets[0]
+    dtypeCounts.set(tensor.dtype, (dtypeCounts.get(tensor.dtype) ?? 0) + count)
+  }
+  const tensorDtypes = [...dtypeCounts.keys()].sort()
+  const commonDtype = [...dtypeCounts.entries()].sort((a, b) => b[1] - a[1])[0]![0]
+  const configDtype = config.torch_dtype ?? config.dtype
+  const dtype = typeof configDtype === 'string' ? configDtype : (torchDtypeOf[commonDtype] ?? commonDtype.toLowerCase())
+
+  await readTokenizer(dir)
+  const tokenizerConfig = await readJsonObject(dir, 'tokenizer_config.json')
+  const template = tokenizerConfig.chat_template
+  const chatTemplate =
+    (typeof template === 'string' && template.length > 0) ||
+    (Array.isArray(template) && template.length > 0) ||
+    (await exists(join(dir, 'chat_template.jinja')))
+
+  return {
+    dir,
+    name: basename(dir),
+    architecture,
+    modelType: typeof config.model_type === 'string' ? config.model_type : '',
+    layers,
+    hidden,
+    intermediate,
+    heads,
+    kvHeads,
+    headDim,
+    vocab,
+    dtype,
+    tensorDtypes,
+    parameters,
+    tensorCount: weights.tensors.size,
+    shards: weights.shards,
+    weightBytes,
+    tiedEmbeddings,
+    chatTemplate
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null)) !== null
+}
+
+async function readJsonObject(dir: string, file: string): Promise<Record<string, unknown>> {
+  const path = join(dir, file)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ModelFolderError(`${file} is missing in ${dir}`)
+    throw new ModelFolderError(`${file}: cannot read (${(err as Error).message})`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new ModelFolderError(`${file}: not valid JSON (${(err as Error).message})`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ModelFolderError(`${file}: expected a JSON object at the top level`)
+  }
+  return value as Record<string, unknown>
+}
+
+function readArchitecture(config: Record<string, unknown>): string {
+  const list = config.architectures
+  if (!Array.isArray(list) || typeof list[0] !== 'string') {
+    throw new ModelFolderError('config.json: field "architectures" is missing or not a list of names')
+  }
+  const architecture = list[0]
+  if (!(supportedArchitectures as readonly string[]).includes(architecture)) {
+    throw new ModelFolderError(
+      `config.json: architecture "${architecture}" is not supported (supported: ${supportedArchitectures.join(', ')})`
+    )
+  }
+  return architecture
+}
+
+function positiveInt(config: Record<string, unknown>, name: string, fallback?: number): number {
+  const value = config[name] ?? fallback
+  if (value === undefined || value === null) throw new ModelFolderError(`config.json: field "${name}" is missing`)
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new ModelFolderError(`config.json: field "${name}" must be a positive integer, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+interface Weights {
+  tensors: Map<string, TensorEntry>
+  shards: number
+  /** The file named in messages about tensors. */
+  source: string
+}
+
+async function readWeights(dir: string): Promise<Weights> {
+  const single = join(dir, 'model.safetensors')
+  if (await exists(single)) {
+    const header = await readSafetensorsHeader(single).catch(rethrowAsFolderError)
+    return { tensors: header.tensors, shards: 1, source: 'model.safetensors' }
+  }
+  if (await exists(join(dir, 'model.safetensors.index.json'))) return readShardedWeights(dir)
+  const hasBin = (await exists(join(dir, 'pytorch_model.bin'))) || (await exists(join(dir, 'pytorch_model.bin.index.json')))
+  throw new ModelFolderError(
+    hasBin
+      ? `${dir} has PyTorch .bin weights only; Tunebench reads safetensors (convert with transformers: save_pretrained(..., safe_serialization=True))`
+      : `No weights in ${dir}: expected model.safetensors or model.safetensors.index.json`
+  )
+}
+
+async function readShardedWeights(dir: string): Promise<Weights> {
+  const indexFile = 'model.safetensors.index.json'
+  const index = await readJsonObject(dir, indexFile)
+  const weightMap = index.weight_map
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new ModelFolderError(`${indexFile}: field "weight_map" is missing or not an object`)
+  }
+  const byShard = new Map<string, string[]>()
+  for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+      throw new ModelFolderError(`${indexFile}: weight_map["${tensor}"] must be a file name in the folder, got ${JSON.stringify(shard)}`)
+    }
+    byShard.set(shard, [...(byShard.get(shard) ?? []), tensor])
+  }
+  if (byShard.size === 0) throw new ModelFolderError(`${indexFile}: weight_map is empty`)
+  const tensors = new Map<string, TensorEntry>()
+  for (const [shard, names] of byShard) {
+    if (!(await exists(join(dir, shard)))) throw new ModelFolderError(`${indexFile} lists shard ${shard}, which is missing in ${dir}`)
+    const header = await readSafetensorsHeader(join(dir, shard)).catch(rethrowAsFolderError)
+    for (const name of names) {
+      const entry = header.tensors.get(name)
+      if (!entry) throw new ModelFolderError(`${indexFile} maps tensor '${name}' to ${shard}, but ${shard} has no such tensor`)
+      tensors.set(name, entry)
+    }
+  }
+  return { tensors, shards: byShard.size, source: indexFile }
+}
+
+function rethrowAsFolderError(err: unknown): never {
+  throw new ModelFolderError((err as Error).message)
+}
+
+async function readTokenizer(dir: string): Promise<void> {
+  const tokenizer = await readJsonObject(dir, 'tokenizer.json')
+  const model = tokenizer.model as { type?: unknown; vocab?: unknown } | undefined
+  if (typeof model !== 'object' || model === null) throw new ModelFolderError('tokenizer.json: field "model" is missing')
+  if (model.vocab === undefined) throw new ModelFolderError('tokenizer.json: field "model.vocab" is missing')
+}

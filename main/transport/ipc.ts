@@ -1,0 +1,17 @@
+// Binds the contract's invoke channels to Electron's ipcMain. Only the app's own window, showing
+// the app's own page, may call; anything else (a stray frame, a navigated-away page) is refused.
+import type { IpcMain, IpcMainInvokeEvent } from 'electron'
+import { invokeChannels, type Handlers } from '../../preload/contract'
+import { invokeHandler, type InvokeOutcome } from './invoke'
+
+export function bindIpc(ipcMain: IpcMain, handlers: Handlers, isTrustedSender: (event: IpcMainInvokeEvent) => boolean): () => void {
+  for (const channel of invokeChannels) {
+    ipcMain.handle(channel, async (event, ...args: unknown[]): Promise<InvokeOutcome> => {
+      if (!isTrustedSender(event)) {
+        return { ok: false, error: { name: 'SecurityError', message: `${channel}: refused, the call did not come from the Tunebench window` } }
+      }
+      return invokeHandler(handlers, channel, args)
+    })
+  }
+  return () => invokeChannels.forEach((channel) => ipcMain.removeHandler(channel))
+}

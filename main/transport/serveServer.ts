@@ -1,0 +1,203 @@
+// serve mode's server: the built renderer over HTTP plus the IPC contract over a WebSocket, on
+// one port. Access needs the random token of this run (query `?token=` or the cookie set on the
+// first good request); a browser page from any other origin is refused, so a web page the user
+// visits cannot drive the workbench through their browser.
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { extname, join, normalize, resolve, sep } from 'node:path'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { Emit, Handlers } from '../../preload/contract'
+import { bridgeProtocolError, type BridgeEvent, type BridgeRequest, type BridgeResponse } from '../../preload/types/bridge'
+import { invokeHandler } from './invoke'
+
+export interface ServeOptions {
+  host: string
+  /** 0 picks a free port. */
+  port: number
+  /** The built renderer (out/renderer). */
+  rendererDir: string
+  /** Given the emit function of this server, returns the handlers it serves. */
+  createHandlers: (emit: Emit) => Handlers
+  /** Fixed token (tests); random otherwise. */
+  token?: string
+}
+
+export interface ServeServer {
+  url: string
+  origin: string
+  token: string
+  port: number
+  emit: Emit
+  close(): Promise<void>
+}
+
+const contentTypes: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.map': 'application/json; charset=utf-8'
+}
+
+const loopbackHosts = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
+
+export async function startServeServer(options: ServeOptions): Promise<ServeServer> {
+  const token = options.token ?? randomBytes(24).toString('base64url')
+  const rendererDir = resolve(options.rendererDir)
+  const sockets = new Set<WebSocket>()
+  const emit: Emit = (channel, payload) => {
+    const frame = JSON.stringify({ event: channel, payload } satisfies BridgeEvent)
+    for (const socket of sockets) if (socket.readyState === socket.OPEN) socket.send(frame)
+  }
+  const handlers = options.createHandlers(emit)
+
+  const server: Server = createServer()
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject)
+      resolveListen()
+    })
+  })
+  const port = (server.address() as AddressInfo).port
+  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host
+  const origin = `http://${urlHost}:${port}`
+  const cookieName = `tunebench_token_${port}`
+
+  const hasToken = (req: IncomingMessage): boolean => {
+    const url = new URL(req.url ?? '/', origin)
+    const given = url.searchParams.get('token') ?? readCookie(req.headers.cookie, cookieName)
+    return given !== null && sameSecret(given, token)
+  }
+
+  // A loopback server answers only to loopback host names, which defeats DNS rebinding; a
+  // server bound to another interface is reached by names we cannot know, the token guards it.
+  const hostAllowed = (req: IncomingMessage): boolean => {
+    const host = req.headers.host
+    if (!host) return false
+    if (!loopbackHosts.has(options.host)) return true
+    const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!
+    return loopbackHosts.has(name)
+  }
+
+  // Browsers send Origin on WebSocket upgrades and on cross-origin fetches; it must be this
+  // server's own origin (as the browser reached it).
+  const originAllowed = (req: IncomingMessage): boolean => {
+    const given = req.headers.origin
+    if (given === undefined) return true
+    return given === `http://${req.headers.host}`
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!hostAllowed(req) || !originAllowed(req)) return refuse(res, 'Forbidden: wrong Host or Origin')
+    if (!hasToken(req)) return refuse(res, 'Forbidden: open the URL with the access token that `tunebench serve` printed')
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end()
+      return
+    }
+    void serveFile(req, res)
+  })
+
+  const serveFile = async (req: IncomingMessage, res: ServerResponse) => {
+    let pathname: string
+    try {
+      pathname = decodeURIComponent(new URL(req.url ?? '/', origin).pathname)
+    } catch {
+      res.writeHead(400).end()
+      return
+    }
+    const relative = pathname === '/' ? 'index.html' : normalize(pathname).replace(/^[/\\]+/, '')
+    const file = join(rendererDir, relative)
+    if (!file.startsWith(rendererDir + sep)) return refuse(res, 'Forbidden')
+    const info = await stat(file).catch(() => null)
+    if (!info?.isFile()) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end(
+        relative === 'index.html' ? `The renderer is not built (${file} is missing): run npm run build` : 'Not found'
+      )
+      return
+    }
+    res.writeHead(200, {
+      'Content-Type': contentTypes[extname(file)] ?? 'application/octet-stream',
+      'Content-Length': info.size,
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+      // The page's own CSP (a meta tag) applies too; frame-ancestors only works as a header.
+      'Content-Security-Policy': "frame-ancestors 'none'",
+      // Lets assets (which carry no ?token=) and reloads through after the first visit.
+      'Set-Cookie': `${cookieName}=${token}; Path=/; HttpOnly; SameSite=Strict`
+    })
+    if (req.method === 'HEAD') return void res.end()
+    createReadStream(file).pipe(res)
+  }
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 * 1024 })
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = new URL(req.url ?? '/', origin).pathname
+    if (path !== '/ws' || !hostAllowed(req) || req.headers.origin === undefined || !originAllowed(req) || !hasToken(req)) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      return
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      sockets.add(ws)
+      ws.on('close', () => sockets.delete(ws))
+      ws.on('message', (data, isBinary) => {
+        let request: BridgeRequest
+        try {
+          if (isBinary) throw new Error('binary frame')
+          request = JSON.parse(data.toString()) as BridgeRequest
+          if (!Number.isSafeInteger(request.id)) throw new Error('missing id')
+        } catch {
+          ws.close(bridgeProtocolError, 'Expected JSON {id, channel, args}')
+          return
+        }
+        void invokeHandler(handlers, request.channel, request.args).then((outcome) => {
+          if (ws.readyState !== ws.OPEN) return
+          ws.send(JSON.stringify({ id: request.id, ...outcome } as BridgeResponse))
+        })
+      })
+    })
+  })
+
+  return {
+    url: `${origin}/?token=${token}`,
+    origin,
+    token,
+    port,
+    emit,
+    close: async () => {
+      for (const socket of sockets) socket.close(1001, 'server shutting down')
+      wss.close()
+      server.closeAllConnections()
+      await new Promise<void>((done) => server.close(() => done()))
+    }
+  }
+}
+
+function refuse(res: ServerResponse, message: string): void {
+  res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8' }).end(message + '\n')
+}
+
+function readCookie(header: string | undefined, name: string): string | null {
+  if (!header) return null
+  for (const part of header.split(';')) {
+    const [key, ...value] = part.trim().split('=')
+    if (key === name) return value.join('=')
+  }
+  return null
+}
+
+function sameSecret(given: string, token: string): boolean {
+  const a = Buffer.from(given)
+  const b = Buffer.from(token)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
