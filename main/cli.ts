@@ -4,6 +4,7 @@ type Command = (argv: string[]) => Promise<number>
 
 const commands: Record<string, () => Promise<{ run: Command }>> = {
   // Each entry loads its module lazily so `tunebench data ...` never loads the engine.
+  data: () => import('./cli/data'),
 }
 
 const usage = `usage: tunebench <command> [options]

@@ -1,0 +1,405 @@
+// Recognises the dataset formats of the ecosystem and turns each row into a store record.
+// Formats: TRL (preference, unpaired, prompt-completion, messages; plain or conversational),
+// LLaMA-Factory alpaca and sharegpt (with ranking and kto_tag, from/value or role/content tags),
+// and OpenAI chat (messages) and preference fine-tuning (input/preferred_output/non_preferred_output).
+// The mapping names, for each field a format uses, the column it is read from; the user may change it.
+import { basename } from 'node:path'
+import { DataError } from './errors'
+import { checkMessages, checkString, checkText, extractPrompt, type Message, type Text } from './formats'
+import { readRows, sniffKind, type SourceKind } from './sources'
+import type { DataFormatId, FieldMapping, RecordInput } from '../../../preload/types/data'
+
+export interface FormatSpec {
+  id: DataFormatId
+  label: string
+  /** Fields in the order the preview shows them; `required` ones must be mapped. */
+  fields: { name: string; required: boolean; defaults: string[] }[]
+}
+
+export const FORMATS: FormatSpec[] = [
+  {
+    id: 'trl-preference',
+    label: 'TRL preference (prompt / chosen / rejected)',
+    fields: [
+      { name: 'prompt', required: false, defaults: ['prompt'] },
+      { name: 'chosen', required: true, defaults: ['chosen'] },
+      { name: 'rejected', required: true, defaults: ['rejected'] }
+    ]
+  },
+  {
+    id: 'trl-unpaired',
+    label: 'TRL unpaired preference, KTO (prompt / completion / label)',
+    fields: [
+      { name: 'prompt', required: true, defaults: ['prompt'] },
+      { name: 'completion', required: true, defaults: ['completion'] },
+      { name: 'label', required: true, defaults: ['label'] }
+    ]
+  },
+  {
+    id: 'trl-prompt-completion',
+    label: 'TRL prompt-completion (prompt / completion)',
+    fields: [
+      { name: 'prompt', required: true, defaults: ['prompt'] },
+      { name: 'completion', required: true, defaults: ['completion'] }
+    ]
+  },
+  {
+    id: 'trl-messages',
+    label: 'TRL / OpenAI chat messages',
+    fields: [{ name: 'messages', required: true, defaults: ['messages'] }]
+  },
+  {
+    id: 'alpaca',
+    label: 'LLaMA-Factory alpaca (instruction / input / output)',
+    fields: [
+      { name: 'prompt', required: true, defaults: ['instruction'] },
+      { name: 'query', required: false, defaults: ['input'] },
+      { name: 'response', required: false, defaults: ['output'] },
+      { name: 'system', required: false, defaults: ['system'] },
+      { name: 'history', required: false, defaults: ['history'] },
+      { name: 'chosen', required: false, defaults: ['chosen'] },
+      { name: 'rejected', required: false, defaults: ['rejected'] },
+      { name: 'kto_tag', required: false, defaults: ['kto_tag', 'label'] }
+    ]
+  },
+  {
+    id: 'sharegpt',
+    label: 'LLaMA-Factory sharegpt (conversations)',
+    fields: [
+      { name: 'messages', required: true, defaults: ['conversations', 'messages'] },
+      { name: 'system', required: false, defaults: ['system'] },
+      { name: 'chosen', required: false, defaults: ['chosen'] },
+      { name: 'rejected', required: false, defaults: ['rejected'] },
+      { name: 'kto_tag', required: false, defaults: ['kto_tag', 'label'] }
+    ]
+  },
+  {
+    id: 'openai-preference',
+    label: 'OpenAI preference fine-tuning (input / preferred_output / non_preferred_output)',
+    fields: [
+      { name: 'input', required: true, defaults: ['input'] },
+      { name: 'preferred_output', required: true, defaults: ['preferred_output'] },
+      { name: 'non_preferred_output', required: true, defaults: ['non_preferred_output'] }
+    ]
+  }
+]
+
+export function formatSpec(id: DataFormatId): FormatSpec {
+  const spec = FORMATS.find((f) => f.id === id)
+  if (!spec) throw new DataError(`unknown format '${id}' (known: ${FORMATS.map((f) => f.id).join(', ')})`)
+  return spec
+}
+
+/** Picks the format from the column names (the union over the first records). */
+export function detectFormat(columns: string[], sample: Record<string, unknown>[]): DataFormatId | null {
+  const has = (k: string): boolean => columns.includes(k)
+  if (has('preferred_output') && has('non_preferred_output')) return 'openai-preference'
+  if (has('conversations')) return 'sharegpt'
+  if (has('instruction')) return 'alpaca'
+  if (has('messages')) {
+    // sharegpt with OpenAI tags keeps chosen/rejected as single message objects, or a kto_tag.
+    const objChosen = sample.some((r) => r.chosen && typeof r.chosen === 'object' && !Array.isArray(r.chosen))
+    if (objChosen || has('kto_tag')) return 'sharegpt'
+    if (!has('chosen')) return 'trl-messages'
+  }
+  if (has('chosen') && has('rejected')) return 'trl-preference'
+  if (has('completion') && (has('label') || has('kto_tag'))) return 'trl-unpaired'
+  if (has('prompt') && has('completion')) return 'trl-prompt-completion'
+  return null
+}
+
+export function defaultMapping(format: DataFormatId, columns: string[]): FieldMapping {
+  const mapping: FieldMapping = {}
+  for (const f of formatSpec(format).fields) {
+    const col = f.defaults.find((d) => columns.includes(d))
+    if (col) mapping[f.name] = col
+  }
+  return mapping
+}
+
+export function checkMapping(format: DataFormatId, mapping: FieldMapping, file?: string): void {
+  const spec = formatSpec(format)
+  for (const key of Object.keys(mapping)) {
+    if (!spec.fields.some((f) => f.name === key))
+      throw new DataError(`mapping names unknown field '${key}' for format ${format} (fields: ${spec.fields.map((f) => f.name).join(', ')})`, { file })
+  }
+  for (const f of spec.fields) {
+    if (f.required && !mapping[f.name]) throw new DataError(`format ${format} needs a column for '${f.name}'`, { file })
+  }
+}
+
+// --- conversion -----------------------------------------------------------------------------
+
+type Getter = (field: string) => { value: unknown; column: string } | undefined
+
+function splitSystem(messages: Message[]): { system: string | null; rest: Message[] } {
+  if (messages.length && messages[0].role === 'system') return { system: messages[0].content, rest: messages.slice(1) }
+  return { system: null, rest: messages }
+}
+
+/** A completion is a string or exactly one assistant message; the store keeps its text. */
+function completionText(t: Text, column: string): string {
+  if (typeof t === 'string') return t
+  if (t.length !== 1 || t[0].role !== 'assistant')
+    throw new DataError(`expected a single assistant message, got ${t.length} message(s)${t.length ? ` starting with role '${t[0].role}'` : ''}`, { field: column })
+  return t[0].content
+}
+
+function promptOf(t: Text, column: string): { prompt: Text; system: string | null } {
+  if (typeof t === 'string') return { prompt: t, system: null }
+  const { system, rest } = splitSystem(t)
+  if (!rest.length) throw new DataError('the prompt has no user message', { field: column })
+  return { prompt: rest, system }
+}
+
+function required(get: Getter, field: string): { value: unknown; column: string } {
+  const g = get(field)
+  if (!g || g.value === undefined || g.value === null) throw new DataError('missing', { field: g?.column ?? field })
+  return g
+}
+
+function asBool(v: unknown, column: string): boolean {
+  if (typeof v === 'boolean') return v
+  throw new DataError(`expected true or false, got ${JSON.stringify(v)}`, { field: column })
+}
+
+const LF_ROLE: Record<string, string> = {
+  human: 'user',
+  user: 'user',
+  gpt: 'assistant',
+  assistant: 'assistant',
+  system: 'system',
+  observation: 'tool',
+  tool: 'tool',
+  function_call: 'function_call'
+}
+
+/** sharegpt messages with from/value or role/content tags become {role, content}. */
+function sharegptMessages(v: unknown, column: string): Message[] {
+  if (!Array.isArray(v)) throw new DataError(`expected a list of messages, got ${v === null ? 'null' : typeof v}`, { field: column })
+  return v.map((m, i) => sharegptMessage(m, `${column}[${i}]`))
+}
+
+function sharegptMessage(m: unknown, field: string): Message {
+  if (!m || typeof m !== 'object' || Array.isArray(m)) throw new DataError('expected a message object', { field })
+  const o = m as Record<string, unknown>
+  const roleKey = 'from' in o ? 'from' : 'role'
+  const contentKey = 'value' in o ? 'value' : 'content'
+  const raw = o[roleKey]
+  if (typeof raw !== 'string') throw new DataError(`expected a '${roleKey}' string`, { field: `${field}.${roleKey}` })
+  const role = LF_ROLE[raw]
+  if (!role) throw new DataError(`unknown role '${raw}' (expected one of ${Object.keys(LF_ROLE).join(', ')})`, { field: `${field}.${roleKey}` })
+  return { role, content: checkString(o[contentKey] ?? '', `${field}.${contentKey}`) }
+}
+
+function convert(format: DataFormatId, get: Getter): RecordInput {
+  switch (format) {
+    case 'trl-preference': {
+      const c = required(get, 'chosen')
+      const r = required(get, 'rejected')
+      let chosen = checkText(c.value, c.column)
+      let rejected = checkText(r.value, r.column)
+      if (typeof chosen === 'string' !== (typeof rejected === 'string'))
+        throw new DataError('chosen and rejected must both be strings or both be message lists', { field: r.column })
+      const p = get('prompt')
+      let prompt: Text
+      if (p && p.value !== undefined) {
+        prompt = checkText(p.value, p.column)
+        if (typeof prompt === 'string' !== (typeof chosen === 'string'))
+          throw new DataError('prompt and chosen must both be strings or both be message lists', { field: c.column })
+      } else ({ prompt, chosen, rejected } = extractPrompt(chosen, rejected))
+      const { prompt: pr, system } = promptOf(prompt, p?.column ?? 'prompt')
+      return {
+        prompt: pr,
+        system,
+        candidates: [{ content: completionText(chosen, c.column) }, { content: completionText(rejected, r.column) }],
+        pair: { chosen: 0, rejected: 1 }
+      }
+    }
+    case 'trl-unpaired': {
+      const p = required(get, 'prompt')
+      const c = required(get, 'completion')
+      const l = required(get, 'label')
+      const { prompt, system } = promptOf(checkText(p.value, p.column), p.column)
+      return { prompt, system, candidates: [{ content: completionText(checkText(c.value, c.column), c.column), kto: asBool(l.value, l.column) }] }
+    }
+    case 'trl-prompt-completion': {
+      const p = required(get, 'prompt')
+      const c = required(get, 'completion')
+      const { prompt, system } = promptOf(checkText(p.value, p.column), p.column)
+      return { prompt, system, candidates: [], gold: completionText(checkText(c.value, c.column), c.column) }
+    }
+    case 'trl-messages': {
+      const m = required(get, 'messages')
+      return fromConversation(checkMessages(m.value, m.column), m.column, null)
+    }
+    case 'alpaca': {
+      const p = required(get, 'prompt')
+      const instruction = checkString(p.value, p.column)
+      const q = get('query')
+      const query = q && q.value != null ? checkString(q.value, q.column) : ''
+      const text = query ? `${instruction}\n${query}` : instruction
+      const s = get('system')
+      const system = s && s.value != null && s.value !== '' ? checkString(s.value, s.column) : null
+      const h = get('history')
+      let prompt: Text = text
+      if (h && h.value != null && !(Array.isArray(h.value) && h.value.length === 0)) {
+        if (!Array.isArray(h.value)) throw new DataError('expected a list of [query, response] pairs', { field: h.column })
+        const msgs: Message[] = []
+        h.value.forEach((turn, i) => {
+          if (!Array.isArray(turn) || turn.length !== 2) throw new DataError('expected a [query, response] pair', { field: `${h.column}[${i}]` })
+          msgs.push({ role: 'user', content: checkString(turn[0], `${h.column}[${i}][0]`) })
+          msgs.push({ role: 'assistant', content: checkString(turn[1], `${h.column}[${i}][1]`) })
+        })
+        prompt = [...msgs, { role: 'user', content: text }]
+      }
+      const c = get('chosen')
+      const r = get('rejected')
+      const o = get('response')
+      const k = get('kto_tag')
+      if (c && c.value != null) {
+        const rr = required(get, 'rejected')
+        return {
+          prompt,
+          system,
+          candidates: [{ content: checkString(c.value, c.column) }, { content: checkString(rr.value, rr.column) }],
+          pair: { chosen: 0, rejected: 1 }
+        }
+      }
+      if (r && r.value != null) throw new DataError('missing', { field: c?.column ?? 'chosen' })
+      const out = required(get, 'response')
+      if (Array.isArray(out.value)) {
+        // Older LLaMA-Factory ranking files: output = [chosen, rejected].
+        if (out.value.length !== 2) throw new DataError('a ranking output must be [chosen, rejected]', { field: out.column })
+        return {
+          prompt,
+          system,
+          candidates: [{ content: checkString(out.value[0], `${out.column}[0]`) }, { content: checkString(out.value[1], `${out.column}[1]`) }],
+          pair: { chosen: 0, rejected: 1 }
+        }
+      }
+      const response = checkString(out.value, o?.column ?? 'output')
+      if (k && k.value != null) return { prompt, system, candidates: [{ content: response, kto: asBool(k.value, k.column) }] }
+      return { prompt, system, candidates: [], gold: response }
+    }
+    case 'sharegpt': {
+      const m = required(get, 'messages')
+      const messages = sharegptMessages(m.value, m.column)
+      const s = get('system')
+      let system = s && s.value != null && s.value !== '' ? checkString(s.value, s.column) : null
+      const c = get('chosen')
+      const k = get('kto_tag')
+      if (c && c.value != null) {
+        const r = required(get, 'rejected')
+        const split = splitSystem(messages)
+        if (split.system !== null) system = split.system
+        if (!split.rest.length || split.rest[split.rest.length - 1].role !== 'user')
+          throw new DataError('a ranking conversation must end with a user turn', { field: m.column })
+        const chosen = sharegptMessage(c.value, c.column)
+        const rejected = sharegptMessage(r.value, r.column)
+        for (const [msg, col] of [[chosen, c.column], [rejected, r.column]] as const)
+          if (msg.role !== 'assistant') throw new DataError(`expected an assistant message, got role '${msg.role}'`, { field: col })
+        return { prompt: split.rest, system, candidates: [{ content: chosen.content }, { content: rejected.content }], pair: { chosen: 0, rejected: 1 } }
+      }
+      const rec = fromConversation(messages, m.column, system)
+      if (k && k.value != null) return { prompt: rec.prompt, system: rec.system, candidates: [{ content: rec.gold as string, kto: asBool(k.value, k.column) }] }
+      return rec
+    }
+    case 'openai-preference': {
+      const i = required(get, 'input')
+      const inp = i.value as { messages?: unknown }
+      if (!inp || typeof inp !== 'object' || Array.isArray(inp)) throw new DataError('expected an object {messages: [...]}', { field: i.column })
+      const { prompt, system } = promptOf(checkMessages(inp.messages, `${i.column}.messages`), `${i.column}.messages`)
+      const c = required(get, 'preferred_output')
+      const r = required(get, 'non_preferred_output')
+      return {
+        prompt,
+        system,
+        candidates: [
+          { content: completionText(checkMessages(c.value, c.column), c.column) },
+          { content: completionText(checkMessages(r.value, r.column), r.column) }
+        ],
+        pair: { chosen: 0, rejected: 1 }
+      }
+    }
+  }
+}
+
+/** A whole conversation for SFT: the last assistant turn is the gold answer, the rest the prompt. */
+function fromConversation(messages: Message[], column: string, system: string | null): RecordInput {
+  const split = splitSystem(messages)
+  const last = split.rest[split.rest.length - 1]
+  if (!last || last.role !== 'assistant') throw new DataError('the conversation must end with an assistant turn', { field: column })
+  const prompt = split.rest.slice(0, -1)
+  if (!prompt.length) throw new DataError('the conversation has no user turn before the answer', { field: column })
+  return { prompt, system: split.system ?? system, candidates: [], gold: last.content }
+}
+
+export interface ImportedRow {
+  record: RecordInput
+  index: number
+  kind: SourceKind
+  bytesRead: number
+}
+
+export interface ReadOptions {
+  format?: DataFormatId
+  mapping?: FieldMapping
+}
+
+/** Detects (or takes) the format and mapping of a file from its first records. */
+export async function inspectFile(
+  file: string,
+  sampleSize = 20
+): Promise<{ kind: SourceKind; columns: string[]; sample: Record<string, unknown>[]; format: DataFormatId | null }> {
+  const kind = await sniffKind(file)
+  const sample: Record<string, unknown>[] = []
+  const columns: string[] = []
+  for await (const row of readRows(file, kind)) {
+    if (!row.value || typeof row.value !== 'object' || Array.isArray(row.value))
+      throw new DataError('expected a JSON object', where(file, row.kind, row.index))
+    const obj = row.value as Record<string, unknown>
+    sample.push(obj)
+    for (const k of Object.keys(obj)) if (!columns.includes(k)) columns.push(k)
+    if (sample.length >= sampleSize) break
+  }
+  if (!sample.length) throw new DataError('the file holds no records', { file })
+  return { kind, columns, sample, format: detectFormat(columns, sample) }
+}
+
+export function where(file: string, kind: SourceKind, index: number): { file: string; line?: number; row?: number } {
+  return kind === 'jsonl' ? { file, line: index } : { file, row: index }
+}
+
+export function convertRow(value: unknown, format: DataFormatId, mapping: FieldMapping): RecordInput {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new DataError('expected a JSON object')
+  const obj = value as Record<string, unknown>
+  const get: Getter = (field) => {
+    const column = mapping[field]
+    return column ? { value: obj[column], column } : undefined
+  }
+  return convert(format, get)
+}
+
+/** Streams a file as store records, with the format and mapping resolved first. */
+export async function* readRecords(file: string, opts: ReadOptions = {}): AsyncGenerator<ImportedRow> {
+  const info = await inspectFile(file, 20)
+  const format = opts.format ?? info.format
+  if (!format)
+    throw new DataError(`cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`, { file })
+  const mapping = opts.mapping ?? defaultMapping(format, info.columns)
+  checkMapping(format, mapping, file)
+  const source = basename(file)
+  for await (const row of readRows(file, info.kind)) {
+    let record: RecordInput
+    try {
+      record = convertRow(row.value, format, mapping)
+    } catch (e) {
+      if (e instanceof DataError) throw e.at(where(file, row.kind, row.index))
+      throw e
+    }
+    record.source = source
+    record.sourceIndex = row.index
+    yield { record, index: row.index, kind: row.kind, bytesRead: row.bytesRead }
+  }
+}

@@ -1,0 +1,67 @@
+// Import preview and `data check`: what the file looks like, how it will be read, and the
+// first problem a full pass finds.
+import { DataError } from './errors'
+import { FORMATS, checkMapping, convertRow, defaultMapping, inspectFile, readRecords, where } from './importers'
+import { readRows } from './sources'
+import type { DataFormatId, FieldMapping, ImportPreview, RecordInput } from '../../../preload/types/data'
+
+export async function previewImport(file: string, opts: { format?: DataFormatId; mapping?: FieldMapping } = {}): Promise<ImportPreview> {
+  const info = await inspectFile(file, 5)
+  const format = opts.format ?? info.format
+  const mapping = opts.mapping ?? (format ? defaultMapping(format, info.columns) : {})
+  const sampleRecords: RecordInput[] = []
+  let problem: string | null = null
+  if (format) {
+    try {
+      checkMapping(format, mapping, file)
+      info.sample.forEach((row, i) => {
+        try {
+          sampleRecords.push(convertRow(row, format, mapping))
+        } catch (e) {
+          throw e instanceof DataError ? e.at(where(file, info.kind, i + 1)) : e
+        }
+      })
+    } catch (e) {
+      problem = (e as Error).message
+    }
+  } else problem = `cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`
+  let count = 0
+  for await (const _ of readRows(file, info.kind)) count++
+  return {
+    file,
+    fileKind: info.kind,
+    format,
+    formats: FORMATS.map((f) => ({ id: f.id, label: f.label, fields: f.fields.map(({ name, required }) => ({ name, required })) })),
+    columns: info.columns,
+    mapping,
+    sampleRows: info.sample,
+    sampleRecords,
+    problem,
+    count
+  }
+}
+
+export interface CheckResult {
+  file: string
+  fileKind: string | null
+  format: DataFormatId | null
+  records: number
+  problem: string | null
+}
+
+/** Reads the whole file as an import would, without a project; stops at the first problem. */
+export async function checkFile(file: string, opts: { format?: DataFormatId; mapping?: FieldMapping } = {}): Promise<CheckResult> {
+  let fileKind: string | null = null
+  let format: DataFormatId | null = opts.format ?? null
+  let records = 0
+  try {
+    const info = await inspectFile(file, 20)
+    fileKind = info.kind
+    format ??= info.format
+    for await (const _ of readRecords(file, { format: format ?? undefined, mapping: opts.mapping })) records++
+    return { file, fileKind, format, records, problem: null }
+  } catch (e) {
+    if (!(e instanceof DataError)) throw e
+    return { file, fileKind, format, records, problem: e.message }
+  }
+}

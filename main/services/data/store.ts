@@ -1,0 +1,538 @@
+// The project store: one folder per project holding tunebench.db (SQLite, WAL,
+// synchronous=FULL so every label write is on disk when the call returns).
+// Imports stage into a separate scratch database first and are copied into the project in
+// one transaction at the end, so a failed or killed import leaves the project unchanged and
+// label writes can go on while a long file is being read.
+import Database from 'better-sqlite3'
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { DataError } from './errors'
+import { readRecords } from './importers'
+import { migrate } from './schema'
+import type {
+  Candidate,
+  ChatMessage,
+  DataRecord,
+  ImportOptions,
+  ImportProgress,
+  ImportResult,
+  LabelAction,
+  LabelStatus,
+  ProjectInfo,
+  RecordCounts,
+  RecordFilter,
+  RecordInput,
+  RecordPage,
+  Split
+} from '../../../preload/types/data'
+
+export const DB_FILE = 'tunebench.db'
+const STAGING_PREFIX = '.import-'
+const BATCH = 2000
+
+interface RecordRow {
+  id: number
+  prompt: string
+  prompt_text: string
+  system: string | null
+  split: Split
+  source: string | null
+  source_index: number | null
+  pair_chosen: number | null
+  pair_rejected: number | null
+  tie: number
+  skipped: number
+  gold: string | null
+  note: string | null
+  status: LabelStatus
+  excluded: number
+  excluded_reason: string | null
+  created_at: string
+  updated_at: string
+}
+
+interface CandidateRow {
+  id: number
+  record_id: number
+  idx: number
+  content: string
+  source: string
+  kto: number | null
+}
+
+/** The labels of one record, as saved in label_history for undo. */
+interface LabelSnapshot {
+  pair_chosen: number | null
+  pair_rejected: number | null
+  tie: number
+  skipped: number
+  gold: string | null
+  note: string | null
+  kto: [number, number | null][]
+}
+
+export function flattenPrompt(prompt: string | ChatMessage[]): string {
+  return typeof prompt === 'string' ? prompt : prompt.map((m) => m.content).join('\n')
+}
+
+function now(): string {
+  return new Date().toISOString()
+}
+
+function applySchema(db: Database.Database): void {
+  migrate(db)
+}
+
+export class Project {
+  readonly dir: string
+  readonly dbPath: string
+  readonly db: Database.Database
+  private stmts: ReturnType<Project['prepare']>
+
+  constructor(dir: string) {
+    this.dir = resolve(dir)
+    this.dbPath = join(this.dir, DB_FILE)
+    mkdirSync(this.dir, { recursive: true })
+    this.removeStaleStaging()
+    this.db = new Database(this.dbPath)
+    this.db.pragma('journal_mode = WAL')
+    // FULL: the WAL is fsynced at every commit, so an acknowledged label survives power loss too.
+    this.db.pragma('synchronous = FULL')
+    this.db.pragma('foreign_keys = ON')
+    this.db.pragma('busy_timeout = 5000')
+    applySchema(this.db)
+    this.stmts = this.prepare()
+  }
+
+  private prepare() {
+    const db = this.db
+    return {
+      record: db.prepare<[number], RecordRow>('SELECT * FROM records WHERE id = ?'),
+      candidates: db.prepare<[number], CandidateRow>('SELECT * FROM candidates WHERE record_id = ? ORDER BY idx'),
+      historyInsert: db.prepare('INSERT INTO label_history (record_id, at, action, before) VALUES (?, ?, ?, ?)'),
+      historyLast: db.prepare<[], { id: number; record_id: number; before: string }>(
+        'SELECT id, record_id, before FROM label_history ORDER BY id DESC LIMIT 1'
+      ),
+      historyDelete: db.prepare('DELETE FROM label_history WHERE id = ?'),
+      updateLabels: db.prepare(
+        `UPDATE records SET pair_chosen = @pair_chosen, pair_rejected = @pair_rejected, tie = @tie, skipped = @skipped,
+         gold = @gold, note = @note, status = @status, updated_at = @updated_at WHERE id = @id`
+      ),
+      updateKto: db.prepare('UPDATE candidates SET kto = ? WHERE id = ? AND record_id = ?')
+    }
+  }
+
+  /** Scratch databases of imports that were killed before they finished. */
+  private removeStaleStaging(): void {
+    for (const name of readdirSync(this.dir)) {
+      if (!name.startsWith(STAGING_PREFIX)) continue
+      const pid = Number(name.slice(STAGING_PREFIX.length).split('-')[0])
+      if (pid && pid !== process.pid && processAlive(pid)) continue
+      if (pid === process.pid) continue
+      rmSync(join(this.dir, name), { force: true })
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close()
+  }
+
+  info(): ProjectInfo {
+    return { dir: this.dir, dbPath: this.dbPath, schemaVersion: this.db.pragma('user_version', { simple: true }) as number, counts: this.counts() }
+  }
+
+  counts(): RecordCounts {
+    const r = this.db
+      .prepare(
+        `SELECT COUNT(*) AS total,
+          SUM(status = 'unlabeled' AND excluded = 0) AS unlabeled,
+          SUM(status = 'labeled' AND excluded = 0) AS labeled,
+          SUM(status = 'skipped' AND excluded = 0) AS skipped,
+          SUM(excluded) AS excluded,
+          SUM(split = 'train' AND excluded = 0) AS train,
+          SUM(split = 'val' AND excluded = 0) AS val,
+          SUM(pair_chosen IS NOT NULL AND tie = 0 AND skipped = 0 AND excluded = 0) AS pairs,
+          SUM(gold IS NOT NULL AND skipped = 0 AND excluded = 0) AS gold
+         FROM records`
+      )
+      .get() as Record<string, number | null>
+    const kto = this.db
+      .prepare(
+        `SELECT COUNT(*) AS n FROM candidates c JOIN records r ON r.id = c.record_id
+         WHERE r.excluded = 0 AND r.skipped = 0 AND (c.kto IS NOT NULL
+           OR (r.tie = 0 AND (c.id = r.pair_chosen OR c.id = r.pair_rejected)))`
+      )
+      .get() as { n: number }
+    const n = (k: string): number => r[k] ?? 0
+    return {
+      total: n('total'),
+      unlabeled: n('unlabeled'),
+      labeled: n('labeled'),
+      skipped: n('skipped'),
+      excluded: n('excluded'),
+      train: n('train'),
+      val: n('val'),
+      pairs: n('pairs'),
+      kto: kto.n,
+      gold: n('gold')
+    }
+  }
+
+  // --- reading ----------------------------------------------------------------------------
+
+  private toRecord(row: RecordRow, cands: CandidateRow[]): DataRecord {
+    return {
+      id: row.id,
+      prompt: JSON.parse(row.prompt) as string | ChatMessage[],
+      system: row.system,
+      candidates: cands.map(
+        (c): Candidate => ({ id: c.id, index: c.idx, content: c.content, source: c.source, kto: c.kto === null ? null : c.kto === 1 })
+      ),
+      pair: row.pair_chosen !== null && row.pair_rejected !== null ? { chosen: row.pair_chosen, rejected: row.pair_rejected } : null,
+      tie: row.tie === 1,
+      skipped: row.skipped === 1,
+      gold: row.gold,
+      note: row.note,
+      split: row.split,
+      excluded: row.excluded === 1,
+      excludedReason: row.excluded_reason,
+      source: row.source,
+      sourceIndex: row.source_index,
+      status: row.status,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at
+    }
+  }
+
+  getRecord(id: number): DataRecord {
+    const row = this.stmts.record.get(id)
+    if (!row) throw new DataError(`no record with id ${id}`)
+    return this.toRecord(row, this.stmts.candidates.all(id))
+  }
+
+  listRecords(filter: RecordFilter = {}): RecordPage {
+    const where: string[] = []
+    const params: unknown[] = []
+    if (filter.status && filter.status !== 'all') {
+      where.push('status = ?')
+      params.push(filter.status)
+    }
+    if (filter.split) {
+      where.push('split = ?')
+      params.push(filter.split)
+    }
+    const excluded = filter.excluded ?? false
+    if (excluded !== 'all') where.push(excluded ? 'excluded = 1' : 'excluded = 0')
+    if (filter.search && filter.search.trim()) {
+      const like = '%' + filter.search.trim().replace(/[\\%_]/g, (c) => '\\' + c) + '%'
+      where.push(
+        `(prompt_text LIKE ? ESCAPE '\\' OR gold LIKE ? ESCAPE '\\' OR note LIKE ? ESCAPE '\\'
+          OR EXISTS (SELECT 1 FROM candidates c WHERE c.record_id = records.id AND c.content LIKE ? ESCAPE '\\'))`
+      )
+      params.push(like, like, like, like)
+    }
+    const w = where.length ? `WHERE ${where.join(' AND ')}` : ''
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM records ${w}`).get(...params) as { n: number }).n
+    const limit = Math.max(1, Math.min(filter.limit ?? 50, 1000))
+    const offset = Math.max(0, filter.offset ?? 0)
+    const rows = this.db.prepare(`SELECT * FROM records ${w} ORDER BY id LIMIT ? OFFSET ?`).all(...params, limit, offset) as RecordRow[]
+    const byRecord = new Map<number, CandidateRow[]>()
+    if (rows.length) {
+      const cands = this.db
+        .prepare(`SELECT * FROM candidates WHERE record_id IN (${rows.map(() => '?').join(',')}) ORDER BY record_id, idx`)
+        .all(...rows.map((r) => r.id)) as CandidateRow[]
+      for (const c of cands) {
+        const list = byRecord.get(c.record_id) ?? []
+        list.push(c)
+        byRecord.set(c.record_id, list)
+      }
+    }
+    return { records: rows.map((r) => this.toRecord(r, byRecord.get(r.id) ?? [])), total, counts: this.counts() }
+  }
+
+  /** Every record in id order, streamed (exports and decontamination). */
+  *iterateRecords(opts: { split?: Split; includeExcluded?: boolean } = {}): Generator<DataRecord> {
+    const where: string[] = []
+    const params: unknown[] = []
+    if (!opts.includeExcluded) where.push('excluded = 0')
+    if (opts.split) {
+      where.push('split = ?')
+      params.push(opts.split)
+    }
+    const w = where.length ? `WHERE ${where.join(' AND ')}` : ''
+    // Read in id ranges: an open iterate() cursor would block writes on this connection.
+    let after = 0
+    const page = this.db.prepare(`SELECT * FROM records ${w ? w + ' AND' : 'WHERE'} id > ? ORDER BY id LIMIT 1000`)
+    for (;;) {
+      const rows = page.all(...params, after) as RecordRow[]
+      if (!rows.length) return
+      for (const row of rows) yield this.toRecord(row, this.stmts.candidates.all(row.id))
+      after = rows[rows.length - 1].id
+    }
+  }
+
+  // --- labeling ---------------------------------------------------------------------------
+
+  private snapshot(row: RecordRow): LabelSnapshot {
+    return {
+      pair_chosen: row.pair_chosen,
+      pair_rejected: row.pair_rejected,
+      tie: row.tie,
+      skipped: row.skipped,
+      gold: row.gold,
+      note: row.note,
+      kto: this.stmts.candidates.all(row.id).map((c) => [c.id, c.kto])
+    }
+  }
+
+  private writeSnapshot(id: number, s: LabelSnapshot): void {
+    const labeled = s.pair_chosen !== null || s.gold !== null || s.kto.some(([, k]) => k !== null)
+    const status: LabelStatus = s.skipped ? 'skipped' : labeled ? 'labeled' : 'unlabeled'
+    this.stmts.updateLabels.run({ id, pair_chosen: s.pair_chosen, pair_rejected: s.pair_rejected, tie: s.tie, skipped: s.skipped, gold: s.gold, note: s.note, status, updated_at: now() })
+    for (const [cid, k] of s.kto) this.stmts.updateKto.run(k, cid, id)
+  }
+
+  /** Applies one label action; durable (fsynced) when it returns. */
+  setLabel(recordId: number, action: LabelAction): DataRecord {
+    this.db.transaction(() => {
+      const row = this.stmts.record.get(recordId)
+      if (!row) throw new DataError(`no record with id ${recordId}`)
+      const before = this.snapshot(row)
+      const next: LabelSnapshot = { ...before, kto: before.kto.map(([c, k]) => [c, k]) }
+      const ids = new Set(before.kto.map(([c]) => c))
+      const needCandidate = (c: number, field: string): void => {
+        if (!ids.has(c)) throw new DataError(`candidate ${c} does not belong to record ${recordId}`, { field })
+      }
+      switch (action.kind) {
+        case 'pair':
+        case 'tie': {
+          const [a, b] = action.kind === 'pair' ? [action.chosen, action.rejected] : [action.a, action.b]
+          needCandidate(a, action.kind === 'pair' ? 'chosen' : 'a')
+          needCandidate(b, action.kind === 'pair' ? 'rejected' : 'b')
+          if (a === b) throw new DataError('a pair needs two different candidates', { field: 'rejected' })
+          next.pair_chosen = a
+          next.pair_rejected = b
+          next.tie = action.kind === 'tie' ? 1 : 0
+          next.skipped = 0
+          break
+        }
+        case 'skip':
+          next.skipped = 1
+          break
+        case 'kto': {
+          needCandidate(action.candidate, 'candidate')
+          next.kto = next.kto.map(([c, k]) => [c, c === action.candidate ? (action.desirable === null ? null : action.desirable ? 1 : 0) : k])
+          next.skipped = 0
+          break
+        }
+        case 'gold':
+          if (action.text !== null && typeof action.text !== 'string') throw new DataError('expected a string or null', { field: 'text' })
+          next.gold = action.text
+          next.skipped = 0
+          break
+        case 'note':
+          next.note = action.text
+          break
+        case 'clear':
+          next.pair_chosen = next.pair_rejected = null
+          next.tie = next.skipped = 0
+          next.gold = null
+          next.kto = next.kto.map(([c]) => [c, null])
+          break
+        default:
+          throw new DataError(`unknown label action ${JSON.stringify((action as { kind?: unknown }).kind)}`, { field: 'kind' })
+      }
+      this.stmts.historyInsert.run(recordId, now(), JSON.stringify(action), JSON.stringify(before))
+      this.writeSnapshot(recordId, next)
+    }).immediate()
+    return this.getRecord(recordId)
+  }
+
+  /** Reverts the most recent label action (repeat to go further back); null when there is none. */
+  undo(): DataRecord | null {
+    const id = this.db.transaction(() => {
+      const last = this.stmts.historyLast.get()
+      if (!last) return null
+      if (this.stmts.record.get(last.record_id)) this.writeSnapshot(last.record_id, JSON.parse(last.before) as LabelSnapshot)
+      this.stmts.historyDelete.run(last.id)
+      return last.record_id
+    }).immediate()
+    return id === null ? null : this.getRecord(id)
+  }
+
+  setSplit(ids: number[], split: Split): number {
+    const stmt = this.db.prepare('UPDATE records SET split = ?, updated_at = ? WHERE id = ?')
+    return this.db.transaction(() => ids.reduce((n, id) => n + stmt.run(split, now(), id).changes, 0)).immediate()
+  }
+
+  /** Flags records as excluded from training (never deletes them); reason null includes them again. */
+  setExcluded(ids: number[], reason: string | null): number {
+    const stmt = this.db.prepare('UPDATE records SET excluded = ?, excluded_reason = ?, updated_at = ? WHERE id = ?')
+    return this.db.transaction(() => ids.reduce((n, id) => n + stmt.run(reason === null ? 0 : 1, reason, now(), id).changes, 0)).immediate()
+  }
+
+  /** Adds records directly (typed in prompts, generated data). */
+  addRecords(records: RecordInput[]): number[] {
+    const ins = insertStatements(this.db)
+    return this.db.transaction(() => records.map((r) => ins.insert(r, r.split ?? 'train', now()))).immediate()
+  }
+
+  /** Adds generated answers to a record. */
+  addCandidates(recordId: number, candidates: { content: string; source: string }[]): DataRecord {
+    this.db.transaction(() => {
+      if (!this.stmts.record.get(recordId)) throw new DataError(`no record with id ${recordId}`)
+      const max = (this.db.prepare('SELECT COALESCE(MAX(idx), -1) AS m FROM candidates WHERE record_id = ?').get(recordId) as { m: number }).m
+      const stmt = this.db.prepare('INSERT INTO candidates (record_id, idx, content, source) VALUES (?, ?, ?, ?)')
+      candidates.forEach((c, i) => stmt.run(recordId, max + 1 + i, c.content, c.source))
+      this.db.prepare('UPDATE records SET updated_at = ? WHERE id = ?').run(now(), recordId)
+    }).immediate()
+    return this.getRecord(recordId)
+  }
+
+  // --- import -----------------------------------------------------------------------------
+
+  /**
+   * Imports files as one transaction: every record of every file, or nothing. Rows are staged
+   * in a scratch database while the files stream, then copied in with a single commit.
+   */
+  async importFiles(files: string[], opts: ImportOptions = {}, onProgress?: (p: ImportProgress) => void): Promise<ImportResult> {
+    if (!files.length) throw new DataError('no files to import')
+    const split = opts.split ?? 'train'
+    if (split !== 'train' && split !== 'val') throw new DataError(`split must be train or val, got '${String(split)}'`, { field: 'split' })
+    const stagingPath = join(this.dir, `${STAGING_PREFIX}${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.db`)
+    const staging = new Database(stagingPath)
+    const perFile: { file: string; records: number; format: string | null }[] = []
+    try {
+      staging.pragma('journal_mode = OFF')
+      staging.pragma('synchronous = OFF')
+      applySchema(staging)
+      const ins = insertStatements(staging)
+      const at = now()
+      for (const file of files) {
+        const total = existsSync(file) ? statSync(file).size : 0
+        let batch: RecordInput[] = []
+        let count = 0
+        let format: string | null = opts.format ?? null
+        const flush = (): void => {
+          const rows = batch
+          batch = []
+          staging.transaction(() => {
+            for (const r of rows) ins.insert(r, split, at)
+          })()
+        }
+        for await (const row of readRecords(file, opts)) {
+          batch.push(row.record)
+          count++
+          if (batch.length >= BATCH) {
+            flush()
+            onProgress?.({ file, records: count, bytesRead: row.bytesRead, totalBytes: total })
+          }
+        }
+        if (batch.length) flush()
+        if (!count) throw new DataError('the file holds no records', { file })
+        format ??= null
+        onProgress?.({ file, records: count, bytesRead: total, totalBytes: total })
+        perFile.push({ file, records: count, format })
+      }
+      staging.close()
+      this.commitStaging(stagingPath, perFile, at)
+    } finally {
+      if (staging.open) staging.close()
+      rmSync(stagingPath, { force: true })
+    }
+    return { files: perFile.map(({ file, records }) => ({ file, records })), records: perFile.reduce((n, f) => n + f.records, 0), counts: this.counts() }
+  }
+
+  private commitStaging(stagingPath: string, files: { file: string; records: number; format: string | null }[], at: string): void {
+    this.db.prepare('ATTACH DATABASE ? AS staging').run(stagingPath)
+    try {
+      this.db.transaction(() => {
+        const ro = (this.db.prepare('SELECT COALESCE(MAX(id), 0) AS m FROM records').get() as { m: number }).m
+        const co = (this.db.prepare('SELECT COALESCE(MAX(id), 0) AS m FROM candidates').get() as { m: number }).m
+        this.db
+          .prepare(
+            `INSERT INTO records (id, prompt, prompt_text, system, split, source, source_index, pair_chosen, pair_rejected, tie,
+               skipped, gold, note, status, excluded, excluded_reason, created_at, updated_at)
+             SELECT id + @ro, prompt, prompt_text, system, split, source, source_index, pair_chosen + @co, pair_rejected + @co, tie,
+               skipped, gold, note, status, excluded, excluded_reason, created_at, updated_at
+             FROM staging.records ORDER BY id`
+          )
+          .run({ ro, co })
+        this.db
+          .prepare(
+            `INSERT INTO candidates (id, record_id, idx, content, source, kto)
+             SELECT id + @co, record_id + @ro, idx, content, source, kto FROM staging.candidates ORDER BY id`
+          )
+          .run({ ro, co })
+        const log = this.db.prepare('INSERT INTO imports (file, format, records, at) VALUES (?, ?, ?, ?)')
+        for (const f of files) log.run(resolve(f.file), f.format, f.records, at)
+      }).immediate()
+    } finally {
+      this.db.exec('DETACH DATABASE staging')
+    }
+  }
+}
+
+function insertStatements(db: Database.Database) {
+  const rec = db.prepare(
+    `INSERT INTO records (prompt, prompt_text, system, split, source, source_index, gold, note, status, created_at, updated_at)
+     VALUES (@prompt, @prompt_text, @system, @split, @source, @source_index, @gold, @note, @status, @at, @at)`
+  )
+  const cand = db.prepare('INSERT INTO candidates (record_id, idx, content, source, kto) VALUES (?, ?, ?, ?, ?)')
+  const pair = db.prepare('UPDATE records SET pair_chosen = ?, pair_rejected = ? WHERE id = ?')
+  return {
+    insert(r: RecordInput, split: Split, at: string): number {
+      const labeled = r.pair !== undefined || (r.gold ?? null) !== null || r.candidates.some((c) => c.kto !== undefined && c.kto !== null)
+      const id = Number(
+        rec.run({
+          prompt: JSON.stringify(r.prompt),
+          prompt_text: flattenPrompt(r.prompt),
+          system: r.system,
+          split: r.split ?? split,
+          source: r.source ?? null,
+          source_index: r.sourceIndex ?? null,
+          gold: r.gold ?? null,
+          note: r.note ?? null,
+          status: labeled ? 'labeled' : 'unlabeled',
+          at
+        }).lastInsertRowid
+      )
+      const ids = r.candidates.map((c, i) =>
+        Number(cand.run(id, i, c.content, c.source ?? 'import', c.kto === undefined || c.kto === null ? null : c.kto ? 1 : 0).lastInsertRowid)
+      )
+      if (r.pair) {
+        if (ids[r.pair.chosen] === undefined || ids[r.pair.rejected] === undefined) throw new DataError('pair refers to a missing candidate')
+        pair.run(ids[r.pair.chosen], ids[r.pair.rejected], id)
+      }
+      return id
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const open = new Map<string, Project>()
+
+/** Opens (creating if needed) the project in dir; one shared connection per folder per process. */
+export function openProject(dir: string): Project {
+  const key = resolve(dir)
+  let p = open.get(key)
+  if (!p || !p.db.open) {
+    p = new Project(key)
+    open.set(key, p)
+  }
+  return p
+}
+
+export function closeProject(dir: string): void {
+  const key = resolve(dir)
+  open.get(key)?.close()
+  open.delete(key)
+}
