@@ -3,6 +3,29 @@
 // The same contract is carried over a WebSocket in `serve` mode.
 import type { EngineFacts } from './types/engine'
 import type { DownloadProgress, DownloadRequest, ModelFacts, RecentModel } from './types/models'
+import type {
+  DataRecord,
+  DecontamKind,
+  DecontamOptions,
+  DecontamReport,
+  ExportOptions,
+  ExportResult,
+  FieldMapping,
+  DataFormatId,
+  ImportOptions,
+  ImportPreview,
+  ImportProgress,
+  ImportResult,
+  LabelAction,
+  LabelResult,
+  ProjectInfo,
+  RecordFilter,
+  RecordInput,
+  RecordPage,
+  Split as DataSplit,
+  TokenizePreview,
+  TokenizePreviewOptions
+} from './types/data'
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
@@ -22,12 +45,36 @@ export interface InvokeMap {
   /** Stops a running download (its partial file stays for a later resume). */
   'models.cancelDownload': { args: [repo: string]; result: boolean }
   // data (annotation store)
+  /** Opens (creating if needed) the project folder; later data.* calls act on it. */
+  'data.open': { args: [dir: string]; result: ProjectInfo }
+  /** The open project, or null. */
+  'data.info': { args: []; result: ProjectInfo | null }
+  'data.list': { args: [filter: RecordFilter]; result: RecordPage }
+  'data.get': { args: [id: number]; result: DataRecord }
+  /** Writes one label; durable when it resolves. */
+  'data.label': { args: [id: number, action: LabelAction]; result: LabelResult }
+  /** Reverts the most recent label write; null when there is none. */
+  'data.undo': { args: []; result: LabelResult | null }
+  'data.setSplit': { args: [ids: number[], split: DataSplit]; result: number }
+  /** Flags records as excluded (reason) or includes them again (null); never deletes. */
+  'data.setExcluded': { args: [ids: number[], reason: string | null]; result: number }
+  'data.addRecords': { args: [records: RecordInput[]]; result: number[] }
+  'data.addCandidates': { args: [id: number, candidates: { content: string; source: string }[]]; result: DataRecord }
+  'data.previewImport': { args: [file: string, options?: { format?: DataFormatId; mapping?: FieldMapping }]; result: ImportPreview }
+  /** One transaction for all files: everything or nothing. Progress on data.importProgress. */
+  'data.import': { args: [files: string[], options?: ImportOptions]; result: ImportResult }
+  'data.export': { args: [options: ExportOptions]; result: ExportResult }
+  'data.decontam': { args: [options: DecontamOptions]; result: DecontamReport }
+  /** Excludes the records a report flagged; returns how many. */
+  'data.excludeFlagged': { args: [report: DecontamReport, kinds?: DecontamKind[]]; result: number }
+  'data.tokenizePreview': { args: [options: TokenizePreviewOptions]; result: TokenizePreview }
   // training and runs
 }
 
 /** Events pushed from main to the renderer: channel name -> payload. */
 export interface EventMap {
   'models.downloadProgress': DownloadProgress
+  'data.importProgress': ImportProgress
 }
 
 export type InvokeChannel = keyof InvokeMap
@@ -43,10 +90,26 @@ export const invokeChannels = [
   'models.forget',
   'models.pickFolder',
   'models.download',
-  'models.cancelDownload'
+  'models.cancelDownload',
+  'data.open',
+  'data.info',
+  'data.list',
+  'data.get',
+  'data.label',
+  'data.undo',
+  'data.setSplit',
+  'data.setExcluded',
+  'data.addRecords',
+  'data.addCandidates',
+  'data.previewImport',
+  'data.import',
+  'data.export',
+  'data.decontam',
+  'data.excludeFlagged',
+  'data.tokenizePreview'
 ] as const satisfies readonly InvokeChannel[]
 
-export const eventChannels = ['models.downloadProgress'] as const satisfies readonly EventChannel[]
+export const eventChannels = ['models.downloadProgress', 'data.importProgress'] as const satisfies readonly EventChannel[]
 
 type Missing<All, Listed> = Exclude<All, Listed>
 // Compile-time check that every channel of the maps is listed.

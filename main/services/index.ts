@@ -3,6 +3,7 @@
 // only carries calls to these handlers. Nothing here imports Electron.
 import type { Emit, Handlers } from '../../preload/contract'
 import { createModelHandlers } from './models'
+import { createDataHandlers } from './data/handlers'
 
 export interface ServiceOptions {
   /** App data dir (recent models, downloads, ...). */
@@ -43,7 +44,8 @@ export function createServices(options: ServiceOptions): Services {
       hubToken: env.HF_TOKEN || undefined,
       emit: options.emit,
       pickFolder: options.pickFolder
-    }, onClose)
+    }, onClose),
+    ...createDataHandlers({ emit: options.emit }, onClose)
   }
   return {
     handlers,

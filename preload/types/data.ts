@@ -219,3 +219,11 @@ export interface TokenizePreview {
   /** Records whose prompt + longest answer exceed cutoff_len. */
   truncated: { recordId: number; tokens: number }[]
 }
+
+/** A label write's answer: the record as stored now and the new counts. */
+export interface LabelResult {
+  record: DataRecord
+  counts: RecordCounts
+}
+
+export type DecontamKind = 'contaminated' | 'exactDuplicates' | 'nearDuplicates'
