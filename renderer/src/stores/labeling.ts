@@ -1,0 +1,102 @@
+// The focus view's state: which record is in focus, the labeling mode, and the label verbs.
+// Every label is written through the data service at once; the view only moves on once the
+// service has acknowledged it, so a label shown is a label stored.
+import { defineStore } from 'pinia'
+import { computed, ref } from 'vue'
+import { api } from '../api'
+import type { DataRecord, LabelAction } from '../../../preload/types/data'
+import type { LabelMode } from '../lib/labelKeys'
+import { errorText, useProjectStore } from './project'
+
+export const useLabelingStore = defineStore('labeling', () => {
+  const project = useProjectStore()
+  const mode = ref<LabelMode>('pair')
+  const index = ref(0)
+  const saving = ref(false)
+  const error = ref<string | null>(null)
+  /** A short line saying what the last key did ("Saved: left chosen", "Undone"). */
+  const status = ref('')
+
+  const current = computed<DataRecord | null>(() => project.records[index.value] ?? null)
+  const position = computed(() => (project.records.length ? index.value + 1 : 0))
+
+  function go(i: number): void {
+    index.value = Math.max(0, Math.min(i, project.records.length - 1))
+  }
+  const next = () => go(index.value + 1)
+  const previous = () => go(index.value - 1)
+  function focus(recordId: number): void {
+    const i = project.records.findIndex((r) => r.id === recordId)
+    if (i >= 0) index.value = i
+  }
+
+  async function apply(action: LabelAction, said: string, advance = true): Promise<boolean> {
+    const record = current.value
+    if (!record || saving.value) return false
+    saving.value = true
+    error.value = null
+    try {
+      const result = await api.data.label(record.id, action)
+      project.replaceRecord(result.record, result.counts)
+      status.value = said
+      if (advance && index.value < project.records.length - 1) next()
+      return true
+    } catch (err) {
+      error.value = errorText(err)
+      return false
+    } finally {
+      saving.value = false
+    }
+  }
+
+  /** Pair mode: the left (0) or right (1) answer is the better one. */
+  function pick(side: 0 | 1): Promise<boolean> {
+    const c = current.value?.candidates
+    if (!c || c.length < 2) return Promise.resolve(false)
+    const chosen = c[side].id
+    const rejected = c[1 - side].id
+    return apply({ kind: 'pair', chosen, rejected }, `Saved: ${side === 0 ? 'left' : 'right'} chosen`)
+  }
+
+  function tie(): Promise<boolean> {
+    const c = current.value?.candidates
+    if (!c || c.length < 2) return Promise.resolve(false)
+    return apply({ kind: 'tie', a: c[0].id, b: c[1].id }, 'Saved: tie')
+  }
+
+  const skip = () => apply({ kind: 'skip' }, 'Skipped')
+
+  /** KTO mode: the shown (first) answer is desirable or not. */
+  function kto(desirable: boolean): Promise<boolean> {
+    const c = current.value?.candidates[0]
+    if (!c) return Promise.resolve(false)
+    return apply({ kind: 'kto', candidate: c.id, desirable }, desirable ? 'Saved: desirable' : 'Saved: undesirable')
+  }
+
+  /** Saves an edited answer as the record's gold answer (the SFT target). */
+  const saveGold = (text: string) => apply({ kind: 'gold', text: text.trim() === '' ? null : text }, 'Saved: gold answer', false)
+
+  async function undo(): Promise<boolean> {
+    if (saving.value) return false
+    saving.value = true
+    error.value = null
+    try {
+      const result = await api.data.undo()
+      if (!result) {
+        status.value = 'Nothing to undo'
+        return false
+      }
+      project.replaceRecord(result.record, result.counts)
+      focus(result.record.id)
+      status.value = 'Undone'
+      return true
+    } catch (err) {
+      error.value = errorText(err)
+      return false
+    } finally {
+      saving.value = false
+    }
+  }
+
+  return { mode, index, current, position, saving, error, status, go, next, previous, focus, pick, tie, skip, kto, saveGold, undo }
+})

@@ -1,0 +1,122 @@
+// The open annotation project: which folder, the filtered list of records and the counts.
+// Labels themselves go through useLabelingStore; this store only keeps the list in step.
+import { defineStore } from 'pinia'
+import { computed, ref, shallowRef } from 'vue'
+import { api } from '../api'
+import type {
+  DataRecord,
+  ExportOptions,
+  ExportResult,
+  ImportOptions,
+  ImportPreview,
+  ImportResult,
+  LabelStatus,
+  ProjectInfo,
+  RecordCounts,
+  RecordFilter,
+  Split
+} from '../../../preload/types/data'
+
+export interface ListFilter {
+  status: LabelStatus | 'all'
+  split: Split | 'all'
+  search: string
+}
+
+/** How many records the list loads at once. */
+export const pageSize = 200
+
+export function errorText(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err)
+  // Errors carried over IPC arrive wrapped ("Error invoking remote method 'x': Error: ...").
+  return message.replace(/^Error invoking remote method '[^']+': (\w*Error: )?/, '')
+}
+
+export const useProjectStore = defineStore('project', () => {
+  const info = ref<ProjectInfo | null>(null)
+  const filter = ref<ListFilter>({ status: 'all', split: 'all', search: '' })
+  const records = shallowRef<DataRecord[]>([])
+  const total = ref(0)
+  const counts = ref<RecordCounts | null>(null)
+  const loading = ref(false)
+  const error = ref<string | null>(null)
+
+  const dir = computed(() => info.value?.dir ?? null)
+  /** Records with a decision (labeled or skipped) out of all records. */
+  const done = computed(() => (counts.value ? counts.value.labeled + counts.value.skipped : 0))
+
+  function query(): RecordFilter {
+    const f = filter.value
+    return {
+      status: f.status,
+      split: f.split === 'all' ? undefined : f.split,
+      search: f.search.trim() || undefined,
+      limit: pageSize
+    }
+  }
+
+  async function run<T>(work: () => Promise<T>): Promise<T | undefined> {
+    loading.value = true
+    error.value = null
+    try {
+      return await work()
+    } catch (err) {
+      error.value = errorText(err)
+      return undefined
+    } finally {
+      loading.value = false
+    }
+  }
+
+  async function open(folder: string): Promise<boolean> {
+    const opened = await run(() => api.data.open(folder))
+    if (!opened) return false
+    info.value = opened
+    counts.value = opened.counts
+    await refresh()
+    return true
+  }
+
+  async function refresh(): Promise<void> {
+    if (!info.value) return
+    const page = await run(() => api.data.list(query()))
+    if (!page) return
+    records.value = page.records
+    total.value = page.total
+    counts.value = page.counts
+  }
+
+  async function setFilter(next: Partial<ListFilter>): Promise<void> {
+    filter.value = { ...filter.value, ...next }
+    await refresh()
+  }
+
+  /** Puts a record the service returned back into the list, where it is. */
+  function replaceRecord(record: DataRecord, newCounts?: RecordCounts): void {
+    const i = records.value.findIndex((r) => r.id === record.id)
+    if (i >= 0) records.value = records.value.map((r) => (r.id === record.id ? record : r))
+    if (newCounts) counts.value = newCounts
+  }
+
+  async function previewImport(file: string, options: ImportOptions = {}): Promise<ImportPreview | undefined> {
+    return run(() => api.data.previewImport(file, options))
+  }
+
+  async function importFiles(files: string[], options: ImportOptions): Promise<ImportResult | undefined> {
+    const result = await run(() => api.data.import(files, options))
+    if (result) {
+      counts.value = result.counts
+      await refresh()
+    }
+    return result
+  }
+
+  async function exportRecords(options: ExportOptions): Promise<ExportResult | undefined> {
+    return run(() => api.data.export(options))
+  }
+
+  return {
+    info, dir, filter, records, total, counts, done, loading, error,
+    open, refresh, setFilter, replaceRecord, previewImport, importFiles, exportRecords
+  }
+})
