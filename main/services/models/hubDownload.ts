@@ -6,10 +6,9 @@
 // resumes with a Range request from the bytes already on disk, and a finished name is always a
 // complete file.
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, rename, stat, truncate, unlink } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { mkdir, open, rename, stat, truncate, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { DownloadProgress } from '../../../preload/types/models'
 
@@ -172,28 +171,25 @@ async function downloadFile(
     let reported = offset
     // Report every ~0.5% of the file (at least 256 KiB) so big files do not flood the renderer.
     const step = Math.max(256 * 1024, Math.floor((file.size ?? 0) / 200))
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
+    // Each chunk is on disk before the next is read, so when the connection drops, the .part
+    // file holds every byte received and the next attempt resumes exactly there.
+    const out = await open(part, offset > 0 ? 'a' : 'w')
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        await out.write(chunk)
         written += chunk.length
         if (written - reported >= step) {
           reported = written
           report({ bytes: baseBytes + written })
         }
-        done(null, chunk)
       }
-    })
-    try {
-      await pipeline(
-        Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>),
-        counter,
-        createWriteStream(part, { flags: offset > 0 ? 'a' : 'w' }),
-        { signal: options.signal }
-      )
     } catch (err) {
       if (options.signal?.aborted) throw err
       throw new HubDownloadError(
         `${file.name}: connection lost after ${written} bytes (${(err as Error).message}); download again to resume from there`
       )
+    } finally {
+      await out.close()
     }
   }
   const size = (await stat(part)).size
