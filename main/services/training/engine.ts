@@ -1,0 +1,67 @@
+// The part of the native engine's Model (native/index.ts, ENGINE_API.md) the training loop
+// uses, as a structural interface so the loop type-checks on its own.
+export type LoraTarget = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
+export interface LoraOptions {
+  rank: number
+  alpha: number
+  dropout: number
+  targets: LoraTarget[]
+  rslora: boolean
+  seed: number
+}
+export interface Batch {
+  ids: Int32Array
+  batch: number
+  seqLen: number
+  lengths: Int32Array
+  mask: Uint8Array
+}
+export interface OptimizerOptions {
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  maxGradNorm: number
+}
+
+export interface TrainableModel {
+  addLora(opts: LoraOptions): void
+  loadAdapter(dir: string): Promise<LoraOptions>
+  saveAdapter(dir: string, baseModelNameOrPath: string): Promise<void>
+  setTrainable(mode: 'lora' | 'full'): void
+  setGradientCheckpointing(on: boolean): void
+  logps(batch: Batch, opts: { adapters: boolean; train: boolean; dropoutSeed?: number }): Promise<Float32Array>
+  backward(gradLogps: Float32Array): Promise<void>
+  zeroGrad(): void
+  optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }>
+  gradNorm(): number
+  saveTrainingState(path: string): Promise<void>
+  loadTrainingState(path: string): Promise<void>
+  cancel(): void
+  dispose(): void
+}
+
+export type ModelLoader = (dir: string, opts: { threads?: number; device?: 'cpu' | 'cuda' }) => Promise<TrainableModel>
+
+/** Loads a model through the native addon (imported lazily so config and data checks run
+ *  without it). */
+export const loadNativeModel: ModelLoader = async (dir, opts) => {
+  const native = await import('../../../native/index')
+  return native.Model.load(dir, opts)
+}
+
+export const LORA_TARGETS: Record<string, LoraTarget> = {
+  q_proj: 'q',
+  k_proj: 'k',
+  v_proj: 'v',
+  o_proj: 'o',
+  gate_proj: 'gate',
+  up_proj: 'up',
+  down_proj: 'down'
+}
+
+export function loraTargets(names: string[]): LoraTarget[] {
+  if (names.length === 1 && names[0] === 'all') return Object.values(LORA_TARGETS)
+  return names.map((n) => LORA_TARGETS[n]!)
+}

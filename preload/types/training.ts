@@ -1,0 +1,85 @@
+// Training runs as the renderer sees them: log entries of trainer_log.jsonl, streamed run
+// events and run summaries. Pure types (no Node imports): the renderer type-checks them.
+import type { TrainingConfig } from './trainingSchema'
+
+export type { TrainingConfig } from './trainingSchema'
+
+/** One line of trainer_log.jsonl (LLaMA-Factory's fields) plus the method's metrics under
+ *  ALGORITHMS.md's names ('rewards/chosen', 'logps/rejected', 'kl', 'nll_loss', ...).
+ *  Evaluation lines carry eval_loss and 'eval_'-prefixed metrics instead of loss/lr. */
+export interface TrainerLogEntry {
+  current_steps: number
+  total_steps: number
+  loss?: number
+  eval_loss?: number
+  lr?: number
+  grad_norm?: number
+  epoch: number
+  percentage: number
+  /** "H:MM:SS", as LLaMA-Factory writes them. */
+  elapsed_time: string
+  remaining_time: string
+  /** Completion tokens per second of wall time over the logging window. */
+  tokens_per_second?: number
+  [metric: string]: number | string | undefined
+}
+
+export type RunState = 'running' | 'finished' | 'failed' | 'cancelled'
+
+/** status.json of a run folder. A 'running' status whose process is gone reads as 'interrupted'. */
+export interface RunStatus {
+  state: RunState
+  error: string | null
+  pid: number
+  startedAt: string
+  updatedAt: string
+  step: number
+  totalSteps: number
+  /** Newest complete checkpoint folder name, if any. */
+  lastCheckpoint: string | null
+}
+
+export type RunEvent =
+  | { type: 'started'; runDir: string; totalSteps: number; config: TrainingConfig; resumedFrom: string | null }
+  | { type: 'log'; runDir: string; entry: TrainerLogEntry }
+  | { type: 'eval'; runDir: string; entry: TrainerLogEntry }
+  | { type: 'checkpoint'; runDir: string; step: number; dir: string }
+  | { type: 'progress'; runDir: string; step: number; totalSteps: number; elapsedSeconds: number; remainingSeconds: number }
+  | { type: 'finished'; runDir: string; adapterDir: string; step: number }
+  | { type: 'failed'; runDir: string; error: string; lastCheckpoint: string | null }
+  | { type: 'cancelled'; runDir: string; step: number; lastCheckpoint: string | null }
+
+export interface RunSummary {
+  /** Folder name under the runs root; the run's id in the app. */
+  id: string
+  dir: string
+  state: RunState | 'interrupted' | 'unknown'
+  stage: string
+  prefLoss: string | null
+  model: string
+  step: number
+  totalSteps: number
+  lastLoss: number | null
+  startedAt: string | null
+  updatedAt: string | null
+  error: string | null
+  checkpoints: string[]
+  hasAdapter: boolean
+}
+
+export interface RunDetail {
+  summary: RunSummary
+  config: TrainingConfig | null
+  log: TrainerLogEntry[]
+  status: RunStatus | null
+}
+
+export interface StartRunRequest {
+  /** The config as the form produced it (keys as the schema); validated in main. */
+  config: Record<string, unknown>
+}
+
+/** Per-record result of `tunebench score`. */
+export type ScoreLine =
+  | { index: number; chosen_logps: number; rejected_logps: number; chosen_tokens: number; rejected_tokens: number }
+  | { index: number; logps: number; tokens: number }
