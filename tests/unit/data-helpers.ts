@@ -1,0 +1,41 @@
+// Shared helpers of the data tests: temp folders and a normalised view of a project's records.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Project } from '../../main/services/data/store'
+
+export function tempDir(prefix = 'tb-data-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+export function writeJsonl(file: string, rows: unknown[]): string {
+  writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
+  return file
+}
+
+/** Records without ids or timestamps: what must survive a round trip. */
+export function contentOf(project: Project): unknown[] {
+  const out: unknown[] = []
+  for (const r of project.iterateRecords({ includeExcluded: true })) {
+    const idx = new Map(r.candidates.map((c) => [c.id, c.index]))
+    out.push({
+      prompt: r.prompt,
+      system: r.system,
+      candidates: r.candidates.map((c) => ({ content: c.content, kto: c.kto })),
+      pair: r.pair ? { chosen: idx.get(r.pair.chosen), rejected: idx.get(r.pair.rejected) } : null,
+      tie: r.tie,
+      skipped: r.skipped,
+      gold: r.gold,
+      split: r.split,
+      status: r.status
+    })
+  }
+  return out
+}
+
+/** Everything in the database, for "the store is unchanged" checks. */
+export function dump(project: Project): string {
+  const tables = ['records', 'candidates', 'label_history', 'imports']
+  return JSON.stringify(tables.map((t) => project.db.prepare(`SELECT * FROM ${t} ORDER BY id`).all()))
+}

@@ -1,0 +1,213 @@
+// import -> export -> import gives the same records, and the second export the same bytes,
+// for every format Tunebench reads.
+import { readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { exportProject } from '../../main/services/data/export'
+import { inspectFile } from '../../main/services/data/importers'
+import { Project } from '../../main/services/data/store'
+import type { ExportFormat } from '../../preload/types/data'
+import { contentOf, tempDir, writeJsonl } from './data-helpers'
+
+const conv = (role: string, content: string) => ({ role, content })
+
+// For llamafactory, `method` picks the file to read back: a pair is also written as KTO records.
+const cases: { name: string; format: string; export: ExportFormat; method?: 'dpo' | 'kto' | 'sft'; rows: unknown[] }[] = [
+  {
+    name: 'TRL preference, plain',
+    format: 'trl-preference',
+    export: 'trl-dpo',
+    rows: [
+      { prompt: 'The sky is', chosen: ' blue.', rejected: ' green.' },
+      { prompt: 'Name a fruit:', chosen: ' apple', rejected: ' chair' }
+    ]
+  },
+  {
+    name: 'TRL preference, conversational with system',
+    format: 'trl-preference',
+    export: 'trl-dpo',
+    rows: [
+      {
+        prompt: [conv('system', 'Be brief.'), conv('user', 'Hi?')],
+        chosen: [conv('assistant', 'Hello!')],
+        rejected: [conv('assistant', 'Go away.')]
+      },
+      { prompt: [conv('user', 'A'), conv('assistant', 'B'), conv('user', 'C?')], chosen: [conv('assistant', 'D')], rejected: [conv('assistant', 'E')] }
+    ]
+  },
+  {
+    name: 'TRL unpaired (KTO)',
+    format: 'trl-unpaired',
+    export: 'trl-kto',
+    rows: [
+      { prompt: 'Q1', completion: 'good', label: true },
+      { prompt: 'Q1', completion: 'bad', label: false },
+      { prompt: 'Q2 ünïcode ✓', completion: 'fine', label: true }
+    ]
+  },
+  {
+    name: 'TRL unpaired, conversational',
+    format: 'trl-unpaired',
+    export: 'trl-kto',
+    rows: [{ prompt: [conv('user', 'Q')], completion: [conv('assistant', 'A')], label: false }]
+  },
+  {
+    name: 'TRL messages (SFT), multi-turn',
+    format: 'trl-messages',
+    export: 'trl-sft',
+    rows: [
+      { messages: [conv('system', 'S'), conv('user', 'u1'), conv('assistant', 'a1'), conv('user', 'u2'), conv('assistant', 'a2')] },
+      { messages: [conv('user', 'x'), conv('assistant', 'y')] }
+    ]
+  },
+  {
+    name: 'LLaMA-Factory alpaca ranking',
+    method: 'dpo',
+    format: 'alpaca',
+    export: 'llamafactory',
+    rows: [
+      { instruction: 'Translate', input: 'cat', chosen: 'chat', rejected: 'chien' },
+      { instruction: 'Add 1+1', input: '', chosen: '2', rejected: '3' }
+    ]
+  },
+  {
+    name: 'LLaMA-Factory alpaca SFT with history and system',
+    method: 'sft',
+    format: 'alpaca',
+    export: 'llamafactory',
+    rows: [{ instruction: 'And now?', input: '', output: 'Now this.', system: 'Sys', history: [['First?', 'First.']] }]
+  },
+  {
+    name: 'LLaMA-Factory alpaca kto_tag',
+    method: 'kto',
+    format: 'alpaca',
+    export: 'llamafactory',
+    rows: [
+      { instruction: 'Q', input: '', output: 'good', kto_tag: true },
+      { instruction: 'Q', input: '', output: 'bad', kto_tag: false }
+    ]
+  },
+  {
+    name: 'LLaMA-Factory sharegpt ranking (from/value)',
+    method: 'dpo',
+    format: 'sharegpt',
+    export: 'llamafactory',
+    rows: [
+      {
+        conversations: [{ from: 'human', value: 'Hi' }],
+        chosen: { from: 'gpt', value: 'Hello' },
+        rejected: { from: 'gpt', value: 'Bye' },
+        system: 'Polite.'
+      }
+    ]
+  },
+  {
+    name: 'LLaMA-Factory sharegpt kto_tag',
+    method: 'kto',
+    format: 'sharegpt',
+    export: 'llamafactory',
+    rows: [{ conversations: [{ from: 'human', value: 'Hi' }, { from: 'gpt', value: 'Hello' }], kto_tag: true }]
+  },
+  {
+    name: 'OpenAI preference fine-tuning',
+    format: 'openai-preference',
+    export: 'trl-dpo',
+    rows: [
+      {
+        input: { messages: [conv('user', 'Capital of France?')] },
+        preferred_output: [conv('assistant', 'Paris')],
+        non_preferred_output: [conv('assistant', 'Lyon')]
+      }
+    ]
+  }
+]
+
+let cleanups: (() => void)[] = []
+afterEach(() => {
+  for (const c of cleanups) c()
+  cleanups = []
+})
+
+function exportFiles(project: Project, format: ExportFormat, out: string, method?: string): string[] {
+  const r = exportProject(project, { format, out })
+  return r.files.filter((f) => !method || f.method === method).map((f) => f.path)
+}
+
+describe('round trip import -> export -> import', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { dir, cleanup } = tempDir()
+      cleanups.push(cleanup)
+      const src = writeJsonl(join(dir, 'src.jsonl'), c.rows)
+      expect((await inspectFile(src)).format).toBe(c.format)
+
+      const a = new Project(join(dir, 'a'))
+      await a.importFiles([src])
+      const before = contentOf(a)
+      expect(before).toHaveLength(c.rows.length)
+      const files1 = exportFiles(a, c.export, c.export === 'llamafactory' ? join(dir, 'out1') : join(dir, 'out1.jsonl'), c.method)
+      expect(files1).toHaveLength(1)
+
+      const b = new Project(join(dir, 'b'))
+      await b.importFiles(files1)
+      expect(contentOf(b)).toEqual(before)
+      const files2 = exportFiles(b, c.export, c.export === 'llamafactory' ? join(dir, 'out2') : join(dir, 'out2.jsonl'), c.method)
+      expect(files2.map((f) => readFileSync(f, 'utf8'))).toEqual(files1.map((f) => readFileSync(f, 'utf8')))
+      if (c.export === 'llamafactory') {
+        const info1 = readFileSync(join(dir, 'out1', 'dataset_info.json'), 'utf8')
+        expect(readFileSync(join(dir, 'out2', 'dataset_info.json'), 'utf8')).toBe(info1)
+      }
+      a.close()
+      b.close()
+    })
+  }
+
+  it('Parquet (row groups, int64 columns, nested message lists)', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const fixtures = join(__dirname, '..', 'fixtures', 'data')
+    const a = new Project(join(dir, 'a'))
+    await a.importFiles([join(fixtures, 'preference.parquet')])
+    expect(a.counts().pairs).toBe(5)
+    const out = join(dir, 'dpo.jsonl')
+    exportProject(a, { format: 'trl-dpo', out })
+    expect(readFileSync(out, 'utf8').split('\n')[0]).toBe('{"prompt":"What is 2 + 2?","chosen":"4.","rejected":"5."}')
+    const b = new Project(join(dir, 'b'))
+    await b.importFiles([out])
+    expect(contentOf(b)).toEqual(contentOf(a))
+
+    const m = new Project(join(dir, 'm'))
+    await m.importFiles([join(fixtures, 'messages.parquet')])
+    expect(m.getRecord(1)).toMatchObject({ prompt: [{ role: 'user', content: 'What is 2 + 2?' }], gold: '4.' })
+    for (const p of [a, b, m]) p.close()
+  })
+
+  it('a pair exports to KTO as one desirable and one undesirable record, and all three TRL methods read back', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const src = writeJsonl(join(dir, 'p.jsonl'), [{ prompt: 'P', chosen: 'good', rejected: 'bad' }])
+    const p = new Project(join(dir, 'p'))
+    await p.importFiles([src])
+    exportProject(p, { format: 'trl-kto', out: join(dir, 'kto.jsonl') })
+    expect(readFileSync(join(dir, 'kto.jsonl'), 'utf8')).toBe(
+      '{"prompt":"P","completion":"good","label":true}\n{"prompt":"P","completion":"bad","label":false}\n'
+    )
+    p.close()
+  })
+
+  it('demo datasets import and export to the same bytes', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const demo = join(__dirname, '..', '..', 'resources', 'demo')
+    const files: Record<string, ExportFormat> = { 'preference.jsonl': 'trl-dpo', 'kto.jsonl': 'trl-kto', 'sft.jsonl': 'trl-sft' }
+    expect(readdirSync(demo).filter((f) => f.endsWith('.jsonl')).sort()).toEqual(Object.keys(files).sort())
+    for (const [name, format] of Object.entries(files)) {
+      const p = new Project(join(dir, name))
+      await p.importFiles([join(demo, name)])
+      const out = join(dir, name + '.out')
+      exportProject(p, { format, out })
+      expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(demo, name), 'utf8'))
+      p.close()
+    }
+  })
+})
