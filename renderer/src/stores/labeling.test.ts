@@ -55,6 +55,7 @@ vi.mock('../api', () => ({
 }))
 
 const { useProjectStore } = await import('./project')
+const { pairSides } = await import('../lib/pairOrder')
 const { useLabelingStore } = await import('./labeling')
 
 describe('labeling store', () => {
@@ -70,14 +71,17 @@ describe('labeling store', () => {
     const labeling = useLabelingStore()
     expect(await labeling.pick(0)).toBe(true)
     expect(await labeling.pick(1)).toBe(true)
+    // Left and right are the display order, which pairSides fixes per record.
+    const [l1, r1] = pairSides(1, [10, 11])!
+    const [l2, r2] = pairSides(2, [20, 21])!
     expect(calls).toEqual([
-      { id: 1, action: { kind: 'pair', chosen: 10, rejected: 11 } },
-      { id: 2, action: { kind: 'pair', chosen: 21, rejected: 20 } }
+      { id: 1, action: { kind: 'pair', chosen: l1, rejected: r1 } },
+      { id: 2, action: { kind: 'pair', chosen: r2, rejected: l2 } }
     ])
     expect(labeling.current?.id).toBe(3)
     const project = useProjectStore()
     expect(project.counts?.labeled).toBe(2)
-    expect(project.records[0].pair).toEqual({ chosen: 10, rejected: 11 })
+    expect(project.records[0].pair).toEqual({ chosen: l1, rejected: r1 })
   })
 
   it('undo restores the record in the list and focuses it', async () => {

@@ -6,6 +6,7 @@ import { computed, ref } from 'vue'
 import { api } from '../api'
 import type { DataRecord, LabelAction } from '../../../preload/types/data'
 import type { LabelMode } from '../lib/labelKeys'
+import { pairSides } from '../lib/pairOrder'
 import { errorText, useProjectStore } from './project'
 
 export const useLabelingStore = defineStore('labeling', () => {
@@ -49,12 +50,13 @@ export const useLabelingStore = defineStore('labeling', () => {
     }
   }
 
-  /** Pair mode: the left (0) or right (1) answer is the better one. */
+  /** Pair mode: the answer shown left (0) or right (1) is the better one. */
   function pick(side: 0 | 1): Promise<boolean> {
-    const c = current.value?.candidates
-    if (!c || c.length < 2) return Promise.resolve(false)
-    const chosen = c[side].id
-    const rejected = c[1 - side].id
+    const r = current.value
+    const sides = r ? pairSides(r.id, r.candidates) : null
+    if (!sides) return Promise.resolve(false)
+    const chosen = sides[side].id
+    const rejected = sides[1 - side].id
     return apply({ kind: 'pair', chosen, rejected }, `Saved: ${side === 0 ? 'left' : 'right'} chosen`)
   }
 
