@@ -1,0 +1,231 @@
+// Typed wrapper of the native engine addon (native/build/Release/tunebench.node).
+// The addon is found by TUNEBENCH_NATIVE, or by searching upward from this file and from the
+// working directory, so the same code works from the TS sources (vitest, tsx) and from the
+// electron-vite bundle in out/main.
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export interface EngineFacts {
+  version: string
+  cpuFeatures: string[]
+  threads: number
+  blas: string
+  cudaCompiled: boolean
+  cudaDevice: string | null
+}
+
+export type LoraTarget = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
+export const LORA_TARGETS: readonly LoraTarget[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down']
+
+export interface LoraOptions {
+  rank: number
+  alpha: number
+  dropout: number
+  targets: LoraTarget[]
+  rslora: boolean
+  seed: number
+}
+
+export interface ModelConfig {
+  architecture: string
+  layers: number
+  hidden: number
+  intermediate: number
+  heads: number
+  kvHeads: number
+  headDim: number
+  vocab: number
+  ropeTheta: number
+  rmsEps: number
+  tiedEmbeddings: boolean
+  dtype: string
+  parameters: number
+}
+
+/** Right-padded batch. ids[b*seqLen + t]. mask[b*seqLen + t] = 1 where the log-prob of token t
+ *  (predicted from position t-1) is wanted; mask at t=0 and at padding must be 0. */
+export interface Batch {
+  ids: Int32Array
+  batch: number
+  seqLen: number
+  lengths: Int32Array
+  mask: Uint8Array
+}
+
+export interface OptimizerOptions {
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  maxGradNorm: number
+}
+
+interface NativeModel {
+  config(): ModelConfig
+  addLora(o: LoraOptions): void
+  loadAdapter(dir: string): Promise<LoraOptions>
+  saveAdapter(dir: string, base: string): Promise<void>
+  setTrainable(mode: 'lora' | 'full'): void
+  setGradientCheckpointing(on: boolean): void
+  logps(ids: Int32Array, batch: number, seqLen: number, lengths: Int32Array, mask: Uint8Array,
+    adapters: boolean, train: boolean, dropoutSeed: number): Promise<Float32Array>
+  backward(gradLogps: Float32Array): Promise<void>
+  zeroGrad(): void
+  optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }>
+  gradNorm(): number
+  gradients(): Record<string, Float32Array>
+  saveTrainingState(path: string): Promise<void>
+  loadTrainingState(path: string): Promise<void>
+  cancel(): void
+  dispose(): void
+}
+
+interface Addon {
+  engineFacts(): EngineFacts
+  loadModel(dir: string, threads: number): Promise<NativeModel>
+}
+
+const ADDON_PATH = join('native', 'build', 'Release', 'tunebench.node')
+
+function searchUp(start: string): string | null {
+  let dir = resolve(start)
+  for (;;) {
+    const candidate = join(dir, ADDON_PATH)
+    if (existsSync(candidate)) return candidate
+    const parent = dirname(dir)
+    if (parent === dir) return null
+    dir = parent
+  }
+}
+
+/** Where the addon is loaded from, or null when it has not been built. */
+export function findAddon(): string | null {
+  const fromEnv = process.env.TUNEBENCH_NATIVE
+  if (fromEnv) return existsSync(fromEnv) ? resolve(fromEnv) : null
+  let here: string | null = null
+  try {
+    here = dirname(fileURLToPath(import.meta.url))
+  } catch {
+    here = null
+  }
+  return (here ? searchUp(here) : null) ?? searchUp(process.cwd())
+}
+
+let addon: Addon | null = null
+function load(): Addon {
+  if (addon) return addon
+  const path = findAddon()
+  if (!path) {
+    throw new Error(
+      `native engine not found: ${process.env.TUNEBENCH_NATIVE ? `TUNEBENCH_NATIVE=${process.env.TUNEBENCH_NATIVE} does not exist` : `no ${ADDON_PATH} above ${process.cwd()}`}; build it with \`npm run build:native\``
+    )
+  }
+  const require = createRequire(import.meta.url)
+  addon = require(path) as Addon
+  return addon
+}
+
+export function engineFacts(): EngineFacts {
+  return load().engineFacts()
+}
+
+function checkBatch(b: Batch): void {
+  const n = b.batch * b.seqLen
+  if (!Number.isInteger(b.batch) || !Number.isInteger(b.seqLen) || b.batch <= 0 || b.seqLen <= 0) {
+    throw new Error(`batch: batch (${b.batch}) and seqLen (${b.seqLen}) must be positive integers`)
+  }
+  if (!(b.ids instanceof Int32Array) || b.ids.length !== n) throw new Error(`batch: ids must be an Int32Array of batch*seqLen = ${n}`)
+  if (!(b.mask instanceof Uint8Array) || b.mask.length !== n) throw new Error(`batch: mask must be a Uint8Array of batch*seqLen = ${n}`)
+  if (!(b.lengths instanceof Int32Array) || b.lengths.length !== b.batch) throw new Error(`batch: lengths must be an Int32Array of batch = ${b.batch}`)
+}
+
+export class Model {
+  readonly config: ModelConfig
+  private native: NativeModel
+
+  private constructor(native: NativeModel) {
+    this.native = native
+    this.config = native.config()
+  }
+
+  static async load(dir: string, opts: { threads?: number; device?: 'cpu' | 'cuda' } = {}): Promise<Model> {
+    if (opts.device === 'cuda') throw new Error('device cuda: this engine build has no CUDA backend (engineFacts().cudaCompiled is false)')
+    const threads = opts.threads ?? 0
+    if (!Number.isInteger(threads) || threads < 0) throw new Error(`threads must be a non-negative integer, got ${threads}`)
+    return new Model(await load().loadModel(resolve(dir), threads))
+  }
+
+  /** PEFT init: A kaiming-uniform(a=sqrt5) from seed, B = 0. Replaces any adapter attached. */
+  addLora(opts: LoraOptions): void {
+    for (const t of opts.targets) if (!LORA_TARGETS.includes(t)) throw new Error(`addLora: unknown target '${t}'`)
+    this.native.addLora(opts)
+  }
+
+  /** Loads a PEFT folder (adapter_config.json + adapter_model.safetensors). */
+  loadAdapter(dir: string): Promise<LoraOptions> {
+    return this.native.loadAdapter(resolve(dir))
+  }
+
+  /** Writes a PEFT folder; each file is written to a temporary name and renamed. */
+  saveAdapter(dir: string, baseModelNameOrPath: string): Promise<void> {
+    return this.native.saveAdapter(resolve(dir), baseModelNameOrPath)
+  }
+
+  setTrainable(mode: 'lora' | 'full'): void {
+    this.native.setTrainable(mode)
+  }
+
+  setGradientCheckpointing(on: boolean): void {
+    this.native.setGradientCheckpointing(on)
+  }
+
+  /** Per-token log-probs [batch*seqLen]: lp[t] = log_softmax(logits[t-1])[ids[t]] where mask=1,
+   *  else 0. adapters=false is the reference pass; train=true keeps what backward needs. */
+  logps(batch: Batch, opts: { adapters: boolean; train: boolean; dropoutSeed?: number }): Promise<Float32Array> {
+    checkBatch(batch)
+    return this.native.logps(batch.ids, batch.batch, batch.seqLen, batch.lengths, batch.mask,
+      opts.adapters, opts.train, opts.dropoutSeed ?? 0)
+  }
+
+  /** Backward of the last train=true logps call; accumulates into the gradients. */
+  backward(gradLogps: Float32Array): Promise<void> {
+    return this.native.backward(gradLogps)
+  }
+
+  zeroGrad(): void {
+    this.native.zeroGrad()
+  }
+
+  /** Global-norm clipping then AdamW; returns the norm before clipping; grads are not zeroed. */
+  optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }> {
+    return this.native.optimizerStep(o)
+  }
+
+  gradNorm(): number {
+    return this.native.gradNorm()
+  }
+
+  /** Copies of the trainable parameters' gradients by PEFT/HF name (tests and diagnostics). */
+  gradients(): Record<string, Float32Array> {
+    return this.native.gradients()
+  }
+
+  saveTrainingState(path: string): Promise<void> {
+    return this.native.saveTrainingState(resolve(path))
+  }
+
+  loadTrainingState(path: string): Promise<void> {
+    return this.native.loadTrainingState(resolve(path))
+  }
+
+  cancel(): void {
+    this.native.cancel()
+  }
+
+  dispose(): void {
+    this.native.dispose()
+  }
+}

@@ -1,0 +1,375 @@
+#include "model_binding.h"
+
+#include <functional>
+#include <mutex>
+
+#include "gemm.h"
+
+namespace tbjs {
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference model_ctor;
+};
+
+// Runs `work` on the libuv pool holding the model's lock; `done` turns the result into a JS
+// value on the main thread. The JS wrapper object is referenced for the worker's lifetime.
+class TaskWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+  TaskWorker(Napi::Env env, std::shared_ptr<tb::Model> model, Napi::Object self, Work work, Done done)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
+        work_(std::move(work)), done_(std::move(done)) {
+    if (!self.IsEmpty()) self_ = Napi::Persistent(self);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      if (model_) {
+        std::lock_guard<std::mutex> lock(model_->mu);
+        if (model_->cancel_flag.load()) throw tb::Cancelled();
+        work_();
+      } else {
+        work_();
+      }
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("native engine: unknown error");
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+    release();
+  }
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(e.Value());
+    release();
+  }
+
+ private:
+  void release() {
+    if (!self_.IsEmpty()) self_.Reset();
+    work_ = nullptr;
+    done_ = nullptr;
+    model_.reset();
+  }
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<tb::Model> model_;
+  Napi::ObjectReference self_;
+  Work work_;
+  Done done_;
+};
+
+std::string str_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+double num_arg(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+double num_field(const Napi::Object& o, const char* name) { return num_arg(o.Get(name), name); }
+
+Napi::Object lora_to_js(Napi::Env env, const tb::LoraOptions& o) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("rank", o.rank);
+  r.Set("alpha", o.alpha);
+  r.Set("dropout", o.dropout);
+  Napi::Array t = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (int i = 0; i < tb::NUM_TARGETS; i++)
+    if (o.targets[i]) t.Set(k++, tb::kTargetNames[i]);
+  r.Set("targets", t);
+  r.Set("rslora", o.rslora);
+  r.Set("seed", double(o.seed));
+  return r;
+}
+
+template <class T>
+std::vector<T> typed_copy(const Napi::Value& v, napi_typedarray_type type, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + " has the wrong typed-array type");
+  Napi::TypedArrayOf<T> a = v.As<Napi::TypedArrayOf<T>>();
+  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
+}
+
+Napi::Float32Array to_f32(Napi::Env env, const std::vector<float>& v) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+}  // namespace
+
+Napi::Function ModelBinding::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeModel", {
+    InstanceMethod("config", &ModelBinding::Config),
+    InstanceMethod("addLora", &ModelBinding::AddLora),
+    InstanceMethod("loadAdapter", &ModelBinding::LoadAdapter),
+    InstanceMethod("saveAdapter", &ModelBinding::SaveAdapter),
+    InstanceMethod("setTrainable", &ModelBinding::SetTrainable),
+    InstanceMethod("setGradientCheckpointing", &ModelBinding::SetGradientCheckpointing),
+    InstanceMethod("logps", &ModelBinding::Logps),
+    InstanceMethod("backward", &ModelBinding::Backward),
+    InstanceMethod("zeroGrad", &ModelBinding::ZeroGrad),
+    InstanceMethod("optimizerStep", &ModelBinding::OptimizerStep),
+    InstanceMethod("gradNorm", &ModelBinding::GradNorm),
+    InstanceMethod("gradients", &ModelBinding::Gradients),
+    InstanceMethod("saveTrainingState", &ModelBinding::SaveTrainingState),
+    InstanceMethod("loadTrainingState", &ModelBinding::LoadTrainingState),
+    InstanceMethod("cancel", &ModelBinding::Cancel),
+    InstanceMethod("dispose", &ModelBinding::Dispose),
+  });
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (!data) {
+    data = new AddonData();
+    env.SetInstanceData(data);
+  }
+  data->model_ctor = Napi::Persistent(f);
+  return f;
+}
+
+ModelBinding::ModelBinding(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelBinding>(info) {
+  if (info.Length() < 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "NativeModel is created by loadModel(dir, threads)");
+  auto* p = info[0].As<Napi::External<std::shared_ptr<tb::Model>>>().Data();
+  model = *p;
+}
+
+std::shared_ptr<tb::Model> ModelBinding::need(const Napi::Env& env) {
+  if (!model) throw Napi::Error::New(env, "model disposed");
+  return model;
+}
+
+// Synchronous mutations must not race a running worker: they fail fast instead of blocking the loop.
+#define SYNC_LOCK(m)                                                                                 \
+  std::unique_lock<std::mutex> lock((m)->mu, std::try_to_lock);                                   \
+  if (!lock.owns_lock()) throw Napi::Error::New(info.Env(), "model is busy with another call");
+
+#define NATIVE_TRY(stmt)                                                      \
+  try {                                                                       \
+    stmt;                                                                     \
+  } catch (const Napi::Error&) {                                              \
+    throw;                                                                    \
+  } catch (const std::exception& e) {                                         \
+    throw Napi::Error::New(info.Env(), e.what());                             \
+  }
+
+Napi::Value ModelBinding::Config(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  const tb::ModelConfig& c = m->config();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("architecture", c.architecture);
+  o.Set("layers", c.layers);
+  o.Set("hidden", c.hidden);
+  o.Set("intermediate", c.intermediate);
+  o.Set("heads", c.heads);
+  o.Set("kvHeads", c.kv_heads);
+  o.Set("headDim", c.head_dim);
+  o.Set("vocab", c.vocab);
+  o.Set("ropeTheta", c.rope_theta);
+  o.Set("rmsEps", c.rms_eps);
+  o.Set("tiedEmbeddings", c.tied_embeddings);
+  o.Set("dtype", c.dtype);
+  o.Set("parameters", double(c.parameters));
+  return o;
+}
+
+Napi::Value ModelBinding::AddLora(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "addLora: options object expected");
+  Napi::Object o = info[0].As<Napi::Object>();
+  tb::LoraOptions lo;
+  lo.rank = int(num_field(o, "rank"));
+  lo.alpha = num_field(o, "alpha");
+  lo.dropout = float(num_field(o, "dropout"));
+  lo.rslora = o.Get("rslora").ToBoolean();
+  lo.seed = uint64_t(num_field(o, "seed"));
+  Napi::Value tv = o.Get("targets");
+  if (!tv.IsArray()) throw Napi::TypeError::New(info.Env(), "addLora: targets must be an array");
+  Napi::Array ta = tv.As<Napi::Array>();
+  for (uint32_t i = 0; i < ta.Length(); i++) {
+    std::string t = ta.Get(i).ToString().Utf8Value();
+    bool found = false;
+    for (int k = 0; k < tb::NUM_TARGETS; k++)
+      if (t == tb::kTargetNames[k]) lo.targets[k] = found = true;
+    if (!found) throw Napi::Error::New(info.Env(), "addLora: unknown target '" + t + "' (q, k, v, o, gate, up, down)");
+  }
+  SYNC_LOCK(m);
+  NATIVE_TRY(m->add_lora(lo));
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelBinding::LoadAdapter(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  std::string dir = str_arg(info, 0, "loadAdapter: dir");
+  m->cancel_flag = false;
+  auto result = std::make_shared<tb::LoraOptions>();
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, dir, result] { *result = m->load_adapter(dir); },
+                           [result](Napi::Env env) -> Napi::Value { return lora_to_js(env, *result); });
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::SaveAdapter(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  std::string dir = str_arg(info, 0, "saveAdapter: dir");
+  std::string base = str_arg(info, 1, "saveAdapter: baseModelNameOrPath");
+  m->cancel_flag = false;
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, dir, base] { m->save_adapter(dir, base); }, nullptr);
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::SetTrainable(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  std::string mode = str_arg(info, 0, "setTrainable: mode");
+  if (mode != "lora" && mode != "full") throw Napi::Error::New(info.Env(), "setTrainable: mode must be 'lora' or 'full'");
+  SYNC_LOCK(m);
+  NATIVE_TRY(m->set_trainable(mode == "full"));
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelBinding::SetGradientCheckpointing(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  bool on = info.Length() > 0 && info[0].ToBoolean();
+  SYNC_LOCK(m);
+  m->set_checkpointing(on);
+  return info.Env().Undefined();
+}
+
+// logps(ids Int32Array, batch, seqLen, lengths Int32Array, mask Uint8Array, adapters, train, dropoutSeed)
+Napi::Value ModelBinding::Logps(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  if (info.Length() < 8) throw Napi::TypeError::New(info.Env(), "logps: 8 arguments expected");
+  auto batch = std::make_shared<tb::BatchIn>();
+  batch->ids = typed_copy<int32_t>(info[0], napi_int32_array, "batch.ids");
+  batch->batch = int(num_arg(info[1], "batch.batch"));
+  batch->seq_len = int(num_arg(info[2], "batch.seqLen"));
+  batch->lengths = typed_copy<int32_t>(info[3], napi_int32_array, "batch.lengths");
+  batch->mask = typed_copy<uint8_t>(info[4], napi_uint8_array, "batch.mask");
+  bool adapters = info[5].ToBoolean(), train = info[6].ToBoolean();
+  uint64_t seed = uint64_t(num_arg(info[7], "dropoutSeed"));
+  m->cancel_flag = false;
+  auto out = std::make_shared<std::vector<float>>();
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(),
+                           [m, batch, adapters, train, seed, out] { *out = m->logps(*batch, adapters, train, seed); },
+                           [out](Napi::Env env) -> Napi::Value { return to_f32(env, *out); });
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::Backward(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "backward: gradLogps expected");
+  auto g = std::make_shared<std::vector<float>>(typed_copy<float>(info[0], napi_float32_array, "gradLogps"));
+  m->cancel_flag = false;
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, g] { m->backward(*g); }, nullptr);
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::ZeroGrad(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  SYNC_LOCK(m);
+  m->zero_grad();
+  return info.Env().Undefined();
+}
+
+// optimizerStep({lr, beta1, beta2, eps, weightDecay, maxGradNorm}): Promise<{gradNorm}>
+Napi::Value ModelBinding::OptimizerStep(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "optimizerStep: options object expected");
+  Napi::Object o = info[0].As<Napi::Object>();
+  tb::OptimizerOptions oo;
+  oo.lr = num_field(o, "lr");
+  oo.beta1 = num_field(o, "beta1");
+  oo.beta2 = num_field(o, "beta2");
+  oo.eps = num_field(o, "eps");
+  oo.weight_decay = num_field(o, "weightDecay");
+  oo.max_grad_norm = num_field(o, "maxGradNorm");
+  m->cancel_flag = false;
+  auto norm = std::make_shared<double>(0);
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, oo, norm] { *norm = m->optimizer_step(oo); },
+                           [norm](Napi::Env env) -> Napi::Value {
+                             Napi::Object r = Napi::Object::New(env);
+                             r.Set("gradNorm", *norm);
+                             return r;
+                           });
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::GradNorm(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  SYNC_LOCK(m);
+  return Napi::Number::New(info.Env(), m->grad_norm());
+}
+
+Napi::Value ModelBinding::Gradients(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  SYNC_LOCK(m);
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (tb::Param* p : m->trainable()) o.Set(p->name, to_f32(info.Env(), p->grad));
+  return o;
+}
+
+Napi::Value ModelBinding::SaveTrainingState(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  std::string path = str_arg(info, 0, "saveTrainingState: path");
+  m->cancel_flag = false;
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, path] { m->save_training_state(path); }, nullptr);
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::LoadTrainingState(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  std::string path = str_arg(info, 0, "loadTrainingState: path");
+  m->cancel_flag = false;
+  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, path] { m->load_training_state(path); }, nullptr);
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value ModelBinding::Cancel(const Napi::CallbackInfo& info) {
+  if (model) model->cancel_flag = true;
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelBinding::Dispose(const Napi::CallbackInfo& info) {
+  if (model) {
+    model->cancel_flag = true;
+    model.reset();  // running workers hold their own reference
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir = str_arg(info, 0, "loadModel: dir");
+  int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+  auto holder = std::make_shared<std::shared_ptr<tb::Model>>();
+  auto* w = new TaskWorker(
+      env, nullptr, Napi::Object(),
+      [dir, threads, holder] {
+        std::unique_ptr<tb::Model> m = tb::Model::load(dir, threads > 0 ? threads : tb::max_threads());
+        *holder = std::shared_ptr<tb::Model>(std::move(m));
+      },
+      [holder](Napi::Env env) -> Napi::Value {
+        AddonData* data = env.GetInstanceData<AddonData>();
+        return data->model_ctor.New({Napi::External<std::shared_ptr<tb::Model>>::New(env, holder.get())});
+      });
+  w->Queue();
+  return w->Promise();
+}
+
+}  // namespace tbjs

@@ -1,0 +1,224 @@
+// PEFT adapter folders and the optimiser's training state on disk.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "json.h"
+#include "model.h"
+#include "safetensors.h"
+
+namespace tb {
+
+static void write_text_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(tmp + ": cannot open for writing");
+    f << text;
+    f.flush();
+    if (!f) throw std::runtime_error(tmp + ": write failed");
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    throw std::runtime_error(path + ": rename from temporary file failed");
+  }
+}
+
+static void make_dirs(const std::string& dir) {
+  std::string cur;
+  for (size_t i = 0; i <= dir.size(); i++) {
+    if (i == dir.size() || dir[i] == '/') {
+      if (!cur.empty()) {
+        struct stat st;
+        if (stat(cur.c_str(), &st) != 0 && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+          throw std::runtime_error(cur + ": cannot create folder (" + strerror(errno) + ")");
+      }
+    }
+    if (i < dir.size()) cur += dir[i];
+  }
+}
+
+static std::string num_json(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(int64_t(v));
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+void Model::save_adapter(const std::string& dir, const std::string& base_model) const {
+  if (!lora_on_) throw std::runtime_error("saveAdapter: no LoRA adapter is attached");
+  make_dirs(dir);
+  std::vector<TensorOut> ts;
+  for (auto& w : L_)
+    for (int t = 0; t < NUM_TARGETS; t++)
+      if (!w.A[t].empty()) {
+        ts.push_back({w.A[t].name, w.A[t].shape, w.A[t].w.data()});
+        ts.push_back({w.B[t].name, w.B[t].shape, w.B[t].w.data()});
+      }
+  write_safetensors(dir + "/adapter_model.safetensors", ts, {{"format", "pt"}});
+  std::string targets;
+  for (int t = 0; t < NUM_TARGETS; t++)
+    if (lora_.targets[t]) targets += std::string(targets.empty() ? "" : ", ") + json_quote(kModuleNames[t]);
+  // PEFT stores lora_alpha as an integer in its configs; keep a fractional alpha exact otherwise.
+  std::string cfg = "{\n";
+  cfg += "  \"peft_type\": \"LORA\",\n";
+  cfg += "  \"task_type\": \"CAUSAL_LM\",\n";
+  cfg += "  \"r\": " + std::to_string(lora_.rank) + ",\n";
+  cfg += "  \"lora_alpha\": " + num_json(lora_.alpha) + ",\n";
+  cfg += "  \"lora_dropout\": " + num_json(lora_.dropout) + ",\n";
+  cfg += "  \"target_modules\": [" + targets + "],\n";
+  cfg += "  \"bias\": \"none\",\n";
+  cfg += "  \"fan_in_fan_out\": false,\n";
+  cfg += std::string("  \"use_rslora\": ") + (lora_.rslora ? "true" : "false") + ",\n";
+  cfg += "  \"use_dora\": false,\n";
+  cfg += "  \"init_lora_weights\": true,\n";
+  cfg += "  \"modules_to_save\": null,\n";
+  cfg += "  \"base_model_name_or_path\": " + json_quote(base_model) + ",\n";
+  cfg += "  \"inference_mode\": true\n";
+  cfg += "}\n";
+  write_text_atomic(dir + "/adapter_config.json", cfg);
+}
+
+LoraOptions Model::load_adapter(const std::string& dir) {
+  std::string cpath = dir + "/adapter_config.json";
+  Json j = json_parse_file(cpath);
+  auto str = [&](const char* k) -> std::string {
+    const Json* v = j.find(k);
+    return v && v->kind == Json::String ? v->str : "";
+  };
+  if (str("peft_type") != "LORA") throw std::runtime_error(cpath + ": peft_type '" + str("peft_type") + "' is not supported (LORA only)");
+  const Json* dora = j.find("use_dora");
+  if (dora && dora->kind == Json::Bool && dora->b) throw std::runtime_error(cpath + ": use_dora=true is not supported");
+  const Json* fifo = j.find("fan_in_fan_out");
+  if (fifo && fifo->kind == Json::Bool && fifo->b) throw std::runtime_error(cpath + ": fan_in_fan_out=true is not supported");
+  std::string bias = str("bias");
+  if (!bias.empty() && bias != "none") throw std::runtime_error(cpath + ": bias '" + bias + "' is not supported (none only)");
+  for (const char* k : {"rank_pattern", "alpha_pattern"}) {
+    const Json* v = j.find(k);
+    if (v && v->kind == Json::Object && !v->obj.empty()) throw std::runtime_error(cpath + ": '" + k + "' is not supported");
+  }
+  const Json* ltt = j.find("layers_to_transform");
+  if (ltt && !ltt->is_null()) throw std::runtime_error(cpath + ": layers_to_transform is not supported");
+  const Json* lb = j.find("lora_bias");
+  if (lb && lb->kind == Json::Bool && lb->b) throw std::runtime_error(cpath + ": lora_bias=true is not supported");
+  const Json* mts = j.find("modules_to_save");
+  if (mts && mts->kind == Json::Array && !mts->arr.empty()) throw std::runtime_error(cpath + ": modules_to_save is not supported");
+  LoraOptions o;
+  const Json* r = j.find("r");
+  if (!r || r->kind != Json::Number || r->num < 1) throw std::runtime_error(cpath + ": field 'r' must be a positive integer");
+  o.rank = int(r->num);
+  const Json* a = j.find("lora_alpha");
+  o.alpha = a && a->kind == Json::Number ? a->num : 8.0;
+  const Json* d = j.find("lora_dropout");
+  o.dropout = d && d->kind == Json::Number ? float(d->num) : 0.0f;
+  const Json* rs = j.find("use_rslora");
+  o.rslora = rs && rs->kind == Json::Bool && rs->b;
+  const Json* tm = j.find("target_modules");
+  if (!tm) throw std::runtime_error(cpath + ": missing field 'target_modules'");
+  if (tm->kind == Json::String && tm->str == "all-linear") {
+    for (auto& t : o.targets) t = true;
+  } else if (tm->kind == Json::Array) {
+    for (auto& m : tm->arr) {
+      bool found = false;
+      for (int t = 0; t < NUM_TARGETS; t++)
+        if (m.kind == Json::String && m.str == kModuleNames[t]) o.targets[t] = found = true;
+      if (!found) throw std::runtime_error(cpath + ": target module '" + m.str + "' is not supported (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    }
+  } else {
+    throw std::runtime_error(cpath + ": target_modules must be a list of module names or \"all-linear\"");
+  }
+  std::string wpath = dir + "/adapter_model.safetensors";
+  SafetensorsFile f(wpath);
+  // Read into a fresh adapter, then swap in, so a bad file leaves the current adapter intact.
+  LoraOptions saved = lora_;
+  bool saved_on = lora_on_;
+  std::vector<LayerWeights> backup;
+  if (lora_on_) {
+    backup.resize(L_.size());
+    for (size_t l = 0; l < L_.size(); l++)
+      for (int t = 0; t < NUM_TARGETS; t++) {
+        backup[l].A[t] = L_[l].A[t];
+        backup[l].B[t] = L_[l].B[t];
+      }
+  }
+  try {
+    add_lora(o);
+    std::set<std::string> expected;
+    for (auto& w : L_)
+      for (int t = 0; t < NUM_TARGETS; t++)
+        if (!w.A[t].empty())
+          for (Param* p : {&w.A[t], &w.B[t]}) {
+            expected.insert(p->name);
+            const TensorInfo* ti = f.find(p->name);
+            if (!ti) {  // PEFT keeps the adapter name in some versions
+              std::string alt = p->name;
+              alt.replace(alt.rfind(".weight"), 7, ".default.weight");
+              ti = f.find(alt);
+              if (ti) expected.insert(alt);
+            }
+            if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + p->name + "'");
+            if (ti->shape != p->shape)
+              throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
+            f.read_f32(*ti, p->w.data());
+          }
+    for (auto& [name, ti] : f.tensors())
+      if (!expected.count(name)) throw std::runtime_error(wpath + ": unexpected tensor '" + name + "' (not a LoRA weight of this model's targets)");
+  } catch (...) {
+    lora_ = saved;
+    lora_on_ = saved_on;
+    for (size_t l = 0; l < L_.size(); l++)
+      for (int t = 0; t < NUM_TARGETS; t++) {
+        L_[l].A[t] = saved_on ? backup[l].A[t] : Param{};
+        L_[l].B[t] = saved_on ? backup[l].B[t] : Param{};
+      }
+    throw;
+  }
+  return o;
+}
+
+void Model::save_training_state(const std::string& path) const {
+  std::vector<TensorOut> ts;
+  for (const Param* p : trainable()) {
+    ts.push_back({p->name + ".exp_avg", p->shape, p->m.data()});
+    ts.push_back({p->name + ".exp_avg_sq", p->shape, p->v.data()});
+    if (full_) ts.push_back({p->name, p->shape, p->w.data()});
+  }
+  write_safetensors(path, ts, {{"format", "tunebench-training-state-1"}, {"step", std::to_string(step_)}, {"mode", full_ ? "full" : "lora"}});
+}
+
+void Model::load_training_state(const std::string& path) {
+  SafetensorsFile f(path);
+  auto& md = f.metadata();
+  auto fmt = md.find("format");
+  if (fmt == md.end() || fmt->second != "tunebench-training-state-1") throw std::runtime_error(path + ": not a Tunebench training state");
+  auto mode = md.find("mode");
+  std::string want = full_ ? "full" : "lora";
+  if (mode == md.end() || mode->second != want)
+    throw std::runtime_error(path + ": training state is for mode '" + (mode == md.end() ? "?" : mode->second) + "' but the model is in mode '" + want + "'");
+  auto st = md.find("step");
+  if (st == md.end()) throw std::runtime_error(path + ": missing 'step' in metadata");
+  std::vector<Param*> ps = trainable();
+  // Validate everything before touching any state.
+  for (Param* p : ps)
+    for (std::string n : {p->name + ".exp_avg", p->name + ".exp_avg_sq", full_ ? p->name : std::string()}) {
+      if (n.empty()) continue;
+      const TensorInfo* ti = f.find(n);
+      if (!ti) throw std::runtime_error(path + ": missing tensor '" + n + "'");
+      if (ti->shape != p->shape || ti->dtype != DType::F32)
+        throw std::runtime_error(path + ": tensor '" + n + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
+    }
+  for (Param* p : ps) {
+    f.read_f32(*f.find(p->name + ".exp_avg"), p->m.data());
+    f.read_f32(*f.find(p->name + ".exp_avg_sq"), p->v.data());
+    if (full_) f.read_f32(*f.find(p->name), p->w.data());
+  }
+  step_ = std::stoll(st->second);
+  train_state_valid_ = false;
+}
+
+}  // namespace tb

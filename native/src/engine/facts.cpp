@@ -1,0 +1,60 @@
+#include "facts.h"
+
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace tb {
+
+std::vector<std::string> cpu_features() {
+  std::vector<std::string> f;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    if (d & (1u << 26)) f.push_back("sse2");
+    if (c & (1u << 0)) f.push_back("sse3");
+    if (c & (1u << 9)) f.push_back("ssse3");
+    if (c & (1u << 19)) f.push_back("sse4.1");
+    if (c & (1u << 20)) f.push_back("sse4.2");
+    if (c & (1u << 28)) f.push_back("avx");
+    if (c & (1u << 12)) f.push_back("fma");
+    if (c & (1u << 29)) f.push_back("f16c");
+  }
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+    if (b & (1u << 5)) f.push_back("avx2");
+    if (b & (1u << 16)) f.push_back("avx512f");
+    if (b & (1u << 30)) f.push_back("avx512bw");
+    if (b & (1u << 31)) f.push_back("avx512vl");
+    if (c & (1u << 11)) f.push_back("avx512vnni");
+    if (d & (1u << 22)) f.push_back("amx-bf16");
+  }
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+    if (a & (1u << 5)) f.push_back("avx512bf16");
+    if (a & (1u << 4)) f.push_back("avx-vnni");
+  }
+#elif defined(__aarch64__)
+  f.push_back("neon");
+#endif
+  return f;
+}
+
+EngineFacts engine_facts() {
+  EngineFacts e;
+  e.version = TUNEBENCH_VERSION;
+  e.cpu_features = cpu_features();
+#ifdef _OPENMP
+  e.threads = omp_get_max_threads();
+#else
+  e.threads = 1;
+#endif
+  e.blas = blas_name();
+  e.cuda_compiled = false;  // no CUDA kernels in this build (CMake option TUNEBENCH_CUDA only detects a toolkit)
+  return e;
+}
+
+}  // namespace tb

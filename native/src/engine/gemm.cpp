@@ -1,0 +1,85 @@
+#include "gemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef TUNEBENCH_OPENBLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace tb {
+
+const char* blas_name() {
+#ifdef TUNEBENCH_OPENBLAS
+  return "openblas";
+#else
+  return "builtin";
+#endif
+}
+
+void set_threads(int n) {
+  if (n < 1) n = 1;
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+#ifdef TUNEBENCH_OPENBLAS
+  openblas_set_num_threads(n);
+#endif
+}
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+#ifdef TUNEBENCH_OPENBLAS
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[size_t(i) * ldc + j] = beta == 0 ? 0 : beta * C[size_t(i) * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, lda, B, ldb, beta, C, ldc);
+}
+#else
+// Portable fallback: pack op(B) into column panels so the inner loop is a contiguous dot/axpy.
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  // Bt: [N, K] contiguous so that C[i,j] = dot(A_row_i, Bt_row_j).
+  std::vector<float> Bt(size_t(N) * K);
+  for (int j = 0; j < N; j++)
+    for (int k = 0; k < K; k++) Bt[size_t(j) * K + k] = tb ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j];
+#pragma omp parallel
+  {
+    std::vector<float> arow(K);
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; i++) {
+      for (int k = 0; k < K; k++) arow[k] = ta ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k];
+      float* c = C + size_t(i) * ldc;
+      for (int j0 = 0; j0 < N; j0 += 64) {
+        int j1 = std::min(N, j0 + 64);
+        for (int j = j0; j < j1; j++) {
+          const float* b = Bt.data() + size_t(j) * K;
+          float acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int k = 0; k < K; k++) acc += arow[k] * b[k];
+          c[j] = alpha * acc + (beta == 0 ? 0 : beta * c[j]);
+        }
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace tb

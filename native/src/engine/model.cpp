@@ -1,0 +1,618 @@
+#include "model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "gemm.h"
+#include "json.h"
+#include "ops.h"
+#include "safetensors.h"
+
+namespace tb {
+
+const char* const kTargetNames[NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+const char* const kModuleNames[NUM_TARGETS] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+// ------------------------------------------------------------------ config.json
+static const Json& need(const Json& j, const std::string& key, const std::string& path) {
+  const Json* v = j.find(key);
+  if (!v || v->is_null()) throw std::runtime_error(path + ": missing field '" + key + "'");
+  return *v;
+}
+static int need_int(const Json& j, const std::string& key, const std::string& path) {
+  const Json& v = need(j, key, path);
+  if (v.kind != Json::Number || v.num <= 0 || v.num != std::floor(v.num))
+    throw std::runtime_error(path + ": field '" + key + "' must be a positive integer");
+  return int(v.num);
+}
+static double num_or(const Json& j, const std::string& key, double dflt, const std::string& path) {
+  const Json* v = j.find(key);
+  if (!v || v->is_null()) return dflt;
+  if (v->kind != Json::Number) throw std::runtime_error(path + ": field '" + key + "' must be a number");
+  return v->num;
+}
+static bool bool_or(const Json& j, const std::string& key, bool dflt, const std::string& path) {
+  const Json* v = j.find(key);
+  if (!v || v->is_null()) return dflt;
+  if (v->kind != Json::Bool) throw std::runtime_error(path + ": field '" + key + "' must be true or false");
+  return v->b;
+}
+
+ModelConfig parse_config(const std::string& path) {
+  Json j = json_parse_file(path);
+  if (j.kind != Json::Object) throw std::runtime_error(path + ": not a JSON object");
+  ModelConfig c;
+  const Json& arch = need(j, "architectures", path);
+  if (arch.kind != Json::Array || arch.arr.empty() || arch.arr[0].kind != Json::String)
+    throw std::runtime_error(path + ": field 'architectures' must be a list of names");
+  c.architecture = arch.arr[0].str;
+  if (c.architecture != "LlamaForCausalLM" && c.architecture != "Qwen2ForCausalLM" && c.architecture != "Qwen3ForCausalLM")
+    throw std::runtime_error(path + ": unsupported architecture '" + c.architecture +
+                             "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+  c.hidden = need_int(j, "hidden_size", path);
+  c.intermediate = need_int(j, "intermediate_size", path);
+  c.layers = need_int(j, "num_hidden_layers", path);
+  c.heads = need_int(j, "num_attention_heads", path);
+  c.kv_heads = j.find("num_key_value_heads") && !j.find("num_key_value_heads")->is_null() ? need_int(j, "num_key_value_heads", path) : c.heads;
+  c.vocab = need_int(j, "vocab_size", path);
+  c.head_dim = j.find("head_dim") && !j.find("head_dim")->is_null() ? need_int(j, "head_dim", path) : c.hidden / c.heads;
+  if (c.architecture != "Qwen3ForCausalLM" && !j.has("head_dim") && c.hidden % c.heads != 0)
+    throw std::runtime_error(path + ": hidden_size is not a multiple of num_attention_heads");
+  if (c.heads % c.kv_heads != 0)
+    throw std::runtime_error(path + ": num_attention_heads is not a multiple of num_key_value_heads");
+  if (c.head_dim % 2 != 0) throw std::runtime_error(path + ": head_dim must be even for rotary embeddings");
+  // transformers >= 5 writes rope_parameters {rope_theta, rope_type, ...}; older files
+  // write rope_theta and rope_scaling at the top level.
+  const Json* rp = j.find("rope_parameters");
+  if (rp && rp->kind != Json::Object) rp = nullptr;
+  c.rope_theta = num_or(j, "rope_theta", rp ? num_or(*rp, "rope_theta", 10000.0, path + " rope_parameters") : 10000.0, path);
+  c.rms_eps = float(num_or(j, "rms_norm_eps", 1e-6, path));
+  c.tied_embeddings = bool_or(j, "tie_word_embeddings", false, path);
+  bool attention_bias = bool_or(j, "attention_bias", false, path);
+  if (c.architecture == "Qwen2ForCausalLM") {
+    c.qkv_bias = true;
+    if (bool_or(j, "use_sliding_window", false, path))
+      throw std::runtime_error(path + ": use_sliding_window=true is not supported");
+  } else {
+    c.qkv_bias = attention_bias;
+    c.o_bias = attention_bias;
+  }
+  if (c.architecture == "Qwen3ForCausalLM") {
+    c.qk_norm = true;
+    if (bool_or(j, "use_sliding_window", false, path))
+      throw std::runtime_error(path + ": use_sliding_window=true is not supported");
+  }
+  c.mlp_bias = bool_or(j, "mlp_bias", false, path);
+  const Json* act = j.find("hidden_act");
+  if (act && act->kind == Json::String && act->str != "silu")
+    throw std::runtime_error(path + ": hidden_act '" + act->str + "' is not supported (silu only)");
+  const Json* rs = j.find("rope_scaling");
+  if (!rs || rs->is_null()) rs = rp;
+  if (rs && !rs->is_null()) {
+    const Json* type = rs->find("rope_type");
+    if (!type) type = rs->find("type");
+    std::string t = type && type->kind == Json::String ? type->str : "";
+    if (t == "llama3") {
+      c.rope_factor = need(*rs, "factor", path + " rope_scaling").num;
+      c.rope_low = need(*rs, "low_freq_factor", path + " rope_scaling").num;
+      c.rope_high = need(*rs, "high_freq_factor", path + " rope_scaling").num;
+      c.rope_orig_ctx = need(*rs, "original_max_position_embeddings", path + " rope_scaling").num;
+    } else if (t != "default") {
+      throw std::runtime_error(path + ": rope_scaling type '" + t + "' is not supported (llama3 or default)");
+    }
+  }
+  const Json* dt = j.find("torch_dtype");
+  if (!dt || dt->kind != Json::String) dt = j.find("dtype");
+  if (dt && dt->kind == Json::String) c.dtype = dt->str;
+  return c;
+}
+
+// ------------------------------------------------------------------ construction
+static int64_t numel(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+static void target_dims(const ModelConfig& c, int t, int& in, int& out) {
+  int C = c.hidden, qd = c.heads * c.head_dim, kd = c.kv_heads * c.head_dim, I = c.intermediate;
+  switch (t) {
+    case Q: in = C; out = qd; break;
+    case K: case V: in = C; out = kd; break;
+    case O: in = qd; out = C; break;
+    case GATE: case UP: in = C; out = I; break;
+    default: in = I; out = C; break;
+  }
+}
+
+void Model::init_params(bool allocate) {
+  const ModelConfig& c = cfg_;
+  auto set = [&](Param& p, const std::string& name, std::vector<int64_t> shape, bool decay) {
+    p.name = name;
+    p.shape = std::move(shape);
+    p.decay = decay;
+    if (allocate) p.w.assign(size_t(numel(p.shape)), 0.0f);
+  };
+  set(embed_, "model.embed_tokens.weight", {c.vocab, c.hidden}, true);
+  set(final_norm_, "model.norm.weight", {c.hidden}, false);
+  if (!c.tied_embeddings) set(lm_head_, "lm_head.weight", {c.vocab, c.hidden}, true);
+  L_.assign(size_t(c.layers), LayerWeights{});
+  for (int l = 0; l < c.layers; l++) {
+    std::string pre = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& w = L_[l];
+    set(w.in_norm, pre + "input_layernorm.weight", {c.hidden}, false);
+    set(w.post_norm, pre + "post_attention_layernorm.weight", {c.hidden}, false);
+    if (c.qk_norm) {
+      set(w.q_norm, pre + "self_attn.q_norm.weight", {c.head_dim}, false);
+      set(w.k_norm, pre + "self_attn.k_norm.weight", {c.head_dim}, false);
+    }
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      int in, out;
+      target_dims(c, t, in, out);
+      std::string mod = pre + (t <= O ? "self_attn." : "mlp.") + kModuleNames[t];
+      set(w.W[t], mod + ".weight", {out, in}, true);
+      bool bias = (t <= V && c.qkv_bias) || (t == O && c.o_bias) || (t >= GATE && c.mlp_bias);
+      if (bias) set(w.bias[t], mod + ".bias", {out}, false);
+    }
+  }
+}
+
+std::vector<Param*> Model::all_base_params() {
+  std::vector<Param*> out{&embed_};
+  for (auto& w : L_) {
+    out.push_back(&w.in_norm);
+    if (!w.q_norm.shape.empty()) {
+      out.push_back(&w.q_norm);
+      out.push_back(&w.k_norm);
+    }
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      out.push_back(&w.W[t]);
+      if (!w.bias[t].shape.empty()) out.push_back(&w.bias[t]);
+    }
+    out.push_back(&w.post_norm);
+  }
+  out.push_back(&final_norm_);
+  if (!lm_head_.shape.empty()) out.push_back(&lm_head_);
+  return out;
+}
+
+std::unique_ptr<Model> Model::load(const std::string& dir, int threads) {
+  std::unique_ptr<Model> m(new Model());
+  m->cfg_ = parse_config(dir + "/config.json");
+  m->threads_ = std::max(1, threads);
+  Checkpoint ck(dir);
+  m->init_params(false);
+  if (m->cfg_.dtype.empty()) m->cfg_.dtype = ck.first_dtype();
+  // Some checkpoints omit tie_word_embeddings yet have no lm_head: follow the checkpoint.
+  if (!m->cfg_.tied_embeddings && !ck.has("lm_head.weight")) {
+    throw std::runtime_error(dir + "/model.safetensors: missing tensor 'lm_head.weight' (config.json has tie_word_embeddings=false)");
+  }
+  const auto embed_info = ck.info("model.embed_tokens.weight");
+  if (embed_info && embed_info->shape.size() == 2 && embed_info->shape[0] != m->cfg_.vocab)
+    throw std::runtime_error(dir + ": tensor 'model.embed_tokens.weight' has shape " + shape_str(embed_info->shape) +
+                             " but config.json has vocab_size " + std::to_string(m->cfg_.vocab));
+  int64_t count = 0;
+  for (Param* p : m->all_base_params()) {
+    p->w = ck.load(p->name, p->shape);
+    count += int64_t(p->w.size());
+  }
+  m->cfg_.parameters = count;
+  return m;
+}
+
+std::unique_ptr<Model> Model::random(const ModelConfig& cfg, uint64_t seed, float scale) {
+  std::unique_ptr<Model> m(new Model());
+  m->cfg_ = cfg;
+  m->init_params(true);
+  int64_t count = 0;
+  uint64_t k = 0;
+  for (Param* p : m->all_base_params()) {
+    bool norm = p->shape.size() == 1 && p->name.find("bias") == std::string::npos;
+    for (auto& x : p->w) {
+      float r = hash_uniform(seed, k++) * 2.0f - 1.0f;
+      x = norm ? 1.0f + 0.1f * r : scale * r;
+    }
+    count += int64_t(p->w.size());
+  }
+  m->cfg_.parameters = count;
+  if (m->cfg_.dtype.empty()) m->cfg_.dtype = "float32";
+  return m;
+}
+
+// ------------------------------------------------------------------ LoRA and trainable set
+float Model::lora_scale() const {
+  return float(lora_.rslora ? lora_.alpha / std::sqrt(double(lora_.rank)) : lora_.alpha / lora_.rank);
+}
+
+void Model::add_lora(const LoraOptions& o) {
+  if (o.rank < 1) throw std::runtime_error("LoRA rank must be at least 1");
+  if (!(o.dropout >= 0 && o.dropout < 1)) throw std::runtime_error("LoRA dropout must be in [0, 1)");
+  bool any = false;
+  for (int t = 0; t < NUM_TARGETS; t++) any = any || o.targets[t];
+  if (!any) throw std::runtime_error("LoRA needs at least one target module");
+  lora_ = o;
+  lora_on_ = true;
+  for (int l = 0; l < cfg_.layers; l++) {
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      Param& A = L_[l].A[t];
+      Param& B = L_[l].B[t];
+      A = Param{};
+      B = Param{};
+      if (!o.targets[t]) continue;
+      int in, out;
+      target_dims(cfg_, t, in, out);
+      std::string mod = "base_model.model.model.layers." + std::to_string(l) + (t <= O ? ".self_attn." : ".mlp.") + kModuleNames[t];
+      A.name = mod + ".lora_A.weight";
+      A.shape = {o.rank, in};
+      B.name = mod + ".lora_B.weight";
+      B.shape = {out, o.rank};
+      // PEFT init: kaiming_uniform(a=sqrt(5)) on A gives U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+      A.w.resize(size_t(o.rank) * in);
+      float bound = 1.0f / std::sqrt(float(in));
+      uint64_t s = mix_seed(o.seed, uint64_t(l) * NUM_TARGETS + t);
+      for (size_t i = 0; i < A.w.size(); i++) A.w[i] = (hash_uniform(s, i) * 2.0f - 1.0f) * bound;
+      B.w.assign(size_t(out) * o.rank, 0.0f);
+    }
+  }
+  alloc_grads();
+  step_ = 0;
+  train_state_valid_ = false;
+}
+
+void Model::set_trainable(bool full) {
+  full_ = full;
+  if (!full) {
+    for (Param* p : all_base_params()) {
+      p->grad.clear(); p->grad.shrink_to_fit();
+      p->m.clear(); p->m.shrink_to_fit();
+      p->v.clear(); p->v.shrink_to_fit();
+    }
+  }
+  alloc_grads();
+  step_ = 0;
+  train_state_valid_ = false;
+}
+
+void Model::alloc_grads() {
+  for (Param* p : trainable()) {
+    if (p->grad.size() != p->w.size()) p->grad.assign(p->w.size(), 0.0f);
+    if (p->m.size() != p->w.size()) p->m.assign(p->w.size(), 0.0f);
+    if (p->v.size() != p->w.size()) p->v.assign(p->w.size(), 0.0f);
+  }
+}
+
+std::vector<Param*> Model::trainable() {
+  std::vector<Param*> out;
+  if (full_) out = all_base_params();
+  if (lora_on_)
+    for (auto& w : L_)
+      for (int t = 0; t < NUM_TARGETS; t++)
+        if (!w.A[t].empty()) {
+          out.push_back(&w.A[t]);
+          out.push_back(&w.B[t]);
+        }
+  return out;
+}
+
+std::vector<const Param*> Model::trainable() const {
+  auto v = const_cast<Model*>(this)->trainable();
+  return std::vector<const Param*>(v.begin(), v.end());
+}
+
+// ------------------------------------------------------------------ forward / backward
+struct Model::Pass {
+  int B = 0, T = 0, N = 0;
+  std::vector<int32_t> start, len, pos, ids;  // packed
+  std::vector<float> cos, sin;                 // [maxlen, D/2]
+  bool adapters = false, train = false;
+  uint64_t dropout_seed = 0;
+};
+
+struct Model::TrainState {
+  Pass pass;
+  std::vector<LayerActs> acts;              // one per layer, or one scratch with checkpointing
+  std::vector<std::vector<float>> inputs;   // layer inputs (checkpointing only)
+  std::vector<int32_t> sel_rows, sel_pos, targets;
+  std::vector<float> hsel_x, hsel, rstd_f, lse;
+  bool checkpointing = false;
+};
+
+static void build_rope(const ModelConfig& c, int maxlen, std::vector<float>& cos, std::vector<float>& sin) {
+  int half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; i++) {
+    // as transformers: computed in float32
+    float e = float(2 * i) / float(c.head_dim);
+    inv[i] = 1.0f / float(std::pow(c.rope_theta, double(e)));
+  }
+  if (c.rope_factor > 0) {  // llama3
+    double low_wl = c.rope_orig_ctx / c.rope_low, high_wl = c.rope_orig_ctx / c.rope_high;
+    for (int i = 0; i < half; i++) {
+      double f = inv[i], wl = 2 * M_PI / f;
+      double scaled = wl > low_wl ? f / c.rope_factor : f;
+      if (!(wl < high_wl) && !(wl > low_wl)) {
+        double smooth = (c.rope_orig_ctx / wl - c.rope_low) / (c.rope_high - c.rope_low);
+        scaled = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
+      }
+      inv[i] = float(scaled);
+    }
+  }
+  cos.resize(size_t(maxlen) * half);
+  sin.resize(size_t(maxlen) * half);
+  for (int t = 0; t < maxlen; t++)
+    for (int i = 0; i < half; i++) {
+      float f = inv[i] * float(t);
+      cos[size_t(t) * half + i] = float(std::cos(double(f)));
+      sin[size_t(t) * half + i] = float(std::sin(double(f)));
+    }
+}
+
+void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool) {
+  const ModelConfig& c = cfg_;
+  LayerWeights& w = L_[l];
+  int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
+  size_t nC = size_t(N) * C, nq = size_t(N) * Hq * D, nk = size_t(N) * Hk * D, nI = size_t(N) * I;
+  a.x_in.assign(x_in, x_in + nC);
+  a.xn1.resize(nC); a.rstd1.resize(N);
+  a.q.resize(nq); a.k.resize(nk); a.v.resize(nk);
+  a.att.resize(nq); a.lse.resize(size_t(N) * Hq);
+  a.x_mid.resize(nC); a.xn2.resize(nC); a.rstd2.resize(N);
+  a.g.resize(nI); a.u.resize(nI); a.h.resize(nI);
+
+  auto proj = [&](int t, const float* x, float* y) {
+    int in, out;
+    target_dims(c, t, in, out);
+    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out);
+    if (p.adapters && lora_on_ && !w.A[t].empty()) {
+      a.ax[t].resize(size_t(N) * lora_.rank);
+      lora_forward(y, a.ax[t].data(), x, w.A[t].w.data(), w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank,
+                   p.train ? lora_.dropout : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
+    }
+  };
+
+  rmsnorm_forward(a.xn1.data(), a.rstd1.data(), a.x_in.data(), w.in_norm.w.data(), N, C, c.rms_eps);
+  if (c.qk_norm) {
+    a.qraw.resize(nq); a.kraw.resize(nk);
+    a.rstdq.resize(size_t(N) * Hq); a.rstdk.resize(size_t(N) * Hk);
+    proj(Q, a.xn1.data(), a.qraw.data());
+    proj(K, a.xn1.data(), a.kraw.data());
+    rmsnorm_forward(a.q.data(), a.rstdq.data(), a.qraw.data(), w.q_norm.w.data(), N * Hq, D, c.rms_eps);
+    rmsnorm_forward(a.k.data(), a.rstdk.data(), a.kraw.data(), w.k_norm.w.data(), N * Hk, D, c.rms_eps);
+  } else {
+    proj(Q, a.xn1.data(), a.q.data());
+    proj(K, a.xn1.data(), a.k.data());
+  }
+  proj(V, a.xn1.data(), a.v.data());
+  rope_forward(a.q.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hq, D);
+  rope_forward(a.k.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hk, D);
+  attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
+  proj(O, a.att.data(), a.x_mid.data());
+  for (size_t i = 0; i < nC; i++) a.x_mid[i] += a.x_in[i];
+  rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_norm.w.data(), N, C, c.rms_eps);
+  proj(GATE, a.xn2.data(), a.g.data());
+  proj(UP, a.xn2.data(), a.u.data());
+  swiglu_forward(a.h.data(), a.g.data(), a.u.data(), nI);
+  proj(DOWN, a.h.data(), x_out);
+  for (size_t i = 0; i < nC; i++) x_out[i] += a.x_mid[i];
+}
+
+static float* grad_of(Param& p, bool on) { return on && !p.grad.empty() ? p.grad.data() : nullptr; }
+
+void Model::layer_backward(int l, float* dx, LayerActs& a, const Pass& p) {
+  const ModelConfig& c = cfg_;
+  LayerWeights& w = L_[l];
+  int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
+  size_t nC = size_t(N) * C, nq = size_t(N) * Hq * D, nk = size_t(N) * Hk * D, nI = size_t(N) * I;
+  bool full = full_;
+
+  auto bproj = [&](int t, const float* dy, const float* x, float* dxin) {
+    int in, out;
+    target_dims(c, t, in, out);
+    linear_backward(dxin, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dy, x,
+                    w.W[t].w.data(), N, in, out);
+    if (p.adapters && lora_on_ && !w.A[t].empty()) {
+      lora_backward(dxin, grad_of(w.A[t], true), grad_of(w.B[t], true), dy, x, a.ax[t].data(), w.A[t].w.data(),
+                    w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank, p.train ? lora_.dropout : 0.0f,
+                    mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
+    }
+  };
+
+  // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
+  std::vector<float> dh(nI, 0.0f), dg(nI), du(nI), dxn(nC, 0.0f);
+  bproj(DOWN, dx, a.h.data(), dh.data());
+  swiglu_backward(dg.data(), du.data(), dh.data(), a.g.data(), a.u.data(), nI);
+  bproj(GATE, dg.data(), a.xn2.data(), dxn.data());
+  bproj(UP, du.data(), a.xn2.data(), dxn.data());
+  rmsnorm_backward(dx, grad_of(w.post_norm, full), dxn.data(), a.x_mid.data(), w.post_norm.w.data(), a.rstd2.data(), N, C);
+  // attention: x_mid = x_in + o(attn(rope(q), rope(k), v))
+  std::vector<float> datt(nq, 0.0f), dq(nq), dk(nk), dv(nk);
+  bproj(O, dx, a.att.data(), datt.data());
+  attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.att.data(), a.lse.data(), a.q.data(), a.k.data(),
+                     a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
+  rope_backward(dq.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hq, D);
+  rope_backward(dk.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hk, D);
+  if (c.qk_norm) {
+    std::vector<float> dqr(nq, 0.0f), dkr(nk, 0.0f);
+    rmsnorm_backward(dqr.data(), grad_of(w.q_norm, full), dq.data(), a.qraw.data(), w.q_norm.w.data(), a.rstdq.data(), N * Hq, D);
+    rmsnorm_backward(dkr.data(), grad_of(w.k_norm, full), dk.data(), a.kraw.data(), w.k_norm.w.data(), a.rstdk.data(), N * Hk, D);
+    dq.swap(dqr);
+    dk.swap(dkr);
+  }
+  std::fill(dxn.begin(), dxn.end(), 0.0f);
+  bproj(Q, dq.data(), a.xn1.data(), dxn.data());
+  bproj(K, dk.data(), a.xn1.data(), dxn.data());
+  bproj(V, dv.data(), a.xn1.data(), dxn.data());
+  rmsnorm_backward(dx, grad_of(w.in_norm, full), dxn.data(), a.x_in.data(), w.in_norm.w.data(), a.rstd1.data(), N, C);
+}
+
+std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed) {
+  const ModelConfig& c = cfg_;
+  set_threads(threads_);
+  if (b.batch <= 0 || b.seq_len <= 0) throw std::runtime_error("batch: batch and seqLen must be positive");
+  size_t BT = size_t(b.batch) * b.seq_len;
+  if (b.ids.size() != BT) throw std::runtime_error("batch: ids has " + std::to_string(b.ids.size()) + " entries, expected batch*seqLen = " + std::to_string(BT));
+  if (b.mask.size() != BT) throw std::runtime_error("batch: mask has " + std::to_string(b.mask.size()) + " entries, expected batch*seqLen = " + std::to_string(BT));
+  if (b.lengths.size() != size_t(b.batch)) throw std::runtime_error("batch: lengths has " + std::to_string(b.lengths.size()) + " entries, expected batch = " + std::to_string(b.batch));
+  if (adapters && !lora_on_) adapters = false;  // no adapter attached: the base model is the policy
+
+  auto ts = std::make_shared<TrainState>();
+  Pass& p = ts->pass;
+  p.B = b.batch;
+  p.T = b.seq_len;
+  p.adapters = adapters;
+  p.train = train;
+  p.dropout_seed = dropout_seed;
+  int maxlen = 1;
+  for (int r = 0; r < b.batch; r++) {
+    int len = b.lengths[r];
+    if (len < 0 || len > b.seq_len)
+      throw std::runtime_error("batch: lengths[" + std::to_string(r) + "] = " + std::to_string(len) + " is outside [0, seqLen=" + std::to_string(b.seq_len) + "]");
+    p.start.push_back(p.N);
+    p.len.push_back(len);
+    for (int t = 0; t < b.seq_len; t++) {
+      size_t i = size_t(r) * b.seq_len + t;
+      if (t < len) {
+        int id = b.ids[i];
+        if (id < 0 || id >= c.vocab)
+          throw std::runtime_error("batch: ids[" + std::to_string(r) + "," + std::to_string(t) + "] = " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+        p.ids.push_back(id);
+        p.pos.push_back(t);
+      }
+      if (b.mask[i] && (t == 0 || t >= len))
+        throw std::runtime_error("batch: mask[" + std::to_string(r) + "," + std::to_string(t) + "] is 1 at " + (t == 0 ? "position 0 (no previous token predicts it)" : "padding (t >= length " + std::to_string(len) + ")"));
+      if (b.mask[i]) {
+        ts->sel_rows.push_back(p.start.back() + t - 1);
+        ts->sel_pos.push_back(int32_t(i));
+        ts->targets.push_back(b.ids[i]);
+      }
+    }
+    p.N += len;
+    maxlen = std::max(maxlen, len);
+  }
+  build_rope(c, maxlen, p.cos, p.sin);
+  int N = p.N, C = c.hidden, M = int(ts->sel_rows.size());
+
+  std::vector<float> x(size_t(N) * C), x2(size_t(N) * C);
+  embedding_forward(x.data(), p.ids.data(), embed_.w.data(), N, C);
+  ts->checkpointing = train && checkpointing_;
+  bool keep_all = train && !checkpointing_;
+  ts->acts.resize(keep_all ? size_t(c.layers) : 1);
+  if (ts->checkpointing) ts->inputs.resize(size_t(c.layers));
+  for (int l = 0; l < c.layers; l++) {
+    check_cancel();
+    if (ts->checkpointing) ts->inputs[l] = x;
+    layer_forward(l, x.data(), x2.data(), ts->acts[keep_all ? l : 0], p, true);
+    x.swap(x2);
+  }
+  // Final norm and log-probs only on the M rows that predict a masked-in token.
+  ts->hsel_x.resize(size_t(M) * C);
+  ts->hsel.resize(size_t(M) * C);
+  ts->rstd_f.resize(M);
+  ts->lse.resize(M);
+  for (int m = 0; m < M; m++) memcpy(&ts->hsel_x[size_t(m) * C], &x[size_t(ts->sel_rows[m]) * C], sizeof(float) * C);
+  rmsnorm_forward(ts->hsel.data(), ts->rstd_f.data(), ts->hsel_x.data(), final_norm_.w.data(), M, C, c.rms_eps);
+  check_cancel();
+  std::vector<float> lp_sel(M);
+  const float* head = c.tied_embeddings ? embed_.w.data() : lm_head_.w.data();
+  logprob_forward(lp_sel.data(), ts->lse.data(), ts->hsel.data(), head, ts->targets.data(), M, C, c.vocab);
+  std::vector<float> out(BT, 0.0f);
+  for (int m = 0; m < M; m++) out[ts->sel_pos[m]] = lp_sel[m];
+  if (train) {
+    ts_ = ts;
+    train_state_valid_ = true;
+  }
+  return out;
+}
+
+void Model::backward(const std::vector<float>& dlogps) {
+  if (!ts_ || !train_state_valid_)
+    throw std::runtime_error("backward: no train=true logps call since the last weight change");
+  if (!full_ && !lora_on_)
+    throw std::runtime_error("backward: nothing is trainable (add or load a LoRA adapter, or setTrainable('full'))");
+  set_threads(threads_);
+  TrainState& ts = *ts_;
+  const Pass& p = ts.pass;
+  const ModelConfig& c = cfg_;
+  if (dlogps.size() != size_t(p.B) * p.T)
+    throw std::runtime_error("backward: gradLogps has " + std::to_string(dlogps.size()) + " entries, expected batch*seqLen = " + std::to_string(size_t(p.B) * p.T));
+  int N = p.N, C = c.hidden, M = int(ts.sel_rows.size());
+  std::vector<float> dlp(M);
+  for (int m = 0; m < M; m++) {
+    dlp[m] = dlogps[ts.sel_pos[m]];
+    if (!std::isfinite(dlp[m])) throw std::runtime_error("backward: gradLogps[" + std::to_string(ts.sel_pos[m]) + "] is not finite");
+  }
+  std::vector<float> dh(size_t(M) * C, 0.0f), dhx(size_t(M) * C, 0.0f);
+  Param& head = c.tied_embeddings ? embed_ : lm_head_;
+  logprob_backward(dh.data(), grad_of(head, full_), dlp.data(), ts.hsel.data(), head.w.data(), ts.targets.data(), ts.lse.data(), M, C, c.vocab);
+  rmsnorm_backward(dhx.data(), grad_of(final_norm_, full_), dh.data(), ts.hsel_x.data(), final_norm_.w.data(), ts.rstd_f.data(), M, C);
+  std::vector<float> dx(size_t(N) * C, 0.0f);
+  for (int m = 0; m < M; m++) {
+    float* d = &dx[size_t(ts.sel_rows[m]) * C];
+    const float* s = &dhx[size_t(m) * C];
+    for (int i = 0; i < C; i++) d[i] += s[i];
+  }
+  std::vector<float> scratch_out;
+  for (int l = c.layers - 1; l >= 0; l--) {
+    check_cancel();
+    if (ts.checkpointing) {
+      scratch_out.resize(size_t(N) * C);
+      layer_forward(l, ts.inputs[l].data(), scratch_out.data(), ts.acts[0], p, true);
+      layer_backward(l, dx.data(), ts.acts[0], p);
+    } else {
+      layer_backward(l, dx.data(), ts.acts[l], p);
+    }
+  }
+  if (full_) embedding_backward(embed_.grad.data(), dx.data(), p.ids.data(), N, C);
+}
+
+void Model::zero_grad() {
+  for (Param* p : trainable()) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+}
+
+double Model::grad_norm() const {
+  double ss = 0;
+  for (const Param* p : trainable())
+    for (float g : p->grad) ss += double(g) * g;
+  return std::sqrt(ss);
+}
+
+double Model::optimizer_step(const OptimizerOptions& o) {
+  set_threads(threads_);
+  std::vector<Param*> ps = trainable();
+  if (ps.empty()) throw std::runtime_error("optimizerStep: nothing is trainable (add or load a LoRA adapter, or setTrainable('full'))");
+  double norm = grad_norm();
+  // A non-finite norm would poison every weight: leave weights and moments as they are and let
+  // the caller see the norm and decide (skip the batch, stop the run).
+  if (!std::isfinite(norm)) return norm;
+  float clip = 1.0f;
+  if (o.max_grad_norm > 0) {
+    double coef = o.max_grad_norm / (norm + 1e-6);
+    if (coef < 1) clip = float(coef);
+  }
+  step_++;
+  double bc1 = 1 - std::pow(o.beta1, double(step_)), bc2 = 1 - std::pow(o.beta2, double(step_));
+  float b1 = float(o.beta1), b2 = float(o.beta2), lr = float(o.lr), eps = float(o.eps);
+  float step_size = float(o.lr / bc1), bc2_sqrt = float(std::sqrt(bc2));
+  for (Param* p : ps) {
+    float decay = p->decay ? 1.0f - lr * float(o.weight_decay) : 1.0f;
+    float* w = p->w.data();
+    float* g = p->grad.data();
+    float* m = p->m.data();
+    float* v = p->v.data();
+    int64_t n = int64_t(p->w.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+      float gi = g[i] * clip;
+      g[i] = gi;  // clipped in place, as torch's clip_grad_norm_
+      m[i] = b1 * m[i] + (1 - b1) * gi;
+      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+      w[i] *= decay;
+      w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+    }
+  }
+  train_state_valid_ = false;
+  return norm;
+}
+
+}  // namespace tb

@@ -1,0 +1,67 @@
+// One *_forward / *_backward pair of free functions per op, raw pointers and sizes (after llm.c).
+// Activations are row-major [N, width] over the packed valid tokens of a batch.
+// Backward functions ACCUMULATE (+=) into dx-style outputs and into weight gradients, which is
+// what lets residual branches and gradient accumulation share buffers; a null gradient pointer
+// means "not trainable, skip".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace tb {
+
+// out[n,:] = table[ids[n],:]
+void embedding_forward(float* out, const int32_t* ids, const float* table, int N, int C);
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int N, int C);
+
+// RMSNorm (fp32 as transformers): out = x * rsqrt(mean(x^2) + eps) * w; rstd[n] saved.
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int N, int C, float eps);
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                      const float* rstd, int N, int C);
+
+// y[N,out] = x[N,in] W[out,in]^T + b
+void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out);
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
+                     int N, int in, int out);
+
+// LoRA branch as PEFT: y += s * (dropout(x) A^T) B^T with A [r,in], B [out,r]. ax [N,r] is saved
+// for backward. Dropout masks come from a counter-based hash of (seed, element), so backward and
+// gradient-checkpointing recomputation regenerate them instead of storing them.
+void lora_forward(float* y, float* ax, const float* x, const float* A, const float* B, float s, int N,
+                  int in, int out, int r, float dropout, uint64_t seed);
+void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* ax,
+                   const float* A, const float* B, float s, int N, int in, int out, int r, float dropout,
+                   uint64_t seed);
+
+// Rotary embedding (rotate_half convention), in place on x [N, H*D]; pos[n] is the position of
+// row n; cos/sin tables are [maxpos, D/2]. Backward is the inverse rotation, also in place.
+void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D);
+void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D);
+
+// Causal grouped-query attention over packed sequences: sequence b owns rows
+// [start[b], start[b]+len[b]). q/out [N, Hq*D], k/v [N, Hk*D]; lse [N, Hq] saved, so backward
+// recomputes probabilities instead of storing T x T matrices.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const int32_t* start, const int32_t* len, int B, int Hq, int Hk, int D);
+// Writes (not accumulates) dq, dk, dv.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                        const float* lse, const float* q, const float* k, const float* v,
+                        const int32_t* start, const int32_t* len, int B, int Hq, int Hk, int D);
+
+// h = silu(g) * u, elementwise over n values; backward writes dg, du.
+void swiglu_forward(float* h, const float* g, const float* u, size_t n);
+void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n);
+
+// Token log-probs without materialising [M, V] logits: logits are computed chunk by chunk of the
+// vocabulary with an online logsumexp. h [M,C] (already normed), W [V,C], target[m] in [0,V).
+// lp[m] = logits[m,target] - lse[m]; lse saved for backward.
+void logprob_forward(float* lp, float* lse, const float* h, const float* W, const int32_t* target,
+                     int M, int C, int V);
+// dh += d lp / d h * dlp ; dW += ... (when non-null), recomputing each logits chunk.
+void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const float* W,
+                      const int32_t* target, const float* lse, int M, int C, int V);
+
+// Uniform [0,1) from a counter-based hash (splitmix64), for dropout masks and LoRA init.
+float hash_uniform(uint64_t seed, uint64_t counter);
+uint64_t mix_seed(uint64_t a, uint64_t b);
+
+}  // namespace tb

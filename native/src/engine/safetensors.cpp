@@ -1,0 +1,289 @@
+#include "safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+
+#include "json.h"
+
+namespace tb {
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::F32: return "F32";
+    case DType::BF16: return "BF16";
+    case DType::F16: return "F16";
+  }
+  return "?";
+}
+
+static size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); i++) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t man = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalise
+      exp = 127 - 15 + 1;
+      while ((man & 0x400) == 0) { man <<= 1; exp--; }
+      man &= 0x3FF;
+      bits = sign | (exp << 23) | (man << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000 | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open (" + strerror(errno) + ")");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    throw std::runtime_error(path + ": cannot stat");
+  }
+  size_ = size_t(st.st_size);
+  if (size_ < 8) {
+    close(fd);
+    throw std::runtime_error(path + ": truncated safetensors file (" + std::to_string(size_) + " bytes, no header length)");
+  }
+  map_ = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    throw std::runtime_error(path + ": mmap failed");
+  }
+  try {
+    const uint8_t* base = static_cast<const uint8_t*>(map_);
+    uint64_t hlen = 0;
+    for (int k = 7; k >= 0; k--) hlen = (hlen << 8) | base[k];
+    if (hlen == 0 || hlen > size_ - 8 || hlen > (100u << 20))
+      throw std::runtime_error(path + ": bad safetensors header length " + std::to_string(hlen) +
+                               " (file has " + std::to_string(size_) + " bytes)");
+    std::string header(reinterpret_cast<const char*>(base + 8), size_t(hlen));
+    Json h = json_parse(header, path + " (safetensors header)");
+    if (h.kind != Json::Object) throw std::runtime_error(path + ": safetensors header is not a JSON object");
+    data_ = base + 8 + hlen;
+    size_t data_size = size_ - 8 - hlen;
+    for (auto& [name, t] : h.obj) {
+      if (name == "__metadata__") {
+        for (auto& [k, v] : t.obj)
+          if (v.kind == Json::String) metadata_[k] = v.str;
+        continue;
+      }
+      const Json* dt = t.find("dtype");
+      const Json* sh = t.find("shape");
+      const Json* off = t.find("data_offsets");
+      if (!dt || dt->kind != Json::String || !sh || sh->kind != Json::Array || !off || off->kind != Json::Array || off->arr.size() != 2)
+        throw std::runtime_error(path + ": tensor '" + name + "' has a malformed header entry");
+      TensorInfo ti;
+      ti.name = name;
+      if (dt->str == "F32") ti.dtype = DType::F32;
+      else if (dt->str == "BF16") ti.dtype = DType::BF16;
+      else if (dt->str == "F16") ti.dtype = DType::F16;
+      else throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " + dt->str + " (F32, BF16 and F16 are supported)");
+      for (auto& d : sh->arr) {
+        if (d.kind != Json::Number || d.num < 0) throw std::runtime_error(path + ": tensor '" + name + "' has a bad shape");
+        ti.shape.push_back(int64_t(d.num));
+      }
+      ti.begin = size_t(off->arr[0].num);
+      ti.end = size_t(off->arr[1].num);
+      if (ti.end < ti.begin || size_t(ti.numel()) * dtype_size(ti.dtype) != ti.end - ti.begin)
+        throw std::runtime_error(path + ": tensor '" + name + "' byte range [" + std::to_string(ti.begin) + ", " + std::to_string(ti.end) +
+                                 ") does not match dtype " + dt->str + " and shape " + shape_str(ti.shape));
+      if (ti.end > data_size)
+        throw std::runtime_error(path + ": truncated file: tensor '" + name + "' ends at byte " + std::to_string(ti.end) +
+                                 " of a data section of " + std::to_string(data_size) + " bytes");
+      tensors_[name] = ti;
+    }
+  } catch (...) {
+    munmap(map_, size_);
+    map_ = nullptr;
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) munmap(map_, size_);
+}
+
+const TensorInfo* SafetensorsFile::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+void SafetensorsFile::read_f32(const TensorInfo& t, float* out) const {
+  const uint8_t* p = data_ + t.begin;
+  int64_t n = t.numel();
+  if (t.dtype == DType::F32) {
+    memcpy(out, p, size_t(n) * 4);
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      uint16_t h;
+      memcpy(&h, p + 2 * i, 2);
+      out[i] = t.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+  }
+}
+
+static bool file_exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
+  std::string single = dir + "/model.safetensors";
+  std::string index = dir + "/model.safetensors.index.json";
+  if (file_exists(index)) {
+    Json j = json_parse_file(index);
+    const Json* wm = j.find("weight_map");
+    if (!wm || wm->kind != Json::Object) throw std::runtime_error(index + ": missing 'weight_map'");
+    std::map<std::string, size_t> shard_index;
+    for (auto& [tensor, file] : wm->obj) {
+      if (file.kind != Json::String) throw std::runtime_error(index + ": weight_map entry '" + tensor + "' is not a file name");
+      if (file.str.find('/') != std::string::npos || file.str.find("..") != std::string::npos)
+        throw std::runtime_error(index + ": weight_map entry '" + tensor + "' names a file outside the folder: " + file.str);
+      auto it = shard_index.find(file.str);
+      if (it == shard_index.end()) {
+        files_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + file.str));
+        it = shard_index.emplace(file.str, files_.size() - 1).first;
+      }
+      if (!files_[it->second]->find(tensor))
+        throw std::runtime_error(dir + "/" + file.str + ": tensor '" + tensor + "' listed in model.safetensors.index.json is missing");
+      where_[tensor] = it->second;
+    }
+  } else if (file_exists(single)) {
+    files_.push_back(std::make_unique<SafetensorsFile>(single));
+    for (auto& [name, t] : files_[0]->tensors()) where_[name] = 0;
+  } else {
+    throw std::runtime_error(dir + ": no model.safetensors or model.safetensors.index.json");
+  }
+}
+
+const TensorInfo* Checkpoint::info(const std::string& name, const SafetensorsFile** file) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) return nullptr;
+  if (file) *file = files_[it->second].get();
+  return files_[it->second]->find(name);
+}
+
+bool Checkpoint::has(const std::string& name) const { return where_.count(name) > 0; }
+
+std::vector<std::string> Checkpoint::names() const {
+  std::vector<std::string> out;
+  for (auto& [n, i] : where_) out.push_back(n);
+  return out;
+}
+
+std::string Checkpoint::first_dtype() const {
+  for (auto& [n, i] : where_) return dtype_name(files_[i]->find(n)->dtype);
+  return "F32";
+}
+
+std::vector<float> Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
+  const SafetensorsFile* f = nullptr;
+  const TensorInfo* t = info(name, &f);
+  if (!t) {
+    std::string where = files_.size() == 1 ? files_[0]->path() : dir_ + " (sharded checkpoint)";
+    throw std::runtime_error(where + ": missing tensor '" + name + "' (expected shape " + shape_str(shape) + ")");
+  }
+  if (t->shape != shape)
+    throw std::runtime_error(f->path() + ": tensor '" + name + "' has shape " + shape_str(t->shape) + ", expected " + shape_str(shape));
+  std::vector<float> out(size_t(t->numel()));
+  f->read_f32(*t, out.data());
+  return out;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::string header = "{";
+  bool first = true;
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool f2 = true;
+    for (auto& [k, v] : metadata) {
+      header += (f2 ? "" : ",") + json_quote(k) + ":" + json_quote(v);
+      f2 = false;
+    }
+    header += "}";
+    first = false;
+  }
+  size_t offset = 0;
+  for (auto& t : tensors) {
+    int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    size_t bytes = size_t(n) * 4;
+    std::string shape;
+    for (size_t i = 0; i < t.shape.size(); i++) shape += (i ? "," : "") + std::to_string(t.shape[i]);
+    header += (first ? "" : ",") + json_quote(t.name) + ":{\"dtype\":\"F32\",\"shape\":[" + shape +
+              "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
+    first = false;
+    offset += bytes;
+  }
+  header += "}";
+  while ((header.size() + 8) % 8 != 0) header += ' ';  // align the data section to 8 bytes
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
+    uint64_t hl = header.size();
+    uint8_t lenbuf[8];
+    for (int k = 0; k < 8; k++) lenbuf[k] = uint8_t(hl >> (8 * k));
+    out.write(reinterpret_cast<const char*>(lenbuf), 8);
+    out.write(header.data(), std::streamsize(header.size()));
+    for (auto& t : tensors) {
+      int64_t n = 1;
+      for (auto d : t.shape) n *= d;
+      out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
+    }
+    out.flush();
+    if (!out) throw std::runtime_error(tmp + ": write failed");
+  }
+  int fd = open(tmp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    throw std::runtime_error(path + ": rename from temporary file failed (" + strerror(errno) + ")");
+  }
+}
+
+}  // namespace tb

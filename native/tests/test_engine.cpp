@@ -1,0 +1,320 @@
+// Native test runner: every op's backward against central finite differences, then a whole
+// tiny model (LoRA and full fine-tuning, with and without gradient checkpointing and dropout).
+// Loss for every check: L = sum_i w_i * out_i with fixed random weights w, so dL/dout = w.
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gemm.h"
+#include "model.h"
+#include "ops.h"
+
+using namespace tb;
+
+static int failures = 0, checks = 0;
+
+static std::vector<float> randv(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = (hash_uniform(seed, i) * 2 - 1) * scale;
+  return v;
+}
+
+static double dotw(const std::vector<float>& out, const std::vector<float>& w) {
+  double s = 0;
+  for (size_t i = 0; i < out.size(); i++) s += double(out[i]) * w[i];
+  return s;
+}
+
+// Compares analytic gradient `grad` of loss() wrt `x` with central differences.
+// Error measure: max |fd - analytic| / max(max |analytic|, 1e-3) over checked entries.
+static void fd_check(const std::string& name, std::vector<float>& x, const std::vector<float>& grad,
+                     const std::function<double()>& loss, float eps = 1e-2f, double tol = 2e-2, size_t max_entries = 64) {
+  checks++;
+  double maxg = 0;
+  for (float g : grad) maxg = std::max(maxg, double(std::fabs(g)));
+  double worst = 0;
+  size_t stride = std::max<size_t>(1, x.size() / max_entries);
+  for (size_t i = 0; i < x.size(); i += stride) {
+    float keep = x[i];
+    x[i] = keep + eps;
+    double lp = loss();
+    x[i] = keep - eps;
+    double lm = loss();
+    x[i] = keep;
+    double fd = (lp - lm) / (2 * eps);
+    worst = std::max(worst, std::fabs(fd - grad[i]));
+  }
+  double rel = worst / std::max(maxg, 1e-3);
+  bool ok = rel <= tol && std::isfinite(rel) && maxg > 0;
+  if (!ok) failures++;
+  printf("%s %-44s rel err %.2e (max |grad| %.3g)\n", ok ? "ok  " : "FAIL", name.c_str(), rel, maxg);
+}
+
+static void test_rmsnorm() {
+  int N = 5, C = 16;
+  auto x = randv(N * C, 1), w = randv(C, 2), gw = randv(N * C, 3);
+  for (auto& v : w) v += 1.5f;
+  std::vector<float> out(N * C), rstd(N), dx(N * C, 0), dw(C, 0);
+  auto loss = [&] { rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f); return dotw(out, gw); };
+  loss();
+  rmsnorm_backward(dx.data(), dw.data(), gw.data(), x.data(), w.data(), rstd.data(), N, C);
+  fd_check("rmsnorm dx", x, dx, loss);
+  fd_check("rmsnorm dw", w, dw, loss);
+}
+
+static void test_linear() {
+  int N = 6, in = 12, out = 10;
+  auto x = randv(N * in, 4), W = randv(out * in, 5), b = randv(out, 6), gw = randv(N * out, 7);
+  std::vector<float> y(N * out), dx(N * in, 0), dW(out * in, 0), db(out, 0);
+  auto loss = [&] { linear_forward(y.data(), x.data(), W.data(), b.data(), N, in, out); return dotw(y, gw); };
+  loss();
+  linear_backward(dx.data(), dW.data(), db.data(), gw.data(), x.data(), W.data(), N, in, out);
+  fd_check("linear dx", x, dx, loss);
+  fd_check("linear dW", W, dW, loss);
+  fd_check("linear db", b, db, loss);
+}
+
+static void test_lora(float dropout) {
+  int N = 6, in = 12, out = 10, r = 3;
+  float s = 1.7f;
+  auto x = randv(N * in, 8), A = randv(r * in, 9), B = randv(out * r, 10), gw = randv(N * out, 11);
+  std::vector<float> y(N * out), ax(N * r), dx(N * in, 0), dA(r * in, 0), dB(out * r, 0);
+  auto loss = [&] {
+    std::fill(y.begin(), y.end(), 0.0f);
+    lora_forward(y.data(), ax.data(), x.data(), A.data(), B.data(), s, N, in, out, r, dropout, 99);
+    return dotw(y, gw);
+  };
+  loss();
+  lora_backward(dx.data(), dA.data(), dB.data(), gw.data(), x.data(), ax.data(), A.data(), B.data(), s, N, in, out, r, dropout, 99);
+  std::string tag = dropout > 0 ? " (dropout)" : "";
+  fd_check("lora dx" + tag, x, dx, loss);
+  fd_check("lora dA" + tag, A, dA, loss);
+  fd_check("lora dB" + tag, B, dB, loss);
+}
+
+static void test_rope() {
+  int N = 5, H = 2, D = 8, half = D / 2;
+  auto x = randv(N * H * D, 12), gw = randv(N * H * D, 13);
+  std::vector<float> cs(N * half), sn(N * half);
+  std::vector<int32_t> pos = {0, 1, 2, 3, 4};
+  for (int t = 0; t < N; t++)
+    for (int i = 0; i < half; i++) {
+      cs[t * half + i] = std::cos(t * std::pow(100.0f, -float(i) / half));
+      sn[t * half + i] = std::sin(t * std::pow(100.0f, -float(i) / half));
+    }
+  std::vector<float> y;
+  auto loss = [&] { y = x; rope_forward(y.data(), cs.data(), sn.data(), pos.data(), N, H, D); return dotw(y, gw); };
+  loss();
+  std::vector<float> dx = gw;
+  rope_backward(dx.data(), cs.data(), sn.data(), pos.data(), N, H, D);
+  fd_check("rope dx", x, dx, loss);
+}
+
+static void test_attention() {
+  int Hq = 4, Hk = 2, D = 8;
+  std::vector<int32_t> start = {0, 5}, len = {5, 3};
+  int B = 2, N = 8;
+  auto q = randv(N * Hq * D, 14), k = randv(N * Hk * D, 15), v = randv(N * Hk * D, 16), gw = randv(N * Hq * D, 17);
+  std::vector<float> out(N * Hq * D), lse(N * Hq), dq(q.size()), dk(k.size()), dv(v.size());
+  auto loss = [&] {
+    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), len.data(), B, Hq, Hk, D);
+    return dotw(out, gw);
+  };
+  loss();
+  attention_backward(dq.data(), dk.data(), dv.data(), gw.data(), out.data(), lse.data(), q.data(), k.data(), v.data(),
+                     start.data(), len.data(), B, Hq, Hk, D);
+  fd_check("attention dq", q, dq, loss);
+  fd_check("attention dk", k, dk, loss);
+  fd_check("attention dv", v, dv, loss);
+}
+
+static void test_swiglu() {
+  size_t n = 40;
+  auto g = randv(n, 18, 3), u = randv(n, 19, 2), gw = randv(n, 20);
+  std::vector<float> h(n), dg(n), du(n);
+  auto loss = [&] { swiglu_forward(h.data(), g.data(), u.data(), n); return dotw(h, gw); };
+  loss();
+  swiglu_backward(dg.data(), du.data(), gw.data(), g.data(), u.data(), n);
+  fd_check("swiglu dg", g, dg, loss);
+  fd_check("swiglu du", u, du, loss);
+}
+
+static void test_logprob() {
+  int M = 4, C = 8, V = 37;
+  auto h = randv(M * C, 21, 2), W = randv(V * C, 22), gw = randv(M, 23);
+  std::vector<int32_t> target = {3, 36, 0, 17};
+  std::vector<float> lp(M), lse(M), dh(M * C, 0), dW(V * C, 0);
+  auto loss = [&] { logprob_forward(lp.data(), lse.data(), h.data(), W.data(), target.data(), M, C, V); return dotw(lp, gw); };
+  loss();
+  // lp must be a log-probability: exp(lp) summed over all targets of a row is 1.
+  double total = 0;
+  std::vector<int32_t> tt(1);
+  std::vector<float> lp1(1), lse1(1);
+  for (int v = 0; v < V; v++) {
+    tt[0] = v;
+    logprob_forward(lp1.data(), lse1.data(), h.data(), W.data(), tt.data(), 1, C, V);
+    total += std::exp(double(lp1[0]));
+  }
+  checks++;
+  bool ok = std::fabs(total - 1) < 1e-5;
+  if (!ok) failures++;
+  printf("%s %-44s sum exp(lp) = %.7f\n", ok ? "ok  " : "FAIL", "logprob normalises", total);
+  logprob_backward(dh.data(), dW.data(), gw.data(), h.data(), W.data(), target.data(), lse.data(), M, C, V);
+  fd_check("logprob dh", h, dh, loss);
+  fd_check("logprob dW", W, dW, loss);
+}
+
+static void test_embedding() {
+  int N = 5, C = 4, V = 6;
+  std::vector<int32_t> ids = {1, 3, 1, 5, 0};
+  auto table = randv(V * C, 24), gw = randv(N * C, 25);
+  std::vector<float> out(N * C), dt(V * C, 0);
+  auto loss = [&] { embedding_forward(out.data(), ids.data(), table.data(), N, C); return dotw(out, gw); };
+  loss();
+  embedding_backward(dt.data(), gw.data(), ids.data(), N, C);
+  fd_check("embedding dtable", table, dt, loss);
+}
+
+static ModelConfig tiny_config(const std::string& arch) {
+  ModelConfig c;
+  c.architecture = arch;
+  c.layers = 2;
+  c.hidden = 16;
+  c.intermediate = 24;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = arch == "Qwen3ForCausalLM" ? 8 : 4;
+  c.vocab = 23;
+  c.rms_eps = 1e-6f;
+  c.qkv_bias = arch == "Qwen2ForCausalLM";
+  c.qk_norm = arch == "Qwen3ForCausalLM";
+  c.tied_embeddings = arch == "Qwen2ForCausalLM";
+  return c;
+}
+
+static BatchIn tiny_batch(int vocab) {
+  BatchIn b;
+  b.batch = 2;
+  b.seq_len = 6;
+  b.lengths = {6, 4};
+  b.ids.assign(12, 0);
+  b.mask.assign(12, 0);
+  for (int r = 0; r < 2; r++)
+    for (int t = 0; t < b.lengths[r]; t++) {
+      b.ids[r * 6 + t] = int32_t(mix_seed(7, r * 6 + t) % vocab);
+      if (t >= 1) b.mask[r * 6 + t] = 1;
+    }
+  return b;
+}
+
+static void test_model(const std::string& arch, bool full, bool checkpointing, float dropout) {
+  ModelConfig c = tiny_config(arch);
+  auto m = Model::random(c, 42, 0.5f);
+  LoraOptions lo;
+  lo.rank = 2;
+  lo.alpha = 3;
+  lo.dropout = dropout;
+  for (auto& t : lo.targets) t = true;
+  lo.seed = 5;
+  m->add_lora(lo);
+  // Non-zero B so that A's gradient is not trivially zero.
+  for (Param* p : m->trainable())
+    if (p->name.find("lora_B") != std::string::npos) p->w = randv(p->w.size(), std::hash<std::string>()(p->name), 0.5f);
+  if (full) m->set_trainable(true);
+  m->set_checkpointing(checkpointing);
+  BatchIn b = tiny_batch(c.vocab);
+  auto gw = randv(b.ids.size(), 77);
+  bool train_mode = dropout > 0;  // dropout only exists in train mode; masks are fixed by the seed
+  auto loss = [&] { return dotw(m->logps(b, true, train_mode, 1234), gw); };
+  m->logps(b, true, true, 1234);
+  m->backward(gw);
+  std::string tag = arch.substr(0, arch.find("For")) + (full ? " full" : " lora") + (checkpointing ? " ckpt" : "") + (dropout > 0 ? " dropout" : "");
+  for (Param* p : m->trainable()) {
+    // A sample of parameters keeps the runner fast: every kind appears in layer 1 and the globals.
+    bool pick = p->name.find("layers.1.") != std::string::npos || p->name.find("layers.") == std::string::npos;
+    if (!pick) continue;
+    fd_check(tag + " " + p->name.substr(p->name.find("layers.") == std::string::npos ? 0 : p->name.find("layers.")), p->w, p->grad, loss, 1e-2f, 3e-2, 12);
+  }
+}
+
+static void test_checkpointing_equal() {
+  ModelConfig c = tiny_config("LlamaForCausalLM");
+  BatchIn b = tiny_batch(c.vocab);
+  auto gw = randv(b.ids.size(), 78);
+  std::vector<std::vector<float>> grads[2];
+  for (int ck = 0; ck < 2; ck++) {
+    auto m = Model::random(c, 43, 0.5f);
+    LoraOptions lo;
+    lo.rank = 2;
+    lo.alpha = 4;
+    lo.dropout = 0.2f;
+    for (auto& t : lo.targets) t = true;
+    m->add_lora(lo);
+    m->set_trainable(true);
+    m->set_checkpointing(ck == 1);
+    m->logps(b, true, true, 9);
+    m->backward(gw);
+    for (Param* p : m->trainable()) grads[ck].push_back(p->grad);
+  }
+  checks++;
+  bool same = grads[0] == grads[1];
+  if (!same) failures++;
+  printf("%s %-44s\n", same ? "ok  " : "FAIL", "checkpointing gives identical gradients");
+}
+
+static void test_adamw() {
+  // One parameter, known numbers: after one AdamW step with bias correction the update is
+  // lr * sign(g) (m_hat / sqrt(v_hat) = g / |g|), plus decoupled decay lr*wd*w.
+  ModelConfig c = tiny_config("LlamaForCausalLM");
+  auto m = Model::random(c, 44, 0.5f);
+  LoraOptions lo;
+  lo.rank = 1;
+  lo.alpha = 1;
+  lo.targets[Q] = true;
+  m->add_lora(lo);
+  Param* A = m->trainable()[0];
+  std::vector<float> w0 = A->w;
+  for (size_t i = 0; i < A->grad.size(); i++) A->grad[i] = (i % 2 ? 0.5f : -0.25f);
+  for (Param* p : m->trainable()) if (p != A) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+  OptimizerOptions o;
+  o.lr = 0.1;
+  o.weight_decay = 0.01;
+  o.max_grad_norm = 0;  // no clipping
+  double norm = m->optimizer_step(o);
+  double expect_norm = 0;
+  for (size_t i = 0; i < A->grad.size(); i++) expect_norm += (i % 2 ? 0.25 : 0.0625);
+  expect_norm = std::sqrt(expect_norm);
+  double worst = std::fabs(norm - expect_norm);
+  for (size_t i = 0; i < A->w.size(); i++) {
+    double g = i % 2 ? 0.5 : -0.25;
+    double expect = w0[i] * (1 - 0.1 * 0.01) - 0.1 * (g > 0 ? 1 : -1) * (std::fabs(g) / (std::fabs(g) + 1e-8));
+    worst = std::max(worst, std::fabs(A->w[i] - expect));
+  }
+  checks++;
+  bool ok = worst < 1e-5;
+  if (!ok) failures++;
+  printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", "adamw step and grad norm", worst);
+}
+
+int main() {
+  set_threads(2);
+  test_rmsnorm();
+  test_linear();
+  test_lora(0.0f);
+  test_lora(0.3f);
+  test_rope();
+  test_attention();
+  test_swiglu();
+  test_logprob();
+  test_embedding();
+  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_model(arch, false, false, 0.0f);
+  test_model("LlamaForCausalLM", false, false, 0.25f);
+  test_model("Qwen3ForCausalLM", true, false, 0.0f);
+  test_model("Qwen2ForCausalLM", true, true, 0.0f);
+  test_checkpointing_equal();
+  test_adamw();
+  printf("%d checks, %d failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
