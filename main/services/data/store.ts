@@ -7,6 +7,7 @@ import Database from 'better-sqlite3'
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { DataError } from './errors'
+import { checkString, checkText } from './formats'
 import { readRecords } from './importers'
 import { migrate } from './schema'
 import type {
@@ -373,8 +374,25 @@ export class Project {
 
   /** Adds records directly (typed in prompts, generated data). */
   addRecords(records: RecordInput[]): number[] {
+    if (!Array.isArray(records)) throw new DataError('expected a list of records')
+    records.forEach((r, i) => {
+      try {
+        checkText(r.prompt, 'prompt')
+        if (r.system !== null && r.system !== undefined) checkString(r.system, 'system')
+        if (!Array.isArray(r.candidates)) throw new DataError('expected a list', { field: 'candidates' })
+        r.candidates.forEach((c, j) => checkString(c.content, `candidates[${j}].content`))
+        if (r.gold !== null && r.gold !== undefined) checkString(r.gold, 'gold')
+      } catch (e) {
+        throw e instanceof DataError ? e.at({ row: i + 1 }) : e
+      }
+    })
     const ins = insertStatements(this.db)
-    return this.db.transaction(() => records.map((r) => ins.insert(r, r.split ?? 'train', now()))).immediate()
+    return this.db
+      .transaction(() => {
+        ins.sync()
+        return records.map((r) => ins.insert(r, r.split ?? 'train', now()))
+      })
+      .immediate()
   }
 
   /** Adds generated answers to a record. */
@@ -417,6 +435,7 @@ export class Project {
           const rows = batch
           batch = []
           staging.transaction(() => {
+            ins.sync()
             for (const r of rows) ins.insert(r, split, at)
           })()
         }
@@ -473,37 +492,58 @@ export class Project {
   }
 }
 
+/**
+ * Inserts records with ids assigned here (from the current maxima), so a record and its
+ * candidates go in with one statement each and the pair needs no second write.
+ */
 function insertStatements(db: Database.Database) {
   const rec = db.prepare(
-    `INSERT INTO records (prompt, prompt_text, system, split, source, source_index, gold, note, status, created_at, updated_at)
-     VALUES (@prompt, @prompt_text, @system, @split, @source, @source_index, @gold, @note, @status, @at, @at)`
+    `INSERT INTO records (id, prompt, prompt_text, system, split, source, source_index, pair_chosen, pair_rejected, gold, note, status, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
   )
-  const cand = db.prepare('INSERT INTO candidates (record_id, idx, content, source, kto) VALUES (?, ?, ?, ?, ?)')
-  const pair = db.prepare('UPDATE records SET pair_chosen = ?, pair_rejected = ? WHERE id = ?')
+  const cand = db.prepare('INSERT INTO candidates (id, record_id, idx, content, source, kto) VALUES (?, ?, ?, ?, ?, ?)')
+  const maxRecord = db.prepare('SELECT COALESCE(MAX(id), 0) AS m FROM records')
+  const maxCandidate = db.prepare('SELECT COALESCE(MAX(id), 0) AS m FROM candidates')
+  let nextRecord = 0
+  let nextCandidate = 0
   return {
+    /** Call inside each transaction before inserting (the maxima may have moved in between). */
+    sync(): void {
+      nextRecord = (maxRecord.get() as { m: number }).m
+      nextCandidate = (maxCandidate.get() as { m: number }).m
+    },
     insert(r: RecordInput, split: Split, at: string): number {
       const labeled = r.pair !== undefined || (r.gold ?? null) !== null || r.candidates.some((c) => c.kto !== undefined && c.kto !== null)
-      const id = Number(
-        rec.run({
-          prompt: JSON.stringify(r.prompt),
-          prompt_text: flattenPrompt(r.prompt),
-          system: r.system,
-          split: r.split ?? split,
-          source: r.source ?? null,
-          source_index: r.sourceIndex ?? null,
-          gold: r.gold ?? null,
-          note: r.note ?? null,
-          status: labeled ? 'labeled' : 'unlabeled',
-          at
-        }).lastInsertRowid
-      )
-      const ids = r.candidates.map((c, i) =>
-        Number(cand.run(id, i, c.content, c.source ?? 'import', c.kto === undefined || c.kto === null ? null : c.kto ? 1 : 0).lastInsertRowid)
-      )
+      const id = ++nextRecord
+      const first = nextCandidate + 1
+      nextCandidate += r.candidates.length
+      let chosen: number | null = null
+      let rejected: number | null = null
       if (r.pair) {
-        if (ids[r.pair.chosen] === undefined || ids[r.pair.rejected] === undefined) throw new DataError('pair refers to a missing candidate')
-        pair.run(ids[r.pair.chosen], ids[r.pair.rejected], id)
+        const { chosen: ci, rejected: ri } = r.pair
+        if (!r.candidates[ci] || !r.candidates[ri] || ci === ri) throw new DataError('pair refers to a missing candidate')
+        chosen = first + ci
+        rejected = first + ri
       }
+      rec.run(
+        id,
+        JSON.stringify(r.prompt),
+        flattenPrompt(r.prompt),
+        r.system,
+        r.split ?? split,
+        r.source ?? null,
+        r.sourceIndex ?? null,
+        chosen,
+        rejected,
+        r.gold ?? null,
+        r.note ?? null,
+        labeled ? 'labeled' : 'unlabeled',
+        at,
+        at
+      )
+      r.candidates.forEach((c, i) =>
+        cand.run(first + i, id, i, c.content, c.source ?? 'import', c.kto === undefined || c.kto === null ? null : c.kto ? 1 : 0)
+      )
       return id
     }
   }
