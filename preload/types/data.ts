@@ -178,7 +178,7 @@ export interface DecontamOptions {
   ngram?: number
   /** Fraction of a training prompt's n-grams found in the eval set to flag it. */
   threshold?: number
-  /** Jaccard similarity of word 5-gram shingles for near duplicates. */
+  /** Jaccard similarity of word 3-gram shingles (MinHash estimate) for near duplicates. */
   nearThreshold?: number
 }
 

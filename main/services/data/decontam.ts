@@ -1,6 +1,6 @@
 // Decontamination and de-duplication as in Tülu 3: a training prompt is contaminated when a
 // large share of its word n-grams (n = 8) appears in the evaluation set; exact duplicates have
-// the same normalised prompt; near duplicates are found with MinHash over word 5-gram
+// the same normalised prompt; near duplicates are found with MinHash over word 3-gram
 // shingles (LSH banding, so the cost stays linear) and confirmed by the signature agreement.
 import { DataError } from './errors'
 import { inspectFile, readRecords } from './importers'
@@ -41,6 +41,8 @@ async function evalPrompts(file: string): Promise<string[]> {
 }
 
 // MinHash: 64 hashes of each shingle (FNV-1a, then a murmur3 finaliser per seed), kept as minima.
+// Word 3-gram shingles: prompts are short, and longer shingles make one changed word cost too much.
+const SHINGLE = 3
 const PERMS = 64
 const BANDS = 16
 const ROWS = PERMS / BANDS
@@ -138,7 +140,7 @@ export async function decontaminate(project: Project, opts: DecontamOptions = {}
     }
     seen.set(key, rec.id)
     if (!ws.length) continue
-    const sig = minhash(ngrams(ws, 5))
+    const sig = minhash(ngrams(ws, SHINGLE))
     // The earliest earlier record sharing a band and similar enough is the one this duplicates.
     let best: { id: number; sim: number } | null = null
     const keys: string[] = []
