@@ -1,7 +1,7 @@
 // Runs the PyTorch reference scripts of tests/python for the training tests. Without python
 // and torch the tests skip locally, but under CI=true they fail: a reference that silently
 // disappears would turn the parity tests into tests that cannot fail.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 
 export const pythonExe = process.env.TUNEBENCH_PYTHON ?? 'python3'
@@ -28,4 +28,22 @@ export function runPythonJson<T>(script: string, input: unknown, args: string[] 
   })
   if (r.status !== 0) throw new Error(`${script} failed (${r.status}): ${r.stderr}`)
   return JSON.parse(r.stdout) as T
+}
+
+/** Runs a python command without blocking the event loop (vitest's worker must keep talking). */
+export function runPython(args: string[], input = ''): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(pythonExe, args, { env: { ...process.env, OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' } })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolvePromise(out) : reject(new Error(`${args[0]} failed (${code}): ${err}`))))
+    child.stdin.end(input)
+  })
+}
+
+export async function runPythonJsonAsync<T>(script: string, input: unknown): Promise<T> {
+  return JSON.parse(await runPython([join(root, 'tests', 'python', script)], JSON.stringify(input))) as T
 }

@@ -114,10 +114,7 @@ export class ChatTokenizer {
     return this.template.render({
       messages,
       add_generation_prompt: addGenerationPrompt,
-      ...this.specialStrings,
-      raise_exception: (msg: string) => {
-        throw new Error(`chat_template: ${msg}`)
-      }
+      ...this.specialStrings
     })
   }
 }

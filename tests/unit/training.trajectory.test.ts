@@ -1,0 +1,65 @@
+// Trajectories: 5 optimiser steps of each method from the same initial adapter (non-zero B,
+// dropout 0, no shuffling) against a PyTorch + PEFT + transformers loop
+// (tests/python/train_reference.py) that tokenises, batches and computes losses on its own.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { resolveConfig } from '../../main/services/training/config'
+import { train } from '../../main/services/training/trainer'
+import type { TrainerLogEntry } from '../../preload/types/training'
+import { makeModelAndAdapter, writeDatasets } from './training.fixtures'
+import { runPythonJsonAsync, torchAvailable } from './trainingPython'
+
+const STEPS = 5
+
+const methods: { name: string; data: string; config: Record<string, unknown> }[] = [
+  // GA 2 over 3 micro-batches per epoch: the second step of each epoch takes the remainder.
+  { name: 'sft', data: 'sft_messages', config: { stage: 'sft', per_device_train_batch_size: 2, gradient_accumulation_steps: 2, learning_rate: 5e-3, warmup_steps: 1 } },
+  { name: 'dpo sigmoid', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'sigmoid', pref_beta: 0.5, per_device_train_batch_size: 2, learning_rate: 1e-2, weight_decay: 0.01, lr_scheduler_type: 'cosine' } },
+  { name: 'dpo ipo', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'ipo', pref_beta: 0.5, per_device_train_batch_size: 2, learning_rate: 1e-2 } },
+  { name: 'dpo hinge', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'hinge', pref_beta: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2 } },
+  { name: 'kto', data: 'unpaired', config: { stage: 'kto', pref_beta: 0.5, per_device_train_batch_size: 3, learning_rate: 1e-2, kto_rejected_weight: 1.3 } },
+  { name: 'orpo', data: 'pairs_chat', config: { stage: 'dpo', pref_loss: 'orpo', pref_beta: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2, max_grad_norm: 0.5 } },
+  { name: 'simpo', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'simpo', pref_beta: 2.0, simpo_gamma: 0.5, pref_ftx: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2, lr_scheduler_type: 'constant_with_warmup', warmup_ratio: 0.2 } }
+]
+
+describe.runIf(torchAvailable())('training trajectories against PyTorch + PEFT', () => {
+  let dir: string
+  let model: string
+  let adapter: string
+  let data: Record<string, string>
+  let reference: { loss: number; grad_norm: number; lr: number }[][]
+  const common = () => ({ model_name_or_path: model, adapter_name_or_path: adapter, lora_dropout: 0, disable_shuffling: true, max_steps: STEPS, logging_steps: 1, save_steps: 1000, threads: 1, cutoff_len: 512 })
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tb-trajectory-'))
+    ;({ model, adapter } = await makeModelAndAdapter(dir))
+    data = writeDatasets(join(dir, 'data'))
+    reference = await runPythonJsonAsync('train_reference.py', methods.map((m) => ({
+      model, adapter, data: data[m.data], config: { ...common(), ...m.config }
+    })))
+  }, 180_000)
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  methods.forEach((m, k) => {
+    it(`${m.name}: loss and grad_norm of ${STEPS} steps within 1e-3`, async () => {
+      const out = join(dir, `run-${k}`)
+      const cfg = resolveConfig({ ...common(), ...m.config, dataset: data[m.data], output_dir: out }, m.name)
+      await train(cfg)
+      const log = readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainerLogEntry)
+      expect(log.map((e) => e.current_steps)).toEqual([1, 2, 3, 4, 5])
+      const ref = reference[k]!
+      log.forEach((e, i) => {
+        const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-8)
+        expect(rel(e.loss!, ref[i]!.loss), `step ${i + 1} loss ${e.loss} vs ${ref[i]!.loss}`).toBeLessThan(1e-3)
+        expect(rel(e.grad_norm!, ref[i]!.grad_norm), `step ${i + 1} grad_norm ${e.grad_norm} vs ${ref[i]!.grad_norm}`).toBeLessThan(1e-3)
+        expect(rel(e.lr!, ref[i]!.lr) < 1e-9 || (e.lr === 0 && ref[i]!.lr === 0)).toBe(true)
+      })
+      // Steps 1, 3 and 5 see the same batch (two steps per epoch): their losses differ only
+      // because the updates were applied.
+      expect(log[2]!.loss).not.toBe(log[0]!.loss)
+      expect(log[4]!.loss).not.toBe(log[2]!.loss)
+    })
+  })
+})
