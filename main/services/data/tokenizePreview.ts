@@ -53,7 +53,9 @@ export async function tokenizePreview(project: Project, opts: TokenizePreviewOpt
     totals.push(total)
     if (total > opts.cutoffLen) truncated.push({ recordId: rec.id, tokens: total })
     if (rendered.length < sample) {
-      const first = outs[outs.length - 1]
+      // Show what training would learn first: the gold answer, else the chosen one.
+      const chosen = rec.pair ? rec.candidates.find((c) => c.id === rec.pair!.chosen)?.content : undefined
+      const first = rec.gold ?? chosen ?? outs[0]
       const text = typeof prompt === 'string' ? prompt + first : tok.renderChat([...prompt, { role: 'assistant', content: first }], false)
       rendered.push({ recordId: rec.id, text, promptTokens, completionTokens })
     }
