@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { engineFacts } from '../../native/index'
 import { writeTinyModel } from '../fixtures/tinyModel'
 import { startApp, type AppSession } from './fixture'
 
@@ -33,9 +34,11 @@ describe('Models page', () => {
     // 32*8 embeddings + 32*8 lm_head + 2 layers * (attention 192 + MLP 384 + norms 16) + final norm 8
     assert.match(await fact('parameters'), /\(1,704\)$/)
     assert.equal(await fact('chatTemplate'), 'present')
-    // The folder joins the recent list, and the engine panel answers (facts or the reason it cannot).
+    // The folder joins the recent list, and the engine panel shows the addon's own facts.
     await page.getByRole('button', { name: 'tiny-llama', exact: true }).waitFor()
-    await page.locator('[data-engine="version"], #engine-title ~ .error').first().waitFor()
+    const engine = engineFacts()
+    assert.equal(await page.locator('[data-engine="version"]').innerText(), engine.version)
+    assert.equal(await page.locator('[data-engine="blas"]').innerText(), engine.blas)
     await app.screenshot('models-page')
     assert.deepEqual(app.pageErrors, [])
   })

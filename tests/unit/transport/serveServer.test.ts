@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { BridgeEvent, BridgeResponse } from '../../../preload/types/bridge'
+import { engineFacts } from '../../../native/index'
 import { parseServeArgs } from '../../../main/serve'
 import { createServices } from '../../../main/services'
 import { startServeServer, type ServeServer } from '../../../main/transport/serveServer'
@@ -128,6 +129,9 @@ describe('serve mode WebSocket', () => {
 
       const failed = await call(socket, 2, 'models.inspect', [join(root, 'nope')])
       expect(failed).toMatchObject({ id: 2, ok: false, error: { name: 'ModelFolderError', message: expect.stringMatching(/Folder not found/) } })
+
+      const engine = await call(socket, 4, 'engine.facts', [])
+      expect(engine).toEqual({ id: 4, ok: true, result: engineFacts() })
 
       const unknown = await call(socket, 3, 'fs.readFile', ['/etc/passwd'])
       expect(unknown).toMatchObject({ id: 3, ok: false, error: { message: 'Unknown channel "fs.readFile"' } })
