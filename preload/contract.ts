@@ -26,6 +26,7 @@ import type {
   TokenizePreview,
   TokenizePreviewOptions
 } from './types/data'
+import type { AdapterExport, ConfigCheck, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
@@ -69,12 +70,28 @@ export interface InvokeMap {
   'data.excludeFlagged': { args: [report: DecontamReport, kinds?: DecontamKind[]]; result: number }
   'data.tokenizePreview': { args: [options: TokenizePreviewOptions]; result: TokenizePreview }
   // training and runs
+  /** Runs under the runs root (and live ones), newest first. */
+  'runs.list': { args: []; result: RunSummary[] }
+  /** A run's summary, resolved config (run.json), trainer_log.jsonl entries and status. */
+  'runs.get': { args: [id: string]; result: RunDetail }
+  /** Checks a config from the form against the schema; the error names the key. */
+  'runs.validate': { args: [config: Record<string, unknown>]; result: ConfigCheck }
+  /** Starts training in main; step events follow on runs.event. */
+  'runs.start': { args: [request: StartRunRequest]; result: RunSummary }
+  /** Cancels a live run (its checkpoints stay); false when it was not running. */
+  'runs.stop': { args: [id: string]; result: boolean }
+  /** Continues a stopped, failed or interrupted run from its last checkpoint. */
+  'runs.resume': { args: [id: string]; result: RunSummary }
+  /** Copies a run's PEFT adapter (adapter_config.json + adapter_model.safetensors) to a folder. */
+  'runs.exportAdapter': { args: [id: string, dest: string]; result: AdapterExport }
 }
 
 /** Events pushed from main to the renderer: channel name -> payload. */
 export interface EventMap {
   'models.downloadProgress': DownloadProgress
   'data.importProgress': ImportProgress
+  /** Streamed events of training runs (started, log, eval, checkpoint, progress, finished, ...). */
+  'runs.event': RunEvent
 }
 
 export type InvokeChannel = keyof InvokeMap
@@ -106,10 +123,17 @@ export const invokeChannels = [
   'data.export',
   'data.decontam',
   'data.excludeFlagged',
-  'data.tokenizePreview'
+  'data.tokenizePreview',
+  'runs.list',
+  'runs.get',
+  'runs.validate',
+  'runs.start',
+  'runs.stop',
+  'runs.resume',
+  'runs.exportAdapter'
 ] as const satisfies readonly InvokeChannel[]
 
-export const eventChannels = ['models.downloadProgress', 'data.importProgress'] as const satisfies readonly EventChannel[]
+export const eventChannels = ['models.downloadProgress', 'data.importProgress', 'runs.event'] as const satisfies readonly EventChannel[]
 
 type Missing<All, Listed> = Exclude<All, Listed>
 // Compile-time check that every channel of the maps is listed.

@@ -4,6 +4,8 @@
 import type { Emit, Handlers } from '../../preload/contract'
 import { createModelHandlers } from './models'
 import { createDataHandlers } from './data/handlers'
+import { createRunHandlers } from './training/runs'
+import { join } from 'node:path'
 
 export interface ServiceOptions {
   /** App data dir (recent models, downloads, ...). */
@@ -45,7 +47,8 @@ export function createServices(options: ServiceOptions): Services {
       emit: options.emit,
       pickFolder: options.pickFolder
     }, onClose),
-    ...createDataHandlers({ emit: options.emit }, onClose)
+    ...createDataHandlers({ emit: options.emit }, onClose),
+    ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), emit: options.emit }, onClose)
   }
   return {
     handlers,

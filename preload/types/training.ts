@@ -83,3 +83,17 @@ export interface StartRunRequest {
 export type ScoreLine =
   | { index: number; chosen_logps: number; rejected_logps: number; chosen_tokens: number; rejected_tokens: number }
   | { index: number; logps: number; tokens: number }
+
+/** Result of checking a form's config: the resolved config, or the error and its key. */
+export interface ConfigCheck {
+  ok: boolean
+  error: string | null
+  key: string | null
+  config: TrainingConfig | null
+}
+
+/** Where `runs.exportAdapter` wrote the adapter, and the files with their sizes. */
+export interface AdapterExport {
+  dir: string
+  files: { name: string; bytes: number }[]
+}

@@ -1,0 +1,218 @@
+// Training runs as folders: list and read them from disk (so the dashboard comes back after a
+// restart), start runs in this process with their events forwarded, cancel them.
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
+import { basename, isAbsolute, join, resolve } from 'node:path'
+import type { Emit, Handlers } from '../../../preload/contract'
+import type { AdapterExport, RunDetail, RunStatus, RunSummary, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
+import { fsyncDir } from './fsAtomic'
+import type { TrainingConfig } from '../../../preload/types/trainingSchema'
+import { ConfigError, resolveConfig } from './config'
+import { listCheckpoints, Trainer } from './trainer'
+
+async function readJsonIfAny<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T
+  } catch {
+    return null
+  }
+}
+
+/** trainer_log.jsonl lines; a torn last line (process killed mid-write) is skipped. */
+export async function readTrainerLog(dir: string): Promise<TrainerLogEntry[]> {
+  const file = join(dir, 'trainer_log.jsonl')
+  if (!existsSync(file)) return []
+  const out: TrainerLogEntry[] = []
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    if (!line.trim()) continue
+    try {
+      out.push(JSON.parse(line) as TrainerLogEntry)
+    } catch {
+      // only the last line can be torn; anything after it was never acknowledged
+    }
+  }
+  return out
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export async function readRun(dir: string, live?: Set<string>): Promise<RunDetail> {
+  const config = await readJsonIfAny<TrainingConfig>(join(dir, 'run.json'))
+  const status = await readJsonIfAny<RunStatus>(join(dir, 'status.json'))
+  const log = await readTrainerLog(dir)
+  const checkpoints = (await listCheckpoints(dir)).map((c) => c.name)
+  let state: RunSummary['state'] = status?.state ?? 'unknown'
+  // A run that says 'running' but whose process is gone (killed, crashed) was interrupted;
+  // it resumes from its last checkpoint.
+  if (state === 'running' && !live?.has(resolve(dir)) && !(status!.pid !== process.pid && processAlive(status!.pid)))
+    state = 'interrupted'
+  const lastTrain = [...log].reverse().find((e) => typeof e.loss === 'number')
+  return {
+    summary: {
+      id: basename(dir),
+      dir: resolve(dir),
+      state,
+      stage: config?.stage ?? 'unknown',
+      prefLoss: config?.stage === 'dpo' ? config.pref_loss : null,
+      model: config?.model_name_or_path ?? '',
+      step: status?.step ?? lastTrain?.current_steps ?? 0,
+      totalSteps: status?.totalSteps ?? lastTrain?.total_steps ?? 0,
+      lastLoss: lastTrain?.loss ?? null,
+      startedAt: status?.startedAt ?? null,
+      updatedAt: status?.updatedAt ?? null,
+      error: status?.error ?? null,
+      checkpoints,
+      hasAdapter: existsSync(join(dir, 'adapter_model.safetensors'))
+    },
+    config,
+    log,
+    status
+  }
+}
+
+export interface RunsServiceOptions {
+  /** Folder whose subfolders are runs (the app's <dataDir>/runs). */
+  runsRoot: string
+  emit?: Emit
+}
+
+export class RunsService {
+  private readonly live = new Map<string, { trainer: Trainer; abort: AbortController; done: Promise<unknown> }>()
+
+  constructor(private readonly opts: RunsServiceOptions) {}
+
+  /** A run id is its folder name under the runs root; an absolute folder is accepted too. */
+  dirOf(id: string): string {
+    if (isAbsolute(id)) return resolve(id)
+    if (id.includes('/') || id.includes('\\') || id === '..' || id === '.') throw new Error(`bad run id "${id}"`)
+    return join(this.opts.runsRoot, id)
+  }
+
+  async list(): Promise<RunSummary[]> {
+    const root = this.opts.runsRoot
+    const dirs = new Set<string>(this.live.keys())
+    if (existsSync(root)) {
+      for (const name of await readdir(root)) {
+        const dir = join(root, name)
+        if ((await stat(dir)).isDirectory() && (existsSync(join(dir, 'run.json')) || existsSync(join(dir, 'status.json')))) dirs.add(resolve(dir))
+      }
+    }
+    const liveDirs = new Set(this.live.keys())
+    const runs = await Promise.all([...dirs].map(async (d) => (await readRun(d, liveDirs)).summary))
+    return runs.sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
+  }
+
+  async get(id: string): Promise<RunDetail> {
+    const dir = this.dirOf(id)
+    if (!existsSync(dir)) throw new Error(`no run "${id}" (${dir})`)
+    return readRun(dir, new Set(this.live.keys()))
+  }
+
+  /** Checks a config from the form; the error names the key. */
+  validate(raw: Record<string, unknown>): TrainingConfig {
+    const filled = { ...raw }
+    if (filled.output_dir === undefined || filled.output_dir === null || filled.output_dir === '')
+      filled.output_dir = join(this.opts.runsRoot, `run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    return resolveConfig(filled, 'config')
+  }
+
+  /** Starts a run in this process; resolves at once with its summary (events follow). */
+  async start(req: StartRunRequest): Promise<RunSummary> {
+    return this.launch(this.validate(req.config))
+  }
+
+  /** Continues a run from its newest checkpoint, with the config it was started with. */
+  async resume(id: string): Promise<RunSummary> {
+    const dir = this.dirOf(id)
+    const config = await readJsonIfAny<Record<string, unknown>>(join(dir, 'run.json'))
+    if (!config) throw new Error(`${join(dir, 'run.json')}: missing or unreadable; the run cannot be resumed`)
+    if ((await listCheckpoints(dir)).length === 0) throw new Error(`${dir} has no checkpoint to resume from (save_steps was not reached)`)
+    return this.launch(resolveConfig({ ...config, output_dir: dir, resume_from_checkpoint: 'last' }, join(dir, 'run.json')))
+  }
+
+  private launch(cfg: TrainingConfig): RunSummary {
+    const dir = resolve(cfg.output_dir)
+    if (this.live.has(dir)) throw new Error(`a run is already writing to ${dir}`)
+    const abort = new AbortController()
+    const trainer = new Trainer(cfg, {
+      signal: abort.signal,
+      onEvent: (e) => this.opts.emit?.('runs.event', e)
+    })
+    const done = trainer.run().catch(() => {
+      // The failure is in status.json and was sent as a 'failed'/'cancelled' event.
+    })
+    this.live.set(dir, { trainer, abort, done })
+    void done.finally(() => this.live.delete(dir))
+    const now = new Date().toISOString()
+    return {
+      id: basename(dir), dir, state: 'running', stage: cfg.stage, prefLoss: cfg.stage === 'dpo' ? cfg.pref_loss : null,
+      model: cfg.model_name_or_path, step: 0, totalSteps: 0, lastLoss: null, startedAt: now, updatedAt: now,
+      error: null, checkpoints: [], hasAdapter: false
+    }
+  }
+
+  /** Copies the run's final adapter into dest; never replaces an adapter already there. */
+  async exportAdapter(id: string, dest: string): Promise<AdapterExport> {
+    const dir = this.dirOf(id)
+    const target = resolve(dest)
+    const files: AdapterExport['files'] = []
+    for (const name of ADAPTER_FILES) if (!existsSync(join(dir, name))) throw new Error(`${dir} has no ${name}: the run has not finished`)
+    await mkdir(target, { recursive: true })
+    for (const name of ADAPTER_FILES)
+      if (existsSync(join(target, name))) throw new Error(`${join(target, name)} already exists; choose an empty folder`)
+    for (const name of ADAPTER_FILES) {
+      const tmp = join(target, `.${name}.tmp-${process.pid}`)
+      await copyFile(join(dir, name), tmp)
+      await rename(tmp, join(target, name))
+      files.push({ name, bytes: (await stat(join(target, name))).size })
+    }
+    await fsyncDir(target)
+    return { dir: target, files }
+  }
+
+  async stop(id: string): Promise<boolean> {
+    const run = this.live.get(this.dirOf(id))
+    if (!run) return false
+    run.abort.abort()
+    await run.done
+    return true
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.live.values()].map(async (r) => {
+      r.abort.abort()
+      await r.done
+    }))
+  }
+}
+
+const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors']
+
+type RunHandlers = Pick<Handlers, 'runs.list' | 'runs.get' | 'runs.validate' | 'runs.start' | 'runs.stop' | 'runs.resume' | 'runs.exportAdapter'>
+
+export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: () => Promise<void>) => void): RunHandlers {
+  const runs = new RunsService(opts)
+  onClose?.(() => runs.close())
+  return {
+    'runs.list': () => runs.list(),
+    'runs.get': (id) => runs.get(id),
+    'runs.validate': async (config) => {
+      try {
+        return { ok: true, error: null, key: null, config: runs.validate(config) }
+      } catch (err) {
+        return { ok: false, error: (err as Error).message, key: err instanceof ConfigError ? err.key : null, config: null }
+      }
+    },
+    'runs.start': (req) => runs.start(req),
+    'runs.stop': (id) => runs.stop(id),
+    'runs.resume': (id) => runs.resume(id),
+    'runs.exportAdapter': (id, dest) => runs.exportAdapter(id, dest)
+  }
+}
