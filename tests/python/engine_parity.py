@@ -8,6 +8,7 @@ make OUT: for each of llama, qwen2, qwen3 writes OUT/<arch>/
     full_grads.safetensors   the same loss without the adapter, d/d(every base weight), HF names
 check-adapter MODEL ADAPTER BATCH_JSON OUT_JSON: loads an adapter with PeftModel.from_pretrained
     and writes its per-token logps for the batch in BATCH_JSON.
+check-adapters JOBS_JSON: the same for a list of {model, adapter, batch, out} in one process.
 """
 import json
 import os
@@ -154,10 +155,20 @@ def check_adapter(model_dir, adapter_dir, batch_json, out_json):
         json.dump({"logps": flat(lp)}, f)
 
 
+def check_adapters(jobs_json):
+    """One process for several adapters: [{model, adapter, batch, out}, ...] (torch loads once)."""
+    with open(jobs_json) as f:
+        jobs = json.load(f)
+    for j in jobs:
+        check_adapter(j["model"], j["adapter"], j["batch"], j["out"])
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "make":
         make(sys.argv[2])
     elif len(sys.argv) == 6 and sys.argv[1] == "check-adapter":
         check_adapter(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "check-adapters":
+        check_adapters(sys.argv[2])
     else:
-        sys.exit("usage: engine_parity.py make OUT | check-adapter MODEL ADAPTER BATCH_JSON OUT_JSON")
+        sys.exit("usage: engine_parity.py make OUT | check-adapter MODEL ADAPTER BATCH_JSON OUT_JSON | check-adapters JOBS_JSON")
