@@ -103,4 +103,55 @@ describe('Data page: keyboard labeling', () => {
     assert.ok(flipped > 0 && flipped < 5, `flipped ${flipped} of 5`)
     assert.deepEqual(app.pageErrors, [])
   })
+
+  it('edits an answer into the gold answer with E, and labels single answers with U/D in KTO mode', async () => {
+    const { page } = app
+    const keys = page.keyboard
+    const counts = page.getByTestId('counts')
+    assert.match(await counts.innerText(), /0 gold answers/)
+    await keys.press('e')
+    const editor = page.getByLabel(/saved as this record's gold answer/)
+    await editor.waitFor()
+    assert.equal(await editor.evaluate((el) => el === document.activeElement), true)
+    await editor.fill('Use `reversed()` or **slicing**: `xs[::-1]`.')
+    await keys.press('Control+Enter')
+    await page.getByTestId('label-status').getByText('Saved: gold answer').waitFor()
+    await counts.getByText(/1 gold answers/).waitFor()
+
+    // KTO mode, chosen with the keyboard: Tab order reaches the mode radios.
+    await page.getByLabel('Single answers (KTO)').focus()
+    await keys.press('Space')
+    await page.getByRole('article', { name: /^Answer/ }).waitFor()
+    await page.getByText('Record 5 of 30 in this view').waitFor()
+    await keys.press('u')
+    await page.getByText('Record 6 of 30 in this view').waitFor()
+    await keys.press('d')
+    await page.getByText('Record 7 of 30 in this view').waitFor()
+    await keys.press('k')
+    assert.equal(await page.getByTestId('record-state').innerText(), 'undesirable')
+    await keys.press('k')
+    assert.equal(await page.getByTestId('record-state').innerText(), 'desirable')
+    await app.screenshot('data-page-kto')
+    assert.deepEqual(app.pageErrors, [])
+  })
+
+  it('gives every control on the Data page an accessible name', async () => {
+    assert.deepEqual(await unnamedControls(app), [])
+  })
 })
+
+/** Buttons, inputs and selects on the page without an accessible name (label, aria-label or text). */
+export async function unnamedControls(app: AppSession): Promise<string[]> {
+  return app.page.evaluate(() => {
+    const unnamed: string[] = []
+    for (const el of document.querySelectorAll<HTMLElement>('button, input, select, textarea, a[href]')) {
+      const labelled =
+        (el as HTMLInputElement).labels?.length ||
+        el.getAttribute('aria-label')?.trim() ||
+        el.getAttribute('aria-labelledby') ||
+        ((el.tagName === 'BUTTON' || el.tagName === 'A') && el.textContent?.trim())
+      if (!labelled) unnamed.push(el.outerHTML.slice(0, 120))
+    }
+    return unnamed
+  })
+}
