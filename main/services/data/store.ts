@@ -84,6 +84,19 @@ function applySchema(db: Database.Database): void {
   migrate(db)
 }
 
+/**
+ * The scratch database of an import: the columns of records and candidates without indexes
+ * or constraints (rows were validated on the way in; the project's constraints check them
+ * again when they are copied over).
+ */
+const STAGING_SCHEMA = `
+  CREATE TABLE records (
+    id INTEGER PRIMARY KEY, prompt TEXT, prompt_text TEXT, system TEXT, split TEXT, source TEXT, source_index INTEGER,
+    pair_chosen INTEGER, pair_rejected INTEGER, tie INTEGER DEFAULT 0, skipped INTEGER DEFAULT 0, gold TEXT, note TEXT,
+    status TEXT, excluded INTEGER DEFAULT 0, excluded_reason TEXT, created_at TEXT, updated_at TEXT);
+  CREATE TABLE candidates (id INTEGER PRIMARY KEY, record_id INTEGER, idx INTEGER, content TEXT, source TEXT, kto INTEGER);
+`
+
 export class Project {
   readonly dir: string
   readonly dbPath: string
@@ -101,6 +114,8 @@ export class Project {
     this.db.pragma('synchronous = FULL')
     this.db.pragma('foreign_keys = ON')
     this.db.pragma('busy_timeout = 5000')
+    // Keep the WAL small after checkpoints: an fsync of a large, mostly stale WAL costs label latency.
+    this.db.pragma('journal_size_limit = 8388608')
     applySchema(this.db)
     this.stmts = this.prepare()
   }
@@ -423,7 +438,7 @@ export class Project {
     try {
       staging.pragma('journal_mode = OFF')
       staging.pragma('synchronous = OFF')
-      applySchema(staging)
+      staging.exec(STAGING_SCHEMA)
       const ins = insertStatements(staging)
       const at = now()
       for (const file of files) {
@@ -455,6 +470,9 @@ export class Project {
       }
       staging.close()
       this.commitStaging(stagingPath, perFile, at)
+      // An import puts the whole file through the WAL; fold it into the database now so the
+      // next label writes append to a short log.
+      this.db.pragma('wal_checkpoint(TRUNCATE)')
     } finally {
       if (staging.open) staging.close()
       rmSync(stagingPath, { force: true })
