@@ -5,6 +5,8 @@ type Command = (argv: string[]) => Promise<number>
 const commands: Record<string, () => Promise<{ run: Command }>> = {
   // Each entry loads its module lazily so `tunebench data ...` never loads the engine.
   data: () => import('./cli/data'),
+  train: () => import('./cli/train'),
+  score: () => import('./cli/score'),
   serve: () => import('./serve').then((m) => ({ run: m.serve })),
 }
 
