@@ -1,0 +1,81 @@
+// LoRA forward+backward throughput and peak memory: Tunebench's native engine against
+// PyTorch + PEFT on the CPU, same checkpoint, same batch, same threads. Each side runs in its
+// own process so that peak RSS belongs to one engine only.
+//   node --import tsx bench/engine.ts [--quick] [--threads N] [--iters N]
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const argv = process.argv.slice(2)
+const flag = (name: string, dflt: string): string => {
+  const i = argv.indexOf(name)
+  return i >= 0 && argv[i + 1] ? argv[i + 1] : dflt
+}
+const quick = argv.includes('--quick')
+const threads = Number(flag('--threads', '2'))
+const iters = Number(flag('--iters', quick ? '3' : '2'))
+const batch = quick ? 2 : 4
+const seq = quick ? 128 : 256
+const rank = 16
+const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
+const here = fileURLToPath(import.meta.url)
+
+interface Result { seconds_per_step: number; tokens_per_s: number; peak_rss_mb: number }
+
+async function ours(modelDir: string): Promise<void> {
+  const { Model } = await import('../native/index')
+  const m = await Model.load(modelDir, { threads })
+  m.addLora({ rank, alpha: 2 * rank, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], rslora: false, seed: 1 })
+  const V = m.config.vocab
+  const ids = new Int32Array(batch * seq)
+  let s = 1
+  for (let i = 0; i < ids.length; i++) { s = (s * 48271) % 2147483647; ids[i] = s % V }
+  const mask = new Uint8Array(batch * seq).fill(1)
+  for (let b = 0; b < batch; b++) mask[b * seq] = 0
+  const count = mask.reduce((a, v) => a + v, 0)
+  const grad = Float32Array.from(mask, (v) => (v ? -1 / count : 0))
+  const b = { ids, batch, seqLen: seq, lengths: new Int32Array(batch).fill(seq), mask }
+  const step = async (): Promise<void> => {
+    await m.logps(b, { adapters: true, train: true })
+    await m.backward(grad)
+    m.zeroGrad()
+  }
+  await step()
+  const t0 = performance.now()
+  for (let i = 0; i < iters; i++) await step()
+  const dt = (performance.now() - t0) / 1000 / iters
+  const peak = process.resourceUsage().maxRSS / 1024
+  console.log(JSON.stringify({ seconds_per_step: dt, tokens_per_s: (batch * seq) / dt, peak_rss_mb: peak }))
+}
+
+function lastJson(out: string): Result {
+  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop()
+  if (!line) throw new Error(`no result in:\n${out}`)
+  return JSON.parse(line) as Result
+}
+
+async function main(): Promise<void> {
+  if (argv[0] === '--ours') return ours(argv[1])
+  const size = quick ? 'quick' : 'full'
+  const modelDir = join(tmpdir(), `tunebench-bench-${size}`)
+  if (!existsSync(join(modelDir, 'model.safetensors'))) {
+    mkdirSync(modelDir, { recursive: true })
+    const r = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'make', modelDir, size], { stdio: 'inherit' })
+    if (r.status !== 0) throw new Error('making the bench checkpoint failed')
+  }
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads) }
+  const a = spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', modelDir, ...argv], { encoding: 'utf8', env })
+  if (a.status !== 0) throw new Error(`native run failed:\n${a.stderr}`)
+  const native = lastJson(a.stdout)
+  const t = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank)], { encoding: 'utf8', env })
+  if (t.status !== 0) throw new Error(`torch run failed:\n${t.stderr}`)
+  const torch = lastJson(t.stdout)
+  console.log(`shape: ${size} (batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps`)
+  console.log(`tunebench     : ${native.tokens_per_s.toFixed(1)} tokens/s, ${native.seconds_per_step.toFixed(3)} s/step, peak RSS ${native.peak_rss_mb.toFixed(0)} MB`)
+  console.log(`pytorch+peft  : ${torch.tokens_per_s.toFixed(1)} tokens/s, ${torch.seconds_per_step.toFixed(3)} s/step, peak RSS ${torch.peak_rss_mb.toFixed(0)} MB`)
+  console.log(`ratio         : ${(native.tokens_per_s / torch.tokens_per_s).toFixed(2)}x tokens/s, ${(native.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}x peak memory`)
+}
+
+await main()
