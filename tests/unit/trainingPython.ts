@@ -2,6 +2,7 @@
 // and torch the tests skip locally, but under CI=true they fail: a reference that silently
 // disappears would turn the parity tests into tests that cannot fail.
 import { spawn, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 
 export const pythonExe = process.env.TUNEBENCH_PYTHON ?? 'python3'
@@ -46,4 +47,11 @@ export function runPython(args: string[], input = ''): Promise<string> {
 
 export async function runPythonJsonAsync<T>(script: string, input: unknown): Promise<T> {
   return JSON.parse(await runPython([join(root, 'tests', 'python', script)], JSON.stringify(input))) as T
+}
+
+/** The native addon is built (the training loop tests need it); under CI it must be. */
+export function engineBuilt(): boolean {
+  const ok = existsSync(join(root, 'native', 'build', 'Release', 'tunebench.node')) || Boolean(process.env.TUNEBENCH_NATIVE)
+  if (!ok && process.env.CI === 'true') throw new Error('native addon not built (npm run build:native) under CI')
+  return ok
 }

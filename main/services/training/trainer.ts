@@ -26,6 +26,14 @@ export class TrainingError extends Error {
   }
 }
 
+/** A loss or log-prob that is NaN/Inf: caught by the loop, which names the step. */
+class NonFiniteError extends Error {}
+
+function assertFinite(what: string, values: ArrayLike<number>): void {
+  for (let i = 0; i < values.length; i++)
+    if (!Number.isFinite(values[i]!)) throw new NonFiniteError(`${what} is ${values[i]}`)
+}
+
 export class CancelledError extends Error {
   constructor() {
     super('cancelled')
@@ -280,7 +288,13 @@ export class Trainer {
       for (let k = 0; k < accumulated; k++) {
         this.checkCancel()
         const dropoutSeed = mixSeed(cfg.seed, SEED_PURPOSE.dropout, step, k)
-        const out = await this.micro(p.micro[k]!, 'train', { scale: 1 / accumulated, sftTokens, dropoutSeed })
+        let out: MicroOutcome
+        try {
+          out = await this.micro(p.micro[k]!, 'train', { scale: 1 / accumulated, sftTokens, dropoutSeed })
+        } catch (err) {
+          if (!(err instanceof NonFiniteError)) throw err
+          throw this.nonFinite(step, err.message)
+        }
         stepLoss += out.loss
         window.tokens += out.tokens
         for (const [name, v] of Object.entries(out.metrics)) {
@@ -291,14 +305,8 @@ export class Trainer {
         }
       }
       const gradNorm = model.gradNorm()
-      if (!Number.isFinite(stepLoss) || !Number.isFinite(gradNorm)) {
-        const what = !Number.isFinite(stepLoss) ? `loss is ${stepLoss}` : `gradient norm is ${gradNorm}`
-        throw new TrainingError(
-          `step ${step + 1}: ${what}; the run stopped without applying this update` +
-            (this.lastCheckpoint ? ` (last good checkpoint: ${this.lastCheckpoint})` : ' (no checkpoint was written yet)'),
-          this.lastCheckpoint
-        )
-      }
+      if (!Number.isFinite(stepLoss)) throw this.nonFinite(step, `loss is ${stepLoss}`)
+      if (!Number.isFinite(gradNorm)) throw this.nonFinite(step, `gradient norm is ${gradNorm}`)
       const lr = cfg.learning_rate * lrFactor(cfg.lr_scheduler_type, step, warmup, total)
       const { gradNorm: normBeforeClip } = await model.optimizerStep({
         lr, beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_epsilon,
@@ -356,6 +364,14 @@ export class Trainer {
     if (cfg.finetuning_type === 'lora') await this.saveFinalAdapter()
     else await model.saveTrainingState(join(this.runDir, 'training_state.bin'))
     return { runDir: this.runDir, adapterDir, steps: total, log }
+  }
+
+  private nonFinite(step: number, what: string): TrainingError {
+    return new TrainingError(
+      `step ${step + 1}: ${what}; the run stopped without applying this update` +
+        (this.lastCheckpoint ? ` (last good checkpoint: ${this.lastCheckpoint})` : ' (no checkpoint was written yet)'),
+      this.lastCheckpoint
+    )
   }
 
   /** The example as an SFT sequence (only SFT examples have one). */
@@ -421,6 +437,7 @@ export class Trainer {
         n += tokens[b]!
       }
       const denom = train ? o.sftTokens : n
+      assertFinite('loss', [nll])
       if (train) {
         const g = new Float64Array(batch.batch).fill(-1 / denom)
         await model.backward(tokenGradients(batch, g))
@@ -445,7 +462,9 @@ export class Trainer {
         },
         { kind: cfg.pref_loss, beta: cfg.pref_beta, labelSmoothing: cfg.dpo_label_smoothing, ftx: cfg.pref_ftx, simpoGamma: cfg.simpo_gamma }
       )
+      assertFinite('loss', [res.loss])
       if (train) {
+        assertFinite('loss gradient', [...res.gradChosen, ...res.gradRejected])
         const g = new Float64Array(2 * n)
         for (let b = 0; b < n; b++) {
           g[b] = res.gradChosen[b]! * o.scale
@@ -473,6 +492,8 @@ export class Trainer {
       },
       { beta: cfg.pref_beta, desirableWeight: cfg.kto_chosen_weight, undesirableWeight: cfg.kto_rejected_weight }
     )
+    assertFinite('loss', [res.loss])
+    assertFinite('loss gradient', res.grad)
     if (train) await model.backward(tokenGradients(batch, res.grad.map((g) => g * o.scale)))
     return { loss: res.loss * o.scale, metrics: res.metrics, tokens: tokens.reduce((a, b) => a + b, 0) }
   }

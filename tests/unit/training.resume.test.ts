@@ -1,0 +1,123 @@
+// Resume: a run stopped after a checkpoint and resumed logs the same losses as an
+// uninterrupted run (shuffling, LoRA dropout and gradient accumulation on, so data position
+// and RNG state must both be restored); a process killed with SIGKILL resumes from its last
+// checkpoint; NaN stops a run and keeps the last good checkpoint.
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { resolveConfig } from '../../main/services/training/config'
+import { CancelledError, Trainer, TrainingError, train } from '../../main/services/training/trainer'
+import { readRun } from '../../main/services/training/runs'
+import type { TrainerLogEntry } from '../../preload/types/training'
+import { writeDatasets } from './training.fixtures'
+import { engineBuilt } from './trainingPython'
+
+const root = join(import.meta.dirname, '..', '..')
+const demoModel = join(root, 'resources', 'demo-model')
+const readLog = (dir: string): TrainerLogEntry[] =>
+  readFileSync(join(dir, 'trainer_log.jsonl'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))
+
+describe.runIf(engineBuilt())('training resume', () => {
+  let dir: string
+  let data: Record<string, string>
+  const base = (out: string, extra: Record<string, unknown> = {}) => ({
+    model_name_or_path: demoModel, stage: 'dpo', dataset: data.pairs_plain, output_dir: out,
+    per_device_train_batch_size: 1, gradient_accumulation_steps: 2, lora_rank: 4, lora_dropout: 0.1,
+    learning_rate: 2e-3, max_steps: 8, logging_steps: 1, save_steps: 2, threads: 1, seed: 7, ...extra
+  })
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tb-resume-'))
+    data = writeDatasets(join(dir, 'data'))
+  })
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('stop after step 4, resume: the logged losses equal an uninterrupted run', async () => {
+    const full = join(dir, 'full')
+    await train(resolveConfig(base(full), 'full'))
+    const reference = readLog(full)
+    expect(reference.map((e) => e.current_steps)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+
+    const split = join(dir, 'split')
+    const abort = new AbortController()
+    const first = new Trainer(resolveConfig(base(split), 'split'), {
+      signal: abort.signal,
+      onEvent: (e) => e.type === 'checkpoint' && e.step === 4 && abort.abort()
+    })
+    await expect(first.run()).rejects.toBeInstanceOf(CancelledError)
+    expect((await readRun(split)).summary.state).toBe('cancelled')
+    expect(readLog(split).length).toBeLessThan(8)
+
+    await train(resolveConfig(base(split, { resume_from_checkpoint: 'last' }), 'split'))
+    const resumed = readLog(split)
+    expect(resumed.map((e) => e.current_steps)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    resumed.forEach((e, i) => {
+      expect(e.loss, `step ${i + 1}`).toBe(reference[i]!.loss)
+      expect(e.grad_norm, `step ${i + 1}`).toBe(reference[i]!.grad_norm)
+      expect(e.lr).toBe(reference[i]!.lr)
+    })
+    // The final adapters are identical too.
+    expect(readFileSync(join(split, 'adapter_model.safetensors')).equals(readFileSync(join(full, 'adapter_model.safetensors')))).toBe(true)
+    const detail = await readRun(split)
+    expect(detail.summary.state).toBe('finished')
+    expect(detail.summary.checkpoints).toEqual(['checkpoint-2', 'checkpoint-4', 'checkpoint-6'])
+  })
+
+  it('SIGKILL during a CLI run; resuming from the last checkpoint finishes with the same losses', async () => {
+    const cfgOf = (out: string) => base(out, { max_steps: 30, save_steps: 5, gradient_accumulation_steps: 1 })
+    const full = join(dir, 'kill-full')
+    await train(resolveConfig(cfgOf(full), 'kill-full'))
+    const reference = readLog(full)
+
+    const out = join(dir, 'killed')
+    const cfgFile = join(dir, 'killed.json')
+    writeFileSync(cfgFile, JSON.stringify(cfgOf(out)))
+    const child = spawn(process.execPath, ['--import', 'tsx', 'main/cli.ts', 'train', cfgFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let buffered = ''
+    const killedAt = await new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        buffered += d.toString()
+        for (const line of buffered.split('\n').slice(0, -1)) {
+          const e = JSON.parse(line) as { event: string; step?: number }
+          if (e.event === 'checkpoint' && e.step === 10 && child.exitCode === null) {
+            child.kill('SIGKILL')
+            resolve(e.step)
+          }
+        }
+        buffered = buffered.slice(buffered.lastIndexOf('\n') + 1)
+      })
+      child.on('exit', (code, signal) => signal !== 'SIGKILL' && reject(new Error(`train exited (${code}) before the kill`)))
+    })
+    await new Promise((r) => child.once('close', r))
+    expect(killedAt).toBe(10)
+    const interrupted = await readRun(out)
+    expect(interrupted.summary.state).toBe('interrupted')
+    expect(interrupted.summary.checkpoints).toContain('checkpoint-10')
+    expect(interrupted.summary.step).toBeLessThan(30)
+
+    await train(resolveConfig({ ...cfgOf(out), resume_from_checkpoint: 'last' }, 'killed'))
+    const resumed = readLog(out)
+    expect(resumed.map((e) => e.current_steps)).toEqual(reference.map((e) => e.current_steps))
+    resumed.forEach((e, i) => expect(e.loss, `step ${i + 1}`).toBe(reference[i]!.loss))
+  }, 120_000)
+
+  it('NaN loss stops the run with a clear error and keeps the last good checkpoint', async () => {
+    const out = join(dir, 'nan')
+    const cfg = resolveConfig(base(out, { learning_rate: 1e30, max_grad_norm: 0, save_steps: 1, max_steps: 8, gradient_accumulation_steps: 1 }), 'nan')
+    let error: unknown
+    await train(cfg).catch((e) => (error = e))
+    expect(error).toBeInstanceOf(TrainingError)
+    const message = (error as Error).message
+    expect(message).toMatch(/step \d+: (loss is NaN|loss is -?Infinity|gradient norm is (NaN|Infinity))/)
+    const failedStep = Number(/step (\d+)/.exec(message)![1])
+    expect(failedStep).toBeGreaterThan(1)
+    expect(message).toContain(`checkpoint-${failedStep - 1}`)
+    expect(existsSync(join(out, `checkpoint-${failedStep - 1}`, 'adapter_model.safetensors'))).toBe(true)
+    expect(existsSync(join(out, `checkpoint-${failedStep}`))).toBe(false)
+    const detail = await readRun(out)
+    expect(detail.summary.state).toBe('failed')
+    expect(detail.summary.error).toContain(`step ${failedStep}`)
+  })
+})
