@@ -40,6 +40,7 @@ try {
   if (res.records !== N || parsed !== N) throw new Error(`expected ${N} records, imported ${res.records}, parsed ${parsed}`)
 
   // Label writes at random records, alternating actions as a labeler would.
+  project.counts()
   const lat: number[] = []
   let seed = 12345
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32)
@@ -49,7 +50,9 @@ try {
     const c2 = 2 * id
     const action = i % 3 === 0 ? { kind: 'skip' as const } : i % 3 === 1 ? { kind: 'pair' as const, chosen: c2, rejected: c1 } : { kind: 'kto' as const, candidate: c1, desirable: true }
     const s = performance.now()
+    // What data.label does: the write, then the counts the UI shows.
     project.setLabel(id, action)
+    project.counts()
     lat.push(performance.now() - s)
   }
   project.close()

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { exportProject } from '../../main/services/data/export'
 import { createDataHandlers } from '../../main/services/data/handlers'
-import { MIGRATIONS } from '../../main/services/data/schema'
+import { MIGRATIONS, migrate } from '../../main/services/data/schema'
 import { Project } from '../../main/services/data/store'
 import type { ImportProgress } from '../../preload/types/data'
 import { tempDir, writeJsonl } from './data-helpers'
@@ -84,6 +84,41 @@ describe('labels', () => {
   })
 })
 
+describe('counts', () => {
+  it('kept in memory, they match a full recount after every kind of write', () => {
+    const actions = (id: number) => [
+      { kind: 'pair' as const, chosen: cand(id, 0), rejected: cand(id, 1) },
+      { kind: 'tie' as const, a: cand(id, 0), b: cand(id, 1) },
+      { kind: 'skip' as const },
+      { kind: 'kto' as const, candidate: cand(id, 1), desirable: true },
+      { kind: 'kto' as const, candidate: cand(id, 0), desirable: null },
+      { kind: 'gold' as const, text: 'g' },
+      { kind: 'gold' as const, text: null },
+      { kind: 'note' as const, text: 'n' },
+      { kind: 'clear' as const }
+    ]
+    let seed = 7
+    const rand = (n: number) => (seed = (seed * 48271) % 2147483647) % n
+    p.counts()
+    for (let i = 0; i < 200; i++) {
+      const id = 1 + rand(3)
+      if (rand(10) === 0) p.undo()
+      else if (rand(25) === 0) p.setExcluded([id], rand(2) ? 'x' : null)
+      else if (rand(25) === 0) p.setSplit([id], rand(2) ? 'val' : 'train')
+      else p.setLabel(id, actions(id)[rand(9)])
+      expect(p.counts()).toEqual(p.countAll())
+    }
+  })
+
+  it('see writes made by another connection', () => {
+    const other = new Project(join(dir, 'proj'))
+    expect(p.counts().skipped).toBe(0)
+    other.setLabel(1, { kind: 'skip' })
+    expect(p.counts().skipped).toBe(1)
+    other.close()
+  })
+})
+
 describe('listing', () => {
   it('filters by status, split, search and excluded; pages', () => {
     p.setLabel(1, { kind: 'pair', chosen: cand(1, 0), rejected: cand(1, 1) })
@@ -150,6 +185,26 @@ describe('exports follow the labels', () => {
 })
 
 describe('schema', () => {
+  it('migrates an older database in order, keeping its records', () => {
+    const path = join(dir, 'old', 'tunebench.db')
+    const old = new Project(join(dir, 'old'))
+    old.close()
+    // Build a version-1 database by hand, as a previous Tunebench would have left it.
+    const db = new Database(path)
+    db.exec('DROP TABLE records; DROP TABLE candidates; DROP TABLE label_history; DROP TABLE imports')
+    db.pragma('user_version = 0')
+    migrate(db, 1)
+    db.prepare(`INSERT INTO records (prompt, prompt_text, created_at, updated_at) VALUES ('"hi"', 'hi', 'then', 'then')`).run()
+    expect(db.pragma('user_version', { simple: true })).toBe(1)
+    db.close()
+    const q = new Project(join(dir, 'old'))
+    expect(q.info().schemaVersion).toBe(MIGRATIONS.length)
+    expect(q.getRecord(1).prompt).toBe('hi')
+    const indexes = q.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'").all()
+    expect(indexes).toContainEqual({ name: 'records_filter' })
+    q.close()
+  })
+
   it('is versioned with user_version and refuses a newer database', () => {
     expect(p.info().schemaVersion).toBe(MIGRATIONS.length)
     expect(p.db.pragma('journal_mode', { simple: true })).toBe('wal')

@@ -50,6 +50,11 @@ export const MIGRATIONS: string[] = [
     records INTEGER NOT NULL,
     at TEXT NOT NULL
   );
+  `,
+  // 2: list filters test excluded first, then status and split; one index serves them and the counts.
+  `
+  DROP INDEX records_status;
+  CREATE INDEX records_filter ON records (excluded, status, split);
   `
 ]
 

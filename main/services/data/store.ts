@@ -102,6 +102,8 @@ export class Project {
   readonly dbPath: string
   readonly db: Database.Database
   private stmts: ReturnType<Project['prepare']>
+  private countsCache: RecordCounts | null = null
+  private countsVersion = -1
 
   constructor(dir: string) {
     this.dir = resolve(dir)
@@ -157,7 +159,52 @@ export class Project {
     return { dir: this.dir, dbPath: this.dbPath, schemaVersion: this.db.pragma('user_version', { simple: true }) as number, counts: this.counts() }
   }
 
+  /**
+   * Counts, kept in memory and moved by each label write's own difference, so a label at 100k
+   * records does not rescan the table. A commit from another connection (PRAGMA data_version
+   * changes) or a bulk change (import, split, exclusion) recomputes them.
+   */
   counts(): RecordCounts {
+    const version = this.db.pragma('data_version', { simple: true }) as number
+    if (!this.countsCache || version !== this.countsVersion) {
+      this.countsCache = this.countAll()
+      this.countsVersion = version
+    }
+    return { ...this.countsCache }
+  }
+
+  private invalidateCounts(): void {
+    this.countsCache = null
+  }
+
+  /** What one record adds to the counts (the same rules as countAll's SQL). */
+  private contribution(row: RecordRow, kto: [number, number | null][]): RecordCounts {
+    const live = row.excluded === 0
+    const on = (b: boolean): number => (b ? 1 : 0)
+    return {
+      total: 1,
+      unlabeled: on(live && row.status === 'unlabeled'),
+      labeled: on(live && row.status === 'labeled'),
+      skipped: on(live && row.status === 'skipped'),
+      excluded: on(!live),
+      train: on(live && row.split === 'train'),
+      val: on(live && row.split === 'val'),
+      pairs: on(live && row.pair_chosen !== null && row.tie === 0 && row.skipped === 0),
+      gold: on(live && row.gold !== null && row.skipped === 0),
+      kto:
+        live && row.skipped === 0
+          ? kto.filter(([id, k]) => k !== null || (row.tie === 0 && (id === row.pair_chosen || id === row.pair_rejected))).length
+          : 0
+    }
+  }
+
+  private applyCountsDelta(before: RecordCounts, after: RecordCounts): void {
+    if (!this.countsCache) return
+    for (const k of Object.keys(before) as (keyof RecordCounts)[]) this.countsCache[k] += after[k] - before[k]
+  }
+
+  /** Counts straight from the tables. */
+  countAll(): RecordCounts {
     const r = this.db
       .prepare(
         `SELECT COUNT(*) AS total,
@@ -302,6 +349,14 @@ export class Project {
   }
 
   private writeSnapshot(id: number, s: LabelSnapshot): void {
+    const row = this.stmts.record.get(id)
+    const before = row ? this.contribution(row, this.snapshot(row).kto) : null
+    this.writeSnapshotRaw(id, s)
+    const after = this.stmts.record.get(id)
+    if (before && after) this.applyCountsDelta(before, this.contribution(after, s.kto))
+  }
+
+  private writeSnapshotRaw(id: number, s: LabelSnapshot): void {
     const labeled = s.pair_chosen !== null || s.gold !== null || s.kto.some(([, k]) => k !== null)
     const status: LabelStatus = s.skipped ? 'skipped' : labeled ? 'labeled' : 'unlabeled'
     this.stmts.updateLabels.run({ id, pair_chosen: s.pair_chosen, pair_rejected: s.pair_rejected, tie: s.tie, skipped: s.skipped, gold: s.gold, note: s.note, status, updated_at: now() })
@@ -310,7 +365,7 @@ export class Project {
 
   /** Applies one label action; durable (fsynced) when it returns. */
   setLabel(recordId: number, action: LabelAction): DataRecord {
-    this.db.transaction(() => {
+    this.labelTransaction(() => {
       const row = this.stmts.record.get(recordId)
       if (!row) throw new DataError(`no record with id ${recordId}`)
       const before = this.snapshot(row)
@@ -360,29 +415,41 @@ export class Project {
       }
       this.stmts.historyInsert.run(recordId, now(), JSON.stringify(action), JSON.stringify(before))
       this.writeSnapshot(recordId, next)
-    }).immediate()
+    })
     return this.getRecord(recordId)
+  }
+
+  /** A write transaction that moves the cached counts; if it does not commit, they are recomputed. */
+  private labelTransaction<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate()
+    } catch (e) {
+      this.invalidateCounts()
+      throw e
+    }
   }
 
   /** Reverts the most recent label action (repeat to go further back); null when there is none. */
   undo(): DataRecord | null {
-    const id = this.db.transaction(() => {
+    const id = this.labelTransaction(() => {
       const last = this.stmts.historyLast.get()
       if (!last) return null
       if (this.stmts.record.get(last.record_id)) this.writeSnapshot(last.record_id, JSON.parse(last.before) as LabelSnapshot)
       this.stmts.historyDelete.run(last.id)
       return last.record_id
-    }).immediate()
+    })
     return id === null ? null : this.getRecord(id)
   }
 
   setSplit(ids: number[], split: Split): number {
+    this.invalidateCounts()
     const stmt = this.db.prepare('UPDATE records SET split = ?, updated_at = ? WHERE id = ?')
     return this.db.transaction(() => ids.reduce((n, id) => n + stmt.run(split, now(), id).changes, 0)).immediate()
   }
 
   /** Flags records as excluded from training (never deletes them); reason null includes them again. */
   setExcluded(ids: number[], reason: string | null): number {
+    this.invalidateCounts()
     const stmt = this.db.prepare('UPDATE records SET excluded = ?, excluded_reason = ?, updated_at = ? WHERE id = ?')
     return this.db.transaction(() => ids.reduce((n, id) => n + stmt.run(reason === null ? 0 : 1, reason, now(), id).changes, 0)).immediate()
   }
@@ -401,6 +468,7 @@ export class Project {
         throw e instanceof DataError ? e.at({ row: i + 1 }) : e
       }
     })
+    this.invalidateCounts()
     const ins = insertStatements(this.db)
     return this.db
       .transaction(() => {
@@ -412,6 +480,7 @@ export class Project {
 
   /** Adds generated answers to a record. */
   addCandidates(recordId: number, candidates: { content: string; source: string }[]): DataRecord {
+    this.invalidateCounts()
     this.db.transaction(() => {
       if (!this.stmts.record.get(recordId)) throw new DataError(`no record with id ${recordId}`)
       const max = (this.db.prepare('SELECT COALESCE(MAX(idx), -1) AS m FROM candidates WHERE record_id = ?').get(recordId) as { m: number }).m
@@ -481,6 +550,7 @@ export class Project {
   }
 
   private commitStaging(stagingPath: string, files: { file: string; records: number; format: string | null }[], at: string): void {
+    this.invalidateCounts()
     this.db.prepare('ATTACH DATABASE ? AS staging').run(stagingPath)
     try {
       this.db.transaction(() => {
