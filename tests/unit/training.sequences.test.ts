@@ -121,11 +121,27 @@ describe('bad data names file, line and field', () => {
     await expect(loadExamples(cfg('nope'), tok)).rejects.toThrow(/"nope" is neither a name in .*dataset_info\.json nor a file/)
   })
 
-  it('names in dataset_info.json resolve to files under dataset_dir', async () => {
-    writeFileSync(join(dir, 'pairs.jsonl'), `${good}\n${good}\n`)
-    writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({ my_pairs: { file_name: 'pairs.jsonl' } }))
-    const loaded = await loadExamples(cfg('my_pairs'), tok)
-    expect(loaded.train.length).toBe(2)
+  it('LLaMA-Factory alpaca and sharegpt names in dataset_info.json train through the chat template', async () => {
+    writeFileSync(join(dir, 'alpaca_pairs.json'), JSON.stringify([
+      { instruction: 'Name a fruit.', input: '', chosen: 'An apple.', rejected: 'A rock.' },
+      { instruction: 'Say hello.', input: 'Politely.', chosen: 'Hello!', rejected: 'No.', system: 'Be kind.' }
+    ]))
+    writeFileSync(join(dir, 'sharegpt_kto.jsonl'), [
+      { messages: [{ from: 'human', value: 'Two plus two?' }, { from: 'gpt', value: 'Four.' }], kto_tag: true },
+      { messages: [{ from: 'human', value: 'Two plus two?' }, { from: 'gpt', value: 'Five.' }], kto_tag: false }
+    ].map((r) => JSON.stringify(r)).join('\n'))
+    writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({
+      fruit_pairs: { file_name: 'alpaca_pairs.json', ranking: true, columns: { prompt: 'instruction', query: 'input', chosen: 'chosen', rejected: 'rejected', system: 'system' } },
+      math_kto: { file_name: 'sharegpt_kto.jsonl', formatting: 'sharegpt', columns: { messages: 'messages', kto_tag: 'kto_tag' } }
+    }))
+    const pairs = await loadExamples(cfg('fruit_pairs'), tok)
+    const second = pairs.train[1]!
+    expect(second.kind).toBe('pair')
+    if (second.kind !== 'pair') return
+    expect(tok.decode(second.prompt)).toBe('<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nSay hello.\nPolitely.<|im_end|>\n<|im_start|>assistant\n')
+    expect(tok.decode(second.chosen)).toBe('Hello!<|im_end|>\n')
+    const kto = await loadExamples(cfg('math_kto', 'kto'), tok)
+    expect(kto.train.map((e) => e.kind === 'unpaired' && e.desirable)).toEqual([true, false])
   })
 
   it('val_size splits off evaluation records deterministically', async () => {

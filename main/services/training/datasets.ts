@@ -5,8 +5,10 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import { DataError } from '../data/errors'
-import { parseTrlRecord } from '../data/formats'
+import { parseTrlRecord, type Message, type TrainingRecord } from '../data/formats'
+import { defaultMapping, inspectFile, readRecords } from '../data/importers'
 import { readRows } from '../data/sources'
+import type { DataFormatId, FieldMapping, RecordInput } from '../../../preload/types/data'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import { buildExample, type ChatTokenizer, type Example } from './sequences'
 import { permutation, mixSeed, SEED_PURPOSE } from './rng'
@@ -14,6 +16,8 @@ import { permutation, mixSeed, SEED_PURPOSE } from './rng'
 export interface DatasetSource {
   name: string
   file: string
+  /** LLaMA-Factory formatting of a dataset_info.json entry; absent for TRL files. */
+  llamaFactory?: { format: 'alpaca' | 'sharegpt'; columns: FieldMapping }
 }
 
 /** A name in dataset_dir/dataset_info.json, or a file path (absolute, under dataset_dir, or
@@ -33,9 +37,14 @@ export async function resolveDatasets(cfg: Pick<TrainingConfig, 'dataset' | 'dat
     if (entry) {
       if (typeof entry.file_name !== 'string')
         throw new DataError(`entry "${name}" has no file_name (only local files are supported)`, { file: infoFile, field: name })
-      if (entry.formatting !== undefined && entry.formatting !== 'trl')
-        throw new DataError(`entry "${name}": formatting "${String(entry.formatting)}" is not read by the trainer yet; export the dataset in TRL format (tunebench data export --format trl-*)`, { file: infoFile, field: `${name}.formatting` })
-      return { name, file: join(cfg.dataset_dir, entry.file_name) }
+      // LLaMA-Factory's default formatting is alpaca.
+      const format = entry.formatting ?? 'alpaca'
+      if (format !== 'alpaca' && format !== 'sharegpt')
+        throw new DataError(`entry "${name}": formatting "${String(format)}" (expected alpaca or sharegpt)`, { file: infoFile, field: `${name}.formatting` })
+      const columns = (entry as { columns?: unknown }).columns ?? {}
+      if (typeof columns !== 'object' || columns === null || Array.isArray(columns))
+        throw new DataError(`entry "${name}": columns must be an object`, { file: infoFile, field: `${name}.columns` })
+      return { name, file: join(cfg.dataset_dir, entry.file_name), llamaFactory: { format, columns: columns as FieldMapping } }
     }
     const candidates = isAbsolute(name) ? [name] : [join(cfg.dataset_dir, name), resolve(name)]
     const file = candidates.find((f) => existsSync(f))
@@ -58,6 +67,24 @@ export async function loadExamples(
   const all: Example[][] = []
   for (const source of await resolveDatasets(cfg)) {
     let count = 0
+    if (source.llamaFactory) {
+      const { format, columns } = source.llamaFactory
+      const info = await inspectFile(source.file)
+      const mapping = { ...defaultMapping(format as DataFormatId, info.columns), ...columns }
+      for await (const row of readRecords(source.file, { format: format as DataFormatId, mapping })) {
+        if (cfg.max_samples !== null && count >= cfg.max_samples) break
+        const where = row.kind === 'jsonl' ? { file: source.file, line: row.index } : { file: source.file, row: row.index }
+        try {
+          all.push(buildExample(tok, storeRecordToTrl(row.record), cfg.stage, cfg.cutoff_len))
+        } catch (e) {
+          if (e instanceof DataError) throw e.at(where)
+          throw new DataError((e as Error).message, where)
+        }
+        count++
+      }
+      if (count === 0) throw new DataError('no records', { file: source.file })
+      continue
+    }
     for await (const row of readRows(source.file)) {
       if (cfg.max_samples !== null && count >= cfg.max_samples) break
       const where = row.kind === 'jsonl' ? { file: source.file, line: row.index } : { file: source.file, row: row.index }
@@ -84,4 +111,24 @@ export async function loadExamples(
     trainGroups = all.filter((_, i) => !isVal.has(i))
   }
   return { train: trainGroups.flat(), eval: evalGroups.flat(), records: all.length }
+}
+
+/** A LLaMA-Factory record (as the data service's importer reads it) in TRL's conversational
+ *  form: LLaMA-Factory always formats through a chat template, so do we. */
+export function storeRecordToTrl(r: RecordInput): TrainingRecord {
+  const prompt: Message[] = [
+    ...(r.system ? [{ role: 'system', content: r.system }] : []),
+    ...(typeof r.prompt === 'string' ? [{ role: 'user', content: r.prompt }] : r.prompt)
+  ]
+  const answer = (content: string): Message[] => [{ role: 'assistant', content }]
+  if (r.pair) {
+    const chosen = r.candidates[r.pair.chosen]
+    const rejected = r.candidates[r.pair.rejected]
+    if (!chosen || !rejected) throw new DataError('the pair points at a missing answer')
+    return { type: 'preference', prompt, chosen: answer(chosen.content), rejected: answer(rejected.content) }
+  }
+  const labelled = r.candidates.find((c) => c.kto === true || c.kto === false)
+  if (labelled) return { type: 'unpaired', prompt, completion: answer(labelled.content), label: labelled.kto as boolean }
+  if (typeof r.gold === 'string') return { type: 'prompt_completion', prompt, completion: answer(r.gold) }
+  throw new DataError('the record has no answer to train on (no response, chosen/rejected or kto_tag)')
 }
