@@ -13,6 +13,9 @@ const rendererIndex = join(here, '../renderer/index.html')
 const devUrl = !app.isPackaged ? process.env.ELECTRON_RENDERER_URL : undefined
 const appUrl = devUrl ?? pathToFileURL(rendererIndex).href
 
+// Every renderer sandboxed, including any a future change forgets to configure.
+app.enableSandbox()
+
 let mainWindow: BrowserWindow | null = null
 let services: Services | null = null
 

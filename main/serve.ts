@@ -46,6 +46,8 @@ function findRendererDir(): string {
 
 export async function serve(argv: string[]): Promise<number> {
   const args = parseServeArgs(argv)
+  // A closed stdout (`... | head`) must not crash the server or its clean shutdown.
+  process.stdout.on('error', () => undefined)
   const rendererDir = findRendererDir()
   const dataDir = defaultDataDir()
   let services: Services | undefined
