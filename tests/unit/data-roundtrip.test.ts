@@ -1,10 +1,11 @@
 // import -> export -> import gives the same records, and the second export the same bytes,
 // for every format Tunebench reads.
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { exportProject } from '../../main/services/data/export'
 import { inspectFile } from '../../main/services/data/importers'
+import { previewImport } from '../../main/services/data/preview'
 import { Project } from '../../main/services/data/store'
 import type { ExportFormat } from '../../preload/types/data'
 import { contentOf, tempDir, writeJsonl } from './data-helpers'
@@ -50,6 +51,21 @@ const cases: { name: string; format: string; export: ExportFormat; method?: 'dpo
     format: 'trl-unpaired',
     export: 'trl-kto',
     rows: [{ prompt: [conv('user', 'Q')], completion: [conv('assistant', 'A')], label: false }]
+  },
+  {
+    name: 'TRL prompt-completion (SFT), plain',
+    format: 'trl-prompt-completion',
+    export: 'trl-sft',
+    rows: [
+      { prompt: 'Once upon a time', completion: ' there was a fox.' },
+      { prompt: '2+2=', completion: '4' }
+    ]
+  },
+  {
+    name: 'TRL prompt-completion (SFT), conversational',
+    format: 'trl-prompt-completion',
+    export: 'trl-sft',
+    rows: [{ prompt: [conv('user', 'Hi')], completion: [conv('assistant', 'Hello')] }]
   },
   {
     name: 'TRL messages (SFT), multi-turn',
@@ -180,6 +196,22 @@ describe('round trip import -> export -> import', () => {
     await m.importFiles([join(fixtures, 'messages.parquet')])
     expect(m.getRecord(1)).toMatchObject({ prompt: [{ role: 'user', content: 'What is 2 + 2?' }], gold: '4.' })
     for (const p of [a, b, m]) p.close()
+  })
+
+  it('a LLaMA-Factory dataset with custom columns is read through its dataset_info.json entry', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    writeJsonl(join(dir, 'mine.jsonl'), [{ q: 'Translate: cat', good: 'chat', bad: 'chien', sys: 'You translate to French.' }])
+    writeFileSync(
+      join(dir, 'dataset_info.json'),
+      JSON.stringify({ mine: { file_name: 'mine.jsonl', ranking: true, columns: { prompt: 'q', chosen: 'good', rejected: 'bad', system: 'sys', images: 'img' } } })
+    )
+    const preview = await previewImport(join(dir, 'mine.jsonl'))
+    expect(preview).toMatchObject({ format: 'alpaca', mapping: { prompt: 'q', chosen: 'good', rejected: 'bad', system: 'sys' }, problem: null })
+    const p = new Project(join(dir, 'p'))
+    await p.importFiles([join(dir, 'mine.jsonl')])
+    expect(p.getRecord(1)).toMatchObject({ prompt: 'Translate: cat', system: 'You translate to French.', pair: { chosen: 1, rejected: 2 } })
+    p.close()
   })
 
   it('a pair exports to KTO as one desirable and one undesirable record, and all three TRL methods read back', async () => {

@@ -1,4 +1,6 @@
-// Writes the store out in the formats the trainers read: TRL JSONL per method, and
+// Writes the store out in the formats the trainers read: TRL JSONL per method (dpo:
+// prompt/chosen/rejected; kto: prompt/completion/label; sft: messages, or prompt/completion
+// when every record is plain text), and
 // LLaMA-Factory files with their dataset_info.json entries. Files are written to a temporary
 // name, fsynced and renamed, so a crash never leaves half an export under the real name.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
@@ -58,7 +60,9 @@ export function trlLine(ex: Example, conversational: boolean): Record<string, un
     case 'kto':
       return { prompt, completion: text(ex.completion), label: ex.label }
     case 'sft':
-      return { messages: [...promptMessages(ex.rec), ...assistant(ex.answer)] }
+      // Conversational SFT data is TRL's messages format; plain text stays prompt-completion,
+      // so a base-model dataset is not forced through a chat template.
+      return conversational ? { messages: [...promptMessages(ex.rec), ...assistant(ex.answer)] } : { prompt, completion: ex.answer }
   }
 }
 

@@ -3,7 +3,8 @@
 // LLaMA-Factory alpaca and sharegpt (with ranking and kto_tag, from/value or role/content tags),
 // and OpenAI chat (messages) and preference fine-tuning (input/preferred_output/non_preferred_output).
 // The mapping names, for each field a format uses, the column it is read from; the user may change it.
-import { basename } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { DataError } from './errors'
 import { checkMessages, checkString, checkText, extractPrompt, type Message, type Text } from './formats'
 import { readRows, sniffKind, type SourceKind } from './sources'
@@ -381,13 +382,47 @@ export function convertRow(value: unknown, format: DataFormatId, mapping: FieldM
   return convert(format, get)
 }
 
+/**
+ * A LLaMA-Factory dataset beside its dataset_info.json: the entry naming this file says the
+ * formatting (alpaca or sharegpt) and the columns, whatever the file's own column names are.
+ */
+export async function lfDatasetEntry(file: string, columns: string[]): Promise<{ format: DataFormatId; mapping: FieldMapping } | null> {
+  const infoPath = join(dirname(file), 'dataset_info.json')
+  let text: string
+  try {
+    text = await readFile(infoPath, 'utf8')
+  } catch {
+    return null
+  }
+  let info: Record<string, { file_name?: unknown; formatting?: unknown; columns?: unknown }>
+  try {
+    info = JSON.parse(text) as typeof info
+  } catch (e) {
+    throw new DataError(`invalid JSON: ${(e as Error).message}`, { file: infoPath })
+  }
+  const entry = Object.values(info ?? {}).find((e) => e && typeof e === 'object' && e.file_name === basename(file))
+  if (!entry) return null
+  const format: DataFormatId = entry.formatting === 'sharegpt' ? 'sharegpt' : 'alpaca'
+  const mapping = defaultMapping(format, columns)
+  if (entry.columns && typeof entry.columns === 'object') {
+    const known = formatSpec(format).fields.map((f) => f.name)
+    for (const [field, column] of Object.entries(entry.columns as Record<string, unknown>)) {
+      if (typeof column !== 'string') throw new DataError(`columns.${field} must be a string`, { file: infoPath })
+      // Columns Tunebench has no use for (tools, images, ...) are left out, not refused.
+      if (known.includes(field)) mapping[field] = column
+    }
+  }
+  return { format, mapping }
+}
+
 /** Streams a file as store records, with the format and mapping resolved first. */
 export async function* readRecords(file: string, opts: ReadOptions = {}): AsyncGenerator<ImportedRow> {
   const info = await inspectFile(file, 20)
-  const format = opts.format ?? info.format
+  const lf = opts.format ? null : await lfDatasetEntry(file, info.columns)
+  const format = opts.format ?? lf?.format ?? info.format
   if (!format)
     throw new DataError(`cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`, { file })
-  const mapping = opts.mapping ?? defaultMapping(format, info.columns)
+  const mapping = opts.mapping ?? lf?.mapping ?? defaultMapping(format, info.columns)
   checkMapping(format, mapping, file)
   const source = basename(file)
   for await (const row of readRows(file, info.kind)) {

@@ -1,14 +1,15 @@
 // Import preview and `data check`: what the file looks like, how it will be read, and the
 // first problem a full pass finds.
 import { DataError } from './errors'
-import { FORMATS, checkMapping, convertRow, defaultMapping, inspectFile, readRecords, where } from './importers'
+import { FORMATS, checkMapping, convertRow, defaultMapping, inspectFile, lfDatasetEntry, readRecords, where } from './importers'
 import { readRows } from './sources'
 import type { DataFormatId, FieldMapping, ImportPreview, RecordInput } from '../../../preload/types/data'
 
 export async function previewImport(file: string, opts: { format?: DataFormatId; mapping?: FieldMapping } = {}): Promise<ImportPreview> {
   const info = await inspectFile(file, 5)
-  const format = opts.format ?? info.format
-  const mapping = opts.mapping ?? (format ? defaultMapping(format, info.columns) : {})
+  const lf = opts.format ? null : await lfDatasetEntry(file, info.columns)
+  const format = opts.format ?? lf?.format ?? info.format
+  const mapping = opts.mapping ?? (opts.format ? null : lf?.mapping) ?? (format ? defaultMapping(format, info.columns) : {})
   const sampleRecords: RecordInput[] = []
   let problem: string | null = null
   if (format) {
@@ -57,7 +58,7 @@ export async function checkFile(file: string, opts: { format?: DataFormatId; map
   try {
     const info = await inspectFile(file, 20)
     fileKind = info.kind
-    format ??= info.format
+    format ??= (await lfDatasetEntry(file, info.columns))?.format ?? info.format
     for await (const _ of readRecords(file, { format: format ?? undefined, mapping: opts.mapping })) records++
     return { file, fileKind, format, records, problem: null }
   } catch (e) {
