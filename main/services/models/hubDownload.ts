@@ -7,10 +7,11 @@
 // complete file.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, open, rename, stat, truncate, unlink } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, stat, truncate, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { DownloadProgress } from '../../../preload/types/models'
+import { writeFileAtomic } from './atomicWrite'
 
 export interface HubDownloadOptions {
   endpoint: string
@@ -109,11 +110,17 @@ export async function downloadHubModel(options: HubDownloadOptions): Promise<voi
     report({})
     const { sha, files } = await listHubFiles(options)
     await mkdir(options.dir, { recursive: true })
+    // Files and partial files on disk are only reused when they come from the same commit.
+    const marker = join(options.dir, downloadMarker)
+    const previous = await readMarker(marker)
+    const sameCommit = previous === null || previous.sha === sha
+    if (!sameCommit) await Promise.all(files.map((f) => unlink(join(options.dir, `${f.name}.part`)).catch(() => undefined)))
+    await writeFileAtomic(marker, JSON.stringify({ repo: options.repo, revision: options.revision, sha }) + '\n')
     const knownSizes = files.every((f) => f.size !== null)
     report({ state: 'downloading', fileCount: files.length, totalBytes: knownSizes ? files.reduce((a, f) => a + f.size!, 0) : null })
     for (const [index, file] of files.entries()) {
       report({ file: file.name, fileIndex: index })
-      await downloadFile(options, sha, file, progress, report)
+      await downloadFile(options, sha, file, sameCommit, progress, report)
     }
     report({ state: 'done', file: null })
   } catch (err) {
@@ -127,6 +134,7 @@ async function downloadFile(
   options: HubDownloadOptions,
   sha: string,
   file: HubFile,
+  reuseFinished: boolean,
   progress: DownloadProgress,
   report: (change: Partial<DownloadProgress>) => void
 ): Promise<void> {
@@ -134,7 +142,7 @@ async function downloadFile(
   const part = `${target}.part`
   const finished = await stat(target).catch(() => null)
   // A finished name only ever appears by rename after a complete download.
-  if (finished && (file.size === null || finished.size === file.size)) {
+  if (finished && reuseFinished && (file.size === null || finished.size === file.size)) {
     report({ bytes: progress.bytes + finished.size, resumedBytes: progress.resumedBytes + finished.size })
     return
   }
@@ -207,6 +215,18 @@ async function downloadFile(
   }
   await rename(part, target)
   report({ bytes: baseBytes + size })
+}
+
+/** Written into the model folder: which repo commit its files come from. */
+export const downloadMarker = '.tunebench-download.json'
+
+async function readMarker(path: string): Promise<{ sha: string } | null> {
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8')) as { sha?: unknown }
+    return typeof value.sha === 'string' ? { sha: value.sha } : null
+  } catch {
+    return null
+  }
 }
 
 async function sha256Of(path: string): Promise<string> {

@@ -51,7 +51,7 @@ describe('models.download from a Hub endpoint', () => {
     const dir = downloadDir(join(root, 'data'), repo)
     expect(facts).toMatchObject({ dir, name: repo, architecture: 'LlamaForCausalLM', layers: 2 })
     for (const name of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) await expectSameFile(name, dir)
-    expect((await readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    expect((await readdir(dir)).sort()).toEqual(['.tunebench-download.json', 'config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
 
     const total = (await Promise.all(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => stat(join(source, f))))).reduce((a, s) => a + s.size, 0)
     const last = events.at(-1)!
@@ -103,6 +103,21 @@ describe('models.download from a Hub endpoint', () => {
     const total = events.at(-1)!.totalBytes!
     expect(events.at(-1)).toMatchObject({ state: 'done', bytes: total, resumedBytes: total - (weights.length - half) })
     expect(await readdir(dir)).not.toContain('model.safetensors.part')
+  })
+
+  it('fetches again the files of a folder downloaded from another commit', async () => {
+    const dir = downloadDir(join(root, 'data'), repo)
+    await handlers()['models.download']({ repo })
+    const config = await readFile(join(source, 'config.json'))
+    await writeFile(join(dir, 'config.json'), Buffer.alloc(config.length, 32)) // stale, same size
+    await writeFile(join(dir, 'tokenizer.json.part'), 'stale partial')
+    hub.setCommit('b'.repeat(40))
+    hub.requests.length = 0
+    await handlers()['models.download']({ repo })
+    await expectSameFile('config.json', dir)
+    await expectSameFile('tokenizer.json', dir)
+    expect(hub.requests.filter((r) => r.path.includes(`/resolve/${'b'.repeat(40)}/`)).length).toBe(4)
+    expect(hub.requests.every((r) => r.range === null)).toBe(true)
   })
 
   it('refuses a file whose sha256 differs from the listing and removes the bad bytes', async () => {
