@@ -132,6 +132,12 @@ describe('malformed inputs', () => {
     await expectRejected(f, 'row 2', "field 'rejected'")
   })
 
+  it('a pretty-printed JSON object instead of a list of records', async () => {
+    const f = join(dir, 'object.json')
+    writeFileSync(f, JSON.stringify({ data: [{ prompt: 'a', chosen: 'b', rejected: 'c' }] }, null, 2))
+    await expectRejected(f, /expected a JSON array of records/, /keys: data/)
+  })
+
   it('a 50 MB single field is refused with its size', async () => {
     const f = join(dir, 'huge.jsonl')
     const big = 'x'.repeat(50 * 1024 * 1024)

@@ -34,8 +34,20 @@ export async function sniffKind(file: string): Promise<SourceKind> {
   checkEncoding(head, file)
   const text = head.toString('utf8').replace(/^\uFEFF/, '').trimStart()
   if (text.startsWith('[')) return 'json'
+  // A pretty-printed single object: read whole, so the error says what the file holds.
+  const nl = text.indexOf('\n')
+  if (text.startsWith('{') && nl >= 0 && !parses(text.slice(0, nl))) return 'json'
   if (ext === '.json' || text.startsWith('{')) return 'jsonl' // a .json file holding one object per line
   throw new DataError('not a JSON, JSONL or Parquet file (expected .json, .jsonl or .parquet)', { file })
+}
+
+function parses(line: string): boolean {
+  try {
+    JSON.parse(line)
+    return true
+  } catch {
+    return false
+  }
 }
 
 async function readHead(file: string, n: number): Promise<Buffer> {
@@ -177,7 +189,10 @@ export async function* readJsonArray(file: string): AsyncGenerator<SourceRow> {
     const line = pos ? text.slice(0, Number(pos[1])).split('\n').length : undefined
     throw new DataError(`invalid JSON: ${msg}`, { file, line })
   }
-  if (!Array.isArray(value)) throw new DataError('expected a JSON array of records (or JSONL, one record per line)', { file })
+  if (!Array.isArray(value)) {
+    const keys = value && typeof value === 'object' ? ` (an object with keys: ${Object.keys(value).slice(0, 10).join(', ')})` : ''
+    throw new DataError(`expected a JSON array of records (or JSONL, one record per line); the file holds one JSON value${keys}`, { file })
+  }
   for (let i = 0; i < value.length; i++) yield { value: value[i], index: i + 1, kind: 'json', bytesRead: size }
 }
 
