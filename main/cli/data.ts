@@ -2,15 +2,19 @@
 // same services as the app.
 import { DataError } from '../services/data/errors'
 import { exportProject } from '../services/data/export'
+import { FORMATS } from '../services/data/importers'
 import { checkFile } from '../services/data/preview'
 import { closeProject, openProject } from '../services/data/store'
 import type { DataFormatId, ExportFormat, Split } from '../../preload/types/data'
 
 const usage = `usage:
-  tunebench data check FILE [--format F]
+  tunebench data check FILE [--format F] [--map field=column,...]
   tunebench data import FILE... --project DIR [--split train|val] [--format F] [--map field=column,...]
   tunebench data export --project DIR --format trl-dpo|trl-kto|trl-sft|llamafactory --out PATH [--split train|val] [--name NAME]
-  tunebench data decontam --project DIR [--eval FILE] [--ngram 8] [--threshold 0.5] [--exclude]
+  tunebench data decontam --project DIR [--eval FILE] [--ngram 8] [--threshold 0.5] [--near 0.8] [--exclude]
+
+import formats (detected unless --format is given): ${FORMATS.map((f) => f.id).join(', ')}
+--map names the column of each field, e.g. --map prompt=question,chosen=good,rejected=bad
 `
 
 interface Parsed {
@@ -66,9 +70,9 @@ export async function run(argv: string[]): Promise<number> {
   try {
     switch (sub) {
       case 'check': {
-        const p = parse(rest, ['format'])
+        const p = parse(rest, ['format', 'map'])
         if (p.positional.length !== 1) throw new UsageError('data check takes one FILE')
-        const r = await checkFile(p.positional[0], { format: str(p, 'format') as DataFormatId | undefined })
+        const r = await checkFile(p.positional[0], { format: str(p, 'format') as DataFormatId | undefined, mapping: mapping(p) })
         process.stdout.write(`file: ${r.file}\nkind: ${r.fileKind ?? 'unknown'}\nformat: ${r.format ?? 'unknown'}\nrecords: ${r.records}\n`)
         if (r.problem) {
           process.stdout.write(`problem: ${r.problem}\n`)

@@ -159,6 +159,7 @@ describe('round trip import -> export -> import', () => {
 
       const a = new Project(join(dir, 'a'))
       await a.importFiles([src])
+      expect(a.db.prepare('SELECT file, format, records FROM imports').all()).toEqual([{ file: src, format: c.format, records: c.rows.length }])
       const before = contentOf(a)
       expect(before).toHaveLength(c.rows.length)
       const files1 = exportFiles(a, c.export, c.export === 'llamafactory' ? join(dir, 'out1') : join(dir, 'out1.jsonl'), c.method)

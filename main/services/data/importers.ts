@@ -338,6 +338,7 @@ function fromConversation(messages: Message[], column: string, system: string | 
 
 export interface ImportedRow {
   record: RecordInput
+  format: DataFormatId
   index: number
   kind: SourceKind
   bytesRead: number
@@ -435,6 +436,6 @@ export async function* readRecords(file: string, opts: ReadOptions = {}): AsyncG
     }
     record.source = source
     record.sourceIndex = row.index
-    yield { record, index: row.index, kind: row.kind, bytesRead: row.bytesRead }
+    yield { record, format, index: row.index, kind: row.kind, bytesRead: row.bytesRead }
   }
 }

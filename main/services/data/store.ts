@@ -524,6 +524,7 @@ export class Project {
           })()
         }
         for await (const row of readRecords(file, opts)) {
+          format = row.format
           batch.push(row.record)
           count++
           if (batch.length >= BATCH) {
@@ -533,7 +534,6 @@ export class Project {
         }
         if (batch.length) flush()
         if (!count) throw new DataError('the file holds no records', { file })
-        format ??= null
         onProgress?.({ file, records: count, bytesRead: total, totalBytes: total })
         perFile.push({ file, records: count, format })
       }
