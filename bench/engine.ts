@@ -22,7 +22,7 @@ const rank = 16
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const here = fileURLToPath(import.meta.url)
 
-interface Result { seconds_per_step: number; tokens_per_s: number; peak_rss_mb: number }
+interface Result { seconds_per_step: number; cpu_seconds_per_step: number; tokens_per_s: number; peak_rss_mb: number }
 
 async function ours(modelDir: string): Promise<void> {
   const { Model } = await import('../native/index')
@@ -44,10 +44,13 @@ async function ours(modelDir: string): Promise<void> {
   }
   await step()
   const t0 = performance.now()
+  const c0 = process.cpuUsage()
   for (let i = 0; i < iters; i++) await step()
   const dt = (performance.now() - t0) / 1000 / iters
+  const cu = process.cpuUsage(c0)
+  const cpu = (cu.user + cu.system) / 1e6 / iters
   const peak = process.resourceUsage().maxRSS / 1024
-  console.log(JSON.stringify({ seconds_per_step: dt, tokens_per_s: (batch * seq) / dt, peak_rss_mb: peak }))
+  console.log(JSON.stringify({ seconds_per_step: dt, cpu_seconds_per_step: cpu, tokens_per_s: (batch * seq) / dt, peak_rss_mb: peak }))
 }
 
 function lastJson(out: string): Result {
@@ -73,9 +76,12 @@ async function main(): Promise<void> {
   if (t.status !== 0) throw new Error(`torch run failed:\n${t.stderr}`)
   const torch = lastJson(t.stdout)
   console.log(`shape: ${size} (batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps`)
-  console.log(`tunebench     : ${native.tokens_per_s.toFixed(1)} tokens/s, ${native.seconds_per_step.toFixed(3)} s/step, peak RSS ${native.peak_rss_mb.toFixed(0)} MB`)
-  console.log(`pytorch+peft  : ${torch.tokens_per_s.toFixed(1)} tokens/s, ${torch.seconds_per_step.toFixed(3)} s/step, peak RSS ${torch.peak_rss_mb.toFixed(0)} MB`)
-  console.log(`ratio         : ${(native.tokens_per_s / torch.tokens_per_s).toFixed(2)}x tokens/s, ${(native.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}x peak memory`)
+  const line = (name: string, r: Result): string =>
+    `${name}: ${r.tokens_per_s.toFixed(1)} tokens/s, ${r.seconds_per_step.toFixed(3)} s/step wall, ${r.cpu_seconds_per_step.toFixed(3)} s/step CPU, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`
+  console.log(line('tunebench   ', native))
+  console.log(line('pytorch+peft', torch))
+  console.log(`ratio       : ${(native.tokens_per_s / torch.tokens_per_s).toFixed(2)}x tokens/s (wall), ${(torch.cpu_seconds_per_step / native.cpu_seconds_per_step).toFixed(2)}x less CPU time per step, ${(native.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}x peak memory`)
+  console.log('(wall-clock figures depend on other load on the machine; CPU time per step is the steadier comparison)')
 }
 
 await main()

@@ -52,11 +52,13 @@ def run(model_dir, threads, batch, seq, iters, rank):
 
     step()  # warm-up
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for _ in range(iters):
         step()
     dt = (time.perf_counter() - t0) / iters
+    cpu = (time.process_time() - c0) / iters
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds_per_step": dt, "tokens_per_s": batch * seq / dt, "peak_rss_mb": peak_mb,
+    print(json.dumps({"seconds_per_step": dt, "cpu_seconds_per_step": cpu, "tokens_per_s": batch * seq / dt, "peak_rss_mb": peak_mb,
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 

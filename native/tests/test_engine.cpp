@@ -146,7 +146,7 @@ static void test_logprob() {
   auto h = randv(M * C, 21, 2), W = randv(V * C, 22), gw = randv(M, 23);
   std::vector<int32_t> target = {3, 36, 0, 17};
   std::vector<float> lp(M), lse(M), dh(M * C, 0), dW(V * C, 0);
-  auto loss = [&] { logprob_forward(lp.data(), lse.data(), h.data(), W.data(), target.data(), M, C, V); return dotw(lp, gw); };
+  auto loss = [&] { logprob_forward(lp.data(), lse.data(), nullptr, h.data(), W.data(), target.data(), M, C, V); return dotw(lp, gw); };
   loss();
   // lp must be a log-probability: exp(lp) summed over all targets of a row is 1.
   double total = 0;
@@ -154,7 +154,7 @@ static void test_logprob() {
   std::vector<float> lp1(1), lse1(1);
   for (int v = 0; v < V; v++) {
     tt[0] = v;
-    logprob_forward(lp1.data(), lse1.data(), h.data(), W.data(), tt.data(), 1, C, V);
+    logprob_forward(lp1.data(), lse1.data(), nullptr, h.data(), W.data(), tt.data(), 1, C, V);
     total += std::exp(double(lp1[0]));
   }
   checks++;
@@ -164,6 +164,11 @@ static void test_logprob() {
   logprob_backward(dh.data(), dW.data(), gw.data(), h.data(), W.data(), target.data(), lse.data(), M, C, V);
   fd_check("logprob dh", h, dh, loss);
   fd_check("logprob dW", W, dW, loss);
+  // Frozen-head path: expected head rows from the forward give the same dh without logits.
+  std::vector<float> ew(M * C), dh2(M * C, 0);
+  logprob_forward(lp.data(), lse.data(), ew.data(), h.data(), W.data(), target.data(), M, C, V);
+  logprob_backward_expected(dh2.data(), gw.data(), ew.data(), W.data(), target.data(), M, C);
+  fd_check("logprob dh (expected head rows)", h, dh2, loss);
 }
 
 static void test_embedding() {
@@ -308,6 +313,9 @@ int main() {
   test_attention();
   test_swiglu();
   test_logprob();
+  set_logprob_chunk(7);  // 37 = 5 chunks of 7 and one of 2
+  test_logprob();
+  set_logprob_chunk(0);
   test_embedding();
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_model(arch, false, false, 0.0f);
   test_model("LlamaForCausalLM", false, false, 0.25f);

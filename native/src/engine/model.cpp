@@ -8,6 +8,7 @@
 #include "json.h"
 #include "ops.h"
 #include "safetensors.h"
+#include "simd.h"
 
 namespace tb {
 
@@ -315,6 +316,7 @@ struct Model::TrainState {
   std::vector<std::vector<float>> inputs;   // layer inputs (checkpointing only)
   std::vector<int32_t> sel_rows, sel_pos, targets;
   std::vector<float> hsel_x, hsel, rstd_f, lse;
+  std::vector<float> ew;  // [M,C] expected head rows when the head is frozen
   bool checkpointing = false;
 };
 
@@ -515,7 +517,13 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   check_cancel();
   std::vector<float> lp_sel(M);
   const float* head = c.tied_embeddings ? embed_.w.data() : lm_head_.w.data();
-  logprob_forward(lp_sel.data(), ts->lse.data(), ts->hsel.data(), head, ts->targets.data(), M, C, c.vocab);
+  // A frozen head (LoRA training) gets the expected head row now, so backward never
+  // recomputes logits; a trained head needs dlogits for its own gradient and recomputes them.
+  bool head_trained = full_;
+  ts->ew.clear();
+  if (train && !head_trained) ts->ew.resize(size_t(M) * C);
+  logprob_forward(lp_sel.data(), ts->lse.data(), ts->ew.empty() ? nullptr : ts->ew.data(), ts->hsel.data(), head,
+                  ts->targets.data(), M, C, c.vocab);
   std::vector<float> out(BT, 0.0f);
   for (int m = 0; m < M; m++) out[ts->sel_pos[m]] = lp_sel[m];
   if (train) {
@@ -544,7 +552,10 @@ void Model::backward(const std::vector<float>& dlogps) {
   }
   std::vector<float> dh(size_t(M) * C, 0.0f), dhx(size_t(M) * C, 0.0f);
   Param& head = c.tied_embeddings ? embed_ : lm_head_;
-  logprob_backward(dh.data(), grad_of(head, full_), dlp.data(), ts.hsel.data(), head.w.data(), ts.targets.data(), ts.lse.data(), M, C, c.vocab);
+  if (!ts.ew.empty())
+    logprob_backward_expected(dh.data(), dlp.data(), ts.ew.data(), head.w.data(), ts.targets.data(), M, C);
+  else
+    logprob_backward(dh.data(), grad_of(head, full_), dlp.data(), ts.hsel.data(), head.w.data(), ts.targets.data(), ts.lse.data(), M, C, c.vocab);
   rmsnorm_backward(dhx.data(), grad_of(final_norm_, full_), dh.data(), ts.hsel_x.data(), final_norm_.w.data(), ts.rstd_f.data(), M, C);
   std::vector<float> dx(size_t(N) * C, 0.0f);
   for (int m = 0; m < M; m++) {
@@ -601,14 +612,11 @@ double Model::optimizer_step(const OptimizerOptions& o) {
     float* m = p->m.data();
     float* v = p->v.data();
     int64_t n = int64_t(p->w.size());
+    const size_t kc = 1 << 14;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-      float gi = g[i] * clip;
-      g[i] = gi;  // clipped in place, as torch's clip_grad_norm_
-      m[i] = b1 * m[i] + (1 - b1) * gi;
-      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-      w[i] *= decay;
-      w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+    for (int64_t c0 = 0; c0 < (n + int64_t(kc) - 1) / int64_t(kc); c0++) {
+      size_t i = size_t(c0) * kc;
+      chunk_adamw(w + i, g + i, m + i, v + i, std::min(kc, size_t(n) - i), clip, b1, b2, decay, step_size, bc2_sqrt, eps);
     }
   }
   train_state_valid_ = false;

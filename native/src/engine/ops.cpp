@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "simd.h"
 
 namespace tb {
 
@@ -38,34 +39,31 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     const float* xr = x + size_t(n) * C;
-    float* o = out + size_t(n) * C;
-    float ss = 0;
-    for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
-    float r = 1.0f / std::sqrt(ss / C + eps);
+    float r = 1.0f / std::sqrt(row_sumsq(xr, C) / C + eps);
     rstd[n] = r;
-    for (int c = 0; c < C; c++) o[c] = w[c] * (xr[c] * r);
+    row_rmsnorm(out + size_t(n) * C, xr, w, C, r);
   }
 }
 
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                       const float* rstd, int N, int C) {
 #pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) {
-    const float* xr = x + size_t(n) * C;
-    const float* d = dout + size_t(n) * C;
-    float* dxr = dx + size_t(n) * C;
-    float r = rstd[n];
-    float dot = 0;  // sum_c (w_c dy_c) x_c
-    for (int c = 0; c < C; c++) dot += w[c] * d[c] * xr[c];
-    float k = dot * r * r * r / C;
-    for (int c = 0; c < C; c++) dxr[c] += r * w[c] * d[c] - k * xr[c];
-  }
+  for (int n = 0; n < N; n++)
+    row_rmsnorm_backward(dx + size_t(n) * C, dout + size_t(n) * C, x + size_t(n) * C, w, C, rstd[n]);
   if (dw) {
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-      float acc = 0;
-      for (int n = 0; n < N; n++) acc += dout[size_t(n) * C + c] * x[size_t(n) * C + c] * rstd[n];
-      dw[c] += acc;
+    // per-thread partial sums over rows, then a serial reduction: rows are the long axis
+#pragma omp parallel
+    {
+      std::vector<float> part(C, 0.0f);
+#pragma omp for schedule(static)
+      for (int n = 0; n < N; n++) {
+        const float* d = dout + size_t(n) * C;
+        const float* xr = x + size_t(n) * C;
+        float r = rstd[n];
+        for (int c = 0; c < C; c++) part[c] += d[c] * xr[c] * r;
+      }
+#pragma omp critical
+      for (int c = 0; c < C; c++) dw[c] += part[c];
     }
   }
 }
@@ -178,12 +176,13 @@ void rope_backward(float* dx, const float* cos, const float* sin, const int32_t*
 }
 
 // ---------------------------------------------------------------- attention
-static inline float dot(const float* a, const float* b, int n) {
-  float acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int i = 0; i < n; i++) acc += a[i] * b[i];
-  return acc;
-}
+// Queries are processed in blocks of kQBlock rows; a block attends to keys [0, block end), so
+// scores are a [kQBlock, len] GEMM and the wasted causal half is at most one block wide.
+static const int kQBlock = 64;
+
+struct AttnTask {
+  int b, h, i0;
+};
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const int32_t* start, const int32_t* len, int B, int Hq, int Hk, int D) {
@@ -191,39 +190,34 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   float scale = 1.0f / std::sqrt(float(D));
   int qs = Hq * D, ks = Hk * D;
   int maxlen = 0;
-  for (int b = 0; b < B; b++) maxlen = std::max(maxlen, len[b]);
+  std::vector<AttnTask> tasks;
+  for (int b = 0; b < B; b++) {
+    maxlen = std::max(maxlen, len[b]);
+    for (int h = 0; h < Hq; h++)
+      for (int i0 = 0; i0 < len[b]; i0 += kQBlock) tasks.push_back({b, h, i0});
+  }
 #pragma omp parallel
   {
-    std::vector<float> p(size_t(std::max(maxlen, 1)));
-#pragma omp for schedule(dynamic) collapse(2)
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < Hq; h++) {
-        int hk = h / group;
-        for (int t = 0; t < len[b]; t++) {
-          int row = start[b] + t;
-          const float* qr = q + size_t(row) * qs + size_t(h) * D;
-          float m = -INFINITY;
-          for (int j = 0; j <= t; j++) {
-            p[j] = dot(qr, k + size_t(start[b] + j) * ks + size_t(hk) * D, D) * scale;
-            m = std::max(m, p[j]);
-          }
-          float sum = 0;
-          for (int j = 0; j <= t; j++) {
-            p[j] = std::exp(p[j] - m);
-            sum += p[j];
-          }
-          float inv = 1.0f / sum;
-          float* o = out + size_t(row) * qs + size_t(h) * D;
-          for (int d = 0; d < D; d++) o[d] = 0;
-          for (int j = 0; j <= t; j++) {
-            const float* vr = v + size_t(start[b] + j) * ks + size_t(hk) * D;
-            float w = p[j] * inv;
-#pragma omp simd
-            for (int d = 0; d < D; d++) o[d] += w * vr[d];
-          }
-          lse[size_t(row) * Hq + h] = m + std::log(sum);
-        }
+    std::vector<float> S(size_t(kQBlock) * std::max(maxlen, 1));
+#pragma omp for schedule(dynamic)
+    for (int ti = 0; ti < int(tasks.size()); ti++) {
+      const AttnTask& tk = tasks[ti];
+      int hk = tk.h / group, i0 = tk.i0, i1 = std::min(len[tk.b], i0 + kQBlock), bq = i1 - i0, nk = i1;
+      const float* Q = q + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D;
+      const float* K = k + size_t(start[tk.b]) * ks + size_t(hk) * D;
+      const float* Vv = v + size_t(start[tk.b]) * ks + size_t(hk) * D;
+      gemm(false, true, bq, nk, D, scale, Q, qs, K, ks, 0.0f, S.data(), nk);
+      for (int r = 0; r < bq; r++) {
+        int t = i0 + r;
+        float* row = S.data() + size_t(r) * nk;
+        float m = row_max(row, t + 1);
+        float sum = row_exp_sum(row, t + 1, m);
+        row_scale(row, t + 1, 1.0f / sum);
+        for (int j = t + 1; j < nk; j++) row[j] = 0.0f;
+        lse[size_t(start[tk.b] + t) * Hq + tk.h] = m + std::log(sum);
       }
+      gemm(false, false, bq, D, nk, 1.0f, S.data(), nk, Vv, ks, 0.0f, out + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D, qs);
+    }
   }
 }
 
@@ -243,91 +237,107 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   // One task per (sequence, kv head): the q heads of a group all write the same dk/dv rows.
 #pragma omp parallel
   {
-    std::vector<float> ds(size_t(std::max(maxlen, 1)));
+    std::vector<float> P(size_t(kQBlock) * std::max(maxlen, 1)), dP(P.size());
 #pragma omp for schedule(dynamic) collapse(2)
     for (int b = 0; b < B; b++)
-      for (int hk = 0; hk < Hk; hk++)
+      for (int hk = 0; hk < Hk; hk++) {
+        const float* K = k + size_t(start[b]) * ks + size_t(hk) * D;
+        const float* Vv = v + size_t(start[b]) * ks + size_t(hk) * D;
+        float* dK = dk + size_t(start[b]) * ks + size_t(hk) * D;
+        float* dV = dv + size_t(start[b]) * ks + size_t(hk) * D;
         for (int h = hk * group; h < (hk + 1) * group; h++)
-          for (int t = 0; t < len[b]; t++) {
-            int row = start[b] + t;
-            const float* qr = q + size_t(row) * qs + size_t(h) * D;
-            const float* dor = dout + size_t(row) * qs + size_t(h) * D;
-            const float* orow = out + size_t(row) * qs + size_t(h) * D;
-            float l = lse[size_t(row) * Hq + h];
-            float Dt = dot(dor, orow, D);
-            float* dqr = dq + size_t(row) * qs + size_t(h) * D;
-            for (int d = 0; d < D; d++) dqr[d] = 0;
-            for (int j = 0; j <= t; j++) {
-              size_t kv = size_t(start[b] + j) * ks + size_t(hk) * D;
-              float p = std::exp(dot(qr, k + kv, D) * scale - l);
-              float dp = dot(dor, v + kv, D);
-              float s = p * (dp - Dt) * scale;
-              const float* kr = k + kv;
-              float* dkr = dk + kv;
-              float* dvr = dv + kv;
-#pragma omp simd
-              for (int d = 0; d < D; d++) {
-                dqr[d] += s * kr[d];
-                dkr[d] += s * qr[d];
-                dvr[d] += p * dor[d];
-              }
+          for (int i0 = 0; i0 < len[b]; i0 += kQBlock) {
+            int i1 = std::min(len[b], i0 + kQBlock), bq = i1 - i0, nk = i1;
+            size_t qoff = size_t(start[b] + i0) * qs + size_t(h) * D;
+            gemm(false, true, bq, nk, D, scale, q + qoff, qs, K, ks, 0.0f, P.data(), nk);
+            gemm(false, true, bq, nk, D, 1.0f, dout + qoff, qs, Vv, ks, 0.0f, dP.data(), nk);
+            for (int r = 0; r < bq; r++) {
+              int t = i0 + r;
+              float* p = P.data() + size_t(r) * nk;
+              float* dp = dP.data() + size_t(r) * nk;
+              float l = lse[size_t(start[b] + t) * Hq + h];
+              row_exp_sum(p, t + 1, l);
+              for (int j = t + 1; j < nk; j++) p[j] = dp[j] = 0.0f;
+              float Dt = row_dot(dout + qoff + size_t(r) * qs, out + qoff + size_t(r) * qs, D);
+              row_softmax_backward(dp, p, t + 1, Dt, scale);
             }
+            gemm(false, false, bq, D, nk, 1.0f, dP.data(), nk, K, ks, 0.0f, dq + qoff, qs);
+            gemm(true, false, nk, D, bq, 1.0f, dP.data(), nk, q + qoff, qs, 1.0f, dK, ks);
+            gemm(true, false, nk, D, bq, 1.0f, P.data(), nk, dout + qoff, qs, 1.0f, dV, ks);
           }
+      }
   }
 }
 
 // ---------------------------------------------------------------- swiglu
+static const size_t kChunk = 4096;
+
 void swiglu_forward(float* h, const float* g, const float* u, size_t n) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < int64_t(n); i++) {
-    float sg = 1.0f / (1.0f + std::exp(-g[i]));
-    h[i] = g[i] * sg * u[i];
+  for (int64_t c = 0; c < int64_t((n + kChunk - 1) / kChunk); c++) {
+    size_t i = size_t(c) * kChunk, m = std::min(kChunk, n - i);
+    chunk_swiglu(h + i, g + i, u + i, m);
   }
 }
 
 void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < int64_t(n); i++) {
-    float sg = 1.0f / (1.0f + std::exp(-g[i]));
-    float silu = g[i] * sg;
-    du[i] = dh[i] * silu;
-    dg[i] = dh[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+  for (int64_t c = 0; c < int64_t((n + kChunk - 1) / kChunk); c++) {
+    size_t i = size_t(c) * kChunk, m = std::min(kChunk, n - i);
+    chunk_swiglu_backward(dg + i, du + i, dh + i, g + i, u + i, m);
   }
 }
 
 // ---------------------------------------------------------------- log-probs
+static int g_chunk_override = 0;
+void set_logprob_chunk(int vocab_rows) { g_chunk_override = vocab_rows; }
+
 static int vocab_chunk(int M, int V) {
+  if (g_chunk_override > 0) return std::min(g_chunk_override, V);
   // Keep one chunk of logits near 4M floats (16 MB) whatever the batch.
   int c = int(std::min<int64_t>(V, std::max<int64_t>(256, (int64_t(4) << 20) / std::max(M, 1))));
   return std::max(1, c);
 }
 
-void logprob_forward(float* lp, float* lse, const float* h, const float* W, const int32_t* target,
+void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
                      int M, int C, int V) {
   if (M == 0) return;
   int chunk = vocab_chunk(M, V);
   std::vector<float> logits(size_t(M) * chunk);
   std::vector<float> mx(M, -INFINITY), sum(M, 0.0f), tl(M, 0.0f);
+  if (ew) memset(ew, 0, sizeof(float) * size_t(M) * C);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int vc = std::min(chunk, V - v0);
     gemm(false, true, M, vc, C, 1.0f, h, C, W + size_t(v0) * C, C, 0.0f, logits.data(), vc);
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
-      const float* l = logits.data() + size_t(m) * vc;
-      float cm = -INFINITY;
-      for (int j = 0; j < vc; j++) cm = std::max(cm, l[j]);
-      float nm = std::max(mx[m], cm);
-      float s = sum[m] * std::exp(mx[m] - nm);
-      for (int j = 0; j < vc; j++) s += std::exp(l[j] - nm);
-      mx[m] = nm;
-      sum[m] = s;
+      float* l = logits.data() + size_t(m) * vc;
       int t = target[m] - v0;
       if (t >= 0 && t < vc) tl[m] = l[t];
+      float nm = std::max(mx[m], row_max(l, vc));
+      float factor = std::exp(mx[m] - nm);
+      // l becomes exp(l - running max): unnormalised probabilities of this chunk
+      sum[m] = sum[m] * factor + row_exp_sum(l, vc, nm);
+      mx[m] = nm;
+      if (ew && factor != 1.0f) row_scale(ew + size_t(m) * C, C, factor);
     }
+    // ew accumulates sum_v p_v W_v, the expected head row, so that backward needs no logits.
+    if (ew) gemm(false, false, M, C, vc, 1.0f, logits.data(), vc, W + size_t(v0) * C, C, 1.0f, ew, C);
   }
   for (int m = 0; m < M; m++) {
     lse[m] = mx[m] + std::log(sum[m]);
     lp[m] = tl[m] - lse[m];
+    if (ew) row_scale(ew + size_t(m) * C, C, 1.0f / sum[m]);
+  }
+}
+
+void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
+                               int M, int C) {
+#pragma omp parallel for schedule(static)
+  for (int m = 0; m < M; m++) {
+    float* d = dh + size_t(m) * C;
+    row_axpy(d, W + size_t(target[m]) * C, C, dlp[m]);
+    row_axpy(d, ew + size_t(m) * C, C, -dlp[m]);
   }
 }
 
@@ -343,10 +353,9 @@ void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, co
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
       float* l = logits.data() + size_t(m) * vc;
-      float g = dlp[m], ls = lse[m];
-      for (int j = 0; j < vc; j++) l[j] = -g * std::exp(l[j] - ls);
+      row_neg_softmax(l, vc, lse[m], dlp[m]);
       int t = target[m] - v0;
-      if (t >= 0 && t < vc) l[t] += g;
+      if (t >= 0 && t < vc) l[t] += dlp[m];
     }
     gemm(false, false, M, C, vc, 1.0f, logits.data(), vc, W + size_t(v0) * C, C, 1.0f, dh, C);
     if (dW) gemm(true, false, vc, C, M, 1.0f, logits.data(), vc, h, C, 1.0f, dW + size_t(v0) * C, C);

@@ -54,11 +54,19 @@ void swiglu_backward(float* dg, float* du, const float* dh, const float* g, cons
 // Token log-probs without materialising [M, V] logits: logits are computed chunk by chunk of the
 // vocabulary with an online logsumexp. h [M,C] (already normed), W [V,C], target[m] in [0,V).
 // lp[m] = logits[m,target] - lse[m]; lse saved for backward.
-void logprob_forward(float* lp, float* lse, const float* h, const float* W, const int32_t* target,
+// When ew is non-null it receives sum_v softmax_v W[v,:] per row (the expected head row), which
+// makes the backward of a frozen head one axpy per row (logprob_backward_expected).
+void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
                      int M, int C, int V);
+// dh += dlp * (W[target] - ew): the backward for a head that is not trained.
+void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
+                               int M, int C);
 // dh += d lp / d h * dlp ; dW += ... (when non-null), recomputing each logits chunk.
 void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const float* W,
                       const int32_t* target, const float* lse, int M, int C, int V);
+
+// Tests: force the vocabulary chunk size (0 = automatic) to exercise the online logsumexp.
+void set_logprob_chunk(int vocab_rows);
 
 // Uniform [0,1) from a counter-based hash (splitmix64), for dropout masks and LoRA init.
 float hash_uniform(uint64_t seed, uint64_t counter);

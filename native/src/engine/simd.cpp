@@ -1,0 +1,111 @@
+#include "simd.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace tb {
+
+// exp for x <= ~88 with relative error ~2e-7: 2^n * p(r), r in [-ln2/2, ln2/2]; written so that
+// it vectorises (no table, no branches but selects).
+static inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float t = x * 1.44269504088896341f;
+  float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest
+  float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t e = int32_t(n) + 127;
+  uint32_t bits = uint32_t(e) << 23;
+  float s;
+  memcpy(&s, &bits, 4);
+  return p * s;
+}
+
+TB_HOT float row_dot(const float* a, const float* b, int n) {
+  float acc = 0;
+  for (int i = 0; i < n; i++) acc += a[i] * b[i];
+  return acc;
+}
+
+TB_HOT float row_max(const float* x, int n) {
+  float m = -INFINITY;
+  for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+TB_HOT float row_exp_sum(float* x, int n, float m) {
+  float s = 0;
+  for (int i = 0; i < n; i++) {
+    x[i] = fast_exp(x[i] - m);
+    s += x[i];
+  }
+  return s;
+}
+
+TB_HOT void row_scale(float* x, int n, float s) {
+  for (int i = 0; i < n; i++) x[i] *= s;
+}
+
+TB_HOT void row_axpy(float* y, const float* x, int n, float a) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+TB_HOT float row_sumsq(const float* x, int n) {
+  float s = 0;
+  for (int i = 0; i < n; i++) s += x[i] * x[i];
+  return s;
+}
+
+TB_HOT void row_rmsnorm(float* out, const float* x, const float* w, int C, float r) {
+  for (int c = 0; c < C; c++) out[c] = w[c] * (x[c] * r);
+}
+
+TB_HOT void row_rmsnorm_backward(float* dx, const float* d, const float* x, const float* w, int C, float r) {
+  float dot = 0;
+  for (int c = 0; c < C; c++) dot += w[c] * d[c] * x[c];
+  float k = dot * r * r * r / C;
+  for (int c = 0; c < C; c++) dx[c] += r * w[c] * d[c] - k * x[c];
+}
+
+TB_HOT void chunk_swiglu(float* h, const float* g, const float* u, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float sg = 1.0f / (1.0f + fast_exp(-g[i]));
+    h[i] = g[i] * sg * u[i];
+  }
+}
+
+TB_HOT void chunk_swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float sg = 1.0f / (1.0f + fast_exp(-g[i]));
+    du[i] = dh[i] * g[i] * sg;
+    dg[i] = dh[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+  }
+}
+
+TB_HOT void row_softmax_backward(float* dp, const float* p, int n, float Dt, float scale) {
+  for (int i = 0; i < n; i++) dp[i] = p[i] * (dp[i] - Dt) * scale;
+}
+
+TB_HOT void row_neg_softmax(float* l, int n, float lse, float g) {
+  for (int i = 0; i < n; i++) l[i] = -g * fast_exp(l[i] - lse);
+}
+
+TB_HOT void chunk_adamw(float* w, float* g, float* m, float* v, size_t n, float clip, float b1, float b2, float decay,
+                        float step_size, float bc2_sqrt, float eps) {
+  for (size_t i = 0; i < n; i++) {
+    float gi = g[i] * clip;
+    g[i] = gi;
+    m[i] = b1 * m[i] + (1 - b1) * gi;
+    v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+    w[i] *= decay;
+    w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+  }
+}
+
+}  // namespace tb
