@@ -144,9 +144,9 @@ export class Project {
   private removeStaleStaging(): void {
     for (const name of readdirSync(this.dir)) {
       if (!name.startsWith(STAGING_PREFIX)) continue
+      // Named .import-PID-...: a live process (this one included) may still be importing.
       const pid = Number(name.slice(STAGING_PREFIX.length).split('-')[0])
-      if (pid && pid !== process.pid && processAlive(pid)) continue
-      if (pid === process.pid) continue
+      if (pid && processAlive(pid)) continue
       rmSync(join(this.dir, name), { force: true })
     }
   }
@@ -480,6 +480,11 @@ export class Project {
 
   /** Adds generated answers to a record. */
   addCandidates(recordId: number, candidates: { content: string; source: string }[]): DataRecord {
+    if (!Array.isArray(candidates)) throw new DataError('expected a list of candidates')
+    candidates.forEach((c, i) => {
+      checkString(c?.content, `candidates[${i}].content`)
+      checkString(c?.source, `candidates[${i}].source`)
+    })
     this.invalidateCounts()
     this.db.transaction(() => {
       if (!this.stmts.record.get(recordId)) throw new DataError(`no record with id ${recordId}`)
