@@ -4,6 +4,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { exportProject } from '../../main/services/data/export'
+import { readTrainingRecords } from '../../main/services/data/formats'
 import { inspectFile } from '../../main/services/data/importers'
 import { previewImport } from '../../main/services/data/preview'
 import { Project } from '../../main/services/data/store'
@@ -225,6 +226,37 @@ describe('round trip import -> export -> import', () => {
     expect(readFileSync(join(dir, 'kto.jsonl'), 'utf8')).toBe(
       '{"prompt":"P","completion":"good","label":true}\n{"prompt":"P","completion":"bad","label":false}\n'
     )
+    p.close()
+  })
+
+  it('the trainers read every TRL export back with readTrainingRecords', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const demo = join(__dirname, '..', '..', 'resources', 'demo')
+    const p = new Project(join(dir, 'p'))
+    await p.importFiles(['preference.jsonl', 'kto.jsonl', 'sft.jsonl'].map((f) => join(demo, f)))
+    const read = async (format: ExportFormat) => {
+      const out = join(dir, `${format}.jsonl`)
+      exportProject(p, { format, out })
+      return readTrainingRecords(out)
+    }
+    const dpo = await read('trl-dpo')
+    expect(dpo).toHaveLength(30)
+    expect(dpo[0]).toEqual({
+      type: 'preference',
+      prompt: 'What is the capital of Australia?',
+      chosen: expect.stringContaining('Canberra'),
+      rejected: 'The capital of Australia is Sydney.'
+    })
+    const kto = await read('trl-kto')
+    // 16 unpaired records plus two per pair.
+    expect(kto).toHaveLength(16 + 2 * 30)
+    expect(kto.every((r) => r.type === 'unpaired')).toBe(true)
+    expect(kto.filter((r) => r.type === 'unpaired' && r.label).length).toBe(8 + 30)
+    const sft = await read('trl-sft')
+    expect(sft).toHaveLength(13)
+    expect(sft[12]).toEqual({ type: 'messages', messages: expect.arrayContaining([{ role: 'user', content: 'What food travels well?' }]) })
+    await expect(readTrainingRecords(join(demo, 'missing.jsonl'))).rejects.toThrow(/file not found/)
     p.close()
   })
 
