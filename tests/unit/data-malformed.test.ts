@@ -3,6 +3,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DataError } from '../../main/services/data/errors'
+import { previewImport } from '../../main/services/data/preview'
 import { Project } from '../../main/services/data/store'
 import { dump, tempDir, writeJsonl } from './data-helpers'
 
@@ -83,6 +84,19 @@ describe('malformed inputs', () => {
     }
     expect(String(err)).toMatch(/b2\.jsonl: line 1: invalid JSON/)
     expect(dump(project)).toBe(base)
+  })
+
+  it('blank lines, CRLF line ends, a UTF-8 BOM and no final newline are fine', async () => {
+    const f = join(dir, 'crlf.jsonl')
+    writeFileSync(f, '\uFEFF{"prompt":"a","chosen":"b","rejected":"c"}\r\n\r\n  \n{"prompt":"d","chosen":"e","rejected":"f"}')
+    expect((await previewImport(f)).count).toBe(2)
+    const q = new Project(join(dir, 'crlf'))
+    await q.importFiles([f])
+    expect(q.listRecords({}).records.map((r) => [r.prompt, r.sourceIndex])).toEqual([
+      ['a', 1],
+      ['d', 4]
+    ])
+    q.close()
   })
 
   it('an empty file', async () => {

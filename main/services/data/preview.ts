@@ -2,7 +2,7 @@
 // first problem a full pass finds.
 import { DataError } from './errors'
 import { FORMATS, checkMapping, convertRow, defaultMapping, inspectFile, lfDatasetEntry, readRecords, where } from './importers'
-import { readRows } from './sources'
+import { countJsonlRecords, readRows } from './sources'
 import type { DataFormatId, FieldMapping, ImportPreview, RecordInput } from '../../../preload/types/data'
 
 export async function previewImport(file: string, opts: { format?: DataFormatId; mapping?: FieldMapping } = {}): Promise<ImportPreview> {
@@ -27,7 +27,8 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
     }
   } else problem = `cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`
   let count = 0
-  for await (const _ of readRows(file, info.kind)) count++
+  if (info.kind === 'jsonl') count = await countJsonlRecords(file)
+  else for await (const _ of readRows(file, info.kind)) count++
   return {
     file,
     fileKind: info.kind,

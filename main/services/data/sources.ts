@@ -235,3 +235,30 @@ function normaliseParquetValue(v: unknown): unknown {
   }
   return v
 }
+
+function blank(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const b = buf[i]
+    if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false
+  }
+  return true
+}
+
+/** Records in a JSONL file (non-blank lines), counted from the bytes without parsing them. */
+export async function countJsonlRecords(file: string): Promise<number> {
+  let count = 0
+  let lineHasText = false
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    let start = 0
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start)
+      const end = nl < 0 ? chunk.length : nl
+      if (!lineHasText && !blank(chunk, start, end)) lineHasText = true
+      if (nl < 0) break
+      if (lineHasText) count++
+      lineHasText = false
+      start = nl + 1
+    }
+  }
+  return lineHasText ? count + 1 : count
+}
