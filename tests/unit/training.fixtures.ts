@@ -1,19 +1,34 @@
 // Shared fixtures of the training tests: a tiny random Llama and an initial adapter made with
 // transformers + PEFT, and small datasets in TRL formats.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runPython } from './trainingPython'
 
 const root = join(import.meta.dirname, '..', '..')
 
 
-/** Random-weight tiny Llama (untied lm_head) and a LoRA adapter with non-zero B. */
-export async function makeModelAndAdapter(dir: string): Promise<{ model: string; adapter: string }> {
-  const model = join(dir, 'model')
-  const adapter = join(dir, 'adapter')
-  await runPython([join(root, 'tests/python/train_tiny_llama.py'), '--out', model, '--tied', '0', '--seed', '3'])
-  await runPython([join(root, 'tests/python/train_make_adapter.py'), model, adapter, '--rank', '4', '--alpha', '8', '--seed', '1'])
-  return { model, adapter }
+/** Random-weight tiny Llama (untied lm_head) and a LoRA adapter with non-zero B. Made once
+ *  per version of the generator scripts and shared by the test files through a cache folder
+ *  (built in a temp folder, then renamed into place, so parallel test files never see half
+ *  of one). */
+export async function makeModelAndAdapter(_dir?: string): Promise<{ model: string; adapter: string }> {
+  const scripts = ['tests/python/train_tiny_llama.py', 'tests/python/train_make_adapter.py']
+  const hash = createHash('sha256')
+  for (const s of scripts) hash.update(readFileSync(join(root, s)))
+  const cache = join(tmpdir(), `tunebench-test-llama-${hash.digest('hex').slice(0, 16)}`)
+  if (!existsSync(join(cache, 'adapter', 'adapter_model.safetensors'))) {
+    const build = mkdtempSync(join(tmpdir(), 'tunebench-test-llama-build-'))
+    await runPython([join(root, scripts[0]!), '--out', join(build, 'model'), '--tied', '0', '--seed', '3'])
+    await runPython([join(root, scripts[1]!), join(build, 'model'), join(build, 'adapter'), '--rank', '4', '--alpha', '8', '--seed', '1'])
+    try {
+      renameSync(build, cache)
+    } catch {
+      rmSync(build, { recursive: true, force: true }) // another test file made it first
+    }
+  }
+  return { model: join(cache, 'model'), adapter: join(cache, 'adapter') }
 }
 
 const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n'
