@@ -7,6 +7,8 @@ adapter's A and B, AdamW (torch), clip_grad_norm_, transformers.get_scheduler, a
 step: loss (as trainer_log.jsonl logs it), grad_norm (before clipping) and lr (after the step).
 Computation in float64 so the reference's own rounding is negligible.
 """
+import contextlib
+import copy
 import json
 import math
 import sys
@@ -84,9 +86,26 @@ def run(r):
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(r["model"])
     base = AutoModelForCausalLM.from_pretrained(r["model"], dtype=torch.float64)
-    model = PeftModel.from_pretrained(base, r["adapter"], is_trainable=True)
-    model.train()
     c = r["config"]
+    full = c.get("finetuning_type", "lora") == "full"
+    if full:
+        # Full fine-tuning: every weight trains; the reference is a frozen copy of the start.
+        model = base
+        frozen = copy.deepcopy(base).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+    else:
+        model = PeftModel.from_pretrained(base, r["adapter"], is_trainable=True)
+    model.train()
+
+    @contextlib.contextmanager
+    def reference():
+        if full:
+            yield frozen
+        else:
+            with model.disable_adapter():
+                yield model
+
     stage, loss_kind = c["stage"], c.get("pref_loss", "sigmoid")
     beta = c.get("pref_beta", 0.1)
     records = [json.loads(l) for l in open(r["data"]) if l.strip()]
@@ -142,8 +161,8 @@ def run(r):
                     else:
                         losses = -F.logsigmoid(beta * (lc - lr_) - c.get("simpo_gamma", 0.5))
                 else:
-                    with torch.no_grad(), model.disable_adapter():
-                        ref, _ = batch_logps(model, seqs, pad)
+                    with torch.no_grad(), reference() as ref_model:
+                        ref, _ = batch_logps(ref_model, seqs, pad)
                     rc, rr = ref[:k], ref[k:]
                     delta = (pc - rc) - (pr - rr)
                     if loss_kind == "sigmoid":
@@ -163,9 +182,9 @@ def run(r):
                 kl_seqs = [join(ex[i][0], ex[(i - 1) % k][1]) for i in range(k)]
                 with torch.no_grad():
                     kl_policy, _ = batch_logps(model, kl_seqs, pad)
-                    with model.disable_adapter():
-                        ref, _ = batch_logps(model, seqs, pad)
-                        kl_ref, _ = batch_logps(model, kl_seqs, pad)
+                    with reference() as ref_model:
+                        ref, _ = batch_logps(ref_model, seqs, pad)
+                        kl_ref, _ = batch_logps(ref_model, kl_seqs, pad)
                 z0 = (kl_policy - kl_ref).mean().clamp(min=0)
                 lp, _ = batch_logps(model, seqs, pad)
                 r_ = lp - ref

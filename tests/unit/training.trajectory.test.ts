@@ -21,6 +21,11 @@ const methods: { name: string; data: string; config: Record<string, unknown> }[]
   { name: 'dpo hinge', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'hinge', pref_beta: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2 } },
   { name: 'kto', data: 'unpaired', config: { stage: 'kto', pref_beta: 0.5, per_device_train_batch_size: 3, learning_rate: 1e-2, kto_rejected_weight: 1.3 } },
   { name: 'orpo', data: 'pairs_chat', config: { stage: 'dpo', pref_loss: 'orpo', pref_beta: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2, max_grad_norm: 0.5 } },
+  { name: 'dpo sigmoid_norm', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'sigmoid_norm', pref_beta: 1.0, per_device_train_batch_size: 2, learning_rate: 1e-2 } },
+  { name: 'dpo sigmoid, label smoothing + pref_ftx', data: 'pairs_chat', config: { stage: 'dpo', pref_loss: 'sigmoid', pref_beta: 0.5, dpo_label_smoothing: 0.1, pref_ftx: 0.3, per_device_train_batch_size: 2, learning_rate: 1e-2 } },
+  // Full fine-tuning: every weight trains, the reference is the starting model.
+  { name: 'sft full', data: 'sft_messages', config: { stage: 'sft', finetuning_type: 'full', adapter_name_or_path: undefined, per_device_train_batch_size: 3, learning_rate: 1e-3 } },
+  { name: 'dpo full', data: 'pairs_plain', config: { stage: 'dpo', finetuning_type: 'full', adapter_name_or_path: undefined, pref_beta: 0.5, per_device_train_batch_size: 2, learning_rate: 1e-3 } },
   { name: 'simpo', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'simpo', pref_beta: 2.0, simpo_gamma: 0.5, pref_ftx: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2, lr_scheduler_type: 'constant_with_warmup', warmup_ratio: 0.2 } }
 ]
 
