@@ -34,6 +34,8 @@ class TaskWorker : public Napi::AsyncWorker {
       } else {
         work_();
       }
+    } catch (const std::bad_alloc&) {
+      SetError("native engine: out of memory (the model, batch or sequence length is too large for this machine)");
     } catch (const std::exception& e) {
       SetError(e.what());
     } catch (...) {

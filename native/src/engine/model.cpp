@@ -441,11 +441,14 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, const Pass& p) {
     dq.swap(dqr);
     dk.swap(dkr);
   }
+  // The first layer's input gradient only feeds the embedding: skip it when that is frozen.
+  bool need_dx = full || l > 0;
   std::fill(dxn.begin(), dxn.end(), 0.0f);
-  bproj(Q, dq.data(), a.xn1.data(), dxn.data());
-  bproj(K, dk.data(), a.xn1.data(), dxn.data());
-  bproj(V, dv.data(), a.xn1.data(), dxn.data());
-  rmsnorm_backward(dx, grad_of(w.in_norm, full), dxn.data(), a.x_in.data(), w.in_norm.w.data(), a.rstd1.data(), N, C);
+  bproj(Q, dq.data(), a.xn1.data(), need_dx ? dxn.data() : nullptr);
+  bproj(K, dk.data(), a.xn1.data(), need_dx ? dxn.data() : nullptr);
+  bproj(V, dv.data(), a.xn1.data(), need_dx ? dxn.data() : nullptr);
+  if (need_dx)
+    rmsnorm_backward(dx, grad_of(w.in_norm, full), dxn.data(), a.x_in.data(), w.in_norm.w.data(), a.rstd1.data(), N, C);
 }
 
 std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed) {

@@ -160,6 +160,11 @@ void SafetensorsFile::read_f32(const TensorInfo& t, float* out) const {
       out[i] = t.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
     }
   }
+  // The f32 copy is what the engine keeps: drop the file pages now so that loading never
+  // holds the checkpoint twice (peak memory = one copy of the weights).
+  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t b = uintptr_t(p) / page * page, e = uintptr_t(p + t.end - t.begin);
+  if (e > b) madvise(reinterpret_cast<void*>(b), size_t(e - b), MADV_DONTNEED);
 }
 
 static bool file_exists(const std::string& p) {
