@@ -154,6 +154,8 @@ export function resolveConfig(raw: Raw, file: string, lines = new Map<string, nu
   if (cfg.adapter_name_or_path !== null) cfg.adapter_name_or_path = resolve(base, cfg.adapter_name_or_path)
   cfg.dataset_dir = resolve(base, cfg.dataset_dir)
   cfg.output_dir = resolve(base, cfg.output_dir)
+  const r = cfg.resume_from_checkpoint
+  if (r !== null && !['true', 'last', 'false'].includes(r)) cfg.resume_from_checkpoint = resolve(base, r)
   return cfg
 }
 
