@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -118,10 +119,19 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       else if (dt->str == "BF16") ti.dtype = DType::BF16;
       else if (dt->str == "F16") ti.dtype = DType::F16;
       else throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " + dt->str + " (F32, BF16 and F16 are supported)");
+      double count = 1;
       for (auto& d : sh->arr) {
-        if (d.kind != Json::Number || d.num < 0) throw std::runtime_error(path + ": tensor '" + name + "' has a bad shape");
+        if (d.kind != Json::Number || d.num < 0 || d.num != std::floor(d.num) || d.num > 1e12)
+          throw std::runtime_error(path + ": tensor '" + name + "' has a bad shape");
         ti.shape.push_back(int64_t(d.num));
+        count *= d.num;
       }
+      for (auto& o : off->arr)
+        if (o.kind != Json::Number || o.num < 0 || o.num != std::floor(o.num) || o.num > double(data_size))
+          throw std::runtime_error(path + ": truncated file: tensor '" + name + "' has data offsets beyond the data section of " +
+                                   std::to_string(data_size) + " bytes");
+      if (count * double(dtype_size(ti.dtype)) > double(data_size))
+        throw std::runtime_error(path + ": truncated file: tensor '" + name + "' of shape " + shape_str(ti.shape) + " does not fit in the file");
       ti.begin = size_t(off->arr[0].num);
       ti.end = size_t(off->arr[1].num);
       if (ti.end < ti.begin || size_t(ti.numel()) * dtype_size(ti.dtype) != ti.end - ti.begin)
