@@ -32,6 +32,12 @@ describe('training config', () => {
     expect(cfg.pref_loss).toBe('simpo')
   })
 
+  it('resume_from_checkpoint takes true, last or a path', () => {
+    expect(parseTrainingConfig(base + 'resume_from_checkpoint: true\n', 'c.yaml').resume_from_checkpoint).toBe('true')
+    expect(parseTrainingConfig(base + 'resume_from_checkpoint: false\n', 'c.yaml').resume_from_checkpoint).toBe(null)
+    expect(parseTrainingConfig(base + 'resume_from_checkpoint: out/checkpoint-5\n', 'c.yaml', { baseDir: '/b' }).resume_from_checkpoint).toBe('/b/out/checkpoint-5')
+  })
+
   it('names the file, line and key of an unknown key', () => {
     expect(() => parseTrainingConfig(base + 'lora_rnak: 8\n', 'c.yaml')).toThrow('c.yaml:4: lora_rnak: unknown key')
   })

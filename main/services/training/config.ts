@@ -43,6 +43,8 @@ function coerce(spec: ConfigKeySpec, value: unknown, file: string, line: number 
   }
   switch (spec.type) {
     case 'string':
+      // transformers accepts resume_from_checkpoint: true (= the newest checkpoint).
+      if (spec.name === 'resume_from_checkpoint' && typeof value === 'boolean') return value ? 'true' : null
       if (typeof value !== 'string' || value === '') return bad('a non-empty string')
       return value
     case 'bool':
