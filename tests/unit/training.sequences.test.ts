@@ -1,6 +1,6 @@
 // Sequences and masks (ALGORITHMS.md) on the demo model's tokenizer, truncation, and errors
 // on bad data that name the file, line and field.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -140,6 +140,17 @@ describe('bad data names file, line and field', () => {
     if (second.kind !== 'pair') return
     expect(tok.decode(second.prompt)).toBe('<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nSay hello.\nPolitely.<|im_end|>\n<|im_start|>assistant\n')
     expect(tok.decode(second.chosen)).toBe('Hello!<|im_end|>\n')
+    writeFileSync(join(dir, 'sharegpt_sft.json'), JSON.stringify([{ conversations: [
+      { from: 'human', value: 'Two plus two?' }, { from: 'gpt', value: 'Four.' }, { from: 'human', value: 'And three?' }, { from: 'gpt', value: 'Three.' }
+    ] }]))
+    writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({
+      ...JSON.parse(readFileSync(join(dir, 'dataset_info.json'), 'utf8')),
+      chat_sft: { file_name: 'sharegpt_sft.json', formatting: 'sharegpt', columns: { messages: 'conversations' } }
+    }))
+    const sft = (await loadExamples(cfg('chat_sft', 'sft'), tok)).train[0]!
+    if (sft.kind !== 'sft') throw new Error('expected an sft example')
+    // every assistant turn learns, as LLaMA-Factory trains multi-turn sharegpt data
+    expect(tok.decode(sft.sequence.ids.filter((_, t) => sft.sequence.mask[t] === 1))).toBe('Four.<|im_end|>\nThree.<|im_end|>\n')
     const kto = await loadExamples(cfg('math_kto', 'kto'), tok)
     expect(kto.train.map((e) => e.kind === 'unpaired' && e.desirable)).toEqual([true, false])
   })

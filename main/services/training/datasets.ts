@@ -129,6 +129,7 @@ export function storeRecordToTrl(r: RecordInput): TrainingRecord {
   }
   const labelled = r.candidates.find((c) => c.kto === true || c.kto === false)
   if (labelled) return { type: 'unpaired', prompt, completion: answer(labelled.content), label: labelled.kto as boolean }
-  if (typeof r.gold === 'string') return { type: 'prompt_completion', prompt, completion: answer(r.gold) }
+  // SFT: every assistant turn of the conversation learns (LLaMA-Factory's default, mask_history off).
+  if (typeof r.gold === 'string') return { type: 'messages', messages: [...prompt, ...answer(r.gold)] }
   throw new DataError('the record has no answer to train on (no response, chosen/rejected or kto_tag)')
 }
