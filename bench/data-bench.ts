@@ -39,9 +39,18 @@ try {
   const importS = (performance.now() - t) / 1000
   if (res.records !== N || parsed !== N) throw new Error(`expected ${N} records, imported ${res.records}, parsed ${parsed}`)
 
+  // Peer: the bare durable commit on the same disk, interleaved with the label writes so
+  // both see the same disk contention (fsync time swings with what else the machine writes).
+  const peer = new Database(join(dir, 'peer.db'))
+  peer.pragma('journal_mode = WAL')
+  peer.pragma('synchronous = FULL')
+  peer.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)')
+  const ins = peer.prepare('INSERT INTO t (v) VALUES (?)')
+
   // Label writes at random records, alternating actions as a labeler would.
   project.counts()
   const lat: number[] = []
+  const base: number[] = []
   let seed = 12345
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32)
   for (let i = 0; i < LABELS; i++) {
@@ -49,26 +58,16 @@ try {
     const c1 = 2 * id - 1
     const c2 = 2 * id
     const action = i % 3 === 0 ? { kind: 'skip' as const } : i % 3 === 1 ? { kind: 'pair' as const, chosen: c2, rejected: c1 } : { kind: 'kto' as const, candidate: c1, desirable: true }
-    const s = performance.now()
+    let s = performance.now()
     // What data.label does: the write, then the counts the UI shows.
     project.setLabel(id, action)
     project.counts()
     lat.push(performance.now() - s)
-  }
-  project.close()
-
-  // Peer: the bare durable commit on the same disk.
-  const peer = new Database(join(dir, 'peer.db'))
-  peer.pragma('journal_mode = WAL')
-  peer.pragma('synchronous = FULL')
-  peer.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)')
-  const ins = peer.prepare('INSERT INTO t (v) VALUES (?)')
-  const base: number[] = []
-  for (let i = 0; i < LABELS; i++) {
-    const s = performance.now()
+    s = performance.now()
     ins.run('x')
     base.push(performance.now() - s)
   }
+  project.close()
   peer.close()
 
   lat.sort((a, b) => a - b)
