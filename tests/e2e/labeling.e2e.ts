@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { unnamedControls } from './a11y'
 import { repoRoot, startApp, type AppSession } from './fixture'
 
 interface Pair {
@@ -136,22 +137,6 @@ describe('Data page: keyboard labeling', () => {
   })
 
   it('gives every control on the Data page an accessible name', async () => {
-    assert.deepEqual(await unnamedControls(app), [])
+    assert.deepEqual(await unnamedControls(app.page), [])
   })
 })
-
-/** Buttons, inputs and selects on the page without an accessible name (label, aria-label or text). */
-export async function unnamedControls(app: AppSession): Promise<string[]> {
-  return app.page.evaluate(() => {
-    const unnamed: string[] = []
-    for (const el of document.querySelectorAll<HTMLElement>('button, input, select, textarea, a[href]')) {
-      const labelled =
-        (el as HTMLInputElement).labels?.length ||
-        el.getAttribute('aria-label')?.trim() ||
-        el.getAttribute('aria-labelledby') ||
-        ((el.tagName === 'BUTTON' || el.tagName === 'A') && el.textContent?.trim())
-      if (!labelled) unnamed.push(el.outerHTML.slice(0, 120))
-    }
-    return unnamed
-  })
-}

@@ -50,13 +50,13 @@ describe('train form', () => {
   it('reports a message per field for bad values', () => {
     const m = methodById('kto')
     const values = { ...initialValues(m, fixed), lora_rank: '2.5', learning_rate: 'fast', lora_dropout: '1.5',
-      per_device_train_batch_size: '1', output_dir: '', lora_target: 'q_proj,all' }
+      per_device_train_batch_size: '1', model_name_or_path: '', lora_target: 'q_proj,all' }
     const { errors } = buildConfig(m, null, values)
     expect(errors.lora_rank).toBe('must be a whole number')
     expect(errors.learning_rate).toBe('must be a number')
     expect(errors.lora_dropout).toBe('must be at most 1')
     expect(errors.per_device_train_batch_size).toMatch(/at least 2/)
-    expect(errors.output_dir).toBe('required')
+    expect(errors.model_name_or_path).toBe('required')
     expect(errors.lora_target).toMatch(/all/)
   })
 
@@ -76,5 +76,16 @@ describe('train form', () => {
         expect(ours, `${spec.name}=${probe}`).toBe(theirs)
       }
     }
+  })
+
+  it('lets the app choose output_dir when the form leaves it empty, and says so in the YAML', () => {
+    const m = methodById('sft')
+    const { config, errors } = buildConfig(m, null, initialValues(m, { ...fixed, output_dir: '' }))
+    expect(errors).toEqual({})
+    expect(config.output_dir).toBeUndefined()
+    const yaml = configYaml(config)
+    expect(yaml).toMatch(/^# output_dir: left to the app/m)
+    // The YAML is still valid: the comment is only a comment.
+    expect(parse(yaml).output_dir).toBeUndefined()
   })
 })

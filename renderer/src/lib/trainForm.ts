@@ -89,11 +89,15 @@ export function initialValues(method: Method, fixed: Record<string, string> = {}
   return { ...values, ...fixed }
 }
 
+/** Required keys the app fills in when the form leaves them empty: the runs service gives a
+ *  run without output_dir a new folder under the app's runs folder, where the Runs page lists it. */
+export const filledByApp = new Set(['output_dir'])
+
 /** The typed value of one field, or an error message; undefined = unset (use the default). */
 export function parseField(spec: ConfigKeySpec, raw: string | boolean): { value?: unknown; error?: string } {
   if (spec.type === 'bool') return { value: raw === true }
   const text = String(raw).trim()
-  if (text === '') return spec.required ? { error: 'required' } : { value: undefined }
+  if (text === '') return spec.required && !filledByApp.has(spec.name) ? { error: 'required' } : { value: undefined }
   switch (spec.type) {
     case 'string':
       return { value: text }
@@ -166,5 +170,8 @@ export function buildConfig(method: Method, loss: PrefLoss | null, values: FormV
 export function configYaml(config: Record<string, unknown>): string {
   const flat: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(config)) flat[k] = Array.isArray(v) ? v.join(',') : v
-  return stringify(flat, { lineWidth: 0 })
+  let yaml = stringify(flat, { lineWidth: 0 })
+  if (config.output_dir === undefined)
+    yaml += '# output_dir: left to the app (a new folder under its runs folder); set it to run this file with tunebench train\n'
+  return yaml
 }

@@ -77,6 +77,16 @@ export const useProjectStore = defineStore('project', () => {
     return true
   }
 
+  /** After a reload: the project the services still have open, if any. */
+  async function restore(): Promise<void> {
+    if (info.value) return
+    const open = await run(() => api.data.info())
+    if (!open || info.value) return
+    info.value = open
+    counts.value = open.counts
+    await refresh()
+  }
+
   async function refresh(): Promise<void> {
     if (!info.value) return
     const page = await run(() => api.data.list(query()))
@@ -117,6 +127,6 @@ export const useProjectStore = defineStore('project', () => {
 
   return {
     info, dir, filter, records, total, counts, done, loading, error,
-    open, refresh, setFilter, replaceRecord, previewImport, importFiles, exportRecords
+    open, restore, refresh, setFilter, replaceRecord, previewImport, importFiles, exportRecords
   }
 })

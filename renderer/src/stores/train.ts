@@ -1,17 +1,49 @@
 // The Train form: the method, its loss, the field values, and what they make: the config
 // object, the per-field errors and the YAML that `tunebench train` takes.
 import { defineStore } from 'pinia'
-import { computed, ref } from 'vue'
+import { computed, ref, watch } from 'vue'
 import type { PrefLoss } from '../../../preload/types/trainingSchema'
-import { buildConfig, configYaml, fieldsFor, initialValues, methodById, type FormValues, type MethodId } from '../lib/trainForm'
+import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, type FormValues, type MethodId } from '../lib/trainForm'
+
+const storageKey = 'tunebench.trainForm'
+
+interface SavedForm {
+  methodId: MethodId
+  loss: PrefLoss
+  values: FormValues
+}
+
+// The form outlives a reload: what was typed is kept in the browser's storage. Anything that
+// does not fit the current schema and methods is dropped rather than trusted.
+function loadSaved(): SavedForm | null {
+  try {
+    if (typeof localStorage === 'undefined') return null
+    const raw = JSON.parse(localStorage.getItem(storageKey) ?? 'null') as Partial<SavedForm> | null
+    const method = methods.find((m) => m.id === raw?.methodId)
+    if (!raw || !method || typeof raw.values !== 'object' || raw.values === null) return null
+    const defaults = initialValues(method)
+    const values: FormValues = { ...defaults }
+    for (const [k, v] of Object.entries(raw.values))
+      if (k in defaults && typeof v === typeof defaults[k]) values[k] = v as string | boolean
+    const loss = method.losses.includes(raw.loss as PrefLoss) ? (raw.loss as PrefLoss) : (method.losses[0] ?? 'sigmoid')
+    return { methodId: method.id, loss, values }
+  } catch {
+    return null
+  }
+}
 
 /** Groups whose values are the user's own (paths, data) and survive a change of method. */
 const keptGroups = new Set(['model', 'data', 'output', 'engine', 'lora'])
 
 export const useTrainStore = defineStore('train', () => {
-  const methodId = ref<MethodId>('dpo')
-  const loss = ref<PrefLoss>('sigmoid')
-  const values = ref<FormValues>(initialValues(methodById('dpo')))
+  const saved = loadSaved()
+  const methodId = ref<MethodId>(saved?.methodId ?? 'dpo')
+  const loss = ref<PrefLoss>(saved?.loss ?? 'sigmoid')
+  const values = ref<FormValues>(saved?.values ?? initialValues(methodById('dpo')))
+  if (typeof localStorage !== 'undefined')
+    watch([methodId, loss, values], () => {
+      localStorage.setItem(storageKey, JSON.stringify({ methodId: methodId.value, loss: loss.value, values: values.value }))
+    })
 
   const method = computed(() => methodById(methodId.value))
   const fields = computed(() => fieldsFor(method.value))

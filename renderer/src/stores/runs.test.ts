@@ -1,0 +1,119 @@
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { createPinia, setActivePinia } from 'pinia'
+import type { RunDetail, RunEvent, RunSummary, TrainerLogEntry } from '../../../preload/types/training'
+
+// An in-memory runs service: the run's log on disk is `disk`, events are pushed by the test.
+let listener: ((e: RunEvent) => void) | null = null
+let disk: TrainerLogEntry[] = []
+const summary = (over: Partial<RunSummary> = {}): RunSummary => ({
+  id: 'dpo-1', dir: '/runs/dpo-1', state: 'running', stage: 'dpo', prefLoss: 'sigmoid', model: '/m', step: 0, totalSteps: 4,
+  lastLoss: null, startedAt: null, updatedAt: null, error: null, checkpoints: [], hasAdapter: false, ...over
+})
+const entry = (step: number, loss: number): TrainerLogEntry => ({
+  current_steps: step, total_steps: 4, loss, lr: 1e-5, epoch: step / 4, percentage: step * 25,
+  elapsed_time: `0:00:0${step}`, remaining_time: `0:00:0${4 - step}`
+})
+
+vi.mock('../api', () => ({
+  api: {
+    runs: {
+      list: async () => [summary()],
+      get: async (dir: string): Promise<RunDetail> => ({ summary: summary({ dir }), config: null, log: disk.map((e) => ({ ...e })), status: null }),
+      start: async () => summary(),
+      stop: async () => true,
+      resume: async () => summary()
+    },
+    on: (channel: string, cb: (e: RunEvent) => void) => {
+      if (channel === 'runs.event') listener = cb
+      return () => undefined
+    }
+  }
+}))
+
+const { sameDir, useRunsStore } = await import('./runs')
+const push = (e: RunEvent) => listener!(e)
+
+describe('runs store', () => {
+  beforeEach(() => {
+    setActivePinia(createPinia())
+    disk = []
+    listener = null
+  })
+
+  it('appends live log lines to a loaded run and drops lines the log already held', async () => {
+    const runs = useRunsStore()
+    disk = [entry(1, 0.7)]
+    await runs.refresh()
+    await runs.select('/runs/dpo-1')
+    expect(runs.logOf('/runs/dpo-1').map((e) => e.current_steps)).toEqual([1])
+    // The line of step 1 arrives again as an event (it was written while the log was read).
+    push({ type: 'log', runDir: '/runs/dpo-1', entry: entry(1, 0.7) })
+    push({ type: 'log', runDir: '/runs/dpo-1', entry: entry(2, 0.6) })
+    push({ type: 'eval', runDir: '/runs/dpo-1', entry: { ...entry(2, 0), loss: undefined, eval_loss: 0.65 } })
+    expect(runs.logOf('/runs/dpo-1').map((e) => e.current_steps)).toEqual([1, 2, 2])
+    expect(runs.runOf('/runs/dpo-1')?.lastLoss).toBe(0.6)
+  })
+
+  it('after a reload, reads the same log back from the run folder', async () => {
+    const first = useRunsStore()
+    await first.start({})
+    for (const [s, l] of [[1, 0.7], [2, 0.6], [3, 0.5]] as const) {
+      disk.push(entry(s, l))
+      push({ type: 'log', runDir: '/runs/dpo-1', entry: entry(s, l) })
+    }
+    const live = JSON.stringify(first.logOf('/runs/dpo-1'))
+    setActivePinia(createPinia())
+    const reloaded = useRunsStore()
+    await reloaded.refresh()
+    await reloaded.select('/runs/dpo-1')
+    expect(JSON.stringify(reloaded.logOf('/runs/dpo-1'))).toBe(live)
+  })
+
+  it('tracks progress, failure with its message, and the finish', async () => {
+    const runs = useRunsStore()
+    await runs.start({})
+    push({ type: 'progress', runDir: '/runs/dpo-1', step: 3, totalSteps: 4, elapsedSeconds: 3, remainingSeconds: 1 })
+    expect(runs.liveOf('/runs/dpo-1')).toEqual({ step: 3, totalSteps: 4, elapsedSeconds: 3, remainingSeconds: 1 })
+    expect(runs.runOf('/runs/dpo-1')?.step).toBe(3)
+    push({ type: 'failed', runDir: '/runs/dpo-1', error: 'loss is NaN at step 3', lastCheckpoint: null })
+    expect(runs.runOf('/runs/dpo-1')).toMatchObject({ state: 'failed', error: 'loss is NaN at step 3' })
+    push({ type: 'finished', runDir: '/runs/dpo-1', adapterDir: '/runs/dpo-1', step: 4 })
+    expect(runs.runOf('/runs/dpo-1')).toMatchObject({ state: 'finished', hasAdapter: true, step: 4 })
+  })
+
+  it('ignores events of runs it does not know', async () => {
+    const runs = useRunsStore()
+    await runs.start({})
+    push({ type: 'log', runDir: '/elsewhere', entry: entry(1, 1) })
+    expect(runs.logOf('/runs/dpo-1')).toEqual([])
+  })
+
+  it('matches event folders given relative to the working directory', () => {
+    expect(sameDir('/home/u/app/runs/a', '/home/u/app/runs/a/')).toBe(true)
+    expect(sameDir('/home/u/app/runs/a', 'runs/a')).toBe(true)
+    expect(sameDir('/home/u/app/runs/a', './runs/a')).toBe(true)
+    expect(sameDir('/home/u/app/runs/ab', 'runs/a')).toBe(false)
+    expect(sameDir('/home/u/app/runs/a', '/other/runs/a')).toBe(false)
+  })
+
+  it('keeps the events of a run it just started, before its folder exists', async () => {
+    const runs = useRunsStore()
+    const run = await runs.start({})
+    expect(run?.dir).toBe('/runs/dpo-1')
+    push({ type: 'started', runDir: '/runs/dpo-1', totalSteps: 4, config: {} as never, resumedFrom: null })
+    push({ type: 'log', runDir: '/runs/dpo-1', entry: entry(1, 0.7) })
+    expect(runs.logOf('/runs/dpo-1')).toHaveLength(1)
+    expect(runs.selected).toBe('/runs/dpo-1')
+  })
+
+  it('drops the lines after the checkpoint a run resumes from', async () => {
+    const runs = useRunsStore()
+    disk = [entry(1, 0.7), entry(2, 0.6), entry(3, 0.5)]
+    await runs.refresh()
+    await runs.select('/runs/dpo-1')
+    push({ type: 'started', runDir: '/runs/dpo-1', totalSteps: 4, config: {} as never, resumedFrom: '/runs/dpo-1/checkpoint-2' })
+    expect(runs.logOf('/runs/dpo-1').map((e) => e.current_steps)).toEqual([1, 2])
+    push({ type: 'log', runDir: '/runs/dpo-1', entry: entry(3, 0.55) })
+    expect(runs.logOf('/runs/dpo-1').map((e) => e.loss)).toEqual([0.7, 0.6, 0.55])
+  })
+})

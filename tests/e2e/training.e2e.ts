@@ -1,0 +1,182 @@
+// Train, watch, reload, compare, export — in the real renderer through serve mode: a DPO run
+// of the bundled demo model on labels exported from a project, its live charts and progress,
+// the same dashboard after a reload, a failed run's error, the config diff and metric overlay
+// of two runs, and the PEFT adapter exported to a folder.
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import type { Page } from 'playwright-core'
+import { repoRoot, startApp, type AppSession } from './fixture'
+import { unnamedControls } from './a11y'
+
+const demoModel = join(repoRoot, 'resources/demo-model')
+const demoPairs = join(repoRoot, 'resources/demo/preference.jsonl')
+
+async function go(page: Page, name: string): Promise<void> {
+  await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name, exact: true }).click()
+  await page.getByRole('heading', { name, level: 1 }).waitFor()
+}
+
+async function field(page: Page, key: string, value: string): Promise<void> {
+  await page.locator(`#cfg-${key}`).fill(value)
+}
+
+/** data-points of every chart of a dashboard, by chart id. */
+async function chartPoints(page: Page): Promise<Record<string, number>> {
+  const dash = page.getByTestId('run-dashboard')
+  const out: Record<string, number> = {}
+  for (const chart of await dash.locator('[data-chart]').all())
+    out[(await chart.getAttribute('data-chart'))!] = Number(await chart.getAttribute('data-points'))
+  return out
+}
+
+describe('Train, Runs and Export pages', () => {
+  let app: AppSession
+  before(async () => {
+    app = await startApp()
+  })
+  after(async () => {
+    await app?.close()
+  })
+
+  let firstRun = ''
+  let pointsBefore: Record<string, number> = {}
+
+  it('starts a DPO run from the form and draws its charts live until 100 %', async () => {
+    const { page } = app
+    // Labels to train on: the demo pairs imported into a project.
+    await go(page, 'Data')
+    await page.getByLabel('Project folder').fill(join(app.workDir, 'project'))
+    await page.getByRole('button', { name: 'Open', exact: true }).click()
+    await page.getByRole('button', { name: 'Import…' }).click()
+    await page.getByLabel('File (JSON, JSONL or Parquet)').fill(demoPairs)
+    await page.getByRole('button', { name: 'Preview' }).click()
+    await page.getByTestId('import-facts').waitFor()
+    await page.getByRole('button', { name: 'Import', exact: true }).click()
+    await page.getByTestId('import-result').waitFor()
+    await page.getByRole('button', { name: 'Done' }).click()
+
+    await go(page, 'Train')
+    await app.screenshot('train-page-empty')
+    await page.getByRole('radio', { name: /^DPO/ }).check()
+    assert.equal(await page.getByLabel('DPO loss (pref_loss)').inputValue(), 'sigmoid')
+    await page.getByRole('button', { name: "Export and use the open project's labels" }).click()
+    await page.getByText('Exported 30 records of the open project for DPO.').waitFor()
+    assert.match(await page.locator('#cfg-dataset').inputValue(), /exports\/trl-dpo\.jsonl$/)
+    await field(page, 'model_name_or_path', demoModel)
+    // A short run: 12 steps of 2 pairs, a log line per step, checkpoints every 6.
+    await field(page, 'max_steps', '12')
+    await field(page, 'per_device_train_batch_size', '2')
+    await field(page, 'logging_steps', '1')
+    await field(page, 'save_steps', '6')
+    await field(page, 'learning_rate', '0.001')
+    await field(page, 'threads', '1')
+    // A bad value is named at its field and blocks Start.
+    await field(page, 'lora_rank', '0')
+    assert.equal(await page.locator('#cfg-lora_rank-error').innerText(), 'lora_rank: must be at least 1')
+    assert.equal(await page.getByRole('button', { name: 'Start', exact: true }).isDisabled(), true)
+    await field(page, 'lora_rank', '4')
+
+    const yaml = await page.getByTestId('config-yaml').innerText()
+    for (const line of ['stage: dpo', 'pref_loss: sigmoid', 'max_steps: 12', 'lora_rank: 4', `model_name_or_path: ${demoModel}`])
+      assert.ok(yaml.split('\n').includes(line), `YAML has "${line}":\n${yaml}`)
+
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
+    const status = page.getByTestId('run-status')
+    await status.getByText('finished').waitFor({ timeout: 120_000 })
+    const progress = page.getByRole('progressbar', { name: 'Training progress' })
+    assert.equal(await progress.getAttribute('aria-valuenow'), '100')
+    assert.match(await progress.getAttribute('aria-valuetext') ?? '', /^100 % · step 12 of 12 · elapsed /)
+    pointsBefore = await chartPoints(page)
+    // One loss point per step; the DPO metrics and the optimiser's series are drawn too.
+    assert.equal(pointsBefore.loss, 12)
+    for (const id of ['rewards', 'margins', 'accuracies', 'lr', 'grad_norm', 'throughput']) assert.ok(pointsBefore[id] > 0, `${id} chart has points`)
+    firstRun = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+    // The page scrolls inside the shell, so bring the dashboard into the picture.
+    await page.getByTestId('run-dashboard').scrollIntoViewIfNeeded()
+    await app.screenshot('train-page-finished')
+    assert.deepEqual(await unnamedControls(app.page), [])
+  })
+
+  it('draws the same dashboard after a reload, from the run folder', async () => {
+    const { page } = app
+    await page.reload()
+    await go(page, 'Runs')
+    await page.getByRole('button', { name: firstRun, exact: true }).click()
+    await page.getByTestId('run-status').getByText('finished').waitFor()
+    // Charts draw from the log read back from trainer_log.jsonl.
+    await page.locator('[data-chart="loss"][data-points="12"]').waitFor()
+    assert.deepEqual(await chartPoints(page), pointsBefore)
+    assert.equal(await page.getByRole('progressbar', { name: 'Training progress' }).getAttribute('aria-valuenow'), '100')
+  })
+
+  it('shows the error of a failed run', async () => {
+    const { page } = app
+    await go(page, 'Train')
+    await field(page, 'dataset', join(app.workDir, 'missing.jsonl'))
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
+    const error = page.getByTestId('run-error')
+    await error.waitFor({ timeout: 60_000 })
+    assert.match((await error.innerText()).trim(), /^The run failed: .*missing\.jsonl/)
+    await app.screenshot('train-page-failed-run')
+  })
+
+  it('compares two runs: config diff and a metric overlay', async () => {
+    const { page } = app
+    // A second good run that differs in two keys.
+    await page.getByRole('button', { name: "Export and use the open project's labels" }).click()
+    await page.getByText(/^Exported 30 records/).waitFor()
+    await field(page, 'learning_rate', '0.0005')
+    await field(page, 'max_steps', '6')
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
+    await page.getByTestId('run-status').getByText('finished').waitFor({ timeout: 120_000 })
+    const secondRun = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+
+    await go(page, 'Runs')
+    const history = page.getByRole('table', { name: 'Run history' })
+    await history.getByRole('button', { name: secondRun, exact: true }).waitFor()
+    assert.equal(await history.locator('tbody tr').count(), 3)
+    await page.getByLabel('Run A').selectOption({ label: firstRun })
+    await page.getByLabel('Run B').selectOption({ label: secondRun })
+    const diff = page.getByRole('table', { name: 'Config keys that differ' })
+    await diff.waitFor()
+    const rows = await diff.locator('tbody th').allInnerTexts()
+    assert.ok(rows.includes('learning_rate') && rows.includes('max_steps') && rows.includes('output_dir'), rows.join(','))
+    assert.ok(!rows.includes('stage'), 'same stage is not listed')
+
+    await page.getByLabel(`Overlay ${firstRun}`).check()
+    await page.getByLabel(`Overlay ${secondRun}`).check()
+    await page.getByLabel('Metric', { exact: true }).selectOption('loss')
+    // 12 + 6 loss points, one series per run.
+    await page.locator('[data-chart="overlay"][data-points="18"]').waitFor()
+    await app.screenshot('runs-page')
+    assert.deepEqual(await unnamedControls(app.page), [])
+  })
+
+  it('exports the adapter of a run to a folder, as PEFT files', async () => {
+    const { page } = app
+    await go(page, 'Export')
+    const dest = join(app.workDir, 'my-adapter')
+    const runOption = page.getByLabel('Run').locator('option', { hasText: firstRun })
+    await page.getByLabel('Run').selectOption(await runOption.getAttribute('value'))
+    await page.getByLabel('Destination folder').fill(dest)
+    await page.getByRole('button', { name: 'Export adapter' }).click()
+    const result = page.getByTestId('adapter-export')
+    await result.waitFor()
+    assert.match(await result.innerText(), /adapter_config\.json/)
+    await app.screenshot('export-page')
+
+    const config = JSON.parse(await readFile(join(dest, 'adapter_config.json'), 'utf8')) as Record<string, unknown>
+    assert.equal(config.peft_type, 'LORA')
+    assert.equal(config.r, 4)
+    const weights = await readFile(join(dest, 'adapter_model.safetensors'))
+    const headerLength = Number(weights.readBigUInt64LE(0))
+    const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, unknown>
+    const keys = Object.keys(header).filter((k) => k !== '__metadata__')
+    assert.ok(keys.length > 0 && keys.every((k) => /^base_model\.model\.model\.layers\.\d+\..+\.lora_[AB]\.weight$/.test(k)), keys.join('\n'))
+    assert.ok(existsSync(join(dest, 'adapter_model.safetensors')))
+    assert.deepEqual(app.pageErrors, [])
+  })
+})
