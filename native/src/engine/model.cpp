@@ -258,6 +258,7 @@ void Model::add_lora(const LoraOptions& o) {
   }
   alloc_grads();
   step_ = 0;
+  ts_.reset();  // activations of the old weights: free them now
   train_state_valid_ = false;
 }
 
@@ -272,6 +273,7 @@ void Model::set_trainable(bool full) {
   }
   alloc_grads();
   step_ = 0;
+  ts_.reset();  // activations of the old weights: free them now
   train_state_valid_ = false;
 }
 
@@ -622,6 +624,7 @@ double Model::optimizer_step(const OptimizerOptions& o) {
       chunk_adamw(w + i, g + i, m + i, v + i, std::min(kc, size_t(n) - i), clip, b1, b2, decay, step_size, bc2_sqrt, eps);
     }
   }
+  ts_.reset();  // activations of the old weights: free them now
   train_state_valid_ = false;
   return norm;
 }

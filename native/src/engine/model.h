@@ -106,7 +106,11 @@ class Model {
   void save_adapter(const std::string& dir, const std::string& base_model) const;
   void set_trainable(bool full);
   bool full_trainable() const { return full_; }
-  void set_checkpointing(bool on) { checkpointing_ = on; train_state_valid_ = false; }
+  void set_checkpointing(bool on) {
+    checkpointing_ = on;
+    ts_.reset();
+    train_state_valid_ = false;
+  }
 
   std::vector<float> logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed);
   void backward(const std::vector<float>& dlogps);
