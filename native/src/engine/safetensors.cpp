@@ -164,6 +164,7 @@ void SafetensorsFile::read_f32(const TensorInfo& t, float* out) const {
   if (t.dtype == DType::F32) {
     memcpy(out, p, size_t(n) * 4);
   } else {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
     for (int64_t i = 0; i < n; i++) {
       uint16_t h;
       memcpy(&h, p + 2 * i, 2);
