@@ -347,6 +347,7 @@ export class Trainer {
         log.push(entry)
         this.emit({ type: 'eval', runDir: this.runDir, entry })
       }
+      // No checkpoint at the last step: the finished run's adapter is written right after.
       if (done % cfg.save_steps === 0 && done < total) {
         const state: TrainerState = {
           global_step: done, total_steps: total, epoch: p.epochFloat,
