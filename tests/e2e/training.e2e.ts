@@ -32,6 +32,22 @@ async function chartPoints(page: Page): Promise<Record<string, number>> {
   return out
 }
 
+const progressSelector = '[role="progressbar"][aria-label="Training progress"]'
+
+async function currentStep(page: Page): Promise<number> {
+  const text = (await page.locator(progressSelector).getAttribute('aria-valuetext')) ?? ''
+  return Number(/step (\d+)/.exec(text)?.[1] ?? NaN)
+}
+
+/** Waits until the dashboard's progress shows a step that satisfies `ok`. */
+async function waitForStep(page: Page, ok: (step: number) => boolean): Promise<void> {
+  for (let tries = 0; tries < 1200; tries++) {
+    if (ok(await currentStep(page))) return
+    await page.waitForTimeout(50)
+  }
+  throw new Error(`the run never reached the step it was waited for (now at ${await currentStep(page)})`)
+}
+
 describe('Train, Runs and Export pages', () => {
   let app: AppSession
   before(async () => {
@@ -153,6 +169,32 @@ describe('Train, Runs and Export pages', () => {
     await page.locator('[data-chart="overlay"][data-points="18"]').waitFor()
     await app.screenshot('runs-page')
     assert.deepEqual(await unnamedControls(app.page), [])
+  })
+
+  it('stops a run and resumes it from its last checkpoint', async () => {
+    const { page } = app
+    await go(page, 'Train')
+    // Long enough that it is still running when Stop is pressed: ~2000 short steps.
+    await field(page, 'max_steps', '2000')
+    await field(page, 'save_steps', '3')
+    await field(page, 'logging_steps', '50')
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
+    const status = page.getByTestId('run-status')
+    await status.getByText('running').waitFor()
+    const resume = page.getByRole('button', { name: 'Resume', exact: true })
+    const stop = page.getByRole('button', { name: 'Stop', exact: true })
+    // Wait for a checkpoint (the first step past save_steps), then stop.
+    await waitForStep(page, (step) => step >= 4)
+    await stop.click()
+    await status.getByText('cancelled').waitFor()
+    assert.equal(await resume.isDisabled(), false)
+    const stoppedAt = await currentStep(page)
+    // Resume goes on from the last checkpoint (at or before stoppedAt) and past it.
+    await resume.click()
+    await status.getByText('running').waitFor()
+    await waitForStep(page, (step) => step > stoppedAt)
+    await stop.click()
+    await status.getByText('cancelled').waitFor()
   })
 
   it('exports the adapter of a run to a folder, as PEFT files', async () => {
