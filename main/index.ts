@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Emit } from '../preload/contract'
 import { createServices, type Services } from './services'
-import { bindIpc } from './transport/ipc'
+import { bindIpc, isFromAppFrame } from './transport/ipc'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const rendererIndex = join(here, '../renderer/index.html')
@@ -21,10 +21,7 @@ let services: Services | null = null
 
 /** Only the app's own page in its own top frame may call the services. */
 function isTrustedSender(event: IpcMainInvokeEvent): boolean {
-  if (!mainWindow || event.sender.id !== mainWindow.webContents.id) return false
-  const frame = event.senderFrame
-  if (!frame || frame !== event.sender.mainFrame) return false
-  return isAppUrl(frame.url)
+  return isFromAppFrame(event, mainWindow && !mainWindow.isDestroyed() ? mainWindow.webContents.id : null, isAppUrl)
 }
 
 function isAppUrl(url: string): boolean {

@@ -15,3 +15,12 @@ export function bindIpc(ipcMain: IpcMain, handlers: Handlers, isTrustedSender: (
   }
   return () => invokeChannels.forEach((channel) => ipcMain.removeHandler(channel))
 }
+
+/** True when the call comes from the given window's top frame while it shows the app's page:
+ *  an iframe, another window, or a page navigated elsewhere gets no access to the services. */
+export function isFromAppFrame(event: IpcMainInvokeEvent, webContentsId: number | null, isAppUrl: (url: string) => boolean): boolean {
+  if (webContentsId === null || event.sender.id !== webContentsId) return false
+  const frame = event.senderFrame
+  if (!frame || frame !== event.sender.mainFrame) return false
+  return isAppUrl(frame.url)
+}
