@@ -353,6 +353,21 @@ describe('training', () => {
     await expect(m.backward(sftGrad(batch))).rejects.toThrow(/nothing is trainable/)
   })
 
+  it('adapter_config.json carries the LoRA options as PEFT writes them', async () => {
+    const dir = join(root, 'peft-config')
+    writeTinyModel(dir, { seed: 63 })
+    const m = await Model.load(dir)
+    m.addLora({ rank: 3, alpha: 6, dropout: 0.05, targets: ['k', 'gate'], rslora: true, seed: 4 })
+    const out = join(root, 'peft-config-adapter')
+    await m.saveAdapter(out, 'org/tiny')
+    const text = readFileSync(join(out, 'adapter_config.json'), 'utf8')
+    expect(text).toMatch(/"lora_alpha": 6,/)
+    expect(text).toMatch(/"lora_dropout": 0\.05,/)
+    const cfg = JSON.parse(text)
+    expect(cfg).toMatchObject({ r: 3, use_rslora: true, fan_in_fan_out: false, init_lora_weights: true, modules_to_save: null, target_modules: ['k_proj', 'gate_proj'] })
+    expect((await (await Model.load(dir)).loadAdapter(out))).toEqual({ rank: 3, alpha: 6, dropout: 0.05, targets: ['k', 'gate'], rslora: true, seed: 0 })
+  })
+
   it('a PEFT folder with an unknown tensor is refused and the current adapter is kept', async () => {
     const dir = join(root, 'peft-bad')
     writeTinyModel(dir, { seed: 61 })

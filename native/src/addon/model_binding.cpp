@@ -192,7 +192,7 @@ Napi::Value ModelBinding::AddLora(const Napi::CallbackInfo& info) {
   tb::LoraOptions lo;
   lo.rank = int(num_field(o, "rank"));
   lo.alpha = num_field(o, "alpha");
-  lo.dropout = float(num_field(o, "dropout"));
+  lo.dropout = num_field(o, "dropout");
   lo.rslora = o.Get("rslora").ToBoolean();
   lo.seed = uint64_t(num_field(o, "seed"));
   Napi::Value tv = o.Get("targets");

@@ -45,8 +45,12 @@ static void make_dirs(const std::string& dir) {
 
 static std::string num_json(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(int64_t(v));
+  // shortest decimal that reads back as the same double (0.1 is written "0.1")
   char buf[64];
-  snprintf(buf, sizeof buf, "%.17g", v);
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 
@@ -115,7 +119,7 @@ LoraOptions Model::load_adapter(const std::string& dir) {
   const Json* a = j.find("lora_alpha");
   o.alpha = a && a->kind == Json::Number ? a->num : 8.0;
   const Json* d = j.find("lora_dropout");
-  o.dropout = d && d->kind == Json::Number ? float(d->num) : 0.0f;
+  o.dropout = d && d->kind == Json::Number ? d->num : 0.0;
   const Json* rs = j.find("use_rslora");
   o.rslora = rs && rs->kind == Json::Bool && rs->b;
   const Json* tm = j.find("target_modules");

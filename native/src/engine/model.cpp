@@ -371,7 +371,7 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
     if (p.adapters && lora_on_ && !w.A[t].empty()) {
       a.ax[t].resize(size_t(N) * lora_.rank);
       lora_forward(y, a.ax[t].data(), x, w.A[t].w.data(), w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank,
-                   p.train ? lora_.dropout : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
+                   p.train ? float(lora_.dropout) : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
     }
   };
 
@@ -417,7 +417,7 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, const Pass& p) {
                     w.W[t].w.data(), N, in, out);
     if (p.adapters && lora_on_ && !w.A[t].empty()) {
       lora_backward(dxin, grad_of(w.A[t], true), grad_of(w.B[t], true), dy, x, a.ax[t].data(), w.A[t].w.data(),
-                    w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank, p.train ? lora_.dropout : 0.0f,
+                    w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank, p.train ? float(lora_.dropout) : 0.0f,
                     mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
     }
   };

@@ -60,7 +60,7 @@ struct LayerWeights {
 struct LoraOptions {
   int rank = 8;
   double alpha = 16;
-  float dropout = 0;
+  double dropout = 0;  // as given (written back unchanged); kernels use it as float
   bool targets[NUM_TARGETS] = {false, false, false, false, false, false, false};
   bool rslora = false;
   uint64_t seed = 0;
