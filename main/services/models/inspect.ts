@@ -1,6 +1,7 @@
 // Validates a local Hugging Face model folder and reads its facts. Every failure names the file
 // and, where it applies, the field or tensor that is wrong, because the user has to fix it by hand.
 import { readFile, stat } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import type { ModelFacts } from '../../../preload/types/models'
 import { readSafetensorsHeader, type TensorEntry } from './safetensors'
@@ -19,7 +20,9 @@ const torchDtypeOf: Record<string, string> = { BF16: 'bfloat16', F16: 'float16',
 
 export async function inspectModelFolder(dirInput: string): Promise<ModelFacts> {
   if (typeof dirInput !== 'string' || dirInput.trim() === '') throw new ModelFolderError('No folder given: enter the path of a model folder')
-  const dir = resolve(dirInput.trim())
+  // People paste paths from a shell; expand ~ as the shell would.
+  const typed = dirInput.trim()
+  const dir = resolve(typed === '~' || typed.startsWith('~/') ? homedir() + typed.slice(1) : typed)
   const dirStat = await stat(dir).catch(() => null)
   if (!dirStat) throw new ModelFolderError(`Folder not found: ${dir}`)
   if (!dirStat.isDirectory()) throw new ModelFolderError(`Not a folder: ${dir}`)

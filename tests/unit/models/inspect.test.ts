@@ -1,5 +1,5 @@
 import { mkdtemp, readFile, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { inspectModelFolder } from '../../../main/services/models/inspect'
@@ -118,7 +118,8 @@ describe('inspectModelFolder on broken folders names what is wrong', () => {
     await expect(inspectModelFolder(dir)).rejects.toThrow(/maps tensor 'model\.norm\.weight' to model-00001-of-00002\.safetensors, but .* has no such tensor/)
   })
 
-  it('a folder that does not exist, and a file instead of a folder', async () => {
+  it('a folder that does not exist (after expanding ~), and a file instead of a folder', async () => {
+    await expect(inspectModelFolder('~/tunebench-no-such-model')).rejects.toThrow(`Folder not found: ${join(homedir(), 'tunebench-no-such-model')}`)
     await expect(inspectModelFolder(join(root, 'nope'))).rejects.toThrow(/Folder not found/)
     await writeFile(join(root, 'file.txt'), 'x')
     await expect(inspectModelFolder(join(root, 'file.txt'))).rejects.toThrow(/Not a folder/)
