@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
-import type { DataRecord, LabelAction, RecordCounts } from '../../../preload/types/data'
+import type { DataRecord, LabelAction, RecordCounts, RecordFilter } from '../../../preload/types/data'
 
 // The stores reach the services only through `api`; here it is an in-memory stand-in that
 // records the calls, so the tests check what the stores ask the data service to store.
@@ -28,7 +28,11 @@ vi.mock('../api', () => ({
   api: {
     data: {
       open: async (dir: string) => ({ dir, dbPath: `${dir}/tunebench.db`, schemaVersion: 1, counts: counts(0) }),
-      list: async () => ({ records: store.map((r) => ({ ...r })), total: store.length, counts: counts(0) }),
+      list: async (f: RecordFilter) => {
+        const matching = store.filter((r) => !f.status || f.status === 'all' || r.status === f.status)
+        const offset = f.offset ?? 0
+        return { records: matching.slice(offset, offset + (f.limit ?? 100)).map((r) => ({ ...r })), total: matching.length, counts: counts(0) }
+      },
       label: async (id: number, action: LabelAction) => {
         if (failNext) {
           failNext = false
@@ -54,7 +58,7 @@ vi.mock('../api', () => ({
   }
 }))
 
-const { useProjectStore } = await import('./project')
+const { pageSize, useProjectStore } = await import('./project')
 const { pairSides } = await import('../lib/pairOrder')
 const { useLabelingStore } = await import('./labeling')
 
@@ -117,5 +121,17 @@ describe('labeling store', () => {
     labeling.previous()
     labeling.previous()
     expect(labeling.current?.id).toBe(1)
+  })
+
+  it('walks past the first page: with the unlabeled filter, labeled records do not shift the next page', async () => {
+    store = Array.from({ length: pageSize + 3 }, (_, i) => record(i + 1))
+    const project = useProjectStore()
+    await project.setFilter({ status: 'unlabeled' })
+    expect(project.records).toHaveLength(pageSize)
+    const labeling = useLabelingStore()
+    for (let i = 0; i < pageSize; i++) await labeling.skip()
+    // The last skip reached the end of the page and fetched the rest.
+    expect(project.records.map((r) => r.id)).toEqual(store.map((r) => r.id))
+    expect(labeling.current?.id).toBe(pageSize + 1)
   })
 })

@@ -24,7 +24,11 @@ export const useLabelingStore = defineStore('labeling', () => {
   function go(i: number): void {
     index.value = Math.max(0, Math.min(i, project.records.length - 1))
   }
-  const next = () => go(index.value + 1)
+  /** Moves on; at the end of the loaded records the next page is fetched first. */
+  async function next(): Promise<void> {
+    if (index.value >= project.records.length - 1) await project.loadMore()
+    go(index.value + 1)
+  }
   const previous = () => go(index.value - 1)
   function focus(recordId: number): void {
     const i = project.records.findIndex((r) => r.id === recordId)
@@ -40,7 +44,7 @@ export const useLabelingStore = defineStore('labeling', () => {
       const result = await api.data.label(record.id, action)
       project.replaceRecord(result.record, result.counts)
       status.value = said
-      if (advance && index.value < project.records.length - 1) next()
+      if (advance) await next()
       return true
     } catch (err) {
       error.value = errorText(err)

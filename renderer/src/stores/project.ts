@@ -96,6 +96,24 @@ export const useProjectStore = defineStore('project', () => {
     counts.value = page.counts
   }
 
+  /** The next page of the same filter, appended (labeling walks past the first page). */
+  async function loadMore(): Promise<boolean> {
+    if (!info.value || records.value.length >= total.value) return false
+    // Labels given since the list loaded may have moved records out of a status filter, so
+    // the service's list now starts its unseen part at the loaded records that still match.
+    const status = filter.value.status
+    const offset = records.value.filter((r) => status === 'all' || r.status === status).length
+    const page = await run(() => api.data.list({ ...query(), offset }))
+    if (!page) return false
+    const loaded = new Set(records.value.map((r) => r.id))
+    const fresh = page.records.filter((r) => !loaded.has(r.id))
+    if (fresh.length === 0) return false
+    records.value = [...records.value, ...fresh]
+    total.value = page.total
+    counts.value = page.counts
+    return true
+  }
+
   async function setFilter(next: Partial<ListFilter>): Promise<void> {
     filter.value = { ...filter.value, ...next }
     await refresh()
@@ -127,6 +145,6 @@ export const useProjectStore = defineStore('project', () => {
 
   return {
     info, dir, filter, records, total, counts, done, loading, error,
-    open, restore, refresh, setFilter, replaceRecord, previewImport, importFiles, exportRecords
+    open, restore, refresh, loadMore, setFilter, replaceRecord, previewImport, importFiles, exportRecords
   }
 })
