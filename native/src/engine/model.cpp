@@ -463,6 +463,10 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   if (b.lengths.size() != size_t(b.batch)) throw std::runtime_error("batch: lengths has " + std::to_string(b.lengths.size()) + " entries, expected batch = " + std::to_string(b.batch));
   if (adapters && !lora_on_) adapters = false;  // no adapter attached: the base model is the policy
 
+  if (train) {  // a new training pass replaces the saved one: free it before allocating
+    ts_.reset();
+    train_state_valid_ = false;
+  }
   auto ts = std::make_shared<TrainState>();
   Pass& p = ts->pass;
   p.B = b.batch;
