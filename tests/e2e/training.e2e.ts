@@ -193,6 +193,12 @@ describe('Train, Runs and Export pages', () => {
     await resume.click()
     await status.getByText('running').waitFor()
     await waitForStep(page, (step) => step > stoppedAt)
+    // A reload while it trains: the Train page finds the running run and follows it on.
+    await page.reload()
+    await page.getByRole('heading', { name: 'Train', level: 1 }).waitFor()
+    await status.getByText('running').waitFor()
+    const afterReload = await currentStep(page)
+    await waitForStep(page, (step) => step > afterReload)
     await stop.click()
     await status.getByText('cancelled').waitFor()
   })
