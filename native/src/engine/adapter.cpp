@@ -222,7 +222,7 @@ void Model::load_training_state(const std::string& path) {
     if (full_) f.read_f32(*f.find(p->name), p->w.data());
   }
   step_ = std::stoll(st->second);
-  ts_.reset();  // activations of the old weights: free them now
+  // the saved pass belongs to the old weights
   train_state_valid_ = false;
 }
 

@@ -258,8 +258,7 @@ void Model::add_lora(const LoraOptions& o) {
   }
   alloc_grads();
   step_ = 0;
-  ts_.reset();  // activations of the old weights: free them now
-  train_state_valid_ = false;
+  train_state_valid_ = false;  // buffers stay for the next pass to reuse
 }
 
 void Model::set_trainable(bool full) {
@@ -273,8 +272,7 @@ void Model::set_trainable(bool full) {
   }
   alloc_grads();
   step_ = 0;
-  ts_.reset();  // activations of the old weights: free them now
-  train_state_valid_ = false;
+  train_state_valid_ = false;  // buffers stay for the next pass to reuse
 }
 
 void Model::alloc_grads() {
@@ -312,8 +310,18 @@ struct Model::Pass {
   uint64_t dropout_seed = 0;
 };
 
+// Backward scratch of one layer, reused across layers and calls.
+struct LayerGrads {
+  std::vector<float> dh, dg, du, dxn, datt, dq, dk, dv, dqr, dkr;
+};
+
+// Everything one pass needs, kept between calls so that buffers are reused instead of being
+// allocated (and page-faulted and zeroed) again on every step.
 struct Model::TrainState {
   Pass pass;
+  std::vector<float> x, x2;                 // residual stream ping-pong [N,C]
+  LayerGrads grads;
+  std::vector<float> dlp, dhead, dhx, dx;   // backward of the head and the residual stream
   std::vector<LayerActs> acts;              // one per layer, or one scratch with checkpointing
   std::vector<std::vector<float>> inputs;   // layer inputs (checkpointing only)
   std::vector<int32_t> sel_rows, sel_pos, targets;
@@ -403,7 +411,12 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
 
 static float* grad_of(Param& p, bool on) { return on && !p.grad.empty() ? p.grad.data() : nullptr; }
 
-void Model::layer_backward(int l, float* dx, LayerActs& a, const Pass& p) {
+static void zeros(std::vector<float>& v, size_t n) {
+  v.resize(n);
+  std::fill(v.begin(), v.end(), 0.0f);
+}
+
+void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const Pass& p) {
   const ModelConfig& c = cfg_;
   LayerWeights& w = L_[l];
   int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
@@ -423,21 +436,30 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, const Pass& p) {
   };
 
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
-  std::vector<float> dh(nI, 0.0f), dg(nI), du(nI), dxn(nC, 0.0f);
+  std::vector<float>&dh = gr.dh, &dg = gr.dg, &du = gr.du, &dxn = gr.dxn, &datt = gr.datt, &dq = gr.dq, &dk = gr.dk, &dv = gr.dv;
+  zeros(dh, nI);
+  zeros(dxn, nC);
+  dg.resize(nI);
+  du.resize(nI);
   bproj(DOWN, dx, a.h.data(), dh.data());
   swiglu_backward(dg.data(), du.data(), dh.data(), a.g.data(), a.u.data(), nI);
   bproj(GATE, dg.data(), a.xn2.data(), dxn.data());
   bproj(UP, du.data(), a.xn2.data(), dxn.data());
   rmsnorm_backward(dx, grad_of(w.post_norm, full), dxn.data(), a.x_mid.data(), w.post_norm.w.data(), a.rstd2.data(), N, C);
   // attention: x_mid = x_in + o(attn(rope(q), rope(k), v))
-  std::vector<float> datt(nq, 0.0f), dq(nq), dk(nk), dv(nk);
+  zeros(datt, nq);
+  dq.resize(nq);
+  dk.resize(nk);
+  dv.resize(nk);
   bproj(O, dx, a.att.data(), datt.data());
   attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.att.data(), a.lse.data(), a.q.data(), a.k.data(),
                      a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
   rope_backward(dq.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hq, D);
   rope_backward(dk.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hk, D);
   if (c.qk_norm) {
-    std::vector<float> dqr(nq, 0.0f), dkr(nk, 0.0f);
+    std::vector<float>&dqr = gr.dqr, &dkr = gr.dkr;
+    zeros(dqr, nq);
+    zeros(dkr, nk);
     rmsnorm_backward(dqr.data(), grad_of(w.q_norm, full), dq.data(), a.qraw.data(), w.q_norm.w.data(), a.rstdq.data(), N * Hq, D);
     rmsnorm_backward(dkr.data(), grad_of(w.k_norm, full), dk.data(), a.kraw.data(), w.k_norm.w.data(), a.rstdk.data(), N * Hk, D);
     dq.swap(dqr);
@@ -463,12 +485,25 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   if (b.lengths.size() != size_t(b.batch)) throw std::runtime_error("batch: lengths has " + std::to_string(b.lengths.size()) + " entries, expected batch = " + std::to_string(b.batch));
   if (adapters && !lora_on_) adapters = false;  // no adapter attached: the base model is the policy
 
-  if (train) {  // a new training pass replaces the saved one: free it before allocating
-    ts_.reset();
+  // A training pass reuses (and replaces) the saved one; other passes have their own buffers
+  // so that a reference pass between logps(train) and backward leaves the saved one intact.
+  std::shared_ptr<TrainState> ts;
+  if (train) {
+    ts = ts_ ? ts_ : std::make_shared<TrainState>();
     train_state_valid_ = false;
+  } else {
+    if (!infer_ts_) infer_ts_ = std::make_shared<TrainState>();
+    ts = infer_ts_;
   }
-  auto ts = std::make_shared<TrainState>();
   Pass& p = ts->pass;
+  p.N = 0;
+  p.start.clear();
+  p.len.clear();
+  p.pos.clear();
+  p.ids.clear();
+  ts->sel_rows.clear();
+  ts->sel_pos.clear();
+  ts->targets.clear();
   p.B = b.batch;
   p.T = b.seq_len;
   p.adapters = adapters;
@@ -504,7 +539,9 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   build_rope(c, maxlen, p.cos, p.sin);
   int N = p.N, C = c.hidden, M = int(ts->sel_rows.size());
 
-  std::vector<float> x(size_t(N) * C), x2(size_t(N) * C);
+  std::vector<float>&x = ts->x, &x2 = ts->x2;
+  x.resize(size_t(N) * C);
+  x2.resize(size_t(N) * C);
   embedding_forward(x.data(), p.ids.data(), embed_.w.data(), N, C);
   ts->checkpointing = train && checkpointing_;
   bool keep_all = train && !checkpointing_;
@@ -529,8 +566,8 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   // A frozen head (LoRA training) gets the expected head row now, so backward never
   // recomputes logits; a trained head needs dlogits for its own gradient and recomputes them.
   bool head_trained = full_;
-  ts->ew.clear();
   if (train && !head_trained) ts->ew.resize(size_t(M) * C);
+  else ts->ew.clear();
   logprob_forward(lp_sel.data(), ts->lse.data(), ts->ew.empty() ? nullptr : ts->ew.data(), ts->hsel.data(), head,
                   ts->targets.data(), M, C, c.vocab);
   std::vector<float> out(BT, 0.0f);
@@ -554,33 +591,37 @@ void Model::backward(const std::vector<float>& dlogps) {
   if (dlogps.size() != size_t(p.B) * p.T)
     throw std::runtime_error("backward: gradLogps has " + std::to_string(dlogps.size()) + " entries, expected batch*seqLen = " + std::to_string(size_t(p.B) * p.T));
   int N = p.N, C = c.hidden, M = int(ts.sel_rows.size());
-  std::vector<float> dlp(M);
+  std::vector<float>& dlp = ts.dlp;
+  dlp.resize(M);
   for (int m = 0; m < M; m++) {
     dlp[m] = dlogps[ts.sel_pos[m]];
     if (!std::isfinite(dlp[m])) throw std::runtime_error("backward: gradLogps[" + std::to_string(ts.sel_pos[m]) + "] is not finite");
   }
-  std::vector<float> dh(size_t(M) * C, 0.0f), dhx(size_t(M) * C, 0.0f);
+  std::vector<float>&dh = ts.dhead, &dhx = ts.dhx;
+  zeros(dh, size_t(M) * C);
+  zeros(dhx, size_t(M) * C);
   Param& head = c.tied_embeddings ? embed_ : lm_head_;
   if (!ts.ew.empty())
     logprob_backward_expected(dh.data(), dlp.data(), ts.ew.data(), head.w.data(), ts.targets.data(), M, C);
   else
     logprob_backward(dh.data(), grad_of(head, full_), dlp.data(), ts.hsel.data(), head.w.data(), ts.targets.data(), ts.lse.data(), M, C, c.vocab);
   rmsnorm_backward(dhx.data(), grad_of(final_norm_, full_), dh.data(), ts.hsel_x.data(), final_norm_.w.data(), ts.rstd_f.data(), M, C);
-  std::vector<float> dx(size_t(N) * C, 0.0f);
+  std::vector<float>& dx = ts.dx;
+  zeros(dx, size_t(N) * C);
   for (int m = 0; m < M; m++) {
     float* d = &dx[size_t(ts.sel_rows[m]) * C];
     const float* s = &dhx[size_t(m) * C];
     for (int i = 0; i < C; i++) d[i] += s[i];
   }
-  std::vector<float> scratch_out;
+  std::vector<float>& scratch_out = ts.x2;
   for (int l = c.layers - 1; l >= 0; l--) {
     check_cancel();
     if (ts.checkpointing) {
       scratch_out.resize(size_t(N) * C);
       layer_forward(l, ts.inputs[l].data(), scratch_out.data(), ts.acts[0], p, true);
-      layer_backward(l, dx.data(), ts.acts[0], p);
+      layer_backward(l, dx.data(), ts.acts[0], ts.grads, p);
     } else {
-      layer_backward(l, dx.data(), ts.acts[l], p);
+      layer_backward(l, dx.data(), ts.acts[l], ts.grads, p);
     }
   }
   if (full_) embedding_backward(embed_.grad.data(), dx.data(), p.ids.data(), N, C);
@@ -628,8 +669,7 @@ double Model::optimizer_step(const OptimizerOptions& o) {
       chunk_adamw(w + i, g + i, m + i, v + i, std::min(kc, size_t(n) - i), clip, b1, b2, decay, step_size, bc2_sqrt, eps);
     }
   }
-  ts_.reset();  // activations of the old weights: free them now
-  train_state_valid_ = false;
+  train_state_valid_ = false;  // buffers stay for the next pass to reuse
   return norm;
 }
 

@@ -77,6 +77,8 @@ struct OptimizerOptions {
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, max_grad_norm = 1;
 };
 
+struct LayerGrads;  // backward scratch (model.cpp)
+
 // Saved activations of one layer over the N packed tokens.
 struct LayerActs {
   std::vector<float> x_in;            // [N,C] layer input
@@ -108,7 +110,6 @@ class Model {
   bool full_trainable() const { return full_; }
   void set_checkpointing(bool on) {
     checkpointing_ = on;
-    ts_.reset();
     train_state_valid_ = false;
   }
 
@@ -136,7 +137,7 @@ class Model {
   }
   struct Pass;  // per-call context (packing, rope tables)
   void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool keep_x_in);
-  void layer_backward(int l, float* dx, LayerActs& a, const Pass& p);
+  void layer_backward(int l, float* dx, LayerActs& a, LayerGrads& g, const Pass& p);
   float lora_scale() const;
   void alloc_grads();
 
@@ -156,6 +157,7 @@ class Model {
   // What backward needs from the last train=true logps call.
   struct TrainState;
   std::shared_ptr<TrainState> ts_;
+  std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes
   bool train_state_valid_ = false;
 };
 
