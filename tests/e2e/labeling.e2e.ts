@@ -136,6 +136,28 @@ describe('Data page: keyboard labeling', () => {
     assert.deepEqual(app.pageErrors, [])
   })
 
+  it('filters the list by status, split and text, with counts', async () => {
+    const { page } = app
+    const keys = page.keyboard
+    const matching = page.getByTestId('list-total')
+    await keys.press('s')
+    await page.getByTestId('label-status').getByText('Skipped').waitFor()
+    const status = page.getByLabel('Status', { exact: true })
+    assert.match(await status.locator('option[value="skipped"]').innerText(), /^skipped \(1\)$/)
+    await status.selectOption('skipped')
+    await matching.getByText(/^1 matching/).waitFor()
+    assert.equal(await page.getByTestId('record-state').innerText(), 'skipped')
+    await status.selectOption('all')
+    await page.getByLabel('Search').fill('haiku')
+    await matching.getByText(/^1 matching/).waitFor()
+    assert.match(await page.getByLabel('Prompt').innerText(), /Write a haiku about autumn rain\./)
+    await page.getByLabel('Split', { exact: true }).selectOption('val')
+    await matching.getByText(/^0 matching/).waitFor()
+    await page.getByLabel('Split', { exact: true }).selectOption('all')
+    await page.getByLabel('Search').fill('')
+    await matching.getByText(/^30 matching/).waitFor()
+  })
+
   it('gives every control on the Data page an accessible name', async () => {
     assert.deepEqual(await unnamedControls(app.page), [])
   })
