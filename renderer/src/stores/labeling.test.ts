@@ -44,6 +44,8 @@ vi.mock('../api', () => ({
         const after: DataRecord = { ...before, status: 'labeled' }
         if (action.kind === 'pair') after.pair = { chosen: action.chosen, rejected: action.rejected }
         if (action.kind === 'skip') Object.assign(after, { skipped: true, status: 'skipped' })
+        if (action.kind === 'kto')
+          after.candidates = before.candidates.map((c) => (c.id === action.candidate ? { ...c, kto: action.desirable } : c))
         store = store.map((r) => (r.id === id ? after : r))
         return { record: after, counts: counts(store.filter((r) => r.status === 'labeled').length) }
       },
@@ -133,5 +135,24 @@ describe('labeling store', () => {
     // The last skip reached the end of the page and fetched the rest.
     expect(project.records.map((r) => r.id)).toEqual(store.map((r) => r.id))
     expect(labeling.current?.id).toBe(pageSize + 1)
+  })
+
+  it('KTO mode judges each answer of a record in turn, and undo returns to the one undone', async () => {
+    const labeling = useLabelingStore()
+    labeling.mode = 'kto'
+    await labeling.kto(true)
+    expect(labeling.current?.id).toBe(1)
+    expect(labeling.answer?.id).toBe(11)
+    await labeling.kto(false)
+    expect(labeling.current?.id).toBe(2)
+    expect(labeling.answer?.id).toBe(20)
+    expect(calls.map((c) => c.action)).toEqual([
+      { kind: 'kto', candidate: 10, desirable: true },
+      { kind: 'kto', candidate: 11, desirable: false }
+    ])
+    await labeling.undo()
+    expect(labeling.current?.id).toBe(1)
+    expect(labeling.answer?.id).toBe(11)
+    expect(labeling.answer?.kto).toBeNull()
   })
 })

@@ -21,8 +21,14 @@ export const useLabelingStore = defineStore('labeling', () => {
   const current = computed<DataRecord | null>(() => project.records[index.value] ?? null)
   const position = computed(() => (project.records.length ? index.value + 1 : 0))
 
+  /** KTO mode judges a record's answers one at a time: the one in focus. */
+  const answerIndex = ref(0)
+  const answer = computed(() => current.value?.candidates[answerIndex.value] ?? null)
+
   function go(i: number): void {
-    index.value = Math.max(0, Math.min(i, project.records.length - 1))
+    const to = Math.max(0, Math.min(i, project.records.length - 1))
+    if (to !== index.value) answerIndex.value = 0
+    index.value = to
   }
   /** Moves on; at the end of the loaded records the next page is fetched first. */
   async function next(): Promise<void> {
@@ -32,7 +38,7 @@ export const useLabelingStore = defineStore('labeling', () => {
   const previous = () => go(index.value - 1)
   function focus(recordId: number): void {
     const i = project.records.findIndex((r) => r.id === recordId)
-    if (i >= 0) index.value = i
+    if (i >= 0) go(i)
   }
 
   async function apply(action: LabelAction, said: string, advance = true): Promise<boolean> {
@@ -72,11 +78,15 @@ export const useLabelingStore = defineStore('labeling', () => {
 
   const skip = () => apply({ kind: 'skip' }, 'Skipped')
 
-  /** KTO mode: the shown (first) answer is desirable or not. */
-  function kto(desirable: boolean): Promise<boolean> {
-    const c = current.value?.candidates[0]
-    if (!c) return Promise.resolve(false)
-    return apply({ kind: 'kto', candidate: c.id, desirable }, desirable ? 'Saved: desirable' : 'Saved: undesirable')
+  /** KTO mode: the answer in focus is desirable or not; then the record's next answer, or the next record. */
+  async function kto(desirable: boolean): Promise<boolean> {
+    const r = current.value
+    const c = answer.value
+    if (!r || !c) return false
+    const last = answerIndex.value >= r.candidates.length - 1
+    const saved = await apply({ kind: 'kto', candidate: c.id, desirable }, desirable ? 'Saved: desirable' : 'Saved: undesirable', last)
+    if (saved && !last) answerIndex.value++
+    return saved
   }
 
   /** Saves an edited answer as the record's gold answer (the SFT target). */
@@ -94,6 +104,9 @@ export const useLabelingStore = defineStore('labeling', () => {
       }
       project.replaceRecord(result.record, result.counts)
       focus(result.record.id)
+      // In KTO mode, back to the answer that lost its label (the first unjudged one).
+      const unjudged = result.record.candidates.findIndex((c) => c.kto === null)
+      answerIndex.value = mode.value === 'kto' && unjudged >= 0 ? unjudged : 0
       status.value = 'Undone'
       return true
     } catch (err) {
@@ -104,5 +117,5 @@ export const useLabelingStore = defineStore('labeling', () => {
     }
   }
 
-  return { mode, index, current, position, saving, error, status, go, next, previous, focus, pick, tie, skip, kto, saveGold, undo }
+  return { mode, index, current, position, answerIndex, answer, saving, error, status, go, next, previous, focus, pick, tie, skip, kto, saveGold, undo }
 })
