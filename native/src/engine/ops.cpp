@@ -8,7 +8,19 @@
 #include "gemm.h"
 #include "simd.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace tb {
+
+static int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 uint64_t mix_seed(uint64_t a, uint64_t b) {
   uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
@@ -52,9 +64,10 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
     row_rmsnorm_backward(dx + size_t(n) * C, dout + size_t(n) * C, x + size_t(n) * C, w, C, rstd[n]);
   if (dw) {
     // per-thread partial sums over rows, then a serial reduction: rows are the long axis
+    std::vector<float> parts(size_t(C) * size_t(max_threads()), 0.0f);
 #pragma omp parallel
     {
-      std::vector<float> part(C, 0.0f);
+      float* part = parts.data() + size_t(C) * size_t(thread_index());
 #pragma omp for schedule(static)
       for (int n = 0; n < N; n++) {
         const float* d = dout + size_t(n) * C;
@@ -196,9 +209,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (int h = 0; h < Hq; h++)
       for (int i0 = 0; i0 < len[b]; i0 += kQBlock) tasks.push_back({b, h, i0});
   }
+  // Scratch is allocated before the parallel region: an exception (out of memory) must never
+  // leave an OpenMP region, which would terminate the process.
+  size_t per = size_t(kQBlock) * std::max(maxlen, 1);
+  std::vector<float> scratch(per * size_t(max_threads()));
 #pragma omp parallel
   {
-    std::vector<float> S(size_t(kQBlock) * std::max(maxlen, 1));
+    float* S = scratch.data() + per * size_t(thread_index());
 #pragma omp for schedule(dynamic)
     for (int ti = 0; ti < int(tasks.size()); ti++) {
       const AttnTask& tk = tasks[ti];
@@ -206,17 +223,17 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       const float* Q = q + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D;
       const float* K = k + size_t(start[tk.b]) * ks + size_t(hk) * D;
       const float* Vv = v + size_t(start[tk.b]) * ks + size_t(hk) * D;
-      gemm(false, true, bq, nk, D, scale, Q, qs, K, ks, 0.0f, S.data(), nk);
+      gemm(false, true, bq, nk, D, scale, Q, qs, K, ks, 0.0f, S, nk);
       for (int r = 0; r < bq; r++) {
         int t = i0 + r;
-        float* row = S.data() + size_t(r) * nk;
+        float* row = S + size_t(r) * nk;
         float m = row_max(row, t + 1);
         float sum = row_exp_sum(row, t + 1, m);
         row_scale(row, t + 1, 1.0f / sum);
         for (int j = t + 1; j < nk; j++) row[j] = 0.0f;
         lse[size_t(start[tk.b] + t) * Hq + tk.h] = m + std::log(sum);
       }
-      gemm(false, false, bq, D, nk, 1.0f, S.data(), nk, Vv, ks, 0.0f, out + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D, qs);
+      gemm(false, false, bq, D, nk, 1.0f, S, nk, Vv, ks, 0.0f, out + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D, qs);
     }
   }
 }
@@ -235,9 +252,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   memset(dk, 0, sizeof(float) * size_t(N) * ks);
   memset(dv, 0, sizeof(float) * size_t(N) * ks);
   // One task per (sequence, kv head): the q heads of a group all write the same dk/dv rows.
+  size_t per = size_t(kQBlock) * std::max(maxlen, 1);
+  std::vector<float> scratch(2 * per * size_t(max_threads()));
 #pragma omp parallel
   {
-    std::vector<float> P(size_t(kQBlock) * std::max(maxlen, 1)), dP(P.size());
+    float* P = scratch.data() + 2 * per * size_t(thread_index());
+    float* dP = P + per;
 #pragma omp for schedule(dynamic) collapse(2)
     for (int b = 0; b < B; b++)
       for (int hk = 0; hk < Hk; hk++) {
@@ -249,21 +269,21 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int i0 = 0; i0 < len[b]; i0 += kQBlock) {
             int i1 = std::min(len[b], i0 + kQBlock), bq = i1 - i0, nk = i1;
             size_t qoff = size_t(start[b] + i0) * qs + size_t(h) * D;
-            gemm(false, true, bq, nk, D, scale, q + qoff, qs, K, ks, 0.0f, P.data(), nk);
-            gemm(false, true, bq, nk, D, 1.0f, dout + qoff, qs, Vv, ks, 0.0f, dP.data(), nk);
+            gemm(false, true, bq, nk, D, scale, q + qoff, qs, K, ks, 0.0f, P, nk);
+            gemm(false, true, bq, nk, D, 1.0f, dout + qoff, qs, Vv, ks, 0.0f, dP, nk);
             for (int r = 0; r < bq; r++) {
               int t = i0 + r;
-              float* p = P.data() + size_t(r) * nk;
-              float* dp = dP.data() + size_t(r) * nk;
+              float* p = P + size_t(r) * nk;
+              float* dp = dP + size_t(r) * nk;
               float l = lse[size_t(start[b] + t) * Hq + h];
               row_exp_sum(p, t + 1, l);
               for (int j = t + 1; j < nk; j++) p[j] = dp[j] = 0.0f;
               float Dt = row_dot(dout + qoff + size_t(r) * qs, out + qoff + size_t(r) * qs, D);
               row_softmax_backward(dp, p, t + 1, Dt, scale);
             }
-            gemm(false, false, bq, D, nk, 1.0f, dP.data(), nk, K, ks, 0.0f, dq + qoff, qs);
-            gemm(true, false, nk, D, bq, 1.0f, dP.data(), nk, q + qoff, qs, 1.0f, dK, ks);
-            gemm(true, false, nk, D, bq, 1.0f, P.data(), nk, dout + qoff, qs, 1.0f, dV, ks);
+            gemm(false, false, bq, D, nk, 1.0f, dP, nk, K, ks, 0.0f, dq + qoff, qs);
+            gemm(true, false, nk, D, bq, 1.0f, dP, nk, q + qoff, qs, 1.0f, dK, ks);
+            gemm(true, false, nk, D, bq, 1.0f, P, nk, dout + qoff, qs, 1.0f, dV, ks);
           }
       }
   }
