@@ -89,6 +89,9 @@ describe('Train, Runs and Export pages', () => {
     await field(page, 'save_steps', '6')
     await field(page, 'learning_rate', '0.001')
     await field(page, 'threads', '1')
+    // Four pairs held out, evaluated every 6 steps: eval_loss joins the loss chart.
+    await field(page, 'val_size', '4')
+    await field(page, 'eval_steps', '6')
     // A bad value is named at its field and blocks Start.
     await field(page, 'lora_rank', '0')
     assert.equal(await page.locator('#cfg-lora_rank-error').innerText(), 'lora_rank: must be at least 1')
@@ -106,8 +109,10 @@ describe('Train, Runs and Export pages', () => {
     assert.equal(await progress.getAttribute('aria-valuenow'), '100')
     assert.match(await progress.getAttribute('aria-valuetext') ?? '', /^100 % · step 12 of 12 · elapsed /)
     pointsBefore = await chartPoints(page)
-    // One loss point per step; the DPO metrics and the optimiser's series are drawn too.
-    assert.equal(pointsBefore.loss, 12)
+    // One loss point per step and an eval_loss point at steps 6 and 12; the DPO metrics and
+    // the optimiser's series are drawn too.
+    assert.equal(pointsBefore.loss, 14)
+    assert.match((await page.locator('[data-chart="loss"]').getAttribute('aria-label')) ?? '', /^Loss chart: loss [\d.]+ at step 12; eval_loss [\d.]+ at step 12$/)
     for (const id of ['rewards', 'margins', 'accuracies', 'lr', 'grad_norm', 'throughput']) assert.ok(pointsBefore[id] > 0, `${id} chart has points`)
     firstRun = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
     // The page scrolls inside the shell, so bring the dashboard into the picture.
@@ -123,7 +128,7 @@ describe('Train, Runs and Export pages', () => {
     await page.getByRole('button', { name: firstRun, exact: true }).click()
     await page.getByTestId('run-status').getByText('finished').waitFor()
     // Charts draw from the log read back from trainer_log.jsonl.
-    await page.locator('[data-chart="loss"][data-points="12"]').waitFor()
+    await page.locator('[data-chart="loss"][data-points="14"]').waitFor()
     assert.deepEqual(await chartPoints(page), pointsBefore)
     assert.equal(await page.getByRole('progressbar', { name: 'Training progress' }).getAttribute('aria-valuenow'), '100')
   })
@@ -165,7 +170,7 @@ describe('Train, Runs and Export pages', () => {
     await page.getByLabel(`Overlay ${firstRun}`).check()
     await page.getByLabel(`Overlay ${secondRun}`).check()
     await page.getByLabel('Metric', { exact: true }).selectOption('loss')
-    // 12 + 6 loss points, one series per run.
+    // 12 + 6 train loss points, one series per run.
     await page.locator('[data-chart="overlay"][data-points="18"]').waitFor()
     await app.screenshot('runs-page')
     assert.deepEqual(await unnamedControls(app.page), [])
