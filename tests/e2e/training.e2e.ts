@@ -206,6 +206,16 @@ describe('Train, Runs and Export pages', () => {
     await waitForStep(page, (step) => step > afterReload)
     await stop.click()
     await status.getByText('cancelled').waitFor()
+
+    // The Runs page offers the same for the run it shows.
+    const runName = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+    await go(page, 'Runs')
+    await page.getByRole('table', { name: 'Run history' }).getByRole('button', { name: runName, exact: true }).click()
+    await status.getByText('cancelled').waitFor()
+    await page.getByRole('button', { name: 'Resume', exact: true }).click()
+    await status.getByText('running').waitFor()
+    await page.getByRole('button', { name: 'Stop', exact: true }).click()
+    await status.getByText('cancelled').waitFor()
   })
 
   it('exports the adapter of a run to a folder, as PEFT files', async () => {
