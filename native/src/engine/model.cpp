@@ -68,7 +68,7 @@ ModelConfig parse_config(const std::string& path) {
   const Json* rp = j.find("rope_parameters");
   if (rp && rp->kind != Json::Object) rp = nullptr;
   c.rope_theta = num_or(j, "rope_theta", rp ? num_or(*rp, "rope_theta", 10000.0, path + " rope_parameters") : 10000.0, path);
-  c.rms_eps = float(num_or(j, "rms_norm_eps", 1e-6, path));
+  c.rms_eps = num_or(j, "rms_norm_eps", 1e-6, path);
   c.tied_embeddings = bool_or(j, "tie_word_embeddings", false, path);
   bool attention_bias = bool_or(j, "attention_bias", false, path);
   if (c.architecture == "Qwen2ForCausalLM") {
@@ -383,14 +383,14 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
     }
   };
 
-  rmsnorm_forward(a.xn1.data(), a.rstd1.data(), a.x_in.data(), w.in_norm.w.data(), N, C, c.rms_eps);
+  rmsnorm_forward(a.xn1.data(), a.rstd1.data(), a.x_in.data(), w.in_norm.w.data(), N, C, float(c.rms_eps));
   if (c.qk_norm) {
     a.qraw.resize(nq); a.kraw.resize(nk);
     a.rstdq.resize(size_t(N) * Hq); a.rstdk.resize(size_t(N) * Hk);
     proj(Q, a.xn1.data(), a.qraw.data());
     proj(K, a.xn1.data(), a.kraw.data());
-    rmsnorm_forward(a.q.data(), a.rstdq.data(), a.qraw.data(), w.q_norm.w.data(), N * Hq, D, c.rms_eps);
-    rmsnorm_forward(a.k.data(), a.rstdk.data(), a.kraw.data(), w.k_norm.w.data(), N * Hk, D, c.rms_eps);
+    rmsnorm_forward(a.q.data(), a.rstdq.data(), a.qraw.data(), w.q_norm.w.data(), N * Hq, D, float(c.rms_eps));
+    rmsnorm_forward(a.k.data(), a.rstdk.data(), a.kraw.data(), w.k_norm.w.data(), N * Hk, D, float(c.rms_eps));
   } else {
     proj(Q, a.xn1.data(), a.q.data());
     proj(K, a.xn1.data(), a.k.data());
@@ -401,7 +401,7 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
   attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
   proj(O, a.att.data(), a.x_mid.data());
   for (size_t i = 0; i < nC; i++) a.x_mid[i] += a.x_in[i];
-  rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_norm.w.data(), N, C, c.rms_eps);
+  rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_norm.w.data(), N, C, float(c.rms_eps));
   proj(GATE, a.xn2.data(), a.g.data());
   proj(UP, a.xn2.data(), a.u.data());
   swiglu_forward(a.h.data(), a.g.data(), a.u.data(), nI);
@@ -559,7 +559,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   ts->rstd_f.resize(M);
   ts->lse.resize(M);
   for (int m = 0; m < M; m++) memcpy(&ts->hsel_x[size_t(m) * C], &x[size_t(ts->sel_rows[m]) * C], sizeof(float) * C);
-  rmsnorm_forward(ts->hsel.data(), ts->rstd_f.data(), ts->hsel_x.data(), final_norm_.w.data(), M, C, c.rms_eps);
+  rmsnorm_forward(ts->hsel.data(), ts->rstd_f.data(), ts->hsel_x.data(), final_norm_.w.data(), M, C, float(c.rms_eps));
   check_cancel();
   std::vector<float> lp_sel(M);
   const float* head = c.tied_embeddings ? embed_.w.data() : lm_head_.w.data();

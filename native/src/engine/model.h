@@ -20,7 +20,7 @@ struct ModelConfig {
   std::string architecture;  // LlamaForCausalLM | Qwen2ForCausalLM | Qwen3ForCausalLM
   int layers = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0;
   double rope_theta = 10000;
-  float rms_eps = 1e-6f;
+  double rms_eps = 1e-6;  // as in config.json; the kernels add it in float32 like transformers
   bool tied_embeddings = false;
   bool qkv_bias = false, o_bias = false, mlp_bias = false, qk_norm = false;
   // llama3 rope scaling (rope_type "llama3"); factor 0 = none
