@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { ConfigError, resolveConfig } from '../../../main/services/training/config'
+import { ConfigError, parseTrainingConfig, resolveConfig } from '../../../main/services/training/config'
 import { trainingConfigSchema } from '../../../preload/types/trainingSchema'
 import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, parseField } from './trainForm'
 
@@ -24,7 +24,8 @@ describe('train form', () => {
         const { config, errors } = buildConfig(m, loss, initialValues(m, fixed))
         expect(errors, m.id).toEqual({})
         const yaml = configYaml(config)
-        const resolved = resolveConfig(parse(yaml), 'preview.yaml')
+        // The parser `tunebench train CONFIG` reads the file with.
+        const resolved = parseTrainingConfig(yaml, 'preview.yaml')
         expect(resolved.stage).toBe(m.stage)
         if (m.stage === 'dpo') expect(resolved.pref_loss).toBe(loss)
         expect(resolved.model_name_or_path).toBe('/models/tiny')
@@ -85,7 +86,9 @@ describe('train form', () => {
     expect(config.output_dir).toBeUndefined()
     const yaml = configYaml(config)
     expect(yaml).toMatch(/^# output_dir: left to the app/m)
-    // The YAML is still valid: the comment is only a comment.
+    // The YAML is still valid: the comment is only a comment, and the CLI's parser names the
+    // key the comment asks for.
     expect(parse(yaml).output_dir).toBeUndefined()
+    expect(() => parseTrainingConfig(yaml, 'preview.yaml')).toThrow(/output_dir: required key is missing/)
   })
 })
