@@ -2,7 +2,7 @@
 // demo preference pairs through the preview dialog, relabel five pairs with 1/2/←/→, undo
 // one, and check through an export that the store holds exactly those labels.
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { unnamedControls } from './a11y'
@@ -174,6 +174,40 @@ describe('Data page: keyboard labeling', () => {
     await page.getByLabel('Split', { exact: true }).selectOption('all')
     await page.getByLabel('Search').fill('')
     await matching.getByText(/^30 matching/).waitFor()
+  })
+
+  it('checks tokenisation for a model and excludes prompts found in an evaluation set', async () => {
+    const { page } = app
+    const demo = await readJsonl(demoFile)
+    // An evaluation file that holds two of the training prompts.
+    const evalFile = join(app.workDir, 'eval.jsonl')
+    const leaked = demo.filter((r) => r.prompt.split(' ').length >= 9).slice(0, 2)
+    await writeFile(evalFile, leaked.map((r) => JSON.stringify({ prompt: r.prompt, completion: 'x' })).join('\n') + '\n')
+
+    await page.getByRole('button', { name: 'Check…' }).click()
+    await page.getByLabel('Model folder').fill(join(repoRoot, 'resources/demo-model'))
+    await page.getByLabel('cutoff_len').fill('64')
+    await page.getByRole('button', { name: 'Tokenise' }).click()
+    const stats = page.getByTestId('token-stats')
+    await stats.waitFor()
+    const over = Number(/(\d+) over cutoff_len/.exec(await stats.innerText())?.[1])
+    assert.match(await stats.innerText(), /^30 records · tokens per record min \d+/)
+    assert.ok(over > 0 && over < 30, `${over} records over cutoff_len 64`)
+    await stats.locator('details').first().locator('summary').click()
+    // Plain-string records are prompt then completion, without a chat template (ALGORITHMS.md).
+    assert.ok((await stats.locator('pre').first().innerText()).startsWith(demo[0].prompt))
+
+    await page.getByLabel('Evaluation file (optional)').fill(evalFile)
+    await page.getByRole('button', { name: 'Scan' }).click()
+    const report = page.getByTestId('decontam-report')
+    await report.waitFor()
+    assert.match(await report.innerText(), /2 overlap with the evaluation set/)
+    await app.screenshot('data-checks')
+    await page.getByRole('button', { name: 'Exclude the flagged records from training' }).click()
+    await report.getByText('2 records excluded').waitFor()
+    await page.getByRole('button', { name: 'Close', exact: true }).click()
+    await page.getByTestId('counts').getByText(/2 excluded/).waitFor()
+    await page.getByTestId('list-total').getByText(/^28 matching/).waitFor()
   })
 
   it('gives every control on the Data page an accessible name', async () => {
