@@ -210,6 +210,38 @@ describe('Data page: keyboard labeling', () => {
     await page.getByTestId('list-total').getByText(/^28 matching/).waitFor()
   })
 
+  it('edits gold answers in SFT mode, and the SFT export carries the edit', async () => {
+    const { page } = app
+    const keys = page.keyboard
+    await page.getByLabel('Project folder').fill(join(app.workDir, 'sft-project'))
+    await keys.press('Enter')
+    await page.getByRole('button', { name: 'Import a dataset…' }).click()
+    await page.getByLabel('File (JSON, JSONL or Parquet)').fill(join(repoRoot, 'resources/demo/sft.jsonl'))
+    await keys.press('Enter')
+    await page.getByTestId('import-facts').getByText(/Detected format: trl-messages/).waitFor()
+    await page.getByRole('button', { name: 'Import', exact: true }).click()
+    await page.getByTestId('import-result').waitFor()
+    await keys.press('Escape')
+    await page.getByLabel('Gold answers (SFT)').check()
+    const gold = page.getByRole('article', { name: 'Gold answer' })
+    assert.equal((await gold.innerText()).replace(/^Gold answer\s*/, ''), 'The Pacific Ocean.')
+    await page.getByLabel('Prompt').getByText('You are a concise assistant.').waitFor()
+    await keys.press('e')
+    await page.getByLabel(/saved as this record's gold answer/).fill('The Pacific Ocean, about 165 million km².')
+    await keys.press('Control+Enter')
+    await gold.getByText('The Pacific Ocean, about 165 million km².').waitFor()
+
+    const out = join(app.workDir, 'sft.jsonl')
+    await page.getByRole('button', { name: 'Export…' }).click()
+    await page.getByLabel('Format').selectOption('trl-sft')
+    await page.getByLabel(/^Write to/).fill(out)
+    await keys.press('Enter')
+    await page.getByTestId('export-result').waitFor()
+    await keys.press('Escape')
+    const first = JSON.parse((await readFile(out, 'utf8')).split('\n')[0]) as { messages: { role: string; content: string }[] }
+    assert.deepEqual(first.messages.at(-1), { role: 'assistant', content: 'The Pacific Ocean, about 165 million km².' })
+  })
+
   it('gives every control on the Data page an accessible name', async () => {
     assert.deepEqual(await unnamedControls(app.page), [])
   })
