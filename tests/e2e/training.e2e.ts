@@ -240,6 +240,7 @@ describe('Train, Runs and Export pages', () => {
     const keys = Object.keys(header).filter((k) => k !== '__metadata__')
     assert.ok(keys.length > 0 && keys.every((k) => /^base_model\.model\.model\.layers\.\d+\..+\.lora_[AB]\.weight$/.test(k)), keys.join('\n'))
     assert.ok(existsSync(join(dest, 'adapter_model.safetensors')))
+    assert.deepEqual(await unnamedControls(page), [])
     assert.deepEqual(app.pageErrors, [])
   })
 })
