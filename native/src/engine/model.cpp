@@ -360,7 +360,7 @@ static void build_rope(const ModelConfig& c, int maxlen, std::vector<float>& cos
     }
 }
 
-void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool) {
+void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p) {
   const ModelConfig& c = cfg_;
   LayerWeights& w = L_[l];
   int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
@@ -550,7 +550,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   for (int l = 0; l < c.layers; l++) {
     check_cancel();
     if (ts->checkpointing) ts->inputs[l] = x;
-    layer_forward(l, x.data(), x2.data(), ts->acts[keep_all ? l : 0], p, true);
+    layer_forward(l, x.data(), x2.data(), ts->acts[keep_all ? l : 0], p);
     x.swap(x2);
   }
   // Final norm and log-probs only on the M rows that predict a masked-in token.
@@ -618,7 +618,7 @@ void Model::backward(const std::vector<float>& dlogps) {
     check_cancel();
     if (ts.checkpointing) {
       scratch_out.resize(size_t(N) * C);
-      layer_forward(l, ts.inputs[l].data(), scratch_out.data(), ts.acts[0], p, true);
+      layer_forward(l, ts.inputs[l].data(), scratch_out.data(), ts.acts[0], p);
       layer_backward(l, dx.data(), ts.acts[0], ts.grads, p);
     } else {
       layer_backward(l, dx.data(), ts.acts[l], ts.grads, p);

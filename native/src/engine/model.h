@@ -136,7 +136,7 @@ class Model {
     if (cancel_flag.load()) throw Cancelled();
   }
   struct Pass;  // per-call context (packing, rope tables)
-  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool keep_x_in);
+  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p);
   void layer_backward(int l, float* dx, LayerActs& a, LayerGrads& g, const Pass& p);
   float lora_scale() const;
   void alloc_grads();
