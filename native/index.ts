@@ -161,6 +161,10 @@ export class Model {
   /** PEFT init: A kaiming-uniform(a=sqrt5) from seed, B = 0. Replaces any adapter attached. */
   addLora(opts: LoraOptions): void {
     for (const t of opts.targets) if (!LORA_TARGETS.includes(t)) throw new Error(`addLora: unknown target '${t}'`)
+    if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`addLora: rank must be a positive integer, got ${opts.rank}`)
+    if (!Number.isFinite(opts.alpha) || opts.alpha <= 0) throw new Error(`addLora: alpha must be a positive number, got ${opts.alpha}`)
+    if (!(opts.dropout >= 0 && opts.dropout < 1)) throw new Error(`addLora: dropout must be in [0, 1), got ${opts.dropout}`)
+    if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) throw new Error(`addLora: seed must be a non-negative integer, got ${opts.seed}`)
     this.native.addLora(opts)
   }
 

@@ -343,6 +343,19 @@ describe('training', () => {
     await expect(lora.loadTrainingState(join(root, 'full-state.safetensors'))).rejects.toThrow(/training state is for mode 'full' but the model is in mode 'lora'/)
   })
 
+  it('addLora rejects options PEFT could not represent', async () => {
+    const dir = join(root, 'lora-options')
+    writeTinyModel(dir)
+    const m = await Model.load(dir)
+    const ok = { rank: 2, alpha: 4, dropout: 0, targets: ['q'] as 'q'[], rslora: false, seed: 1 }
+    expect(() => m.addLora({ ...ok, rank: 2.5 })).toThrow(/rank must be a positive integer/)
+    expect(() => m.addLora({ ...ok, alpha: 0 })).toThrow(/alpha must be a positive number/)
+    expect(() => m.addLora({ ...ok, dropout: 1 })).toThrow(/dropout must be in \[0, 1\)/)
+    expect(() => m.addLora({ ...ok, seed: -1 })).toThrow(/seed must be a non-negative integer/)
+    expect(() => m.addLora({ ...ok, targets: [] })).toThrow(/at least one target/)
+    expect(() => m.addLora(ok)).not.toThrow()
+  })
+
   it('backward without a training pass, or with nothing trainable, is an error', async () => {
     const dir = join(root, 'nothing')
     writeTinyModel(dir)
