@@ -318,6 +318,28 @@ describe('training', () => {
     expect(m.gradNorm()).toBe(0)
   })
 
+  it('a reference pass between logps(train) and backward leaves the saved pass intact (DPO order)', async () => {
+    const dir = join(root, 'dpo-order')
+    writeTinyModel(dir, { seed: 58 })
+    const batch = tinyBatch([8, 6, 7], 8, 64, 2)
+    const other = tinyBatch([5, 5], 5, 64, 1, 9)
+    const lora = { rank: 2, alpha: 4, dropout: 0.1, targets: ['q', 'o', 'down'] as ('q' | 'o' | 'down')[], rslora: false, seed: 6 }
+    const grads = async (withReference: boolean): Promise<Record<string, Float32Array>> => {
+      const m = await Model.load(dir)
+      m.addLora(lora)
+      await m.logps(batch, { adapters: true, train: true, dropoutSeed: 42 })
+      if (withReference) {
+        await m.logps(batch, { adapters: false, train: false })
+        await m.logps(other, { adapters: true, train: false })
+      }
+      await m.backward(sftGrad(batch))
+      return m.gradients()
+    }
+    const plain = await grads(false)
+    const interleaved = await grads(true)
+    for (const [name, g] of Object.entries(plain)) expect(Array.from(interleaved[name]), name).toEqual(Array.from(g))
+  })
+
   it('full fine-tuning resumes exactly from saveTrainingState (weights and moments)', async () => {
     const dir = join(root, 'full-resume')
     writeTinyModel(dir, { seed: 59, architecture: 'Qwen3ForCausalLM' })
