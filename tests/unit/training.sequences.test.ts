@@ -155,6 +155,23 @@ describe('bad data names file, line and field', () => {
     expect(kto.train.map((e) => e.kind === 'unpaired' && e.desirable)).toEqual([true, false])
   })
 
+  it('dataset_info.json columns the trainer has no use for (tools, images, videos) are left out, as the importer does', async () => {
+    writeFileSync(join(dir, 'alpaca_tools.json'), JSON.stringify([
+      { q: 'Name a fruit.', a: 'An apple.', tools: '[]', images: [] }
+    ]))
+    writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({
+      with_tools: { file_name: 'alpaca_tools.json', columns: { prompt: 'q', response: 'a', tools: 'tools', images: 'images', videos: 'videos' } },
+      bad_formatting: { file_name: 'alpaca_tools.json', formatting: 'openai' },
+      bad_column: { file_name: 'alpaca_tools.json', columns: { prompt: 7 } }
+    }))
+    const sft = (await loadExamples(cfg('with_tools', 'sft'), tok)).train[0]!
+    if (sft.kind !== 'sft') throw new Error('expected an sft example')
+    expect(tok.decode(sft.sequence.ids.filter((_, t) => sft.sequence.mask[t] === 1))).toBe('An apple.<|im_end|>\n')
+    const info = join(dir, 'dataset_info.json')
+    await expect(loadExamples(cfg('bad_formatting', 'sft'), tok)).rejects.toThrow(`${info}: field 'bad_formatting.formatting'`)
+    await expect(loadExamples(cfg('bad_column', 'sft'), tok)).rejects.toThrow(`${info}: field 'bad_column.columns.prompt'`)
+  })
+
   it('val_size splits off evaluation records deterministically', async () => {
     const f = join(dir, 'ten.jsonl')
     writeFileSync(f, Array.from({ length: 10 }, (_, i) => JSON.stringify({ prompt: `q${i}`, chosen: ' b', rejected: ' c' })).join('\n'))

@@ -383,37 +383,71 @@ export function convertRow(value: unknown, format: DataFormatId, mapping: FieldM
   return convert(format, get)
 }
 
+/** One entry of LLaMA-Factory's dataset_info.json (the keys Tunebench reads). */
+export interface LfInfoEntry {
+  file_name?: unknown
+  formatting?: unknown
+  columns?: unknown
+}
+
+/** dataset_info.json as an object of entries; null when there is no such file. */
+export async function readDatasetInfo(infoPath: string): Promise<Record<string, LfInfoEntry> | null> {
+  let text: string
+  try {
+    text = await readFile(infoPath, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw new DataError(`cannot read: ${(e as Error).message}`, { file: infoPath })
+  }
+  let info: unknown
+  try {
+    info = JSON.parse(text)
+  } catch (e) {
+    throw new DataError(`invalid JSON: ${(e as Error).message}`, { file: infoPath })
+  }
+  if (!info || typeof info !== 'object' || Array.isArray(info))
+    throw new DataError('expected an object of dataset entries', { file: infoPath })
+  return info as Record<string, LfInfoEntry>
+}
+
+/**
+ * The format and column mapping of one dataset_info.json entry, for a file with these columns:
+ * the entry's columns over the format's defaults. Columns Tunebench has no use for (tools,
+ * images, videos, ...) are left out, not refused, so any LLaMA-Factory entry reads.
+ */
+export function lfEntryMapping(
+  entry: LfInfoEntry,
+  name: string,
+  columns: string[],
+  infoPath: string
+): { format: DataFormatId; mapping: FieldMapping } {
+  // LLaMA-Factory's default formatting is alpaca.
+  const formatting = entry.formatting ?? 'alpaca'
+  if (formatting !== 'alpaca' && formatting !== 'sharegpt')
+    throw new DataError(`formatting "${String(formatting)}" (expected alpaca or sharegpt)`, { file: infoPath, field: `${name}.formatting` })
+  const format: DataFormatId = formatting
+  const mapping = defaultMapping(format, columns)
+  if (entry.columns !== undefined) {
+    if (!entry.columns || typeof entry.columns !== 'object' || Array.isArray(entry.columns))
+      throw new DataError('must be an object', { file: infoPath, field: `${name}.columns` })
+    const known = formatSpec(format).fields.map((f) => f.name)
+    for (const [field, column] of Object.entries(entry.columns as Record<string, unknown>)) {
+      if (typeof column !== 'string') throw new DataError('must be a string', { file: infoPath, field: `${name}.columns.${field}` })
+      if (known.includes(field)) mapping[field] = column
+    }
+  }
+  return { format, mapping }
+}
+
 /**
  * A LLaMA-Factory dataset beside its dataset_info.json: the entry naming this file says the
  * formatting (alpaca or sharegpt) and the columns, whatever the file's own column names are.
  */
 export async function lfDatasetEntry(file: string, columns: string[]): Promise<{ format: DataFormatId; mapping: FieldMapping } | null> {
   const infoPath = join(dirname(file), 'dataset_info.json')
-  let text: string
-  try {
-    text = await readFile(infoPath, 'utf8')
-  } catch {
-    return null
-  }
-  let info: Record<string, { file_name?: unknown; formatting?: unknown; columns?: unknown }>
-  try {
-    info = JSON.parse(text) as typeof info
-  } catch (e) {
-    throw new DataError(`invalid JSON: ${(e as Error).message}`, { file: infoPath })
-  }
-  const entry = Object.values(info ?? {}).find((e) => e && typeof e === 'object' && e.file_name === basename(file))
-  if (!entry) return null
-  const format: DataFormatId = entry.formatting === 'sharegpt' ? 'sharegpt' : 'alpaca'
-  const mapping = defaultMapping(format, columns)
-  if (entry.columns && typeof entry.columns === 'object') {
-    const known = formatSpec(format).fields.map((f) => f.name)
-    for (const [field, column] of Object.entries(entry.columns as Record<string, unknown>)) {
-      if (typeof column !== 'string') throw new DataError(`columns.${field} must be a string`, { file: infoPath })
-      // Columns Tunebench has no use for (tools, images, ...) are left out, not refused.
-      if (known.includes(field)) mapping[field] = column
-    }
-  }
-  return { format, mapping }
+  const info = await readDatasetInfo(infoPath)
+  const named = Object.entries(info ?? {}).find(([, e]) => e && typeof e === 'object' && e.file_name === basename(file))
+  return named ? lfEntryMapping(named[1], named[0], columns, infoPath) : null
 }
 
 /** Streams a file as store records, with the format and mapping resolved first. */

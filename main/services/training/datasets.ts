@@ -1,14 +1,14 @@
 // Reads the datasets of a training config into tokenised examples. Records are parsed by the
-// data service's TRL reader (main/services/data/formats.ts); every error names the file and
+// data service's TRL reader (main/services/data/formats.ts), or by its LLaMA-Factory importer
+// with the dataset_info.json entry (main/services/data/importers.ts); every error names the file and
 // the line (JSONL) or record (JSON array, Parquet).
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import { DataError } from '../data/errors'
 import { parseTrlRecord, type Message, type TrainingRecord } from '../data/formats'
-import { defaultMapping, inspectFile, readRecords } from '../data/importers'
-import { readRows } from '../data/sources'
-import type { DataFormatId, FieldMapping, RecordInput } from '../../../preload/types/data'
+import { inspectFile, lfEntryMapping, readDatasetInfo, readRecords, where, type LfInfoEntry } from '../data/importers'
+import { readRows, type SourceKind } from '../data/sources'
+import type { RecordInput } from '../../../preload/types/data'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import { buildExample, type ChatTokenizer, type Example } from './sequences'
 import { permutation, mixSeed, SEED_PURPOSE } from './rng'
@@ -16,35 +16,21 @@ import { permutation, mixSeed, SEED_PURPOSE } from './rng'
 export interface DatasetSource {
   name: string
   file: string
-  /** LLaMA-Factory formatting of a dataset_info.json entry; absent for TRL files. */
-  llamaFactory?: { format: 'alpaca' | 'sharegpt'; columns: FieldMapping }
+  /** The dataset_info.json entry naming this dataset; absent for TRL files. */
+  llamaFactory?: { entry: LfInfoEntry; infoFile: string }
 }
 
 /** A name in dataset_dir/dataset_info.json, or a file path (absolute, under dataset_dir, or
  *  relative to the working directory). */
 export async function resolveDatasets(cfg: Pick<TrainingConfig, 'dataset' | 'dataset_dir'>): Promise<DatasetSource[]> {
   const infoFile = join(cfg.dataset_dir, 'dataset_info.json')
-  let info: Record<string, { file_name?: unknown; formatting?: unknown }> | null = null
-  if (existsSync(infoFile)) {
-    try {
-      info = JSON.parse(await readFile(infoFile, 'utf8'))
-    } catch (err) {
-      throw new DataError(`not valid JSON: ${(err as Error).message}`, { file: infoFile })
-    }
-  }
+  const info = await readDatasetInfo(infoFile)
   return cfg.dataset.map((name) => {
     const entry = info?.[name]
     if (entry) {
       if (typeof entry.file_name !== 'string')
         throw new DataError(`entry "${name}" has no file_name (only local files are supported)`, { file: infoFile, field: name })
-      // LLaMA-Factory's default formatting is alpaca.
-      const format = entry.formatting ?? 'alpaca'
-      if (format !== 'alpaca' && format !== 'sharegpt')
-        throw new DataError(`entry "${name}": formatting "${String(format)}" (expected alpaca or sharegpt)`, { file: infoFile, field: `${name}.formatting` })
-      const columns = (entry as { columns?: unknown }).columns ?? {}
-      if (typeof columns !== 'object' || columns === null || Array.isArray(columns))
-        throw new DataError(`entry "${name}": columns must be an object`, { file: infoFile, field: `${name}.columns` })
-      return { name, file: join(cfg.dataset_dir, entry.file_name), llamaFactory: { format, columns: columns as FieldMapping } }
+      return { name, file: join(cfg.dataset_dir, entry.file_name), llamaFactory: { entry, infoFile } }
     }
     const candidates = isAbsolute(name) ? [name] : [join(cfg.dataset_dir, name), resolve(name)]
     const file = candidates.find((f) => existsSync(f))
@@ -52,6 +38,19 @@ export async function resolveDatasets(cfg: Pick<TrainingConfig, 'dataset' | 'dat
       throw new DataError(`"${name}" is neither a name in ${infoFile} nor a file (looked for ${candidates.join(', ')})`, { field: 'dataset' })
     return { name, file }
   })
+}
+
+/** A source's rows, each with a parser into a TRL record: TRL files are read as they are,
+ *  LLaMA-Factory ones through the data service's importer with the entry's column mapping. */
+async function* sourceRows(source: DatasetSource): AsyncGenerator<{ kind: SourceKind; index: number; parse: () => TrainingRecord }> {
+  if (!source.llamaFactory) {
+    for await (const row of readRows(source.file)) yield { kind: row.kind, index: row.index, parse: () => parseTrlRecord(row.value) }
+    return
+  }
+  const { entry, infoFile } = source.llamaFactory
+  const { format, mapping } = lfEntryMapping(entry, source.name, (await inspectFile(source.file)).columns, infoFile)
+  for await (const row of readRecords(source.file, { format, mapping }))
+    yield { kind: row.kind, index: row.index, parse: () => storeRecordToTrl(row.record) }
 }
 
 export interface LoadedExamples {
@@ -67,32 +66,14 @@ export async function loadExamples(
   const all: Example[][] = []
   for (const source of await resolveDatasets(cfg)) {
     let count = 0
-    if (source.llamaFactory) {
-      const { format, columns } = source.llamaFactory
-      const info = await inspectFile(source.file)
-      const mapping = { ...defaultMapping(format as DataFormatId, info.columns), ...columns }
-      for await (const row of readRecords(source.file, { format: format as DataFormatId, mapping })) {
-        if (cfg.max_samples !== null && count >= cfg.max_samples) break
-        const where = row.kind === 'jsonl' ? { file: source.file, line: row.index } : { file: source.file, row: row.index }
-        try {
-          all.push(buildExample(tok, storeRecordToTrl(row.record), cfg.stage, cfg.cutoff_len))
-        } catch (e) {
-          if (e instanceof DataError) throw e.at(where)
-          throw new DataError((e as Error).message, where)
-        }
-        count++
-      }
-      if (count === 0) throw new DataError('no records', { file: source.file })
-      continue
-    }
-    for await (const row of readRows(source.file)) {
+    for await (const row of sourceRows(source)) {
       if (cfg.max_samples !== null && count >= cfg.max_samples) break
-      const where = row.kind === 'jsonl' ? { file: source.file, line: row.index } : { file: source.file, row: row.index }
       try {
-        all.push(buildExample(tok, parseTrlRecord(row.value), cfg.stage, cfg.cutoff_len))
+        all.push(buildExample(tok, row.parse(), cfg.stage, cfg.cutoff_len))
       } catch (e) {
-        if (e instanceof DataError) throw e.at(where)
-        throw new DataError((e as Error).message, where)
+        const at = where(source.file, row.kind, row.index)
+        if (e instanceof DataError) throw e.at(at)
+        throw new DataError((e as Error).message, at)
       }
       count++
     }
