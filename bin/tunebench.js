@@ -1,14 +1,31 @@
 #!/usr/bin/env node
-// Runs the built CLI (npm run build), or the TypeScript source through tsx in a checkout.
+// In a development checkout (tsx resolvable from here) runs the TypeScript source, so a stale
+// out/main/cli.js from an earlier build is never what answers; in an installed package (no
+// devDependencies) runs the built out/main/cli.js.
 import { existsSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { dirname, join } from 'node:path'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const source = join(root, 'main/cli.ts')
+
+/** tsx's loader as a file URL (resolved from this package, not the working directory). */
+function tsxLoader() {
+  try {
+    return pathToFileURL(createRequire(join(root, 'package.json')).resolve('tsx')).href
+  } catch {
+    return null
+  }
+}
+
+const tsx = existsSync(source) ? tsxLoader() : null
 const built = join(root, 'out/main/cli.js')
-const args = existsSync(built)
-  ? [built, ...process.argv.slice(2)]
-  : ['--import', 'tsx', join(root, 'main/cli.ts'), ...process.argv.slice(2)]
+if (!tsx && !existsSync(built)) {
+  process.stderr.write(`tunebench: ${built} is missing; run npm run build (or npm install for tsx)\n`)
+  process.exit(1)
+}
+const args = tsx ? ['--import', tsx, source, ...process.argv.slice(2)] : [built, ...process.argv.slice(2)]
 const { status, signal } = spawnSync(process.execPath, args, { stdio: 'inherit' })
 process.exit(signal ? 1 : (status ?? 1))
