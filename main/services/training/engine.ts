@@ -1,29 +1,9 @@
 // The part of the native engine's Model (native/index.ts, ENGINE_API.md) the training loop
 // uses, as a structural interface so the loop type-checks on its own.
-export type LoraTarget = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
-export interface LoraOptions {
-  rank: number
-  alpha: number
-  dropout: number
-  targets: LoraTarget[]
-  rslora: boolean
-  seed: number
-}
-export interface Batch {
-  ids: Int32Array
-  batch: number
-  seqLen: number
-  lengths: Int32Array
-  mask: Uint8Array
-}
-export interface OptimizerOptions {
-  lr: number
-  beta1: number
-  beta2: number
-  eps: number
-  weightDecay: number
-  maxGradNorm: number
-}
+import type { Batch, LoraOptions, LoraTarget, OptimizerOptions } from '../../../native/index'
+
+// The engine's own types, declared once in its wrapper (type-only: nothing of the addon loads).
+export type { Batch, LoraOptions, LoraTarget, OptimizerOptions }
 
 export interface TrainableModel {
   addLora(opts: LoraOptions): void
