@@ -61,14 +61,9 @@ interface CandidateRow {
   kto: number | null
 }
 
-/** The labels of one record, as saved in label_history for undo. */
-interface LabelSnapshot {
-  pair_chosen: number | null
-  pair_rejected: number | null
-  tie: number
-  skipped: number
-  gold: string | null
-  note: string | null
+/** The labels of one record, as saved in label_history for undo: its label columns and the
+ *  KTO tag of each candidate ([candidate id, kto]). */
+type LabelSnapshot = Pick<RecordRow, 'pair_chosen' | 'pair_rejected' | 'tie' | 'skipped' | 'gold' | 'note'> & {
   kto: [number, number | null][]
 }
 
