@@ -48,7 +48,7 @@ export function createServices(options: ServiceOptions): Services {
       pickFolder: options.pickFolder
     }, onClose),
     ...createDataHandlers({ emit: options.emit }, onClose),
-    ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), emit: options.emit }, onClose)
+    ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), indexFile: join(options.dataDir, 'runs-index.json'), emit: options.emit }, onClose)
   }
   return {
     handlers,

@@ -39,6 +39,7 @@ export interface RunStatus {
   lastCheckpoint: string | null
 }
 
+/** Events of a run; runDir is the run's absolute folder, the same string as RunSummary.dir. */
 export type RunEvent =
   | { type: 'started'; runDir: string; totalSteps: number; config: TrainingConfig; resumedFrom: string | null }
   | { type: 'log'; runDir: string; entry: TrainerLogEntry }
@@ -52,6 +53,7 @@ export type RunEvent =
 export interface RunSummary {
   /** Folder name under the runs root; the run's id in the app. */
   id: string
+  /** The run's absolute folder (output_dir); events name the run by it. */
   dir: string
   state: RunState | 'interrupted' | 'unknown'
   stage: string

@@ -3,9 +3,11 @@
 // resume continues to the end, export copies the PEFT adapter without replacing files.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RunsService, createRunHandlers } from '../../main/services/training/runs'
+import { resolveConfig } from '../../main/services/training/config'
+import { Trainer } from '../../main/services/training/trainer'
 import type { RunEvent } from '../../preload/types/training'
 import { writeDatasets } from './training.fixtures'
 import { engineBuilt } from './trainingPython'
@@ -114,6 +116,36 @@ describe.runIf(engineBuilt())('runs service', () => {
     expect(detail.log.map((e) => e.current_steps)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1))
   })
 
+  it('a relative output_dir lives in the runs root; runs elsewhere are remembered in the index after a restart', async () => {
+    const runsRoot = join(root, 'runs4')
+    const indexFile = join(root, 'data-dir', 'runs-index.json')
+    const events: RunEvent[] = []
+    const runs = new RunsService({ runsRoot, indexFile, emit: (_c, p) => events.push(p as RunEvent) })
+    expect(runs.validate({ model_name_or_path: demoModel, dataset: 'x', output_dir: 'named' }).output_dir).toBe(join(runsRoot, 'named'))
+    const base = { model_name_or_path: demoModel, stage: 'sft', dataset: data.sft_messages, max_steps: 1, logging_steps: 1, threads: 1, lora_rank: 4 }
+    const ended = (dir: string) => waitFor(events, (e) => (e.type === 'finished' || e.type === 'failed') && e.runDir === dir)
+
+    const elsewhere = join(root, 'elsewhere', 'sft-a')
+    const outside = await runs.start({ config: { ...base, output_dir: elsewhere } })
+    expect(outside.dir).toBe(elsewhere)
+    expect((await ended(elsewhere)).type).toBe('finished')
+    const inside = await runs.start({ config: { ...base, output_dir: 'inside' } })
+    expect(inside.dir).toBe(join(runsRoot, 'inside'))
+    expect((await ended(inside.dir)).type).toBe('finished')
+    // Every event names its run by the absolute folder the summary gave.
+    expect(new Set(events.map((e) => e.runDir))).toEqual(new Set([elsewhere, inside.dir]))
+    // Only the run outside the root needs remembering; the root is listed.
+    expect(JSON.parse(readFileSync(indexFile, 'utf8'))).toEqual({ version: 1, runs: [elsewhere] })
+
+    const restarted = new RunsService({ runsRoot, indexFile })
+    expect((await restarted.list()).map((r) => r.dir).sort()).toEqual([elsewhere, inside.dir].sort())
+    expect((await restarted.get(elsewhere)).summary).toMatchObject({ state: 'finished', dir: elsewhere, hasAdapter: true })
+    rmSync(elsewhere, { recursive: true })
+    expect((await restarted.list()).map((r) => r.dir)).toEqual([inside.dir])
+    writeFileSync(indexFile, '{"runs": [')
+    await expect(restarted.list()).rejects.toThrow(`${indexFile}: the runs index is not valid JSON`)
+  })
+
   it('validate names the key of a bad value', async () => {
     const handlers = createRunHandlers({ runsRoot: join(root, 'runs3') })
     const bad = await handlers['runs.validate']({ model_name_or_path: demoModel, dataset: 'x', lora_rank: 0 })
@@ -121,5 +153,14 @@ describe.runIf(engineBuilt())('runs service', () => {
     const good = await handlers['runs.validate']({ model_name_or_path: demoModel, dataset: 'x' })
     expect(good.ok).toBe(true)
     expect(good.config?.output_dir.startsWith(join(root, 'runs3'))).toBe(true)
+  })
+})
+
+describe('trainer', () => {
+  it('names its run by the absolute folder, also for a config built with a relative output_dir', () => {
+    const cfg = resolveConfig({ model_name_or_path: demoModel, dataset: 'x', output_dir: 'o' }, 'config')
+    const trainer = new Trainer({ ...cfg, output_dir: 'saves/relative-run' })
+    expect(trainer.runDir).toBe(resolve('saves/relative-run'))
+    expect(trainer.cfg.output_dir).toBe(resolve('saves/relative-run'))
   })
 })

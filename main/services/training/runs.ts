@@ -2,10 +2,10 @@
 // restart), start runs in this process with their events forwarded, cancel them.
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
-import { basename, isAbsolute, join, resolve } from 'node:path'
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
 import type { AdapterExport, RunDetail, RunStatus, RunSummary, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
-import { fsyncDir } from './fsAtomic'
+import { fsyncDir, writeFileAtomic } from './fsAtomic'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import { ConfigError, resolveConfig } from './config'
 import { listCheckpoints, Trainer } from './trainer'
@@ -78,13 +78,46 @@ export async function readRun(dir: string, live?: Set<string>): Promise<RunDetai
 }
 
 export interface RunsServiceOptions {
-  /** Folder whose subfolders are runs (the app's <dataDir>/runs). */
+  /** Folder whose subfolders are runs (the app's <dataDir>/runs); a relative output_dir of a
+   *  run started through the service resolves against it. */
   runsRoot: string
+  /** JSON file remembering the folders of runs started or resumed through the service outside
+   *  runsRoot (the app's <dataDir>/runs-index.json), so they are listed after a restart. */
+  indexFile?: string
   emit?: Emit
+}
+
+interface RunsIndex {
+  version: 1
+  /** Absolute run folders, oldest first. */
+  runs: string[]
+}
+
+/** The runs index; an empty one when the file does not exist yet. */
+export async function readRunsIndex(file: string): Promise<RunsIndex> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, runs: [] }
+    throw new Error(`${file}: cannot read the runs index: ${(err as Error).message}`)
+  }
+  let index: unknown
+  try {
+    index = JSON.parse(text)
+  } catch (err) {
+    throw new Error(`${file}: the runs index is not valid JSON (${(err as Error).message}); fix or remove it`)
+  }
+  const runs = (index as Partial<RunsIndex> | null)?.runs
+  if (!Array.isArray(runs) || !runs.every((r) => typeof r === 'string' && isAbsolute(r)))
+    throw new Error(`${file}: field 'runs' must be a list of absolute run folders; fix or remove the file`)
+  return { version: 1, runs }
 }
 
 export class RunsService {
   private readonly live = new Map<string, { trainer: Trainer; abort: AbortController; done: Promise<unknown> }>()
+  /** Index writes one after another, so two runs started together both stay remembered. */
+  private indexWrites: Promise<unknown> = Promise.resolve()
 
   constructor(private readonly opts: RunsServiceOptions) {}
 
@@ -98,12 +131,15 @@ export class RunsService {
   async list(): Promise<RunSummary[]> {
     const root = this.opts.runsRoot
     const dirs = new Set<string>(this.live.keys())
+    const isRun = async (dir: string) =>
+      (await stat(dir)).isDirectory() && (existsSync(join(dir, 'run.json')) || existsSync(join(dir, 'status.json')))
     if (existsSync(root)) {
-      for (const name of await readdir(root)) {
-        const dir = join(root, name)
-        if ((await stat(dir)).isDirectory() && (existsSync(join(dir, 'run.json')) || existsSync(join(dir, 'status.json')))) dirs.add(resolve(dir))
-      }
+      for (const name of await readdir(root)) if (await isRun(join(root, name))) dirs.add(resolve(root, name))
     }
+    // Runs elsewhere that the service started; one whose folder is gone (deleted, a drive not
+    // mounted) is left out of the list but stays in the index.
+    if (this.opts.indexFile)
+      for (const dir of (await readRunsIndex(this.opts.indexFile)).runs) if (existsSync(dir) && (await isRun(dir))) dirs.add(dir)
     const liveDirs = new Set(this.live.keys())
     const runs = await Promise.all([...dirs].map(async (d) => (await readRun(d, liveDirs)).summary))
     return runs.sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
@@ -119,13 +155,35 @@ export class RunsService {
   validate(raw: Record<string, unknown>): TrainingConfig {
     const filled = { ...raw }
     if (filled.output_dir === undefined || filled.output_dir === null || filled.output_dir === '')
-      filled.output_dir = join(this.opts.runsRoot, `run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+      filled.output_dir = `run-${new Date().toISOString().replace(/[:.]/g, '-')}`
+    // The app has no working directory of the user's: a relative output_dir lives in the runs root.
+    if (typeof filled.output_dir === 'string') filled.output_dir = resolve(this.opts.runsRoot, filled.output_dir)
     return resolveConfig(filled, 'config')
   }
 
   /** Starts a run in this process; resolves at once with its summary (events follow). */
   async start(req: StartRunRequest): Promise<RunSummary> {
-    return this.launch(this.validate(req.config))
+    const cfg = this.validate(req.config)
+    await this.remember(cfg.output_dir)
+    return this.launch(cfg)
+  }
+
+  /** Adds a run folder outside the runs root to the index (written atomically). */
+  private async remember(dir: string): Promise<void> {
+    const file = this.opts.indexFile
+    // A direct subfolder of the runs root is found by listing it.
+    const rel = relative(resolve(this.opts.runsRoot), resolve(dir))
+    const inRoot = rel !== '' && rel !== '..' && !isAbsolute(rel) && dirname(rel) === '.'
+    if (!file || inRoot) return
+    const write = this.indexWrites.then(async () => {
+      const index = await readRunsIndex(file)
+      if (index.runs.includes(resolve(dir))) return
+      index.runs.push(resolve(dir))
+      await mkdir(dirname(file), { recursive: true })
+      await writeFileAtomic(file, JSON.stringify(index, null, 2) + '\n')
+    })
+    this.indexWrites = write.catch(() => {})
+    await write
   }
 
   /** Continues a run from its newest checkpoint, with the config it was started with. */
@@ -134,7 +192,9 @@ export class RunsService {
     const config = await readJsonIfAny<Record<string, unknown>>(join(dir, 'run.json'))
     if (!config) throw new Error(`${join(dir, 'run.json')}: missing or unreadable; the run cannot be resumed`)
     if ((await listCheckpoints(dir)).length === 0) throw new Error(`${dir} has no checkpoint to resume from (save_steps was not reached)`)
-    return this.launch(resolveConfig({ ...config, output_dir: dir, resume_from_checkpoint: 'last' }, join(dir, 'run.json')))
+    const cfg = resolveConfig({ ...config, output_dir: dir, resume_from_checkpoint: 'last' }, join(dir, 'run.json'))
+    await this.remember(dir)
+    return this.launch(cfg)
   }
 
   private launch(cfg: TrainingConfig): RunSummary {

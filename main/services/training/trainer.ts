@@ -117,10 +117,14 @@ export class Trainer {
   private status!: RunStatus
   private cancelled = false
 
+  readonly cfg: TrainingConfig
+
   constructor(
-    readonly cfg: TrainingConfig,
+    cfg: TrainingConfig,
     private readonly opts: TrainOptions = {}
   ) {
+    // Events and status name the run by its absolute folder, whoever built the config.
+    this.cfg = { ...cfg, output_dir: resolve(cfg.output_dir) }
     this.emit = opts.onEvent ?? (() => {})
   }
 

@@ -30,7 +30,7 @@ vi.mock('../api', () => ({
   }
 }))
 
-const { sameDir, useRunsStore } = await import('./runs')
+const { useRunsStore } = await import('./runs')
 const push = (e: RunEvent) => listener!(e)
 
 describe('runs store', () => {
@@ -88,12 +88,15 @@ describe('runs store', () => {
     expect(runs.logOf('/runs/dpo-1')).toEqual([])
   })
 
-  it('matches event folders given relative to the working directory', () => {
-    expect(sameDir('/home/u/app/runs/a', '/home/u/app/runs/a/')).toBe(true)
-    expect(sameDir('/home/u/app/runs/a', 'runs/a')).toBe(true)
-    expect(sameDir('/home/u/app/runs/a', './runs/a')).toBe(true)
-    expect(sameDir('/home/u/app/runs/ab', 'runs/a')).toBe(false)
-    expect(sameDir('/home/u/app/runs/a', '/other/runs/a')).toBe(false)
+  it('matches events to runs by their absolute folder only', async () => {
+    const runs = useRunsStore()
+    await runs.start({})
+    // The service names every run by its absolute folder; a folder ending the same way is another run.
+    push({ type: 'failed', runDir: '/other/runs/dpo-1', error: 'not this one', lastCheckpoint: null })
+    push({ type: 'failed', runDir: 'runs/dpo-1', error: 'not this one either', lastCheckpoint: null })
+    expect(runs.runOf('/runs/dpo-1')?.state).toBe('running')
+    push({ type: 'failed', runDir: '/runs/dpo-1', error: 'this one', lastCheckpoint: null })
+    expect(runs.runOf('/runs/dpo-1')).toMatchObject({ state: 'failed', error: 'this one' })
   })
 
   it('keeps the events of a run it just started, before its folder exists', async () => {

@@ -2,7 +2,7 @@
 // events of running ones. A dashboard draws from `logs`, which is filled from the run's
 // trainer_log.jsonl when first shown and then grows with 'runs.event' — so a reload draws
 // exactly what it drew before. Runs are keyed by their folder (absolute path): the runs
-// service accepts it wherever the run lives, and events name it.
+// service accepts it wherever the run lives, and events name the same absolute folder.
 import { defineStore } from 'pinia'
 import { ref, shallowRef, triggerRef } from 'vue'
 import { api } from '../api'
@@ -38,14 +38,14 @@ export const useRunsStore = defineStore('runs', () => {
   }
 
   function patch(runDir: string, change: Partial<RunSummary>): RunSummary | null {
-    const i = runs.value.findIndex((r) => sameDir(r.dir, runDir))
+    const i = runs.value.findIndex((r) => r.dir === runDir)
     if (i < 0) return null
     runs.value[i] = { ...runs.value[i], ...change }
     return runs.value[i]
   }
 
   function receive(event: RunEvent): void {
-    const run = runs.value.find((r) => sameDir(r.dir, event.runDir))
+    const run = runs.value.find((r) => r.dir === event.runDir)
     switch (event.type) {
       case 'started': {
         // A run started elsewhere (the CLI does not reach us, another window does): list it.
@@ -169,14 +169,6 @@ export const useRunsStore = defineStore('runs', () => {
 
   return { runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, logOf, runOf, liveOf, receive }
 })
-
-/** Whether an event's runDir (the config's output_dir, possibly relative) names this run. */
-export function sameDir(runDir: string, eventDir: string): boolean {
-  const trim = (d: string) => d.replace(/[/\\]+$/, '')
-  const a = trim(runDir)
-  const b = trim(eventDir).replace(/^\.[/\\]/, '')
-  return a === b || (!/^([/\\]|[A-Za-z]:)/.test(b) && (a.endsWith('/' + b) || a.endsWith('\\' + b)))
-}
 
 function sameEntry(a: object, b: object): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
