@@ -30,21 +30,49 @@ static inline float fast_exp(float x0) {
   return x0 < -60.0f ? 0.0f : p * s;
 }
 
+// Reductions keep kLanes partial results: without -ffast-math the compiler must add in source
+// order, which serialises a single accumulator into one scalar add per element.
+static const int kLanes = 16;
+
+static inline float lanes_sum(const float* acc) {
+  float s = 0;
+  for (int j = 0; j < kLanes; j++) s += acc[j];
+  return s;
+}
+
 TB_HOT float row_dot(const float* a, const float* b, int n) {
-  float acc = 0;
-  for (int i = 0; i < n; i++) acc += a[i] * b[i];
-  return acc;
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; j++) acc[j] += a[i + j] * b[i + j];
+  float s = lanes_sum(acc);
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
 }
 
 TB_HOT float row_max(const float* x, int n) {
+  float acc[kLanes];
+  for (int j = 0; j < kLanes; j++) acc[j] = -INFINITY;
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
   float m = -INFINITY;
-  for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  for (int j = 0; j < kLanes; j++) m = acc[j] > m ? acc[j] : m;
+  for (; i < n; i++) m = x[i] > m ? x[i] : m;
   return m;
 }
 
 TB_HOT float row_exp_sum(float* x, int n, float m) {
-  float s = 0;
-  for (int i = 0; i < n; i++) {
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; j++) {
+      float e = fast_exp(x[i + j] - m);
+      x[i + j] = e;
+      acc[j] += e;
+    }
+  float s = lanes_sum(acc);
+  for (; i < n; i++) {
     x[i] = fast_exp(x[i] - m);
     s += x[i];
   }
@@ -60,8 +88,12 @@ TB_HOT void row_axpy(float* y, const float* x, int n, float a) {
 }
 
 TB_HOT float row_sumsq(const float* x, int n) {
-  float s = 0;
-  for (int i = 0; i < n; i++) s += x[i] * x[i];
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; j++) acc[j] += x[i + j] * x[i + j];
+  float s = lanes_sum(acc);
+  for (; i < n; i++) s += x[i] * x[i];
   return s;
 }
 
@@ -70,8 +102,12 @@ TB_HOT void row_rmsnorm(float* out, const float* x, const float* w, int C, float
 }
 
 TB_HOT void row_rmsnorm_backward(float* dx, const float* d, const float* x, const float* w, int C, float r) {
-  float dot = 0;
-  for (int c = 0; c < C; c++) dot += w[c] * d[c] * x[c];
+  float acc[kLanes] = {};
+  int c0 = 0;
+  for (; c0 + kLanes <= C; c0 += kLanes)
+    for (int j = 0; j < kLanes; j++) acc[j] += w[c0 + j] * d[c0 + j] * x[c0 + j];
+  float dot = lanes_sum(acc);
+  for (; c0 < C; c0++) dot += w[c0] * d[c0] * x[c0];
   float k = dot * r * r * r / C;
   for (int c = 0; c < C; c++) dx[c] += r * w[c] * d[c] - k * x[c];
 }
