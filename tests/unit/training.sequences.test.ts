@@ -172,6 +172,37 @@ describe('bad data names file, line and field', () => {
     await expect(loadExamples(cfg('bad_column', 'sft'), tok)).rejects.toThrow(`${info}: field 'bad_column.columns.prompt'`)
   })
 
+  it('gives the event loop a turn while it tokenises, so the main process stays responsive', async () => {
+    const f = join(dir, 'many.jsonl')
+    writeFileSync(f, Array.from({ length: 64 }, (_, i) => JSON.stringify({ prompt: `q${i}`, chosen: ' yes', rejected: ' no' })).join('\n'))
+    // A ticker that runs once per event-loop turn; each tokenizer call notes how many turns have passed.
+    let turns = 0
+    let ticking = true
+    const tick = () => {
+      turns++
+      if (ticking) setImmediate(tick)
+    }
+    const seen: number[] = []
+    const spy = new Proxy(tok, {
+      get(target, key) {
+        const v = Reflect.get(target, key, target) as unknown
+        if (typeof v !== 'function') return v
+        return (...args: unknown[]) => {
+          seen.push(turns)
+          return (v as (...a: unknown[]) => unknown).apply(target, args)
+        }
+      }
+    })
+    setImmediate(tick)
+    try {
+      expect((await loadExamples(cfg(f), spy)).train).toHaveLength(64)
+    } finally {
+      ticking = false
+    }
+    // 64 records in chunks: the loop turned between chunks, not only around the file read.
+    expect(new Set(seen).size).toBeGreaterThanOrEqual(64 / 16)
+  })
+
   it('val_size splits off evaluation records deterministically', async () => {
     const f = join(dir, 'ten.jsonl')
     writeFileSync(f, Array.from({ length: 10 }, (_, i) => JSON.stringify({ prompt: `q${i}`, chosen: ' b', rejected: ' c' })).join('\n'))

@@ -4,6 +4,7 @@
 // the line (JSONL) or record (JSON array, Parquet).
 import { existsSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { DataError } from '../data/errors'
 import { parseTrlRecord, type Message, type TrainingRecord } from '../data/formats'
 import { inspectFile, lfEntryMapping, readDatasetInfo, readRecords, where, type LfInfoEntry } from '../data/importers'
@@ -53,6 +54,13 @@ async function* sourceRows(source: DatasetSource): AsyncGenerator<{ kind: Source
     yield { kind: row.kind, index: row.index, parse: () => storeRecordToTrl(row.record) }
 }
 
+/** Tokenising runs on the main process (the app, serve mode), so it goes in chunks with a
+ *  turn of the event loop between them: a renderer request or a progress event waits for one
+ *  chunk, never for the whole dataset. A chunk ends after this many records, or earlier once
+ *  it has taken SLICE_MS (the first records are slow: JIT, template and tokenizer caches). */
+export const TOKENIZE_CHUNK = 8
+const SLICE_MS = 4
+
 export interface LoadedExamples {
   train: Example[]
   eval: Example[]
@@ -66,8 +74,17 @@ export async function loadExamples(
   const all: Example[][] = []
   for (const source of await resolveDatasets(cfg)) {
     let count = 0
+    let inChunk = 0
+    let chunkStart = performance.now()
     for await (const row of sourceRows(source)) {
       if (cfg.max_samples !== null && count >= cfg.max_samples) break
+      // Rows of one read buffer arrive as microtasks, which never let timers or I/O in.
+      if (inChunk === TOKENIZE_CHUNK || (inChunk > 0 && performance.now() - chunkStart >= SLICE_MS)) {
+        await nextTurn()
+        inChunk = 0
+        chunkStart = performance.now()
+      }
+      inChunk++
       try {
         all.push(buildExample(tok, row.parse(), cfg.stage, cfg.cutoff_len))
       } catch (e) {

@@ -7,6 +7,7 @@
 // through @huggingface/jinja, so ids equal those of transformers' tokenizer.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { Template } from '@huggingface/jinja'
 import type { Message, Text, TrainingRecord } from '../data/formats'
@@ -55,7 +56,11 @@ export class ChatTokenizer {
     } catch {
       // config.json only supplies a fallback eos id.
     }
+    // Parsing tokenizer.json, building the tokenizer and compiling the template each block the
+    // main process for a while on a large vocabulary: a turn of the event loop between them.
+    await nextTurn()
     const tokenizer = new Tokenizer(tokenizerJson, config)
+    await nextTurn()
     const special: Record<string, string> = {}
     for (const name of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
       const s = tokenString(config[name])
