@@ -16,7 +16,3 @@ function createBrowserApi(): Api {
 
 export const api: Api = isDesktop ? window.api! : createBrowserApi()
 
-/** The message of an error from a call, for showing to the user. */
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}

@@ -4,10 +4,11 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '../api'
+import { errorMessage } from '../lib/guarded'
 import type { DataRecord, LabelAction } from '../../../preload/types/data'
 import type { LabelMode } from '../lib/labelKeys'
 import { pairSides } from '../lib/pairOrder'
-import { errorText, useProjectStore } from './project'
+import { useProjectStore } from './project'
 
 export const useLabelingStore = defineStore('labeling', () => {
   const project = useProjectStore()
@@ -53,7 +54,7 @@ export const useLabelingStore = defineStore('labeling', () => {
       if (advance) await next()
       return true
     } catch (err) {
-      error.value = errorText(err)
+      error.value = errorMessage(err)
       return false
     } finally {
       saving.value = false
@@ -110,7 +111,7 @@ export const useLabelingStore = defineStore('labeling', () => {
       status.value = 'Undone'
       return true
     } catch (err) {
-      error.value = errorText(err)
+      error.value = errorMessage(err)
       return false
     } finally {
       saving.value = false

@@ -3,7 +3,8 @@ import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import type { EngineFacts } from '../../../preload/types/engine'
 import type { DownloadProgress, ModelFacts, RecentModel } from '../../../preload/types/models'
-import { api, errorMessage } from '../api'
+import { api } from '../api'
+import { errorMessage } from '../lib/guarded'
 
 export const useModelsStore = defineStore('models', () => {
   const current = ref<ModelFacts | null>(null)

@@ -3,6 +3,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
 import { api } from '../api'
+import { guarded } from '../lib/guarded'
 import type {
   DataRecord,
   ExportOptions,
@@ -25,12 +26,6 @@ export interface ListFilter {
 
 /** How many records the list loads at once. */
 export const pageSize = 200
-
-export function errorText(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err)
-  // Errors carried over IPC arrive wrapped ("Error invoking remote method 'x': Error: ...").
-  return message.replace(/^Error invoking remote method '[^']+': (\w*Error: )?/, '')
-}
 
 export const useProjectStore = defineStore('project', () => {
   const info = ref<ProjectInfo | null>(null)
@@ -55,18 +50,7 @@ export const useProjectStore = defineStore('project', () => {
     }
   }
 
-  async function run<T>(work: () => Promise<T>): Promise<T | undefined> {
-    loading.value = true
-    error.value = null
-    try {
-      return await work()
-    } catch (err) {
-      error.value = errorText(err)
-      return undefined
-    } finally {
-      loading.value = false
-    }
-  }
+  const run = guarded(error, loading)
 
   async function open(folder: string): Promise<boolean> {
     const opened = await run(() => api.data.open(folder))

@@ -6,9 +6,9 @@
 import { defineStore } from 'pinia'
 import { ref, shallowRef, triggerRef } from 'vue'
 import { api } from '../api'
+import { guarded } from '../lib/guarded'
 import type { RunDetail, RunEvent, RunSummary } from '../../../preload/types/training'
 import type { LogEntry } from '../lib/runMetrics'
-import { errorText } from './project'
 
 /** Live progress of a running run (progress events come more often than log lines). */
 export interface LiveProgress {
@@ -95,15 +95,7 @@ export const useRunsStore = defineStore('runs', () => {
     }
   }
 
-  async function guard<T>(work: () => Promise<T>): Promise<T | undefined> {
-    error.value = null
-    try {
-      return await work()
-    } catch (err) {
-      error.value = errorText(err)
-      return undefined
-    }
-  }
+  const guard = guarded(error)
 
   async function refresh(): Promise<void> {
     const list = await guard(() => api.runs.list())
