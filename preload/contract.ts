@@ -1,6 +1,7 @@
 // The IPC contract: the only place channel names are written. Main registers a handler for
 // every invoke channel, the preload exposes them as verbs, and the renderer calls the verbs.
 // The same contract is carried over a WebSocket in `serve` mode.
+import type { DemoResources } from './types/app'
 import type { EngineFacts } from './types/engine'
 import type { DownloadProgress, DownloadRequest, ModelFacts, RecentModel } from './types/models'
 import type {
@@ -30,6 +31,9 @@ import type { AdapterExport, ConfigCheck, RunDetail, RunEvent, RunSummary, Start
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
+  // app
+  /** The bundled demo model folder and the demo datasets present in resources/demo. */
+  'app.demo': { args: []; result: DemoResources }
   // engine
   'engine.facts': { args: []; result: EngineFacts }
   // models
@@ -100,6 +104,7 @@ export type EventChannel = keyof EventMap
 // Runtime lists (the preload and the WebSocket bridge need names at run time); the
 // `satisfies` clauses make the compiler check they match the maps above exactly.
 export const invokeChannels = [
+  'app.demo',
   'engine.facts',
   'models.inspect',
   'models.open',

@@ -3,6 +3,7 @@
 // only carries calls to these handlers. Nothing here imports Electron.
 import type { Emit, Handlers } from '../../preload/contract'
 import { createModelHandlers } from './models'
+import { demoResources } from './app/demo'
 import { createDataHandlers } from './data/handlers'
 import { createRunHandlers } from './training/runs'
 import { join } from 'node:path'
@@ -40,6 +41,7 @@ export function createServices(options: ServiceOptions): Services {
   const onClose = (close: () => void | Promise<void>) => closers.push(close)
   const handlers: Handlers = {
     ...createEngineHandlers(),
+    'app.demo': () => demoResources(),
     ...createModelHandlers({
       dataDir: options.dataDir,
       hubEndpoint: options.hubEndpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co',

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 
 #include "gemm.h"
 #include "json.h"
@@ -383,30 +385,62 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
     }
   };
 
+  // Projections that share an input: base GEMMs one by one, their LoRA branches together.
+  auto shared = [&](std::initializer_list<std::pair<int, float*>> ys, const float* x) {
+    int ts[NUM_TARGETS], n = 0;
+    for (auto& ty : ys)
+      if (lora_shared_target(l, ty.first, p)) ts[n++] = ty.first;
+    for (auto& ty : ys) {
+      bool grouped = n >= 2 && lora_shared_target(l, ty.first, p);
+      if (!grouped) {
+        proj(ty.first, x, ty.second);
+        continue;
+      }
+      int in, out;
+      target_dims(c, ty.first, in, out);
+      linear_forward(ty.second, x, w.W[ty.first].w.data(), w.bias[ty.first].empty() ? nullptr : w.bias[ty.first].w.data(), N, in, out);
+    }
+    if (n < 2) return;
+    float* y[NUM_TARGETS];
+    const float *A[NUM_TARGETS], *B[NUM_TARGETS];
+    int outs[NUM_TARGETS], in = 0;
+    for (int i = 0; i < n; i++) {
+      for (auto& ty : ys)
+        if (ty.first == ts[i]) y[i] = ty.second;
+      target_dims(c, ts[i], in, outs[i]);
+      A[i] = w.A[ts[i]].w.data();
+      B[i] = w.B[ts[i]].w.data();
+    }
+    a.ax[ts[0]].resize(size_t(N) * n * lora_.rank);  // stacked, kept by the first of the group
+    lora_forward_shared(n, y, outs, a.ax[ts[0]].data(), x, A, B, lora_scale(), N, in, lora_.rank);
+  };
+
   rmsnorm_forward(a.xn1.data(), a.rstd1.data(), a.x_in.data(), w.in_norm.w.data(), N, C, float(c.rms_eps));
   if (c.qk_norm) {
     a.qraw.resize(nq); a.kraw.resize(nk);
     a.rstdq.resize(size_t(N) * Hq); a.rstdk.resize(size_t(N) * Hk);
-    proj(Q, a.xn1.data(), a.qraw.data());
-    proj(K, a.xn1.data(), a.kraw.data());
+    shared({{Q, a.qraw.data()}, {K, a.kraw.data()}, {V, a.v.data()}}, a.xn1.data());
     rmsnorm_forward(a.q.data(), a.rstdq.data(), a.qraw.data(), w.q_norm.w.data(), N * Hq, D, float(c.rms_eps));
     rmsnorm_forward(a.k.data(), a.rstdk.data(), a.kraw.data(), w.k_norm.w.data(), N * Hk, D, float(c.rms_eps));
   } else {
-    proj(Q, a.xn1.data(), a.q.data());
-    proj(K, a.xn1.data(), a.k.data());
+    shared({{Q, a.q.data()}, {K, a.k.data()}, {V, a.v.data()}}, a.xn1.data());
   }
-  proj(V, a.xn1.data(), a.v.data());
   rope_forward(a.q.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hq, D);
   rope_forward(a.k.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hk, D);
   attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
   proj(O, a.att.data(), a.x_mid.data());
   for (size_t i = 0; i < nC; i++) a.x_mid[i] += a.x_in[i];
   rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_norm.w.data(), N, C, float(c.rms_eps));
-  proj(GATE, a.xn2.data(), a.g.data());
-  proj(UP, a.xn2.data(), a.u.data());
+  shared({{GATE, a.g.data()}, {UP, a.u.data()}}, a.xn2.data());
   swiglu_forward(a.h.data(), a.g.data(), a.u.data(), nI);
   proj(DOWN, a.h.data(), x_out);
   for (size_t i = 0; i < nC; i++) x_out[i] += a.x_mid[i];
+}
+
+// A projection whose LoRA branch may run stacked with the others reading the same input: it has
+// an adapter in this pass and no dropout (dropout masks differ per projection).
+bool Model::lora_shared_target(int l, int t, const Pass& p) const {
+  return p.adapters && lora_on_ && !L_[l].A[t].empty() && !(p.train && lora_.dropout > 0);
 }
 
 static float* grad_of(Param& p, bool on) { return on && !p.grad.empty() ? p.grad.data() : nullptr; }
@@ -435,6 +469,39 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
     }
   };
 
+  // Backward of projections sharing an input: base GEMMs one by one, LoRA branches together.
+  auto bshared = [&](std::initializer_list<std::pair<int, const float*>> dys, const float* x, float* dxin) {
+    int ts[NUM_TARGETS], n = 0;
+    for (auto& td : dys)
+      if (lora_shared_target(l, td.first, p)) ts[n++] = td.first;
+    for (auto& td : dys) {
+      bool grouped = n >= 2 && lora_shared_target(l, td.first, p);
+      if (!grouped) {
+        bproj(td.first, td.second, x, dxin);
+        continue;
+      }
+      int in, out;
+      target_dims(c, td.first, in, out);
+      linear_backward(dxin, grad_of(w.W[td.first], full), w.bias[td.first].empty() ? nullptr : grad_of(w.bias[td.first], full),
+                      td.second, x, w.W[td.first].w.data(), N, in, out);
+    }
+    if (n < 2) return;
+    const float* dy[NUM_TARGETS];
+    float *dA[NUM_TARGETS], *dB[NUM_TARGETS];
+    const float *A[NUM_TARGETS], *B[NUM_TARGETS];
+    int outs[NUM_TARGETS], in = 0;
+    for (int i = 0; i < n; i++) {
+      for (auto& td : dys)
+        if (td.first == ts[i]) dy[i] = td.second;
+      target_dims(c, ts[i], in, outs[i]);
+      A[i] = w.A[ts[i]].w.data();
+      B[i] = w.B[ts[i]].w.data();
+      dA[i] = grad_of(w.A[ts[i]], true);
+      dB[i] = grad_of(w.B[ts[i]], true);
+    }
+    lora_backward_shared(n, dxin, dA, dB, dy, outs, x, a.ax[ts[0]].data(), A, B, lora_scale(), N, in, lora_.rank);
+  };
+
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
   std::vector<float>&dh = gr.dh, &dg = gr.dg, &du = gr.du, &dxn = gr.dxn, &datt = gr.datt, &dq = gr.dq, &dk = gr.dk, &dv = gr.dv;
   zeros(dh, nI);
@@ -443,8 +510,7 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
   du.resize(nI);
   bproj(DOWN, dx, a.h.data(), dh.data());
   swiglu_backward(dg.data(), du.data(), dh.data(), a.g.data(), a.u.data(), nI);
-  bproj(GATE, dg.data(), a.xn2.data(), dxn.data());
-  bproj(UP, du.data(), a.xn2.data(), dxn.data());
+  bshared({{GATE, dg.data()}, {UP, du.data()}}, a.xn2.data(), dxn.data());
   rmsnorm_backward(dx, grad_of(w.post_norm, full), dxn.data(), a.x_mid.data(), w.post_norm.w.data(), a.rstd2.data(), N, C);
   // attention: x_mid = x_in + o(attn(rope(q), rope(k), v))
   zeros(datt, nq);
@@ -468,9 +534,7 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
   // The first layer's input gradient only feeds the embedding: skip it when that is frozen.
   bool need_dx = full || l > 0;
   std::fill(dxn.begin(), dxn.end(), 0.0f);
-  bproj(Q, dq.data(), a.xn1.data(), need_dx ? dxn.data() : nullptr);
-  bproj(K, dk.data(), a.xn1.data(), need_dx ? dxn.data() : nullptr);
-  bproj(V, dv.data(), a.xn1.data(), need_dx ? dxn.data() : nullptr);
+  bshared({{Q, dq.data()}, {K, dk.data()}, {V, dv.data()}}, a.xn1.data(), need_dx ? dxn.data() : nullptr);
   if (need_dx)
     rmsnorm_backward(dx, grad_of(w.in_norm, full), dxn.data(), a.x_in.data(), w.in_norm.w.data(), a.rstd1.data(), N, C);
 }

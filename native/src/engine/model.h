@@ -139,6 +139,7 @@ class Model {
   void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p);
   void layer_backward(int l, float* dx, LayerActs& a, LayerGrads& g, const Pass& p);
   float lora_scale() const;
+  bool lora_shared_target(int l, int t, const Pass& p) const;
   void alloc_grads();
 
   ModelConfig cfg_;

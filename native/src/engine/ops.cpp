@@ -153,6 +153,45 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float
   }
 }
 
+static void stack_rows(std::vector<float>& out, int n, const float* const* A, size_t each) {
+  out.resize(size_t(n) * each);
+  for (int i = 0; i < n; i++) memcpy(out.data() + size_t(i) * each, A[i], sizeof(float) * each);
+}
+
+void lora_forward_shared(int n, float* const* y, const int* out, float* ax, const float* x, const float* const* A,
+                         const float* const* B, float s, int N, int in, int r) {
+  std::vector<float> As;
+  stack_rows(As, n, A, size_t(r) * in);  // [n*r, in]
+  int R = n * r;
+  gemm(false, true, N, R, in, 1.0f, x, in, As.data(), in, 0.0f, ax, R);
+  for (int i = 0; i < n; i++) gemm(false, true, N, out[i], r, s, ax + size_t(i) * r, R, B[i], r, 1.0f, y[i], out[i]);
+}
+
+void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, const float* const* dy, const int* out,
+                          const float* x, const float* ax, const float* const* A, const float* const* B, float s, int N,
+                          int in, int r) {
+  int R = n * r;
+  // t = s * dy_i B_i, stacked [N, n*r]: the gradient wrt ax
+  std::vector<float> t(size_t(N) * R);
+  for (int i = 0; i < n; i++) {
+    gemm(false, false, N, r, out[i], s, dy[i], out[i], B[i], r, 0.0f, t.data() + size_t(i) * r, R);
+    if (dB[i]) gemm(true, false, out[i], r, N, s, dy[i], out[i], ax + size_t(i) * r, R, 1.0f, dB[i], r);
+  }
+  bool any_dA = false;
+  for (int i = 0; i < n; i++) any_dA = any_dA || dA[i];
+  if (any_dA) {
+    std::vector<float> dAs(size_t(R) * in);
+    gemm(true, false, R, in, N, 1.0f, t.data(), R, x, in, 0.0f, dAs.data(), in);
+    for (int i = 0; i < n; i++)
+      if (dA[i]) row_axpy(dA[i], dAs.data() + size_t(i) * r * in, r * in, 1.0f);
+  }
+  if (dx) {
+    std::vector<float> As;
+    stack_rows(As, n, A, size_t(r) * in);
+    gemm(false, false, N, in, R, 1.0f, t.data(), R, As.data(), in, 1.0f, dx, in);
+  }
+}
+
 // ---------------------------------------------------------------- rope
 void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D) {
   int half = D / 2;

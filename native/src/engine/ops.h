@@ -32,6 +32,16 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float
                    const float* A, const float* B, float s, int N, int in, int out, int r, float dropout,
                    uint64_t seed);
 
+// The LoRA branches of n projections that read the same input x (q/k/v, gate/up), without dropout:
+// their A matrices are stacked so that x is packed once for x A^T and for dA, and dx gets one
+// update of inner size n*r instead of n of size r. ax [N, n*r] (projection i in columns i*r..).
+// Same results as n lora_forward / lora_backward calls up to float rounding.
+void lora_forward_shared(int n, float* const* y, const int* out, float* ax, const float* x, const float* const* A,
+                         const float* const* B, float s, int N, int in, int r);
+void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, const float* const* dy, const int* out,
+                          const float* x, const float* ax, const float* const* A, const float* const* B, float s, int N,
+                          int in, int r);
+
 // Rotary embedding (rotate_half convention), in place on x [N, H*D]; pos[n] is the position of
 // row n; cos/sin tables are [maxpos, D/2]. Backward is the inverse rotation, also in place.
 void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D);
