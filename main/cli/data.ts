@@ -10,7 +10,7 @@ import type { DataFormatId, ExportFormat, Split } from '../../preload/types/data
 const usage = `usage:
   tunebench data check FILE [--format F] [--map field=column,...]
   tunebench data import FILE... --project DIR [--split train|val] [--format F] [--map field=column,...]
-  tunebench data export --project DIR --format trl-dpo|trl-kto|trl-sft|llamafactory --out PATH [--split train|val] [--name NAME]
+  tunebench data export --project DIR --format trl-dpo|trl-kto|trl-sft|llamafactory|candidates --out PATH [--split train|val] [--name NAME]
   tunebench data decontam --project DIR [--eval FILE] [--ngram 8] [--threshold 0.5] [--near 0.8] [--exclude]
 
 import formats (detected unless --format is given): ${FORMATS.map((f) => f.id).join(', ')}

@@ -16,11 +16,13 @@ export type DataFormatId =
   | 'alpaca'
   | 'sharegpt'
   | 'openai-preference'
+  | 'candidates'
 
 /** For each field the format uses (prompt, chosen, rejected, ...), the column it is read from. */
 export type FieldMapping = Record<string, string>
 
-export type ExportFormat = 'trl-dpo' | 'trl-kto' | 'trl-sft' | 'llamafactory'
+/** candidates: prompts with their candidate answers and sources, labels left out (for labeling elsewhere). */
+export type ExportFormat = 'trl-dpo' | 'trl-kto' | 'trl-sft' | 'llamafactory' | 'candidates'
 
 /** A record as an importer produces it (candidate indices, not ids). */
 export interface RecordInput {
@@ -136,6 +138,8 @@ export interface ImportPreview {
   problem: string | null
   /** Records in the file (counted by a full pass for JSONL). */
   count: number
+  /** Candidates format: records with two or more candidates (comparable as a pair); null otherwise. */
+  pairable: number | null
 }
 
 export interface ImportOptions {
@@ -167,7 +171,7 @@ export interface ExportOptions {
 }
 
 export interface ExportResult {
-  files: { path: string; records: number; method: 'dpo' | 'kto' | 'sft' }[]
+  files: { path: string; records: number; method: 'dpo' | 'kto' | 'sft' | 'candidates' }[]
   datasetInfo: string | null
 }
 

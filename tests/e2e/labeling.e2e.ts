@@ -1,6 +1,7 @@
-// The Data page in the real renderer, driven by the keyboard only: open a project, import the
-// demo preference pairs through the preview dialog, relabel five pairs with 1/2/←/→, undo
-// one, and check through an export that the store holds exactly those labels.
+// The Data page in the real renderer, driven by the keyboard: open a project, import the demo's
+// unlabeled candidate answers through the preview dialog, label five fresh pairs with 1/2/←/→,
+// undo one, and check through an export that the store holds exactly those labels; then the
+// labeled demo pairs (mapping preview, gold answers, KTO, filters, checks) in a second project.
 import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -18,9 +19,19 @@ async function readJsonl(path: string): Promise<Pair[]> {
   return (await readFile(path, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Pair)
 }
 
+interface Candidates {
+  prompt: string
+  completions: { text: string; model: string }[]
+}
+
+async function readCandidates(path: string): Promise<Candidates[]> {
+  return (await readFile(path, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Candidates)
+}
+
 describe('Data page: keyboard labeling', () => {
   let app: AppSession
   const demoFile = join(repoRoot, 'resources/demo/preference.jsonl')
+  const candidatesFile = join(repoRoot, 'resources/demo/candidates.jsonl')
   before(async () => {
     app = await startApp()
   })
@@ -28,7 +39,7 @@ describe('Data page: keyboard labeling', () => {
     await app?.close()
   })
 
-  it('imports with a format preview, labels five pairs by keyboard, undoes one, and stores exactly that', async () => {
+  it('imports unlabeled candidates, labels five fresh pairs by keyboard, undoes one, and exports exactly those choices', async () => {
     const { page } = app
     const keys = page.keyboard
     await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Data', exact: true }).focus()
@@ -37,18 +48,116 @@ describe('Data page: keyboard labeling', () => {
     await app.screenshot('data-page-empty')
 
     // Open (create) the project.
-    await page.getByLabel('Project folder').fill(join(app.workDir, 'project'))
+    await page.getByLabel('Project folder').fill(join(app.workDir, 'candidates-project'))
     await keys.press('Enter')
     await page.getByRole('button', { name: 'Import…' }).waitFor()
 
-    // Import through the preview.
+    // Import the answers of two "models" through the preview: detected, nothing labeled.
     await page.getByRole('button', { name: 'Import…' }).focus()
     await keys.press('Enter')
+    await page.getByLabel('File (JSON, JSONL or Parquet)').fill(candidatesFile)
+    await keys.press('Enter')
+    const facts = page.getByTestId('import-facts')
+    await facts.waitFor()
+    const rows = await readCandidates(candidatesFile)
+    const n = rows.length
+    assert.match(await facts.innerText(), new RegExp(`JSONL, ${n} records, columns: prompt, completions\\. Detected format: candidates`))
+    assert.match(await page.getByTestId('import-pairable').innerText(), new RegExp(`^${n} of ${n} records have two or more answers`))
+    assert.equal(await page.getByLabel('candidates * column').inputValue(), 'completions')
+    const sample = page.getByRole('table', { name: 'Sample records as they will be stored' })
+    const firstRow = sample.locator('tbody tr').first().locator('td')
+    assert.equal(await firstRow.nth(1).innerText(), rows[0].completions[0].text)
+    assert.equal(await firstRow.nth(2).innerText(), rows[0].completions[1].text)
+    assert.equal(await firstRow.nth(3).innerText(), '–')
+    // A labeled format does not fit these columns: it says why and cannot be imported.
+    await page.getByLabel('Format', { exact: true }).selectOption('trl-preference')
+    await page.getByRole('dialog').getByRole('alert').waitFor()
+    assert.equal(await page.getByRole('button', { name: 'Import', exact: true }).isDisabled(), true)
+    await page.getByLabel('Format', { exact: true }).selectOption('candidates')
+    await page.getByTestId('import-pairable').waitFor()
+    await app.screenshot('data-import-candidates')
+    await page.getByRole('button', { name: 'Import', exact: true }).focus()
+    await keys.press('Enter')
+    assert.match(await page.getByTestId('import-result').innerText(), new RegExp(`Imported ${n} records`))
+    await keys.press('Escape')
+    await page.getByRole('dialog').waitFor({ state: 'detached' })
+
+    // Every record arrives unlabeled, and the list says so.
+    const status = page.getByLabel('Status', { exact: true })
+    const progressIs = (labeled: number) =>
+      page
+        .locator(`[role=progressbar][aria-label="Labeling progress"][aria-valuetext="${labeled} of ${n} done · ${labeled} labeled · 0 skipped · ${n - labeled} unlabeled"]`)
+        .waitFor()
+    await progressIs(0)
+    assert.match(await status.locator('option[value="unlabeled"]').innerText(), new RegExp(`^unlabeled \\(${n}\\)$`))
+    const list = page.getByRole('complementary', { name: 'Records' })
+    assert.equal(await list.locator('li button.unlabeled').count(), n)
+    assert.equal(await page.getByTestId('record-state').innerText(), 'unlabeled')
+    assert.match(await page.getByTestId('counts').innerText(), /Ready to train: 0 pairs/)
+
+    // Five fresh pairs by keyboard; for each, note which answer (index in the file) sits on the
+    // side the key picks: that one is chosen, the other rejected.
+    const pressed = ['2', '1', 'ArrowRight', 'ArrowLeft', '2']
+    const expected = new Map<string, Pair>()
+    for (const [i, key] of pressed.entries()) {
+      const side = key === '1' || key === 'ArrowLeft' ? 'Left' : 'Right'
+      const picked = await page.getByRole('article', { name: new RegExp(`^${side} answer`) }).getAttribute('data-candidate')
+      assert.ok(picked === '0' || picked === '1', `candidate index ${picked}`)
+      const answers = rows[i].completions.map((c) => c.text)
+      expected.set(rows[i].prompt, { prompt: rows[i].prompt, chosen: answers[Number(picked)], rejected: answers[1 - Number(picked)] })
+      await keys.press(key)
+      await page.getByText(`Record ${i + 2} of ${n} in this view`).waitFor()
+      await progressIs(i + 1)
+    }
+    assert.match(await page.getByTestId('label-status').innerText(), /^Saved: (left|right) chosen$/)
+    assert.match(await status.locator('option[value="labeled"]').innerText(), /^labeled \(5\)$/)
+    assert.equal(await list.locator('li button.labeled').count(), 5)
+
+    // Undo the fifth: it is unlabeled again and comes back into focus.
+    await keys.press('z')
+    await page.getByTestId('label-status').getByText('Undone').waitFor()
+    await page.getByText(`Record 5 of ${n} in this view`).waitFor()
+    await progressIs(4)
+    assert.equal(await page.getByTestId('record-state').innerText(), 'unlabeled')
+    assert.equal(await list.locator('li').nth(4).locator('button.unlabeled').count(), 1)
+    expected.delete(rows[4].prompt)
+    await page.getByTestId('counts').getByText(/Ready to train: 4 pairs/).waitFor()
+    await app.screenshot('data-page-labeling')
+
+    // What the store holds, read back through the export dialog: exactly the four kept choices.
+    const out = join(app.workDir, 'pairs.jsonl')
+    await page.getByRole('button', { name: 'Export…' }).focus()
+    await keys.press('Enter')
+    await page.getByLabel(/^Write to/).fill(out)
+    await keys.press('Enter')
+    assert.match(await page.getByTestId('export-result').innerText(), /: 4 dpo records/)
+    await keys.press('Escape')
+    const exported = await readJsonl(out)
+    assert.deepEqual(
+      exported.map((r) => r.prompt),
+      rows.slice(0, 4).map((r) => r.prompt)
+    )
+    for (const [prompt, pair] of expected) {
+      const row = exported.find((r) => r.prompt === prompt)
+      assert.ok(row, `exported pair for ${prompt}`)
+      assert.equal(row.chosen, pair.chosen, `chosen of "${prompt}"`)
+      assert.equal(row.rejected, pair.rejected, `rejected of "${prompt}"`)
+    }
+    assert.deepEqual(app.pageErrors, [])
+  })
+
+  it('imports labeled pairs with a format preview whose mapping can be changed', async () => {
+    const { page } = app
+    const keys = page.keyboard
+    await page.getByLabel('Project folder').fill(join(app.workDir, 'project'))
+    await keys.press('Enter')
+    await page.getByRole('button', { name: 'Import a dataset…' }).click()
     await page.getByLabel('File (JSON, JSONL or Parquet)').fill(demoFile)
     await keys.press('Enter')
     const facts = page.getByTestId('import-facts')
     await facts.waitFor()
     assert.match(await facts.innerText(), /JSONL, 30 records, columns: prompt, chosen, rejected\. Detected format: trl-preference/)
+    assert.equal(await page.getByTestId('import-pairable').count(), 0)
     assert.equal(await page.getByLabel('chosen * column').inputValue(), 'chosen')
     const sample = page.getByRole('table', { name: 'Sample records as they will be stored' })
     const firstAnswer = sample.locator('tbody tr').first().locator('td').nth(1)
@@ -70,51 +179,14 @@ describe('Data page: keyboard labeling', () => {
     assert.match(await page.getByTestId('import-result').innerText(), /Imported 30 records/)
     await keys.press('Escape')
     await page.getByRole('dialog').waitFor({ state: 'detached' })
-
-    const demo = await readJsonl(demoFile)
     const progress = page.getByRole('progressbar', { name: 'Labeling progress' })
     assert.equal(await progress.getAttribute('aria-valuemax'), '30')
-
-    // Five pairs by keyboard; for each, note which stored answer (0 = chosen in the file) sits
-    // on the side the key picks.
-    const pressed = ['2', '1', 'ArrowRight', 'ArrowLeft', '2']
-    const expected = new Map<string, Pair>()
-    for (const [i, key] of pressed.entries()) {
-      const prompt = demo[i].prompt
-      const side = key === '1' || key === 'ArrowLeft' ? 'Left' : 'Right'
-      const picked = await page.getByRole('article', { name: new RegExp(`^${side} answer`) }).getAttribute('data-candidate')
-      const original = demo[i]
-      expected.set(prompt, picked === '0' ? original : { prompt, chosen: original.rejected, rejected: original.chosen })
-      await keys.press(key)
-      await page.getByText(`Record ${i + 2} of 30 in this view`).waitFor()
+    // Imported pairs are labeled already; the next flows work from the fifth record.
+    assert.match(await page.getByTestId('counts').innerText(), /Ready to train: 30 pairs/)
+    for (let i = 2; i <= 5; i++) {
+      await keys.press('j')
+      await page.getByText(`Record ${i} of 30 in this view`).waitFor()
     }
-    assert.match(await page.getByTestId('label-status').innerText(), /^Saved: (left|right) chosen$/)
-
-    // Undo the fifth: it returns to the imported label and comes back into focus.
-    await keys.press('z')
-    await page.getByTestId('label-status').getByText('Undone').waitFor()
-    await page.getByText('Record 5 of 30 in this view').waitFor()
-    expected.set(demo[4].prompt, demo[4])
-    await app.screenshot('data-page-labeling')
-
-    // What the store holds, read back through the export dialog.
-    const out = join(app.workDir, 'pairs.jsonl')
-    await page.getByRole('button', { name: 'Export…' }).focus()
-    await keys.press('Enter')
-    await page.getByLabel(/^Write to/).fill(out)
-    await keys.press('Enter')
-    assert.match(await page.getByTestId('export-result').innerText(), /30 dpo records/)
-    await keys.press('Escape')
-    const exported = await readJsonl(out)
-    for (const [prompt, pair] of expected) {
-      const row = exported.find((r) => r.prompt === prompt)
-      assert.ok(row, `exported pair for ${prompt}`)
-      assert.equal(row.chosen, pair.chosen, `chosen of "${prompt}"`)
-      assert.equal(row.rejected, pair.rejected, `rejected of "${prompt}"`)
-    }
-    // The flips really flipped something (the sides are not all the stored order).
-    const flipped = [...expected.values()].filter((p, i) => p.chosen !== demo[i].chosen).length
-    assert.ok(flipped > 0 && flipped < 5, `flipped ${flipped} of 5`)
     assert.deepEqual(app.pageErrors, [])
   })
 

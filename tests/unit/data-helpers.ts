@@ -22,7 +22,7 @@ export function contentOf(project: Project): unknown[] {
     out.push({
       prompt: r.prompt,
       system: r.system,
-      candidates: r.candidates.map((c) => ({ content: c.content, kto: c.kto })),
+      candidates: r.candidates.map((c) => ({ content: c.content, source: c.source, kto: c.kto })),
       pair: r.pair ? { chosen: idx.get(r.pair.chosen), rejected: idx.get(r.pair.rejected) } : null,
       tie: r.tie,
       skipped: r.skipped,

@@ -136,6 +136,28 @@ const cases: { name: string; format: string; export: ExportFormat; method?: 'dpo
         non_preferred_output: [conv('assistant', 'Lyon')]
       }
     ]
+  },
+  {
+    name: 'Unlabeled candidates, plain strings, one or more answers, with a system prompt',
+    format: 'candidates',
+    export: 'candidates',
+    rows: [
+      { prompt: 'Name a colour.', completions: ['Blue.', 'Seven.'] },
+      { prompt: 'Say hi.', system: 'Be brief.', completions: ['Hi!', 'Greetings, esteemed person.', 'Hello.'] },
+      { prompt: 'Only one answer', completions: ['Alone'] }
+    ]
+  },
+  {
+    name: 'Unlabeled candidates, responses with model names, conversational prompt',
+    format: 'candidates',
+    export: 'candidates',
+    rows: [
+      {
+        prompt: [conv('system', 'S'), conv('user', 'Q1'), conv('assistant', 'A1'), conv('user', 'Q2')],
+        responses: [{ content: 'from a', model: 'model-a' }, { text: 'from b', source: 'model-b' }, 'unnamed']
+      },
+      { prompt: [conv('user', 'ünïcode ✓')], responses: [[conv('assistant', 'as a message')], { text: 'named', model: 'model-a' }] }
+    ]
   }
 ]
 
@@ -216,6 +238,59 @@ describe('round trip import -> export -> import', () => {
     p.close()
   })
 
+  it('unlabeled candidates import with no label, keep their sources, and labels made here reach the pair export', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const src = writeJsonl(join(dir, 'c.jsonl'), [
+      { prompt: 'P1', responses: [{ text: 'weak', model: 'demo-model' }, { text: 'strong', model: 'reference' }] },
+      { prompt: 'P2', responses: ['only'] },
+      { prompt: 'P3', responses: ['x', 'y'] }
+    ])
+    const preview = await previewImport(src)
+    expect(preview).toMatchObject({ format: 'candidates', mapping: { prompt: 'prompt', candidates: 'responses' }, problem: null, count: 3, pairable: 2 })
+    expect(preview.sampleRecords[0]).toEqual({ prompt: 'P1', system: null, candidates: [{ content: 'weak', source: 'demo-model' }, { content: 'strong', source: 'reference' }] })
+    // A JSON array reads the same; a bad answer there is named by its row.
+    const rows = readFileSync(src, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown)
+    writeFileSync(join(dir, 'c.json'), JSON.stringify(rows, null, 2))
+    expect(await previewImport(join(dir, 'c.json'))).toMatchObject({ fileKind: 'json', format: 'candidates', count: 3, pairable: 2, problem: null })
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify([rows[0], { prompt: 'P', responses: [null] }]))
+    expect((await previewImport(join(dir, 'bad.json'))).problem).toMatch(/bad\.json: row 2: field 'responses\[0\]': expected a string or an object/)
+    // Other formats say nothing about pairs.
+    expect((await previewImport(writeJsonl(join(dir, 'p.jsonl'), [{ prompt: 'P', chosen: 'a', rejected: 'b' }]))).pairable).toBeNull()
+
+    const p = new Project(join(dir, 'p'))
+    await p.importFiles([src])
+    expect(p.counts()).toMatchObject({ total: 3, unlabeled: 3, labeled: 0, pairs: 0, kto: 0, gold: 0 })
+    const r1 = p.getRecord(1)
+    expect(r1.candidates.map((c) => [c.content, c.source, c.kto])).toEqual([
+      ['weak', 'demo-model', null],
+      ['strong', 'reference', null]
+    ])
+    expect(r1).toMatchObject({ pair: null, status: 'unlabeled' })
+    // Nothing labeled: nothing to train on yet.
+    expect(exportProject(p, { format: 'trl-dpo', out: join(dir, 'none.jsonl') }).files[0].records).toBe(0)
+
+    p.setLabel(1, { kind: 'pair', chosen: r1.candidates[1].id, rejected: r1.candidates[0].id })
+    p.setLabel(2, { kind: 'kto', candidate: p.getRecord(2).candidates[0].id, desirable: false })
+    expect(p.counts()).toMatchObject({ unlabeled: 1, labeled: 2, pairs: 1 })
+    exportProject(p, { format: 'trl-dpo', out: join(dir, 'dpo.jsonl') })
+    expect(readFileSync(join(dir, 'dpo.jsonl'), 'utf8')).toBe('{"prompt":"P1","chosen":"strong","rejected":"weak"}\n')
+    exportProject(p, { format: 'trl-kto', out: join(dir, 'kto.jsonl') })
+    expect(readFileSync(join(dir, 'kto.jsonl'), 'utf8').trim().split('\n')).toEqual([
+      '{"prompt":"P1","completion":"weak","label":false}',
+      '{"prompt":"P1","completion":"strong","label":true}',
+      '{"prompt":"P2","completion":"only","label":false}'
+    ])
+    // The candidates export leaves the labels out: it is the set as it was before judging.
+    exportProject(p, { format: 'candidates', out: join(dir, 'again.jsonl') })
+    expect(readFileSync(join(dir, 'again.jsonl'), 'utf8').trim().split('\n')).toEqual([
+      '{"prompt":"P1","completions":[{"text":"weak","model":"demo-model"},{"text":"strong","model":"reference"}]}',
+      '{"prompt":"P2","completions":["only"]}',
+      '{"prompt":"P3","completions":["x","y"]}'
+    ])
+    p.close()
+  })
+
   it('a pair exports to KTO as one desirable and one undesirable record, and all three TRL methods read back', async () => {
     const { dir, cleanup } = tempDir()
     cleanups.push(cleanup)
@@ -264,7 +339,12 @@ describe('round trip import -> export -> import', () => {
     const { dir, cleanup } = tempDir()
     cleanups.push(cleanup)
     const demo = join(__dirname, '..', '..', 'resources', 'demo')
-    const files: Record<string, ExportFormat> = { 'preference.jsonl': 'trl-dpo', 'kto.jsonl': 'trl-kto', 'sft.jsonl': 'trl-sft' }
+    const files: Record<string, ExportFormat> = {
+      'preference.jsonl': 'trl-dpo',
+      'kto.jsonl': 'trl-kto',
+      'sft.jsonl': 'trl-sft',
+      'candidates.jsonl': 'candidates'
+    }
     expect(readdirSync(demo).filter((f) => f.endsWith('.jsonl')).sort()).toEqual(Object.keys(files).sort())
     for (const [name, format] of Object.entries(files)) {
       const p = new Project(join(dir, name))

@@ -1,7 +1,8 @@
 // Writes the store out in the formats the trainers read: TRL JSONL per method (dpo:
 // prompt/chosen/rejected; kto: prompt/completion/label; sft: messages, or prompt/completion
 // when every record is plain text), and
-// LLaMA-Factory files with their dataset_info.json entries. Files are written to a temporary
+// LLaMA-Factory files with their dataset_info.json entries, and the unlabeled candidates format
+// (prompts with their answers, no labels). Files are written to a temporary
 // name, fsynced and renamed, so a crash never leaves half an export under the real name.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
@@ -137,15 +138,41 @@ export function writeAtomically(path: string, lines: Iterable<string>): number {
   return n
 }
 
-const TRL_METHOD: Record<Exclude<ExportFormat, 'llamafactory'>, Method> = { 'trl-dpo': 'dpo', 'trl-kto': 'kto', 'trl-sft': 'sft' }
+/**
+ * The candidates import format: each record's prompt, system and answers, labels left out, so
+ * a set can be labeled again elsewhere (or by someone else). An answer from the default source
+ * is a plain string; one with a named source is {text, model}.
+ */
+export function candidatesLine(rec: DataRecord): Record<string, unknown> {
+  return {
+    prompt: rec.prompt,
+    ...(rec.system !== null ? { system: rec.system } : {}),
+    completions: rec.candidates.map((c) => (c.source === 'import' ? c.content : { text: c.content, model: c.source }))
+  }
+}
+
+function exportCandidates(project: Project, out: string, split: Split | undefined): ExportResult {
+  if (existsSync(out) && statSync(out).isDirectory()) throw new DataError('is a directory; give a .jsonl file path', { file: out })
+  const n = writeAtomically(
+    out,
+    (function* () {
+      // Records without answers (SFT prompts) have nothing to judge; excluded ones stay out as in every export.
+      for (const rec of project.iterateRecords({ split })) if (rec.candidates.length) yield JSON.stringify(candidatesLine(rec)) + '\n'
+    })()
+  )
+  return { files: [{ path: out, records: n, method: 'candidates' }], datasetInfo: null }
+}
+
+const TRL_METHOD: Record<Exclude<ExportFormat, 'llamafactory' | 'candidates'>, Method> = { 'trl-dpo': 'dpo', 'trl-kto': 'kto', 'trl-sft': 'sft' }
 
 export function exportProject(project: Project, opts: ExportOptions): ExportResult {
   const { format, out, split } = opts
   if (!out) throw new DataError('an output path is needed', { field: 'out' })
   if (split !== undefined && split !== 'train' && split !== 'val') throw new DataError(`split must be train or val, got '${String(split)}'`, { field: 'split' })
   if (format === 'llamafactory') return exportLlamaFactory(project, out, split, opts.name ?? 'tunebench')
+  if (format === 'candidates') return exportCandidates(project, out, split)
   const method = TRL_METHOD[format as keyof typeof TRL_METHOD]
-  if (!method) throw new DataError(`unknown export format '${String(format)}' (trl-dpo, trl-kto, trl-sft, llamafactory)`, { field: 'format' })
+  if (!method) throw new DataError(`unknown export format '${String(format)}' (trl-dpo, trl-kto, trl-sft, llamafactory, candidates)`, { field: 'format' })
   if (existsSync(out) && statSync(out).isDirectory()) throw new DataError('is a directory; give a .jsonl file path', { file: out })
   const conv = isConversational(project, method, split)
   const n = writeAtomically(

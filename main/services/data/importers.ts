@@ -1,7 +1,8 @@
 // Recognises the dataset formats of the ecosystem and turns each row into a store record.
 // Formats: TRL (preference, unpaired, prompt-completion, messages; plain or conversational),
 // LLaMA-Factory alpaca and sharegpt (with ranking and kto_tag, from/value or role/content tags),
-// and OpenAI chat (messages) and preference fine-tuning (input/preferred_output/non_preferred_output).
+// OpenAI chat (messages) and preference fine-tuning (input/preferred_output/non_preferred_output),
+// and unlabeled candidates (prompt with a list of completions or responses) for labeling here.
 // The mapping names, for each field a format uses, the column it is read from; the user may change it.
 import { readFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
@@ -16,6 +17,9 @@ export interface FormatSpec {
   /** Fields in the order the preview shows them; `required` ones must be mapped. */
   fields: { name: string; required: boolean; defaults: string[] }[]
 }
+
+/** Column names the candidates format looks for, in this order. */
+const CANDIDATE_COLUMNS = ['completions', 'responses', 'candidates']
 
 export const FORMATS: FormatSpec[] = [
   {
@@ -82,6 +86,16 @@ export const FORMATS: FormatSpec[] = [
       { name: 'preferred_output', required: true, defaults: ['preferred_output'] },
       { name: 'non_preferred_output', required: true, defaults: ['non_preferred_output'] }
     ]
+  },
+  {
+    // Prompts with answers still to be judged (e.g. from two models): imported with no label.
+    id: 'candidates',
+    label: 'Unlabeled candidates (prompt / completions or responses)',
+    fields: [
+      { name: 'prompt', required: true, defaults: ['prompt'] },
+      { name: 'candidates', required: true, defaults: CANDIDATE_COLUMNS },
+      { name: 'system', required: false, defaults: ['system'] }
+    ]
   }
 ]
 
@@ -104,6 +118,9 @@ export function detectFormat(columns: string[], sample: Record<string, unknown>[
     if (!has('chosen')) return 'trl-messages'
   }
   if (has('chosen') && has('rejected')) return 'trl-preference'
+  // A prompt with a list of answers and no label column: candidates still to be judged.
+  const list = CANDIDATE_COLUMNS.find((c) => has(c) && sample.some((r) => Array.isArray(r[c])))
+  if (has('prompt') && list && !has('label') && !has('kto_tag')) return 'candidates'
   if (has('completion') && (has('label') || has('kto_tag'))) return 'trl-unpaired'
   if (has('prompt') && has('completion')) return 'trl-prompt-completion'
   return null
@@ -323,7 +340,45 @@ function convert(format: DataFormatId, get: Getter): RecordInput {
         pair: { chosen: 0, rejected: 1 }
       }
     }
+    case 'candidates':
+      return candidatesRecord(get)
   }
+}
+
+/**
+ * One candidate answer: a string, a single assistant message list, or an object with text (or
+ * content) and an optional model (or source) name kept as the candidate's source.
+ */
+function candidateOf(v: unknown, field: string): { content: string; source?: string } {
+  if (typeof v === 'string') return { content: checkString(v, field) }
+  if (Array.isArray(v)) return { content: completionText(checkMessages(v, field), field) }
+  if (!v || typeof v !== 'object') throw new DataError(`expected a string or an object {text, model}, got ${v === null ? 'null' : typeof v}`, { field })
+  const o = v as Record<string, unknown>
+  if ('role' in o && o.role !== 'assistant') throw new DataError(`expected an assistant answer, got role ${JSON.stringify(o.role)}`, { field: `${field}.role` })
+  const key = 'text' in o ? 'text' : 'content' in o ? 'content' : null
+  if (!key) throw new DataError(`missing: an answer object needs 'text' or 'content' (keys: ${Object.keys(o).join(', ') || 'none'})`, { field: `${field}.text` })
+  const content = checkString(o[key], `${field}.${key}`)
+  const nameKey = 'model' in o ? 'model' : 'source' in o ? 'source' : null
+  if (!nameKey || o[nameKey] === null) return { content }
+  const source = checkString(o[nameKey], `${field}.${nameKey}`)
+  if (!source) throw new DataError('expected a non-empty name', { field: `${field}.${nameKey}` })
+  return { content, source }
+}
+
+function candidatesRecord(get: Getter): RecordInput {
+  const p = required(get, 'prompt')
+  const c = required(get, 'candidates')
+  const { prompt, system: fromPrompt } = promptOf(checkText(p.value, p.column), p.column)
+  const s = get('system')
+  let system = fromPrompt
+  if (s && s.value != null && s.value !== '') {
+    if (fromPrompt !== null) throw new DataError('a system prompt is given both here and as the first prompt message', { field: s.column })
+    system = checkString(s.value, s.column)
+  }
+  if (!Array.isArray(c.value)) throw new DataError(`expected a list of candidate answers, got ${typeof c.value}`, { field: c.column })
+  if (!c.value.length) throw new DataError('expected at least one candidate answer, got an empty list', { field: c.column })
+  const candidates = c.value.map((v, i) => candidateOf(v, `${c.column}[${i}]`))
+  return { prompt, system, candidates }
 }
 
 /** A whole conversation for SFT: the last assistant turn is the gold answer, the rest the prompt. */

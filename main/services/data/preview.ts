@@ -27,8 +27,33 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
     }
   } else problem = `cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`
   let count = 0
-  if (info.kind === 'jsonl') count = await countJsonlRecords(file)
-  else for await (const _ of readRows(file, info.kind)) count++
+  let pairable: number | null = null
+  if (format === 'candidates' && !problem) {
+    // How many records can be compared as a pair (two or more answers) needs every record read;
+    // the same pass counts them and finds the first bad one.
+    pairable = 0
+    try {
+      for await (const row of readRows(file, info.kind)) {
+        count++
+        let rec: RecordInput
+        try {
+          rec = convertRow(row.value, format, mapping)
+        } catch (e) {
+          throw e instanceof DataError ? e.at(where(file, row.kind, row.index)) : e
+        }
+        if (rec.candidates.length >= 2) pairable++
+      }
+    } catch (e) {
+      if (!(e instanceof DataError)) throw e
+      problem = e.message
+      pairable = null
+      count = 0
+    }
+  }
+  if (pairable === null) {
+    if (info.kind === 'jsonl') count = await countJsonlRecords(file)
+    else for await (const _ of readRows(file, info.kind)) count++
+  }
   return {
     file,
     fileKind: info.kind,
@@ -39,7 +64,8 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
     sampleRows: info.sample,
     sampleRecords,
     problem,
-    count
+    count,
+    pairable
   }
 }
 
