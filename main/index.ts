@@ -72,6 +72,9 @@ app.whenReady().then(() => {
   services = createServices({
     dataDir: app.getPath('userData'),
     emit,
+    // better-sqlite3 in node_modules is built for the system Node (tests, serve mode, CLI); the
+    // desktop app loads the build for its own Electron that scripts/electron-sqlite.mjs makes.
+    sqliteBinding: join(app.getAppPath(), 'out', 'electron-native', process.versions.electron, 'better_sqlite3.node'),
     pickFolder: async () => {
       const options = { title: 'Open a Hugging Face model folder', properties: ['openDirectory' as const] }
       const result = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options)

@@ -17,6 +17,9 @@ export interface ServiceOptions {
   hubEndpoint?: string
   /** Native folder dialog, given by the desktop app only. */
   pickFolder?: () => Promise<string | null>
+  /** Path of a better_sqlite3.node built for this runtime: the desktop app's Electron build
+   *  (scripts/electron-sqlite.mjs). Without it the data service uses the one in node_modules. */
+  sqliteBinding?: string
 }
 
 export interface Services {
@@ -49,7 +52,7 @@ export function createServices(options: ServiceOptions): Services {
       emit: options.emit,
       pickFolder: options.pickFolder
     }, onClose),
-    ...createDataHandlers({ emit: options.emit }, onClose),
+    ...createDataHandlers({ emit: options.emit, sqliteBinding: options.sqliteBinding }, onClose),
     ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), indexFile: join(options.dataDir, 'runs-index.json'), emit: options.emit }, onClose)
   }
   return {

@@ -4,12 +4,12 @@ import { decontaminate, excludeHits } from './decontam'
 import { DataError } from './errors'
 import { exportProject } from './export'
 import { previewImport } from './preview'
-import { closeProject, openProject, type Project } from './store'
+import { closeProject, openProject, type Project, type StoreOptions } from './store'
 import { tokenizePreview } from './tokenizePreview'
 
 export type DataHandlers = Pick<Handlers, Extract<keyof Handlers, `data.${string}`>>
 
-export function createDataHandlers(opts: { emit: Emit }, onClose?: (close: () => void) => void): DataHandlers {
+export function createDataHandlers(opts: { emit: Emit } & StoreOptions, onClose?: (close: () => void) => void): DataHandlers {
   let project: Project | null = null
   const current = (): Project => {
     if (!project) throw new DataError('no project is open; open a project folder first')
@@ -22,7 +22,7 @@ export function createDataHandlers(opts: { emit: Emit }, onClose?: (close: () =>
   return {
     'data.open': async (dir) => {
       if (typeof dir !== 'string' || !dir) throw new DataError('a project folder is needed')
-      const next = openProject(dir)
+      const next = openProject(dir, { sqliteBinding: opts.sqliteBinding })
       if (project && project !== next) closeProject(project.dir)
       project = next
       return project.info()

@@ -3,13 +3,13 @@
 // Imports stage into a separate scratch database first and are copied into the project in
 // one transaction at the end, so a failed or killed import leaves the project unchanged and
 // label writes can go on while a long file is being read.
-import Database from 'better-sqlite3'
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { DataError } from './errors'
 import { checkString, checkText } from './formats'
 import { readRecords } from './importers'
 import { migrate } from './schema'
+import { openDatabase, type SqliteDatabase } from './sqlite'
 import type {
   Candidate,
   ChatMessage,
@@ -75,7 +75,7 @@ function now(): string {
   return new Date().toISOString()
 }
 
-function applySchema(db: Database.Database): void {
+function applySchema(db: SqliteDatabase): void {
   migrate(db)
 }
 
@@ -92,20 +92,28 @@ const STAGING_SCHEMA = `
   CREATE TABLE candidates (id INTEGER PRIMARY KEY, record_id INTEGER, idx INTEGER, content TEXT, source TEXT, kto INTEGER);
 `
 
+export interface StoreOptions {
+  /** Path of a better_sqlite3.node built for this runtime (the desktop app's Electron build);
+   *  without it the build in node_modules is used. */
+  sqliteBinding?: string
+}
+
 export class Project {
   readonly dir: string
   readonly dbPath: string
-  readonly db: Database.Database
+  readonly db: SqliteDatabase
   private stmts: ReturnType<Project['prepare']>
   private countsCache: RecordCounts | null = null
   private countsVersion = -1
+  private readonly sqliteBinding: string | undefined
 
-  constructor(dir: string) {
+  constructor(dir: string, options: StoreOptions = {}) {
     this.dir = resolve(dir)
     this.dbPath = join(this.dir, DB_FILE)
     mkdirSync(this.dir, { recursive: true })
     this.removeStaleStaging()
-    this.db = new Database(this.dbPath)
+    this.sqliteBinding = options.sqliteBinding
+    this.db = openDatabase(this.dbPath, this.sqliteBinding)
     this.db.pragma('journal_mode = WAL')
     // FULL: the WAL is fsynced at every commit, so an acknowledged label survives power loss too.
     this.db.pragma('synchronous = FULL')
@@ -502,7 +510,7 @@ export class Project {
     const split = opts.split ?? 'train'
     if (split !== 'train' && split !== 'val') throw new DataError(`split must be train or val, got '${String(split)}'`, { field: 'split' })
     const stagingPath = join(this.dir, `${STAGING_PREFIX}${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.db`)
-    const staging = new Database(stagingPath)
+    const staging = openDatabase(stagingPath, this.sqliteBinding)
     const perFile: { file: string; records: number; format: string | null }[] = []
     try {
       staging.pragma('journal_mode = OFF')
@@ -584,7 +592,7 @@ export class Project {
  * Inserts records with ids assigned here (from the current maxima), so a record and its
  * candidates go in with one statement each and the pair needs no second write.
  */
-function insertStatements(db: Database.Database) {
+function insertStatements(db: SqliteDatabase) {
   const rec = db.prepare(
     `INSERT INTO records (id, prompt, prompt_text, system, split, source, source_index, pair_chosen, pair_rejected, gold, note, status, created_at, updated_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -649,11 +657,11 @@ function processAlive(pid: number): boolean {
 const open = new Map<string, Project>()
 
 /** Opens (creating if needed) the project in dir; one shared connection per folder per process. */
-export function openProject(dir: string): Project {
+export function openProject(dir: string, options: StoreOptions = {}): Project {
   const key = resolve(dir)
   let p = open.get(key)
   if (!p || !p.db.open) {
-    p = new Project(key)
+    p = new Project(key, options)
     open.set(key, p)
   }
   return p
