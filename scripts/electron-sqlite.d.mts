@@ -12,4 +12,4 @@ export declare function buildBetterSqlite3(options: {
   nodedir?: string
   jobs?: number
   quiet?: boolean
-}): string
+}): Promise<string>

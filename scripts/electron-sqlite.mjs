@@ -12,7 +12,7 @@
 // `npm start` runs this before `electron .`. It does nothing when the build is already there, or
 // when the Electron binary is not installed (ELECTRON_SKIP_BINARY_DOWNLOAD=1).
 //   node scripts/electron-sqlite.mjs [--force] [--continue-on-error]
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -76,9 +76,10 @@ export function findNodeGyp() {
  * better_sqlite3.node to outFile (atomically: a half-written file is never left there).
  * runtime/target/distUrl/nodedir are node-gyp's: { runtime: 'electron', target: '38.8.6',
  * distUrl: ELECTRON_HEADERS_URL } for Electron; { target: process.versions.node, nodedir: '/usr' }
- * for a Node whose headers are installed.
+ * for a Node whose headers are installed. Asynchronous, so a caller's event loop keeps running
+ * through the minutes of compiling (a test runner's worker would otherwise stop answering).
  */
-export function buildBetterSqlite3({ outFile, target, runtime, distUrl, nodedir, jobs = 2, quiet = false }) {
+export async function buildBetterSqlite3({ outFile, target, runtime, distUrl, nodedir, jobs = 2, quiet = false }) {
   if (!outFile || !target) throw new Error('buildBetterSqlite3 needs outFile and target')
   const pkgDir = betterSqlite3Dir()
   const nodeGyp = findNodeGyp()
@@ -91,17 +92,10 @@ export function buildBetterSqlite3({ outFile, target, runtime, distUrl, nodedir,
     if (nodedir) args.push(`--nodedir=${nodedir}`)
     const env = { ...process.env }
     for (const key of Object.keys(env)) if (NODE_GYP_SETTINGS.test(key)) delete env[key]
-    const result = spawnSync(process.execPath, args, {
-      cwd: work,
-      env,
-      stdio: quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit',
-      maxBuffer: 256 * 1024 * 1024,
-      encoding: 'utf8'
-    })
-    if (result.error) throw result.error
-    if (result.status !== 0) {
-      const output = quiet ? `\n${(result.stdout ?? '') + (result.stderr ?? '')}`.slice(-4000) : ''
-      throw new Error(`node-gyp ${args.slice(1).join(' ')} failed with exit code ${result.status}${output}`)
+    const status = await run(process.execPath, args, { cwd: work, env, quiet })
+    if (status.code !== 0) {
+      const output = quiet ? `\n${status.output.slice(-4000)}` : ''
+      throw new Error(`node-gyp ${args.slice(1).join(' ')} failed with exit code ${status.code}${output}`)
     }
     const built = join(work, 'build', 'Release', 'better_sqlite3.node')
     if (!existsSync(built)) throw new Error(`node-gyp finished but ${built} was not made`)
@@ -113,6 +107,22 @@ export function buildBetterSqlite3({ outFile, target, runtime, distUrl, nodedir,
   } finally {
     rmSync(work, { recursive: true, force: true })
   }
+}
+
+/** Runs a command to its end; quiet keeps its output (for the error) instead of showing it. */
+function run(command, args, { cwd, env, quiet }) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { cwd, env, stdio: quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit' })
+    let output = ''
+    const keep = (chunk) => {
+      // Only the end is ever shown; SQLite's compile can print a lot of warnings.
+      output = (output + chunk.toString()).slice(-16000)
+    }
+    child.stdout?.on('data', keep)
+    child.stderr?.on('data', keep)
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolvePromise({ code: code ?? `signal ${signal}`, output }))
+  })
 }
 
 /** The stamp beside a build: the better-sqlite3 version it was built from, so an upgrade rebuilds. */
@@ -129,7 +139,7 @@ function isUpToDate(outFile, version) {
   }
 }
 
-function main(argv) {
+async function main(argv) {
   const force = argv.includes('--force')
   const electron = installedElectronVersion()
   if (!electron) {
@@ -144,7 +154,7 @@ function main(argv) {
       `(compiles SQLite, a few minutes; the first build downloads Electron's headers from ${ELECTRON_HEADERS_URL})`
   )
   rmSync(stampPath(outFile), { force: true })
-  buildBetterSqlite3({ outFile, runtime: 'electron', target: electron, distUrl: ELECTRON_HEADERS_URL })
+  await buildBetterSqlite3({ outFile, runtime: 'electron', target: electron, distUrl: ELECTRON_HEADERS_URL })
   writeFileSync(stampPath(outFile), JSON.stringify({ electron, betterSqlite3 }, null, 2) + '\n')
   console.log(`electron-sqlite: built ${outFile}`)
 }
@@ -152,7 +162,7 @@ function main(argv) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const argv = process.argv.slice(2)
   try {
-    main(argv)
+    await main(argv)
   } catch (err) {
     console.error(`electron-sqlite: ${err instanceof Error ? err.message : String(err)}`)
     if (argv.includes('--continue-on-error')) {
