@@ -633,7 +633,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   if (train && !head_trained) ts->ew.resize(size_t(M) * C);
   else ts->ew.clear();
   logprob_forward(lp_sel.data(), ts->lse.data(), ts->ew.empty() ? nullptr : ts->ew.data(), ts->hsel.data(), head,
-                  ts->targets.data(), M, C, c.vocab);
+                  ts->targets.data(), M, C, c.vocab, &head_scratch_);
   std::vector<float> out(BT, 0.0f);
   for (int m = 0; m < M; m++) out[ts->sel_pos[m]] = lp_sel[m];
   if (train) {
@@ -668,7 +668,7 @@ void Model::backward(const std::vector<float>& dlogps) {
   if (!ts.ew.empty())
     logprob_backward_expected(dh.data(), dlp.data(), ts.ew.data(), head.w.data(), ts.targets.data(), M, C);
   else
-    logprob_backward(dh.data(), grad_of(head, full_), dlp.data(), ts.hsel.data(), head.w.data(), ts.targets.data(), ts.lse.data(), M, C, c.vocab);
+    logprob_backward(dh.data(), grad_of(head, full_), dlp.data(), ts.hsel.data(), head.w.data(), ts.targets.data(), ts.lse.data(), M, C, c.vocab, &head_scratch_);
   rmsnorm_backward(dhx.data(), grad_of(final_norm_, full_), dh.data(), ts.hsel_x.data(), final_norm_.w.data(), ts.rstd_f.data(), M, C);
   std::vector<float>& dx = ts.dx;
   zeros(dx, size_t(N) * C);

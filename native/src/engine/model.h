@@ -160,6 +160,8 @@ class Model {
   std::shared_ptr<TrainState> ts_;
   std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes
   bool train_state_valid_ = false;
+  // Logits chunk of the head, shared by every pass (calls on one model never overlap).
+  std::vector<float> head_scratch_;
 };
 
 }  // namespace tb

@@ -359,10 +359,12 @@ static int vocab_chunk(int M, int V) {
 }
 
 void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
-                     int M, int C, int V) {
+                     int M, int C, int V, std::vector<float>* scratch) {
   if (M == 0) return;
   int chunk = vocab_chunk(M, V);
-  std::vector<float> logits(size_t(M) * chunk);
+  std::vector<float> local;
+  std::vector<float>& logits = scratch ? *scratch : local;
+  if (logits.size() < size_t(M) * chunk) logits.resize(size_t(M) * chunk);
   std::vector<float> mx(M, -INFINITY), sum(M, 0.0f), tl(M, 0.0f);
   if (ew) memset(ew, 0, sizeof(float) * size_t(M) * C);
   for (int v0 = 0; v0 < V; v0 += chunk) {
@@ -401,10 +403,12 @@ void logprob_backward_expected(float* dh, const float* dlp, const float* ew, con
 }
 
 void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const float* W,
-                      const int32_t* target, const float* lse, int M, int C, int V) {
+                      const int32_t* target, const float* lse, int M, int C, int V, std::vector<float>* scratch) {
   if (M == 0) return;
   int chunk = vocab_chunk(M, V);
-  std::vector<float> logits(size_t(M) * chunk);
+  std::vector<float> local;
+  std::vector<float>& logits = scratch ? *scratch : local;
+  if (logits.size() < size_t(M) * chunk) logits.resize(size_t(M) * chunk);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int vc = std::min(chunk, V - v0);
     gemm(false, true, M, vc, C, 1.0f, h, C, W + size_t(v0) * C, C, 0.0f, logits.data(), vc);

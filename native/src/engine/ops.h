@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace tb {
 
@@ -66,14 +67,17 @@ void swiglu_backward(float* dg, float* du, const float* dh, const float* g, cons
 // lp[m] = logits[m,target] - lse[m]; lse saved for backward.
 // When ew is non-null it receives sum_v softmax_v W[v,:] per row (the expected head row), which
 // makes the backward of a frozen head one axpy per row (logprob_backward_expected).
+// scratch (optional) holds the logits chunk between calls, so that a step does not allocate, page
+// in and zero 16 MB again.
 void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
-                     int M, int C, int V);
+                     int M, int C, int V, std::vector<float>* scratch = nullptr);
 // dh += dlp * (W[target] - ew): the backward for a head that is not trained.
 void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
                                int M, int C);
 // dh += d lp / d h * dlp ; dW += ... (when non-null), recomputing each logits chunk.
 void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const float* W,
-                      const int32_t* target, const float* lse, int M, int C, int V);
+                      const int32_t* target, const float* lse, int M, int C, int V,
+                      std::vector<float>* scratch = nullptr);
 
 // Tests: force the vocabulary chunk size (0 = automatic) to exercise the online logsumexp.
 void set_logprob_chunk(int vocab_rows);
