@@ -7,14 +7,9 @@ import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export interface EngineFacts {
-  version: string
-  cpuFeatures: string[]
-  threads: number
-  blas: string
-  cudaCompiled: boolean
-  cudaDevice: string | null
-}
+import type { EngineFacts } from '../preload/types/engine'
+
+export type { EngineFacts }
 
 export type LoraTarget = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
 export const LORA_TARGETS: readonly LoraTarget[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down']
