@@ -4,7 +4,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '../api'
-import { errorMessage } from '../lib/guarded'
+import { guarded } from '../lib/guarded'
 import type { DataRecord, LabelAction } from '../../../preload/types/data'
 import type { LabelMode } from '../lib/labelKeys'
 import { pairSides } from '../lib/pairOrder'
@@ -16,6 +16,7 @@ export const useLabelingStore = defineStore('labeling', () => {
   const index = ref(0)
   const saving = ref(false)
   const error = ref<string | null>(null)
+  const guard = guarded(error, saving)
   /** A short line saying what the last key did ("Saved: left chosen", "Undone"). */
   const status = ref('')
 
@@ -45,20 +46,14 @@ export const useLabelingStore = defineStore('labeling', () => {
   async function apply(action: LabelAction, said: string, advance = true): Promise<boolean> {
     const record = current.value
     if (!record || saving.value) return false
-    saving.value = true
-    error.value = null
-    try {
+    const saved = await guard(async () => {
       const result = await api.data.label(record.id, action)
       project.replaceRecord(result.record, result.counts)
       status.value = said
       if (advance) await next()
       return true
-    } catch (err) {
-      error.value = errorMessage(err)
-      return false
-    } finally {
-      saving.value = false
-    }
+    })
+    return saved ?? false
   }
 
   /** Pair mode: the answer shown left (0) or right (1) is the better one. */
@@ -95,9 +90,7 @@ export const useLabelingStore = defineStore('labeling', () => {
 
   async function undo(): Promise<boolean> {
     if (saving.value) return false
-    saving.value = true
-    error.value = null
-    try {
+    const undone = await guard(async () => {
       const result = await api.data.undo()
       if (!result) {
         status.value = 'Nothing to undo'
@@ -110,12 +103,8 @@ export const useLabelingStore = defineStore('labeling', () => {
       answerIndex.value = mode.value === 'kto' && unjudged >= 0 ? unjudged : 0
       status.value = 'Undone'
       return true
-    } catch (err) {
-      error.value = errorMessage(err)
-      return false
-    } finally {
-      saving.value = false
-    }
+    })
+    return undone ?? false
   }
 
   return { mode, index, current, position, answerIndex, answer, saving, error, status, go, next, previous, focus, pick, tie, skip, kto, saveGold, undo }
