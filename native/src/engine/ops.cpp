@@ -193,7 +193,10 @@ void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, 
 }
 
 // ---------------------------------------------------------------- rope
-void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D) {
+// Rotates each head's half-split pairs by the position's angle; sin_sign -1 rotates back,
+// which is the backward (the rotation is orthogonal, so its transpose is its inverse).
+static void rope_rotate(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D,
+                        float sin_sign) {
   int half = D / 2;
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
@@ -202,29 +205,20 @@ void rope_forward(float* x, const float* cos, const float* sin, const int32_t* p
     for (int h = 0; h < H; h++) {
       float* v = x + (size_t(n) * H + h) * D;
       for (int i = 0; i < half; i++) {
-        float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
+        float a = v[i], b = v[i + half], si = sin_sign * s[i];
+        v[i] = a * c[i] - b * si;
+        v[i + half] = b * c[i] + a * si;
       }
     }
   }
 }
 
+void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D) {
+  rope_rotate(x, cos, sin, pos, N, H, D, 1.0f);
+}
+
 void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D) {
-  int half = D / 2;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) {
-    const float* c = cos + size_t(pos[n]) * half;
-    const float* s = sin + size_t(pos[n]) * half;
-    for (int h = 0; h < H; h++) {
-      float* v = dx + (size_t(n) * H + h) * D;
-      for (int i = 0; i < half; i++) {
-        float a = v[i], b = v[i + half];
-        v[i] = a * c[i] + b * s[i];
-        v[i + half] = b * c[i] - a * s[i];
-      }
-    }
-  }
+  rope_rotate(dx, cos, sin, pos, N, H, D, -1.0f);
 }
 
 // ---------------------------------------------------------------- attention
