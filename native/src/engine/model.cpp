@@ -367,7 +367,8 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
   LayerWeights& w = L_[l];
   int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
   size_t nC = size_t(N) * C, nq = size_t(N) * Hq * D, nk = size_t(N) * Hk * D, nI = size_t(N) * I;
-  a.x_in.assign(x_in, x_in + nC);
+  a.x_in.resize(nC);
+  copy_floats(a.x_in.data(), x_in, nC);
   a.xn1.resize(nC); a.rstd1.resize(N);
   a.q.resize(nq); a.k.resize(nk); a.v.resize(nk);
   a.att.resize(nq); a.lse.resize(size_t(N) * Hq);
@@ -429,12 +430,12 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
   rope_forward(a.k.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hk, D);
   attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
   proj(O, a.att.data(), a.x_mid.data());
-  for (size_t i = 0; i < nC; i++) a.x_mid[i] += a.x_in[i];
+  add_inplace(a.x_mid.data(), a.x_in.data(), nC);
   rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_norm.w.data(), N, C, float(c.rms_eps));
   shared({{GATE, a.g.data()}, {UP, a.u.data()}}, a.xn2.data());
   swiglu_forward(a.h.data(), a.g.data(), a.u.data(), nI);
   proj(DOWN, a.h.data(), x_out);
-  for (size_t i = 0; i < nC; i++) x_out[i] += a.x_mid[i];
+  add_inplace(x_out, a.x_mid.data(), nC);
 }
 
 // A projection whose LoRA branch may run stacked with the others reading the same input: it has
@@ -447,7 +448,7 @@ static float* grad_of(Param& p, bool on) { return on && !p.grad.empty() ? p.grad
 
 static void zeros(std::vector<float>& v, size_t n) {
   v.resize(n);
-  std::fill(v.begin(), v.end(), 0.0f);
+  fill_zero(v.data(), n);
 }
 
 void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const Pass& p) {
@@ -533,7 +534,7 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
   }
   // The first layer's input gradient only feeds the embedding: skip it when that is frozen.
   bool need_dx = full || l > 0;
-  std::fill(dxn.begin(), dxn.end(), 0.0f);
+  fill_zero(dxn.data(), nC);
   bshared({{Q, dq.data()}, {K, dk.data()}, {V, dv.data()}}, a.xn1.data(), need_dx ? dxn.data() : nullptr);
   if (need_dx)
     rmsnorm_backward(dx, grad_of(w.in_norm, full), dxn.data(), a.x_in.data(), w.in_norm.w.data(), a.rstd1.data(), N, C);
@@ -622,6 +623,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   ts->hsel.resize(size_t(M) * C);
   ts->rstd_f.resize(M);
   ts->lse.resize(M);
+#pragma omp parallel for schedule(static)
   for (int m = 0; m < M; m++) memcpy(&ts->hsel_x[size_t(m) * C], &x[size_t(ts->sel_rows[m]) * C], sizeof(float) * C);
   rmsnorm_forward(ts->hsel.data(), ts->rstd_f.data(), ts->hsel_x.data(), final_norm_.w.data(), M, C, float(c.rms_eps));
   check_cancel();
@@ -672,11 +674,9 @@ void Model::backward(const std::vector<float>& dlogps) {
   rmsnorm_backward(dhx.data(), grad_of(final_norm_, full_), dh.data(), ts.hsel_x.data(), final_norm_.w.data(), ts.rstd_f.data(), M, C);
   std::vector<float>& dx = ts.dx;
   zeros(dx, size_t(N) * C);
-  for (int m = 0; m < M; m++) {
-    float* d = &dx[size_t(ts.sel_rows[m]) * C];
-    const float* s = &dhx[size_t(m) * C];
-    for (int i = 0; i < C; i++) d[i] += s[i];
-  }
+  // Each selected row is a distinct position, so rows can be added in parallel.
+#pragma omp parallel for schedule(static)
+  for (int m = 0; m < M; m++) row_axpy(&dx[size_t(ts.sel_rows[m]) * C], &dhx[size_t(m) * C], C, 1.0f);
   std::vector<float>& scratch_out = ts.x2;
   for (int l = c.layers - 1; l >= 0; l--) {
     check_cancel();

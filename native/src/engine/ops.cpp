@@ -33,6 +33,34 @@ float hash_uniform(uint64_t seed, uint64_t counter) {
   return float(mix_seed(seed, counter) >> 40) * (1.0f / 16777216.0f);
 }
 
+// ---------------------------------------------------------------- elementwise
+// Chunks of 16k floats: large enough to amortise the scheduling, small enough to balance.
+static const int64_t kSpan = 1 << 14;
+
+void add_inplace(float* y, const float* x, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < (int64_t(n) + kSpan - 1) / kSpan; c++) {
+    int64_t i0 = c * kSpan, i1 = std::min(int64_t(n), i0 + kSpan);
+    row_axpy(y + i0, x + i0, int(i1 - i0), 1.0f);
+  }
+}
+
+void fill_zero(float* y, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < (int64_t(n) + kSpan - 1) / kSpan; c++) {
+    int64_t i0 = c * kSpan, i1 = std::min(int64_t(n), i0 + kSpan);
+    memset(y + i0, 0, sizeof(float) * size_t(i1 - i0));
+  }
+}
+
+void copy_floats(float* y, const float* x, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < (int64_t(n) + kSpan - 1) / kSpan; c++) {
+    int64_t i0 = c * kSpan, i1 = std::min(int64_t(n), i0 + kSpan);
+    memcpy(y + i0, x + i0, sizeof(float) * size_t(i1 - i0));
+  }
+}
+
 // ---------------------------------------------------------------- embedding
 void embedding_forward(float* out, const int32_t* ids, const float* table, int N, int C) {
 #pragma omp parallel for schedule(static)
@@ -282,8 +310,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     maxlen = std::max(maxlen, len[b]);
     N = std::max(N, start[b] + len[b]);
   }
-  memset(dk, 0, sizeof(float) * size_t(N) * ks);
-  memset(dv, 0, sizeof(float) * size_t(N) * ks);
+  fill_zero(dk, size_t(N) * ks);
+  fill_zero(dv, size_t(N) * ks);
   // One task per (sequence, kv head): the q heads of a group all write the same dk/dv rows.
   size_t per = size_t(kQBlock) * std::max(maxlen, 1);
   std::vector<float> scratch(2 * per * size_t(max_threads()));

@@ -10,6 +10,11 @@
 
 namespace tb {
 
+// Elementwise passes over long buffers, split across the threads: y += x, y = 0, y = x.
+void add_inplace(float* y, const float* x, size_t n);
+void fill_zero(float* y, size_t n);
+void copy_floats(float* y, const float* x, size_t n);
+
 // out[n,:] = table[ids[n],:]
 void embedding_forward(float* out, const int32_t* ids, const float* table, int N, int C);
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int N, int C);
