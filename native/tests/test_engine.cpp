@@ -76,6 +76,32 @@ static void test_linear() {
   fd_check("linear db", b, db, loss);
 }
 
+// rank_expand's AVX-512 kernel against gemm() (set_rank_kernels(false)), written and
+// accumulated, with row counts and widths that leave tails after every block and leading
+// dimensions wider than the rows.
+static void test_rank_expand() {
+  double worst = 0;
+  for (int r : {1, 3, 16, 48})
+    for (int N : {1, 13, 37})
+      for (int W : {5, 16, 67, 130})
+        for (bool accumulate : {false, true}) {
+          int ldy = r + 5, ldo = W + 3;
+          auto Y = randv(size_t(N) * ldy, 2000 + r + N), M = randv(size_t(r) * W, 4000 + W);
+          std::vector<float> res[2];
+          for (int on = 0; on < 2; on++) {
+            set_rank_kernels(on == 1);
+            res[on] = randv(size_t(N) * ldo, 8);
+            rank_expand(N, W, r, 0.5f, Y.data(), ldy, M.data(), res[on].data(), ldo, accumulate);
+          }
+          for (size_t i = 0; i < res[0].size(); i++) worst = std::max(worst, double(std::fabs(res[0][i] - res[1][i])));
+        }
+  set_rank_kernels(true);
+  checks++;
+  bool ok = worst < 1e-5;
+  if (!ok) failures++;
+  printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", "rank_expand kernel against gemm", worst);
+}
+
 static void test_lora(float dropout) {
   int N = 6, in = 12, out = 10, r = 3;
   float s = 1.7f;
@@ -307,6 +333,7 @@ int main() {
   set_threads(2);
   test_rmsnorm();
   test_linear();
+  test_rank_expand();
   test_lora(0.0f);
   test_lora(0.3f);
   test_rope();

@@ -375,22 +375,39 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
   a.x_mid.resize(nC); a.xn2.resize(nC); a.rstd2.resize(N);
   a.g.resize(nI); a.u.resize(nI); a.h.resize(nI);
 
+  // The LoRA branch writes y first; the base GEMM then adds itself (beta = 1) instead of
+  // writing y and having the branch read it back.
   auto proj = [&](int t, const float* x, float* y) {
     int in, out;
     target_dims(c, t, in, out);
-    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out);
-    if (p.adapters && lora_on_ && !w.A[t].empty()) {
+    bool lora = p.adapters && lora_on_ && !w.A[t].empty();
+    if (lora) {
       a.ax[t].resize(size_t(N) * lora_.rank);
       lora_forward(y, a.ax[t].data(), x, w.A[t].w.data(), w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank,
-                   p.train ? float(lora_.dropout) : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
+                   p.train ? float(lora_.dropout) : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t), false);
     }
+    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out, lora);
   };
 
-  // Projections that share an input: base GEMMs one by one, their LoRA branches together.
+  // Projections that share an input: their LoRA branches together, then the base GEMMs one by one.
   auto shared = [&](std::initializer_list<std::pair<int, float*>> ys, const float* x) {
     int ts[NUM_TARGETS], n = 0;
     for (auto& ty : ys)
       if (lora_shared_target(l, ty.first, p)) ts[n++] = ty.first;
+    if (n >= 2) {
+      float* y[NUM_TARGETS];
+      const float *A[NUM_TARGETS], *B[NUM_TARGETS];
+      int outs[NUM_TARGETS], in = 0;
+      for (int i = 0; i < n; i++) {
+        for (auto& ty : ys)
+          if (ty.first == ts[i]) y[i] = ty.second;
+        target_dims(c, ts[i], in, outs[i]);
+        A[i] = w.A[ts[i]].w.data();
+        B[i] = w.B[ts[i]].w.data();
+      }
+      a.ax[ts[0]].resize(size_t(N) * n * lora_.rank);  // stacked, kept by the first of the group
+      lora_forward_shared(n, y, outs, a.ax[ts[0]].data(), x, A, B, lora_scale(), N, in, lora_.rank, false);
+    }
     for (auto& ty : ys) {
       bool grouped = n >= 2 && lora_shared_target(l, ty.first, p);
       if (!grouped) {
@@ -399,21 +416,9 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
       }
       int in, out;
       target_dims(c, ty.first, in, out);
-      linear_forward(ty.second, x, w.W[ty.first].w.data(), w.bias[ty.first].empty() ? nullptr : w.bias[ty.first].w.data(), N, in, out);
+      linear_forward(ty.second, x, w.W[ty.first].w.data(), w.bias[ty.first].empty() ? nullptr : w.bias[ty.first].w.data(), N,
+                     in, out, true);
     }
-    if (n < 2) return;
-    float* y[NUM_TARGETS];
-    const float *A[NUM_TARGETS], *B[NUM_TARGETS];
-    int outs[NUM_TARGETS], in = 0;
-    for (int i = 0; i < n; i++) {
-      for (auto& ty : ys)
-        if (ty.first == ts[i]) y[i] = ty.second;
-      target_dims(c, ts[i], in, outs[i]);
-      A[i] = w.A[ts[i]].w.data();
-      B[i] = w.B[ts[i]].w.data();
-    }
-    a.ax[ts[0]].resize(size_t(N) * n * lora_.rank);  // stacked, kept by the first of the group
-    lora_forward_shared(n, y, outs, a.ax[ts[0]].data(), x, A, B, lora_scale(), N, in, lora_.rank);
   };
 
   rmsnorm_forward(a.xn1.data(), a.rstd1.data(), a.x_in.data(), w.in_norm.w.data(), N, C, float(c.rms_eps));
@@ -458,67 +463,77 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
   size_t nC = size_t(N) * C, nq = size_t(N) * Hq * D, nk = size_t(N) * Hk * D, nI = size_t(N) * I;
   bool full = full_;
 
-  auto bproj = [&](int t, const float* dy, const float* x, float* dxin) {
+  // `fresh` says dxin holds nothing yet: its first writer overwrites it (the LoRA branch when
+  // there is one, then the base GEMM adds itself), so no pass zeroes it beforehand.
+  auto bproj = [&](int t, const float* dy, const float* x, float* dxin, bool& fresh) {
     int in, out;
     target_dims(c, t, in, out);
-    linear_backward(dxin, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dy, x,
-                    w.W[t].w.data(), N, in, out);
     if (p.adapters && lora_on_ && !w.A[t].empty()) {
       lora_backward(dxin, grad_of(w.A[t], true), grad_of(w.B[t], true), dy, x, a.ax[t].data(), w.A[t].w.data(),
                     w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank, p.train ? float(lora_.dropout) : 0.0f,
-                    mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t));
+                    mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t), !fresh);
+      fresh = fresh && !dxin;
     }
+    linear_backward(dxin, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dy, x,
+                    w.W[t].w.data(), N, in, out, !fresh);
+    fresh = fresh && !dxin;
   };
 
-  // Backward of projections sharing an input: base GEMMs one by one, LoRA branches together.
+  // Backward of projections sharing an input: LoRA branches together, then base GEMMs one by one.
   auto bshared = [&](std::initializer_list<std::pair<int, const float*>> dys, const float* x, float* dxin) {
+    bool fresh = true;
     int ts[NUM_TARGETS], n = 0;
     for (auto& td : dys)
       if (lora_shared_target(l, td.first, p)) ts[n++] = td.first;
+    if (n >= 2) {
+      const float* dy[NUM_TARGETS];
+      float *dA[NUM_TARGETS], *dB[NUM_TARGETS];
+      const float *A[NUM_TARGETS], *B[NUM_TARGETS];
+      int outs[NUM_TARGETS], in = 0;
+      for (int i = 0; i < n; i++) {
+        for (auto& td : dys)
+          if (td.first == ts[i]) dy[i] = td.second;
+        target_dims(c, ts[i], in, outs[i]);
+        A[i] = w.A[ts[i]].w.data();
+        B[i] = w.B[ts[i]].w.data();
+        dA[i] = grad_of(w.A[ts[i]], true);
+        dB[i] = grad_of(w.B[ts[i]], true);
+      }
+      lora_backward_shared(n, dxin, dA, dB, dy, outs, x, a.ax[ts[0]].data(), A, B, lora_scale(), N, in, lora_.rank, false);
+      fresh = !dxin;
+    }
     for (auto& td : dys) {
       bool grouped = n >= 2 && lora_shared_target(l, td.first, p);
       if (!grouped) {
-        bproj(td.first, td.second, x, dxin);
+        bproj(td.first, td.second, x, dxin, fresh);
         continue;
       }
       int in, out;
       target_dims(c, td.first, in, out);
       linear_backward(dxin, grad_of(w.W[td.first], full), w.bias[td.first].empty() ? nullptr : grad_of(w.bias[td.first], full),
-                      td.second, x, w.W[td.first].w.data(), N, in, out);
+                      td.second, x, w.W[td.first].w.data(), N, in, out, !fresh);
+      fresh = fresh && !dxin;
     }
-    if (n < 2) return;
-    const float* dy[NUM_TARGETS];
-    float *dA[NUM_TARGETS], *dB[NUM_TARGETS];
-    const float *A[NUM_TARGETS], *B[NUM_TARGETS];
-    int outs[NUM_TARGETS], in = 0;
-    for (int i = 0; i < n; i++) {
-      for (auto& td : dys)
-        if (td.first == ts[i]) dy[i] = td.second;
-      target_dims(c, ts[i], in, outs[i]);
-      A[i] = w.A[ts[i]].w.data();
-      B[i] = w.B[ts[i]].w.data();
-      dA[i] = grad_of(w.A[ts[i]], true);
-      dB[i] = grad_of(w.B[ts[i]], true);
-    }
-    lora_backward_shared(n, dxin, dA, dB, dy, outs, x, a.ax[ts[0]].data(), A, B, lora_scale(), N, in, lora_.rank);
   };
 
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
   std::vector<float>&dh = gr.dh, &dg = gr.dg, &du = gr.du, &dxn = gr.dxn, &datt = gr.datt, &dq = gr.dq, &dk = gr.dk, &dv = gr.dv;
-  zeros(dh, nI);
-  zeros(dxn, nC);
+  dh.resize(nI);
+  dxn.resize(nC);
   dg.resize(nI);
   du.resize(nI);
-  bproj(DOWN, dx, a.h.data(), dh.data());
+  bool fresh = true;
+  bproj(DOWN, dx, a.h.data(), dh.data(), fresh);
   swiglu_backward(dg.data(), du.data(), dh.data(), a.g.data(), a.u.data(), nI);
   bshared({{GATE, dg.data()}, {UP, du.data()}}, a.xn2.data(), dxn.data());
   rmsnorm_backward(dx, grad_of(w.post_norm, full), dxn.data(), a.x_mid.data(), w.post_norm.w.data(), a.rstd2.data(), N, C);
   // attention: x_mid = x_in + o(attn(rope(q), rope(k), v))
-  zeros(datt, nq);
+  datt.resize(nq);
   dq.resize(nq);
   dk.resize(nk);
   dv.resize(nk);
-  bproj(O, dx, a.att.data(), datt.data());
+  fresh = true;
+  bproj(O, dx, a.att.data(), datt.data(), fresh);
   attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.att.data(), a.lse.data(), a.q.data(), a.k.data(),
                      a.v.data(), p.start.data(), p.len.data(), p.B, Hq, Hk, D);
   rope_backward(dq.data(), p.cos.data(), p.sin.data(), p.pos.data(), N, Hq, D);
@@ -534,7 +549,6 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
   }
   // The first layer's input gradient only feeds the embedding: skip it when that is frozen.
   bool need_dx = full || l > 0;
-  fill_zero(dxn.data(), nC);
   bshared({{Q, dq.data()}, {K, dk.data()}, {V, dv.data()}}, a.xn1.data(), need_dx ? dxn.data() : nullptr);
   if (need_dx)
     rmsnorm_backward(dx, grad_of(w.in_norm, full), dxn.data(), a.x_in.data(), w.in_norm.w.data(), a.rstd1.data(), N, C);

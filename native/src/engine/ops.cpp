@@ -110,8 +110,8 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
 }
 
 // ---------------------------------------------------------------- linear
-void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out) {
-  gemm(false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out, bool accumulate) {
+  gemm(false, true, N, out, in, 1.0f, x, in, W, in, accumulate ? 1.0f : 0.0f, y, out);
   if (b) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
@@ -120,8 +120,8 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
 }
 
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
-                     int N, int in, int out) {
-  if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, W, in, 1.0f, dx, in);
+                     int N, int in, int out, bool dx_accumulate) {
+  if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, W, in, dx_accumulate ? 1.0f : 0.0f, dx, in);
   if (dW) gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
   if (db) {
 #pragma omp parallel for schedule(static)
@@ -140,8 +140,15 @@ static void dropout_apply(float* xd, const float* x, size_t n, float p, uint64_t
   for (int64_t i = 0; i < int64_t(n); i++) xd[i] = hash_uniform(seed, uint64_t(i)) < keep ? x[i] * scale : 0.0f;
 }
 
+// out[cols, rows] = A[rows, cols]^T
+static void transpose(std::vector<float>& out, const float* A, int rows, int cols) {
+  out.resize(size_t(rows) * cols);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) out[size_t(j) * rows + i] = A[size_t(i) * cols + j];
+}
+
 void lora_forward(float* y, float* ax, const float* x, const float* A, const float* B, float s, int N,
-                  int in, int out, int r, float dropout, uint64_t seed) {
+                  int in, int out, int r, float dropout, uint64_t seed, bool accumulate) {
   const float* xin = x;
   std::vector<float> xd;
   if (dropout > 0) {
@@ -150,12 +157,14 @@ void lora_forward(float* y, float* ax, const float* x, const float* A, const flo
     xin = xd.data();
   }
   gemm(false, true, N, r, in, 1.0f, xin, in, A, in, 0.0f, ax, r);
-  gemm(false, true, N, out, r, s, ax, r, B, r, 1.0f, y, out);
+  std::vector<float> Bt;
+  transpose(Bt, B, out, r);
+  rank_expand(N, out, r, s, ax, r, Bt.data(), y, out, accumulate);
 }
 
 void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* ax,
                    const float* A, const float* B, float s, int N, int in, int out, int r, float dropout,
-                   uint64_t seed) {
+                   uint64_t seed, bool dx_accumulate) {
   // t = s * dy B  [N, r] : gradient wrt ax
   std::vector<float> t(size_t(N) * r);
   gemm(false, false, N, r, out, s, dy, out, B, r, 0.0f, t.data(), r);
@@ -170,14 +179,16 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float
   if (dA) gemm(true, false, r, in, N, 1.0f, t.data(), r, xin, in, 1.0f, dA, in);
   if (!dx) return;
   if (dropout <= 0) {
-    gemm(false, false, N, in, r, 1.0f, t.data(), r, A, in, 1.0f, dx, in);
+    rank_expand(N, in, r, 1.0f, t.data(), r, A, dx, in, dx_accumulate);
   } else {
     std::vector<float> g(size_t(N) * in);
-    gemm(false, false, N, in, r, 1.0f, t.data(), r, A, in, 0.0f, g.data(), in);
+    rank_expand(N, in, r, 1.0f, t.data(), r, A, g.data(), in, false);
     float keep = 1.0f - dropout, scale = 1.0f / keep;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < int64_t(g.size()); i++)
-      if (hash_uniform(seed, uint64_t(i)) < keep) dx[i] += g[i] * scale;
+    for (int64_t i = 0; i < int64_t(g.size()); i++) {
+      float d = hash_uniform(seed, uint64_t(i)) < keep ? g[i] * scale : 0.0f;
+      dx[i] = dx_accumulate ? dx[i] + d : d;
+    }
   }
 }
 
@@ -187,17 +198,20 @@ static void stack_rows(std::vector<float>& out, int n, const float* const* A, si
 }
 
 void lora_forward_shared(int n, float* const* y, const int* out, float* ax, const float* x, const float* const* A,
-                         const float* const* B, float s, int N, int in, int r) {
-  std::vector<float> As;
+                         const float* const* B, float s, int N, int in, int r, bool accumulate) {
+  std::vector<float> As, Bt;
   stack_rows(As, n, A, size_t(r) * in);  // [n*r, in]
   int R = n * r;
   gemm(false, true, N, R, in, 1.0f, x, in, As.data(), in, 0.0f, ax, R);
-  for (int i = 0; i < n; i++) gemm(false, true, N, out[i], r, s, ax + size_t(i) * r, R, B[i], r, 1.0f, y[i], out[i]);
+  for (int i = 0; i < n; i++) {
+    transpose(Bt, B[i], out[i], r);
+    rank_expand(N, out[i], r, s, ax + size_t(i) * r, R, Bt.data(), y[i], out[i], accumulate);
+  }
 }
 
 void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, const float* const* dy, const int* out,
                           const float* x, const float* ax, const float* const* A, const float* const* B, float s, int N,
-                          int in, int r) {
+                          int in, int r, bool dx_accumulate) {
   int R = n * r;
   // t = s * dy_i B_i, stacked [N, n*r]: the gradient wrt ax
   std::vector<float> t(size_t(N) * R);
@@ -216,7 +230,7 @@ void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, 
   if (dx) {
     std::vector<float> As;
     stack_rows(As, n, A, size_t(r) * in);
-    gemm(false, false, N, in, R, 1.0f, t.data(), R, As.data(), in, 1.0f, dx, in);
+    rank_expand(N, in, R, 1.0f, t.data(), R, As.data(), dx, in, dx_accumulate);
   }
 }
 

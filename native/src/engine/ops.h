@@ -1,8 +1,9 @@
 // One *_forward / *_backward pair of free functions per op, raw pointers and sizes (after llm.c).
 // Activations are row-major [N, width] over the packed valid tokens of a batch.
-// Backward functions ACCUMULATE (+=) into dx-style outputs and into weight gradients, which is
-// what lets residual branches and gradient accumulation share buffers; a null gradient pointer
-// means "not trainable, skip".
+// Backward functions ACCUMULATE (+=) into weight gradients and, unless told otherwise, into
+// dx-style outputs, which is what lets residual branches and gradient accumulation share
+// buffers; a null gradient pointer means "not trainable, skip". The first writer of a buffer
+// passes accumulate = false instead of zeroing it first (one pass over the buffer less).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,29 +25,31 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                       const float* rstd, int N, int C);
 
-// y[N,out] = x[N,in] W[out,in]^T + b
-void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out);
+// y[N,out] (+)= x[N,in] W[out,in]^T + b
+void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out,
+                    bool accumulate = false);
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
-                     int N, int in, int out);
+                     int N, int in, int out, bool dx_accumulate = true);
 
 // LoRA branch as PEFT: y += s * (dropout(x) A^T) B^T with A [r,in], B [out,r]. ax [N,r] is saved
 // for backward. Dropout masks come from a counter-based hash of (seed, element), so backward and
 // gradient-checkpointing recomputation regenerate them instead of storing them.
+// With accumulate = false, y = the branch alone (the base GEMM then adds itself with beta 1).
 void lora_forward(float* y, float* ax, const float* x, const float* A, const float* B, float s, int N,
-                  int in, int out, int r, float dropout, uint64_t seed);
+                  int in, int out, int r, float dropout, uint64_t seed, bool accumulate = true);
 void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* ax,
                    const float* A, const float* B, float s, int N, int in, int out, int r, float dropout,
-                   uint64_t seed);
+                   uint64_t seed, bool dx_accumulate = true);
 
 // The LoRA branches of n projections that read the same input x (q/k/v, gate/up), without dropout:
 // their A matrices are stacked so that x is packed once for x A^T and for dA, and dx gets one
 // update of inner size n*r instead of n of size r. ax [N, n*r] (projection i in columns i*r..).
 // Same results as n lora_forward / lora_backward calls up to float rounding.
 void lora_forward_shared(int n, float* const* y, const int* out, float* ax, const float* x, const float* const* A,
-                         const float* const* B, float s, int N, int in, int r);
+                         const float* const* B, float s, int N, int in, int r, bool accumulate = true);
 void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, const float* const* dy, const int* out,
                           const float* x, const float* ax, const float* const* A, const float* const* B, float s, int N,
-                          int in, int r);
+                          int in, int r, bool dx_accumulate = true);
 
 // Rotary embedding (rotate_half convention), in place on x [N, H*D]; pos[n] is the position of
 // row n; cos/sin tables are [maxpos, D/2]. Backward is the inverse rotation, also in place.
