@@ -3,6 +3,7 @@
 #include <functional>
 #include <mutex>
 
+#include "engine_thread.h"
 #include "gemm.h"
 
 namespace tbjs {
@@ -13,7 +14,7 @@ struct AddonData {
   Napi::FunctionReference model_ctor;
 };
 
-// Runs `work` on the libuv pool holding the model's lock; `done` turns the result into a JS
+// Runs `work` on the engine thread (engine_thread.h) holding the model's lock; `done` turns the result into a JS
 // value on the main thread. The JS wrapper object is referenced for the worker's lifetime.
 class TaskWorker : public Napi::AsyncWorker {
  public:
@@ -27,13 +28,15 @@ class TaskWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      if (model_) {
-        std::lock_guard<std::mutex> lock(model_->mu);
-        if (model_->cancel_flag.load()) throw tb::Cancelled();
-        work_();
-      } else {
-        work_();
-      }
+      run_on_engine_thread([this] {
+        if (model_) {
+          std::lock_guard<std::mutex> lock(model_->mu);
+          if (model_->cancel_flag.load()) throw tb::Cancelled();
+          work_();
+        } else {
+          work_();
+        }
+      });
     } catch (const std::bad_alloc&) {
       SetError("native engine: out of memory (the model, batch or sequence length is too large for this machine)");
     } catch (const std::exception& e) {
