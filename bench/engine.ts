@@ -69,19 +69,24 @@ async function main(): Promise<void> {
     if (r.status !== 0) throw new Error('making the bench checkpoint failed')
   }
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) }
-  // The two engines alternate and each keeps its best run, so that a burst of other load on
-  // the machine does not decide the ratio.
+  // The two engines alternate. Each keeps its best run, so that a burst of other load does not
+  // decide the ratio; and each pair of back-to-back runs gives a ratio of its own, taken while
+  // the machine was in one state, whose median is the steadier figure on a shared machine.
   const runs = Number(flag('--repeat', '2'))
   let native: Result | null = null
   let torch: Result | null = null
+  const pairs: number[] = []
   const best = (a: Result | null, b: Result): Result => (a && a.seconds_per_step <= b.seconds_per_step ? a : b)
   for (let r = 0; r < runs; r++) {
     const a = spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', modelDir, ...argv], { encoding: 'utf8', env })
     if (a.status !== 0) throw new Error(`native run failed:\n${a.stderr}`)
-    native = best(native, lastJson(a.stdout))
+    const n = lastJson(a.stdout)
+    native = best(native, n)
     const t = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank)], { encoding: 'utf8', env })
     if (t.status !== 0) throw new Error(`torch run failed:\n${t.stderr}`)
-    torch = best(torch, lastJson(t.stdout))
+    const p = lastJson(t.stdout)
+    torch = best(torch, p)
+    pairs.push(n.tokens_per_s / p.tokens_per_s)
   }
   if (!native || !torch) throw new Error('--repeat must be at least 1')
   console.log(`shape: ${size} (batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps, best of ${runs} runs each`)
@@ -90,6 +95,9 @@ async function main(): Promise<void> {
   console.log(line('tunebench   ', native))
   console.log(line('pytorch+peft', torch))
   console.log(`ratio       : ${(native.tokens_per_s / torch.tokens_per_s).toFixed(2)}x tokens/s (wall), ${(torch.cpu_seconds_per_step / native.cpu_seconds_per_step).toFixed(2)}x less CPU time per step, ${(native.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}x peak memory`)
+  pairs.sort((x, y) => x - y)
+  const median = pairs.length % 2 ? pairs[(pairs.length - 1) / 2] : (pairs[pairs.length / 2 - 1] + pairs[pairs.length / 2]) / 2
+  console.log(`paired      : ${median.toFixed(2)}x tokens/s median of ${pairs.length} back-to-back pairs (${pairs[0].toFixed(2)}x-${pairs[pairs.length - 1].toFixed(2)}x)`)
   console.log('(wall-clock figures depend on other load on the machine; CPU time per step is the steadier comparison)')
 }
 
