@@ -34,31 +34,24 @@ float hash_uniform(uint64_t seed, uint64_t counter) {
 }
 
 // ---------------------------------------------------------------- elementwise
-// Chunks of 16k floats: large enough to amortise the scheduling, small enough to balance.
-static const int64_t kSpan = 1 << 14;
+// Spans of 16k floats: large enough to amortise the scheduling, small enough to balance.
+template <class F>
+static void for_spans(size_t n, F f) {
+  const int64_t span = 1 << 14;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < (int64_t(n) + span - 1) / span; c++) f(size_t(c * span), size_t(std::min(int64_t(n), (c + 1) * span)));
+}
 
 void add_inplace(float* y, const float* x, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < (int64_t(n) + kSpan - 1) / kSpan; c++) {
-    int64_t i0 = c * kSpan, i1 = std::min(int64_t(n), i0 + kSpan);
-    row_axpy(y + i0, x + i0, int(i1 - i0), 1.0f);
-  }
+  for_spans(n, [&](size_t i0, size_t i1) { row_axpy(y + i0, x + i0, int(i1 - i0), 1.0f); });
 }
 
 void fill_zero(float* y, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < (int64_t(n) + kSpan - 1) / kSpan; c++) {
-    int64_t i0 = c * kSpan, i1 = std::min(int64_t(n), i0 + kSpan);
-    memset(y + i0, 0, sizeof(float) * size_t(i1 - i0));
-  }
+  for_spans(n, [&](size_t i0, size_t i1) { memset(y + i0, 0, sizeof(float) * (i1 - i0)); });
 }
 
 void copy_floats(float* y, const float* x, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < (int64_t(n) + kSpan - 1) / kSpan; c++) {
-    int64_t i0 = c * kSpan, i1 = std::min(int64_t(n), i0 + kSpan);
-    memcpy(y + i0, x + i0, sizeof(float) * size_t(i1 - i0));
-  }
+  for_spans(n, [&](size_t i0, size_t i1) { memcpy(y + i0, x + i0, sizeof(float) * (i1 - i0)); });
 }
 
 // ---------------------------------------------------------------- embedding
