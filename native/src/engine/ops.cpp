@@ -127,10 +127,14 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
 }
 
 // ---------------------------------------------------------------- lora
-static void dropout_apply(float* xd, const float* x, size_t n, float p, uint64_t seed) {
+// The branch's input: x itself, or dropout(x) written into xd when p > 0.
+static const float* lora_input(const float* x, size_t n, float p, uint64_t seed, std::vector<float>& xd) {
+  if (p <= 0) return x;
+  xd.resize(n);
   float keep = 1.0f - p, scale = 1.0f / keep;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < int64_t(n); i++) xd[i] = hash_uniform(seed, uint64_t(i)) < keep ? x[i] * scale : 0.0f;
+  return xd.data();
 }
 
 // out[cols, rows] = A[rows, cols]^T
@@ -142,13 +146,8 @@ static void transpose(std::vector<float>& out, const float* A, int rows, int col
 
 void lora_forward(float* y, float* ax, const float* x, const float* A, const float* B, float s, int N,
                   int in, int out, int r, float dropout, uint64_t seed, bool accumulate) {
-  const float* xin = x;
   std::vector<float> xd;
-  if (dropout > 0) {
-    xd.resize(size_t(N) * in);
-    dropout_apply(xd.data(), x, xd.size(), dropout, seed);
-    xin = xd.data();
-  }
+  const float* xin = lora_input(x, size_t(N) * in, dropout, seed, xd);
   gemm(false, true, N, r, in, 1.0f, xin, in, A, in, 0.0f, ax, r);
   std::vector<float> Bt;
   transpose(Bt, B, out, r);
@@ -162,13 +161,8 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float
   std::vector<float> t(size_t(N) * r);
   gemm(false, false, N, r, out, s, dy, out, B, r, 0.0f, t.data(), r);
   if (dB) gemm(true, false, out, r, N, s, dy, out, ax, r, 1.0f, dB, r);
-  const float* xin = x;
   std::vector<float> xd;
-  if (dropout > 0) {
-    xd.resize(size_t(N) * in);
-    dropout_apply(xd.data(), x, xd.size(), dropout, seed);
-    xin = xd.data();
-  }
+  const float* xin = lora_input(x, size_t(N) * in, dropout, seed, xd);
   if (dA) gemm(true, false, r, in, N, 1.0f, t.data(), r, xin, in, 1.0f, dA, in);
   if (!dx) return;
   if (dropout <= 0) {
