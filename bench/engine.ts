@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   pairs.sort((x, y) => x - y)
   const median = pairs.length % 2 ? pairs[(pairs.length - 1) / 2] : (pairs[pairs.length / 2 - 1] + pairs[pairs.length / 2]) / 2
   console.log(`paired      : ${median.toFixed(2)}x tokens/s median of ${pairs.length} back-to-back pairs (${pairs[0].toFixed(2)}x-${pairs[pairs.length - 1].toFixed(2)}x)`)
-  console.log('(wall-clock figures depend on other load on the machine; CPU time per step is the steadier comparison)')
+  console.log('(figures depend on other load on the machine; the paired median is the steadier comparison)')
 }
 
 await main()
