@@ -34,7 +34,7 @@ describe('engine facts', () => {
     const f = engineFacts()
     expect(f.version).toMatch(/^\d+\.\d+\.\d+$/)
     expect(f.threads).toBeGreaterThanOrEqual(1)
-    expect(['openblas', 'builtin']).toContain(f.blas)
+    expect(['onednn', 'openblas', 'builtin']).toContain(f.blas)
     expect(f.cudaCompiled).toBe(false)
     expect(f.cudaDevice).toBeNull()
     if (process.arch === 'x64') expect(f.cpuFeatures).toContain('sse2')

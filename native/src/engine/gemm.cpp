@@ -6,24 +6,30 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef TUNEBENCH_OPENBLAS
+#if defined(TUNEBENCH_ONEDNN)
+#include <dnnl.h>
+#define TUNEBENCH_GEMM_LIBRARY 1
+#elif defined(TUNEBENCH_OPENBLAS)
 #include <cblas.h>
 extern "C" void openblas_set_num_threads(int);
+#define TUNEBENCH_GEMM_LIBRARY 1
 #endif
 
 namespace tb {
 
 const char* blas_name() {
-#ifdef TUNEBENCH_OPENBLAS
+#if defined(TUNEBENCH_ONEDNN)
+  return "onednn";
+#elif defined(TUNEBENCH_OPENBLAS)
   return "openblas";
 #else
   return "builtin";
 #endif
 }
 
-// OpenMP is the only thread pool: OpenBLAS runs single-threaded inside our OpenMP regions.
-// Two pools (OpenBLAS pthreads + libgomp) spinning against each other cost a third of the
-// time on a 2-core machine.
+// OpenMP is the only thread pool: the GEMM library runs single-threaded inside our OpenMP
+// regions (oneDNN does so by itself; OpenBLAS is told to). Two pools (OpenBLAS pthreads +
+// libgomp) spinning against each other cost a third of the time on a 2-core machine.
 void set_threads(int n) {
   if (n < 1) n = 1;
 #ifdef _OPENMP
@@ -46,7 +52,7 @@ int max_threads() {
 #endif
 }
 
-#ifdef TUNEBENCH_OPENBLAS
+#ifdef TUNEBENCH_GEMM_LIBRARY
 static void gemm_serial(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                         const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -55,8 +61,23 @@ static void gemm_serial(bool ta, bool tb, int M, int N, int K, float alpha, cons
       for (int j = 0; j < N; j++) C[size_t(i) * ldc + j] = beta == 0 ? 0 : beta * C[size_t(i) * ldc + j];
     return;
   }
+#if defined(TUNEBENCH_ONEDNN)
+  // Row-major, as cblas with CblasRowMajor. It fails only when its packing buffers cannot be
+  // allocated; this may run inside an OpenMP region, where nothing may throw, so the product is
+  // then computed the plain way.
+  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success) return;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      float acc = 0;
+      for (int k = 0; k < K; k++)
+        acc += (ta ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k]) * (tb ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j]);
+      float& c = C[size_t(i) * ldc + j];
+      c = alpha * acc + (beta == 0 ? 0 : beta * c);
+    }
+#else
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 }
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
