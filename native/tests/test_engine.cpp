@@ -167,6 +167,46 @@ static void test_swiglu() {
   fd_check("swiglu du", u, du, loss);
 }
 
+// PackedMatrix (oneDNN builds) against gemm(): both orientations, written and accumulated, row
+// strides wider than the rows. Without oneDNN, pack() must decline so that callers use gemm().
+static void test_packed_matrix() {
+  checks++;
+  bool onednn = std::string(blas_name()) == "onednn";
+  auto probe = PackedMatrix::pack(randv(12, 1).data(), 3, 4, false);
+  if (!onednn || !probe) {
+    bool ok = !onednn && !probe;
+    if (!ok) failures++;
+    printf("%s %-44s %s\n", ok ? "ok  " : "FAIL", "packed matrices", onednn ? "oneDNN declined to pack" : "none without oneDNN, as expected");
+    return;
+  }
+  double worst = 0;
+  for (int K : {12, 37, 64})
+    for (int N : {10, 29, 130})
+      for (bool transpose : {false, true}) {
+        auto W = randv(size_t(K) * N, 100 + K + N);
+        auto P = PackedMatrix::pack(W.data(), K, N, transpose);
+        if (!P) {
+          worst = INFINITY;
+          continue;
+        }
+        for (int M : {1, 5, 40})
+          for (bool accumulate : {false, true}) {
+            int ldx = K + 3, ldy = N + 5;
+            auto x = randv(size_t(M) * ldx, 200 + M);
+            std::vector<float> res[2];
+            for (int k = 0; k < 2; k++) {
+              res[k] = randv(size_t(M) * ldy, 9);
+              if (k == 0) P->multiply(M, x.data(), ldx, res[k].data(), ldy, accumulate);
+              else gemm(false, transpose, M, N, K, 1.0f, x.data(), ldx, W.data(), transpose ? K : N, accumulate ? 1.0f : 0.0f, res[k].data(), ldy);
+            }
+            for (size_t i = 0; i < res[0].size(); i++) worst = std::max(worst, double(std::fabs(res[0][i] - res[1][i])));
+          }
+      }
+  bool ok = worst < 1e-5;
+  if (!ok) failures++;
+  printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", "packed matrices against gemm", worst);
+}
+
 static void test_logprob() {
   int M = 4, C = 8, V = 37;
   auto h = randv(M * C, 21, 2), W = randv(V * C, 22), gw = randv(M, 23);
@@ -195,6 +235,20 @@ static void test_logprob() {
   logprob_forward(lp.data(), lse.data(), ew.data(), h.data(), W.data(), target.data(), M, C, V);
   logprob_backward_expected(dh2.data(), gw.data(), ew.data(), W.data(), target.data(), M, C);
   fd_check("logprob dh (expected head rows)", h, dh2, loss);
+  // A packed head (oneDNN builds) gives the same log-probs and expected rows.
+  auto packed = PackedHead::pack(W.data(), V, C);
+  if (packed) {
+    std::vector<float> lp2(M), lse2(M), ew2(M * C);
+    logprob_forward(lp.data(), lse.data(), ew.data(), h.data(), W.data(), target.data(), M, C, V);
+    logprob_forward(lp2.data(), lse2.data(), ew2.data(), h.data(), W.data(), target.data(), M, C, V, nullptr, packed.get());
+    double worst = 0;
+    for (int m = 0; m < M; m++) worst = std::max(worst, double(std::fabs(lp2[m] - lp[m])));
+    for (int i = 0; i < M * C; i++) worst = std::max(worst, double(std::fabs(ew2[i] - ew[i])));
+    checks++;
+    bool ok = worst < 1e-5;
+    if (!ok) failures++;
+    printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", ("packed head, chunks of " + std::to_string(packed->rows)).c_str(), worst);
+  }
 }
 
 static void test_embedding() {
@@ -295,6 +349,50 @@ static void test_checkpointing_equal() {
   printf("%s %-44s\n", same ? "ok  " : "FAIL", "checkpointing gives identical gradients");
 }
 
+// Packed frozen weights change nothing but speed: same log-probs and LoRA gradients as gemm();
+// full fine-tuning drops them, since its weights move.
+static void test_packing_equal(const std::string& arch) {
+  ModelConfig c = tiny_config(arch);
+  BatchIn b = tiny_batch(c.vocab);
+  auto gw = randv(b.ids.size(), 79);
+  std::vector<float> lp[2];
+  std::vector<std::vector<float>> grads[2];
+  size_t bytes[2] = {0, 0}, full_bytes = 1;
+  for (int on = 0; on < 2; on++) {
+    auto m = Model::random(c, 45, 0.5f);
+    LoraOptions lo;
+    lo.rank = 2;
+    lo.alpha = 4;
+    for (auto& t : lo.targets) t = true;
+    m->add_lora(lo);
+    for (Param* p : m->trainable())
+      if (p->name.find("lora_B") != std::string::npos) p->w = randv(p->w.size(), 11, 0.5f);
+    m->set_weight_packing(on ? Model::Packing::On : Model::Packing::Off);
+    lp[on] = m->logps(b, true, true, 9);
+    m->backward(gw);
+    bytes[on] = m->packed_bytes();
+    for (Param* p : m->trainable()) grads[on].push_back(p->grad);
+    if (on) {
+      m->set_trainable(true);
+      m->logps(b, true, true, 9);
+      full_bytes = m->packed_bytes();
+    }
+  }
+  double worst = 0, scale = 1e-3;
+  for (size_t i = 0; i < lp[0].size(); i++) worst = std::max(worst, double(std::fabs(lp[0][i] - lp[1][i])));
+  for (size_t k = 0; k < grads[0].size(); k++)
+    for (size_t i = 0; i < grads[0][k].size(); i++) {
+      scale = std::max(scale, double(std::fabs(grads[0][k][i])));
+      worst = std::max(worst, double(std::fabs(grads[0][k][i] - grads[1][k][i])));
+    }
+  bool onednn = std::string(blas_name()) == "onednn";
+  checks++;
+  bool ok = worst / scale < 1e-5 && bytes[0] == 0 && (bytes[1] > 0) == onednn && full_bytes == 0;
+  if (!ok) failures++;
+  printf("%s %-44s max err %.2e, %zu bytes packed, %zu in full mode\n", ok ? "ok  " : "FAIL",
+         (arch.substr(0, arch.find("For")) + " packed weights change nothing").c_str(), worst / scale, bytes[1], full_bytes);
+}
+
 static void test_adamw() {
   // One parameter, known numbers: after one AdamW step with bias correction the update is
   // lr * sign(g) (m_hat / sqrt(v_hat) = g / |g|), plus decoupled decay lr*wd*w.
@@ -334,6 +432,7 @@ int main() {
   test_rmsnorm();
   test_linear();
   test_rank_expand();
+  test_packed_matrix();
   test_lora(0.0f);
   test_lora(0.3f);
   test_rope();
@@ -349,6 +448,8 @@ int main() {
   test_model("Qwen3ForCausalLM", true, false, 0.0f);
   test_model("Qwen2ForCausalLM", true, true, 0.0f);
   test_checkpointing_equal();
+  test_packing_equal("LlamaForCausalLM");
+  test_packing_equal("Qwen2ForCausalLM");  // tied head
   test_adamw();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;

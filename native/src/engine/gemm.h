@@ -2,6 +2,8 @@
 // A is [M,K] (or [K,M] when ta), B is [K,N] (or [N,K] when tb). OpenBLAS when found,
 // otherwise a blocked OpenMP kernel so the engine always builds.
 #pragma once
+#include <cstddef>
+#include <memory>
 
 namespace tb {
 
@@ -13,6 +15,28 @@ void rank_expand(int N, int W, int r, float alpha, const float* Y, int ldy, cons
                  bool accumulate);
 // Tests switch the rank kernel off to compare it with gemm().
 void set_rank_kernels(bool on);
+// A constant matrix B [K,N] stored once in the GEMM library's own blocked layout, for products
+// y[M,N] (+)= x[M,K] B repeated with any M (packed.cpp). B is W^T when transpose (W [N,K], the
+// x W^T of a linear layer) and W itself otherwise (W [K,N]). A plain GEMM packs B again on every
+// call; packed once, the engine's frozen-weight products run 10-25% faster. oneDNN builds only:
+// elsewhere pack() returns null and callers keep using gemm().
+class PackedMatrix {
+ public:
+  static std::unique_ptr<PackedMatrix> pack(const float* W, int K, int N, bool transpose);
+  ~PackedMatrix();
+  // x rows have stride ldx, y rows ldy; accumulate adds to y instead of overwriting it.
+  void multiply(int M, const float* x, int ldx, float* y, int ldy, bool accumulate) const;
+  size_t bytes() const;
+  int K() const { return K_; }
+  int N() const { return N_; }
+
+ private:
+  PackedMatrix() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int K_ = 0, N_ = 0;
+};
+
 // Sets the threads of both OpenMP and the BLAS for the calling thread's subsequent work.
 void set_threads(int n);
 int max_threads();

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <utility>
+#include <unistd.h>
 
 #include "gemm.h"
 #include "json.h"
@@ -265,6 +266,7 @@ void Model::add_lora(const LoraOptions& o) {
 
 void Model::set_trainable(bool full) {
   full_ = full;
+  if (full) drop_packed_weights();  // the weights will change
   if (!full) {
     for (Param* p : all_base_params()) {
       p->grad.clear(); p->grad.shrink_to_fit();
@@ -283,6 +285,52 @@ void Model::alloc_grads() {
     if (p->m.size() != p->w.size()) p->m.assign(p->w.size(), 0.0f);
     if (p->v.size() != p->w.size()) p->v.assign(p->w.size(), 0.0f);
   }
+}
+
+void Model::set_weight_packing(Packing p) {
+  packing_ = p;
+  drop_packed_weights();  // made again, if wanted, by the next pass
+}
+
+void Model::drop_packed_weights() {
+  for (auto& w : L_)
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      w.Wt[t].reset();
+      w.Wp[t].reset();
+    }
+  head_packed_.reset();
+  packed_ = false;
+}
+
+size_t Model::packed_bytes() const {
+  size_t n = head_packed_ ? head_packed_->bytes() : 0;
+  for (auto& w : L_)
+    for (int t = 0; t < NUM_TARGETS; t++) n += (w.Wt[t] ? w.Wt[t]->bytes() : 0) + (w.Wp[t] ? w.Wp[t]->bytes() : 0);
+  return n;
+}
+
+// Packs every frozen matrix twice (for the forward and the backward product); any matrix the
+// library declines stays on gemm(). Full fine-tuning changes the weights, so nothing is packed.
+void Model::pack_weights() {
+  if (packed_ || full_ || packing_ == Packing::Off) return;
+  packed_ = true;  // also when nothing could be packed: the decision holds until the weights change
+  const ModelConfig& c = cfg_;
+  int64_t frozen = int64_t(c.vocab) * c.hidden;
+  for (int t = 0; t < NUM_TARGETS; t++) {
+    int in, out;
+    target_dims(c, t, in, out);
+    frozen += int64_t(c.layers) * in * out;
+  }
+  double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (packing_ == Packing::Auto && !(physical > 0 && 2.0 * 4.0 * double(frozen) <= physical / 4)) return;
+  for (auto& w : L_)
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      int in, out;
+      target_dims(c, t, in, out);
+      w.Wt[t] = PackedMatrix::pack(w.W[t].w.data(), in, out, true);
+      w.Wp[t] = PackedMatrix::pack(w.W[t].w.data(), out, in, false);
+    }
+  head_packed_ = PackedHead::pack(c.tied_embeddings ? embed_.w.data() : lm_head_.w.data(), c.vocab, c.hidden);
 }
 
 std::vector<Param*> Model::trainable() {
@@ -386,7 +434,7 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
       lora_forward(y, a.ax[t].data(), x, w.A[t].w.data(), w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank,
                    p.train ? float(lora_.dropout) : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t), false);
     }
-    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out, lora);
+    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out, lora, w.Wt[t].get());
   };
 
   // Projections that share an input: their LoRA branches together, then the base GEMMs one by one.
@@ -417,7 +465,7 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
       int in, out;
       target_dims(c, ty.first, in, out);
       linear_forward(ty.second, x, w.W[ty.first].w.data(), w.bias[ty.first].empty() ? nullptr : w.bias[ty.first].w.data(), N,
-                     in, out, true);
+                     in, out, true, w.Wt[ty.first].get());
     }
   };
 
@@ -475,7 +523,7 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
       fresh = fresh && !dxin;
     }
     linear_backward(dxin, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dy, x,
-                    w.W[t].w.data(), N, in, out, !fresh);
+                    w.W[t].w.data(), N, in, out, !fresh, w.Wp[t].get());
     fresh = fresh && !dxin;
   };
 
@@ -511,7 +559,7 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
       int in, out;
       target_dims(c, td.first, in, out);
       linear_backward(dxin, grad_of(w.W[td.first], full), w.bias[td.first].empty() ? nullptr : grad_of(w.bias[td.first], full),
-                      td.second, x, w.W[td.first].w.data(), N, in, out, !fresh);
+                      td.second, x, w.W[td.first].w.data(), N, in, out, !fresh, w.Wp[td.first].get());
       fresh = fresh && !dxin;
     }
   };
@@ -616,6 +664,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
     maxlen = std::max(maxlen, len);
   }
   build_rope(c, maxlen, p.cos, p.sin);
+  pack_weights();
   int N = p.N, C = c.hidden, M = int(ts->sel_rows.size());
 
   std::vector<float>&x = ts->x, &x2 = ts->x2;
@@ -649,7 +698,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   if (train && !head_trained) ts->ew.resize(size_t(M) * C);
   else ts->ew.clear();
   logprob_forward(lp_sel.data(), ts->lse.data(), ts->ew.empty() ? nullptr : ts->ew.data(), ts->hsel.data(), head,
-                  ts->targets.data(), M, C, c.vocab, &head_scratch_);
+                  ts->targets.data(), M, C, c.vocab, &head_scratch_, full_ ? nullptr : head_packed_.get());
   std::vector<float> out(BT, 0.0f);
   for (int m = 0; m < M; m++) out[ts->sel_pos[m]] = lp_sel[m];
   if (train) {

@@ -7,7 +7,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "gemm.h"
 
 namespace tb {
 
@@ -25,11 +28,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                       const float* rstd, int N, int C);
 
-// y[N,out] (+)= x[N,in] W[out,in]^T + b
+// y[N,out] (+)= x[N,in] W[out,in]^T + b. A frozen W may come packed as well (gemm.h): Wt packs
+// W^T for the forward product, Wp packs W for dx; either may be null.
 void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out,
-                    bool accumulate = false);
+                    bool accumulate = false, const PackedMatrix* Wt = nullptr);
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
-                     int N, int in, int out, bool dx_accumulate = true);
+                     int N, int in, int out, bool dx_accumulate = true, const PackedMatrix* Wp = nullptr);
 
 // LoRA branch as PEFT: y += s * (dropout(x) A^T) B^T with A [r,in], B [out,r]. ax [N,r] is saved
 // for backward. Dropout masks come from a counter-based hash of (seed, element), so backward and
@@ -70,15 +74,25 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void swiglu_forward(float* h, const float* g, const float* u, size_t n);
 void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n);
 
+// A frozen head W [V,C] packed in vocabulary chunks of `rows` rows (the last may be shorter):
+// logits[c] packs chunk c transposed (h W_c^T), expected[c] packs it as is (p_c W_c).
+struct PackedHead {
+  int rows = 0;
+  std::vector<std::unique_ptr<PackedMatrix>> logits, expected;
+  // Null when the GEMM library cannot pack (then every product goes through gemm()).
+  static std::unique_ptr<PackedHead> pack(const float* W, int V, int C);
+  size_t bytes() const;
+};
+
 // Token log-probs without materialising [M, V] logits: logits are computed chunk by chunk of the
 // vocabulary with an online logsumexp. h [M,C] (already normed), W [V,C], target[m] in [0,V).
 // lp[m] = logits[m,target] - lse[m]; lse saved for backward.
 // When ew is non-null it receives sum_v softmax_v W[v,:] per row (the expected head row), which
 // makes the backward of a frozen head one axpy per row (logprob_backward_expected).
 // scratch (optional) holds the logits chunk between calls, so that a step does not allocate, page
-// in and zero 16 MB again.
+// in and zero 16 MB again. With `packed` (W packed by PackedHead::pack) its chunks are used.
 void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
-                     int M, int C, int V, std::vector<float>* scratch = nullptr);
+                     int M, int C, int V, std::vector<float>* scratch = nullptr, const PackedHead* packed = nullptr);
 // dh += dlp * (W[target] - ew): the backward for a head that is not trained.
 void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
                                int M, int C);
