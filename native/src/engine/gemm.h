@@ -15,20 +15,19 @@ void rank_expand(int N, int W, int r, float alpha, const float* Y, int ldy, cons
                  bool accumulate);
 // Tests switch the rank kernel off to compare it with gemm().
 void set_rank_kernels(bool on);
-// A constant matrix B [K,N] stored once in the GEMM library's own blocked layout, for products
-// y[M,N] (+)= x[M,K] B repeated with any M (packed.cpp). B is W^T when transpose (W [N,K], the
-// x W^T of a linear layer) and W itself otherwise (W [K,N]). A plain GEMM packs B again on every
-// call; packed once, the engine's frozen-weight products run 10-25% faster. oneDNN builds only:
-// elsewhere pack() returns null and callers keep using gemm().
+// A constant matrix W [K,N] (row-major) stored once in the GEMM library's own blocked layout, for
+// products y[M,N] (+)= x[M,K] W repeated with any M (packed.cpp). A plain GEMM packs such a W
+// again on every call and runs 15-20% slower on it than on the transposed case x W^T, which
+// packing does not speed up (measured on the engine's shapes); so the engine packs the frozen
+// weights it multiplies untransposed: the dx products of backward and the head's expected rows.
+// oneDNN builds only: elsewhere pack() returns null and callers keep using gemm().
 class PackedMatrix {
  public:
-  static std::unique_ptr<PackedMatrix> pack(const float* W, int K, int N, bool transpose);
+  static std::unique_ptr<PackedMatrix> pack(const float* W, int K, int N);
   ~PackedMatrix();
   // x rows have stride ldx, y rows ldy; accumulate adds to y instead of overwriting it.
   void multiply(int M, const float* x, int ldx, float* y, int ldy, bool accumulate) const;
   size_t bytes() const;
-  int K() const { return K_; }
-  int N() const { return N_; }
 
  private:
   PackedMatrix() = default;

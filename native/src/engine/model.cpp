@@ -294,10 +294,7 @@ void Model::set_weight_packing(Packing p) {
 
 void Model::drop_packed_weights() {
   for (auto& w : L_)
-    for (int t = 0; t < NUM_TARGETS; t++) {
-      w.Wt[t].reset();
-      w.Wp[t].reset();
-    }
+    for (auto& p : w.Wp) p.reset();
   head_packed_.reset();
   packed_ = false;
 }
@@ -305,12 +302,12 @@ void Model::drop_packed_weights() {
 size_t Model::packed_bytes() const {
   size_t n = head_packed_ ? head_packed_->bytes() : 0;
   for (auto& w : L_)
-    for (int t = 0; t < NUM_TARGETS; t++) n += (w.Wt[t] ? w.Wt[t]->bytes() : 0) + (w.Wp[t] ? w.Wp[t]->bytes() : 0);
+    for (auto& p : w.Wp) n += p ? p->bytes() : 0;
   return n;
 }
 
-// Packs every frozen matrix twice (for the forward and the backward product); any matrix the
-// library declines stays on gemm(). Full fine-tuning changes the weights, so nothing is packed.
+// Packs every frozen matrix that is multiplied untransposed; any the library declines stays on
+// gemm(). Full fine-tuning changes the weights, so nothing is packed then.
 void Model::pack_weights() {
   if (packed_ || full_ || packing_ == Packing::Off) return;
   packed_ = true;  // also when nothing could be packed: the decision holds until the weights change
@@ -322,13 +319,12 @@ void Model::pack_weights() {
     frozen += int64_t(c.layers) * in * out;
   }
   double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  if (packing_ == Packing::Auto && !(physical > 0 && 2.0 * 4.0 * double(frozen) <= physical / 4)) return;
+  if (packing_ == Packing::Auto && !(physical > 0 && 4.0 * double(frozen) <= physical / 4)) return;
   for (auto& w : L_)
     for (int t = 0; t < NUM_TARGETS; t++) {
       int in, out;
       target_dims(c, t, in, out);
-      w.Wt[t] = PackedMatrix::pack(w.W[t].w.data(), in, out, true);
-      w.Wp[t] = PackedMatrix::pack(w.W[t].w.data(), out, in, false);
+      w.Wp[t] = PackedMatrix::pack(w.W[t].w.data(), out, in);
     }
   head_packed_ = PackedHead::pack(c.tied_embeddings ? embed_.w.data() : lm_head_.w.data(), c.vocab, c.hidden);
 }
@@ -434,7 +430,7 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
       lora_forward(y, a.ax[t].data(), x, w.A[t].w.data(), w.B[t].w.data(), lora_scale(), N, in, out, lora_.rank,
                    p.train ? float(lora_.dropout) : 0.0f, mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t), false);
     }
-    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out, lora, w.Wt[t].get());
+    linear_forward(y, x, w.W[t].w.data(), w.bias[t].empty() ? nullptr : w.bias[t].w.data(), N, in, out, lora);
   };
 
   // Projections that share an input: their LoRA branches together, then the base GEMMs one by one.
@@ -465,7 +461,7 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
       int in, out;
       target_dims(c, ty.first, in, out);
       linear_forward(ty.second, x, w.W[ty.first].w.data(), w.bias[ty.first].empty() ? nullptr : w.bias[ty.first].w.data(), N,
-                     in, out, true, w.Wt[ty.first].get());
+                     in, out, true);
     }
   };
 

@@ -58,8 +58,8 @@ struct LayerWeights {
   Param bias[NUM_TARGETS];  // optional, [out]
   Param A[NUM_TARGETS];     // LoRA A [r, in]
   Param B[NUM_TARGETS];     // LoRA B [out, r]
-  // Frozen W packed for the GEMM library (Model::pack_weights): Wt for x W^T, Wp for dy W.
-  std::shared_ptr<const PackedMatrix> Wt[NUM_TARGETS], Wp[NUM_TARGETS];
+  // Frozen W packed for the GEMM library (Model::pack_weights), for backward's dy W.
+  std::shared_ptr<const PackedMatrix> Wp[NUM_TARGETS];
 };
 
 struct LoraOptions {
@@ -113,9 +113,9 @@ class Model {
   void save_adapter(const std::string& dir, const std::string& base_model) const;
   void set_trainable(bool full);
   bool full_trainable() const { return full_; }
-  // Packed copies of the frozen weights (gemm.h PackedMatrix) make a LoRA step faster at the
-  // cost of twice the frozen weights' memory. Auto packs when they need at most a quarter of
-  // the physical memory; they are made on the first pass and dropped for full fine-tuning.
+  // A packed copy of the frozen weights (gemm.h PackedMatrix) makes a LoRA step faster at the
+  // cost of their memory once more. Auto packs when the copy needs at most a quarter of the
+  // physical memory; it is made on the first pass and dropped for full fine-tuning.
   enum class Packing { Auto, On, Off };
   void set_weight_packing(Packing p);
   size_t packed_bytes() const;  // 0 when nothing is packed
@@ -168,7 +168,7 @@ class Model {
   bool checkpointing_ = false;
   int64_t step_ = 0;
   Packing packing_ = Packing::Auto;
-  bool packed_ = false;                      // Wt/Wp and head_packed_ are set
+  bool packed_ = false;                      // Wp and head_packed_ are set
   std::shared_ptr<PackedHead> head_packed_;  // null when not packed or the library cannot
 
   // What backward needs from the last train=true logps call.

@@ -28,10 +28,10 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                       const float* rstd, int N, int C);
 
-// y[N,out] (+)= x[N,in] W[out,in]^T + b. A frozen W may come packed as well (gemm.h): Wt packs
-// W^T for the forward product, Wp packs W for dx; either may be null.
+// y[N,out] (+)= x[N,in] W[out,in]^T + b. A frozen W may also come packed (gemm.h) as Wp, which
+// backward then uses for dx.
 void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out,
-                    bool accumulate = false, const PackedMatrix* Wt = nullptr);
+                    bool accumulate = false);
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
                      int N, int in, int out, bool dx_accumulate = true, const PackedMatrix* Wp = nullptr);
 
@@ -74,11 +74,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void swiglu_forward(float* h, const float* g, const float* u, size_t n);
 void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n);
 
-// A frozen head W [V,C] packed in vocabulary chunks of `rows` rows (the last may be shorter):
-// logits[c] packs chunk c transposed (h W_c^T), expected[c] packs it as is (p_c W_c).
+// A frozen head W [V,C] packed in vocabulary chunks of `rows` rows (the last may be shorter), for
+// the expected rows p_c W_c of logprob_forward.
 struct PackedHead {
   int rows = 0;
-  std::vector<std::unique_ptr<PackedMatrix>> logits, expected;
+  std::vector<std::unique_ptr<PackedMatrix>> chunks;
   // Null when the GEMM library cannot pack (then every product goes through gemm()).
   static std::unique_ptr<PackedHead> pack(const float* W, int V, int C);
   size_t bytes() const;

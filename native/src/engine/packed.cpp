@@ -69,14 +69,13 @@ static Product product_for(int M, int K, int N, int ldx, int ldy, bool accumulat
   return cache.emplace(key, Product{dnnl::matmul(pd), pd.scratchpad_desc()}).first->second;
 }
 
-std::unique_ptr<PackedMatrix> PackedMatrix::pack(const float* W, int K, int N, bool transpose) {
+std::unique_ptr<PackedMatrix> PackedMatrix::pack(const float* W, int K, int N) {
   if (K <= 0 || N <= 0) return nullptr;
   try {
     memory::desc any({K, N}, memory::data_type::f32, memory::format_tag::any);
     // The layout the primitive wants for this K x N (any M gives the same; 256 is typical).
     auto pd = matmul_desc(256, K, N, K, N, false, any);
-    memory::desc src({K, N}, memory::data_type::f32, transpose ? memory::format_tag::ba : memory::format_tag::ab);
-    memory plain(src, cpu_engine(), const_cast<float*>(W));
+    memory plain(plain_desc(K, N, N), cpu_engine(), const_cast<float*>(W));
     std::unique_ptr<PackedMatrix> p(new PackedMatrix());
     p->impl_.reset(new Impl{memory(pd.weights_desc(), cpu_engine())});
     p->K_ = K;
@@ -114,7 +113,7 @@ void PackedMatrix::multiply(int M, const float* x, int ldx, float* y, int ldy, b
 }
 #else
 struct PackedMatrix::Impl {};
-std::unique_ptr<PackedMatrix> PackedMatrix::pack(const float*, int, int, bool) { return nullptr; }
+std::unique_ptr<PackedMatrix> PackedMatrix::pack(const float*, int, int) { return nullptr; }
 PackedMatrix::~PackedMatrix() = default;
 size_t PackedMatrix::bytes() const { return 0; }
 void PackedMatrix::multiply(int, const float*, int, float*, int, bool) const {
