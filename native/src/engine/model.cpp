@@ -319,7 +319,7 @@ void Model::pack_weights() {
     frozen += int64_t(c.layers) * in * out;
   }
   double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  if (packing_ == Packing::Auto && !(physical > 0 && 4.0 * double(frozen) <= physical / 4)) return;
+  if (packing_ == Packing::Auto && !(physical > 0 && 4.0 * double(frozen) <= physical / 8)) return;
   for (auto& w : L_)
     for (int t = 0; t < NUM_TARGETS; t++) {
       int in, out;
