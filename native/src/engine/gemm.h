@@ -1,5 +1,5 @@
 // Row-major GEMM: C = alpha * op(A) @ op(B) + beta * C, op = transpose when ta/tb.
-// A is [M,K] (or [K,M] when ta), B is [K,N] (or [N,K] when tb). OpenBLAS when found,
+// A is [M,K] (or [K,M] when ta), B is [K,N] (or [N,K] when tb). oneDNN or OpenBLAS when found,
 // otherwise a blocked OpenMP kernel so the engine always builds.
 #pragma once
 #include <cstddef>
