@@ -10,6 +10,7 @@
 #include "gemm.h"
 #include "model.h"
 #include "ops.h"
+#include "random.h"
 
 using namespace tb;
 
@@ -29,14 +30,14 @@ static double dotw(const std::vector<float>& out, const std::vector<float>& w) {
 
 // Compares analytic gradient `grad` of loss() wrt `x` with central differences.
 // Error measure: max |fd - analytic| / max(max |analytic|, 1e-3) over checked entries.
-static void fd_check(const std::string& name, std::vector<float>& x, const std::vector<float>& grad,
+static void fd_check(const std::string& name, float* x, size_t n, const float* grad,
                      const std::function<double()>& loss, float eps = 1e-2f, double tol = 2e-2, size_t max_entries = 64) {
   checks++;
   double maxg = 0;
-  for (float g : grad) maxg = std::max(maxg, double(std::fabs(g)));
+  for (size_t i = 0; i < n; i++) maxg = std::max(maxg, double(std::fabs(grad[i])));
   double worst = 0;
-  size_t stride = std::max<size_t>(1, x.size() / max_entries);
-  for (size_t i = 0; i < x.size(); i += stride) {
+  size_t stride = std::max<size_t>(1, n / max_entries);
+  for (size_t i = 0; i < n; i += stride) {
     float keep = x[i];
     x[i] = keep + eps;
     double lp = loss();
@@ -51,6 +52,21 @@ static void fd_check(const std::string& name, std::vector<float>& x, const std::
   if (!ok) failures++;
   printf("%s %-44s rel err %.2e (max |grad| %.3g)\n", ok ? "ok  " : "FAIL", name.c_str(), rel, maxg);
 }
+static void fd_check(const std::string& name, std::vector<float>& x, const std::vector<float>& grad,
+                     const std::function<double()>& loss, float eps = 1e-2f, double tol = 2e-2, size_t max_entries = 64) {
+  fd_check(name, x.data(), x.size(), grad.data(), loss, eps, tol, max_entries);
+}
+// A model parameter (the CPU backend's buffers are host memory, which the perturbation needs).
+static void fd_check(const std::string& name, Param& p, const std::function<double()>& loss, float eps, double tol,
+                     size_t max_entries) {
+  fd_check(name, p.w.f32(), p.w.size(), p.grad.f32(), loss, eps, tol, max_entries);
+}
+
+static std::vector<float> host(const Buffer& b) {
+  HostFloats h(b);
+  return std::vector<float>(h.data(), h.data() + h.size());
+}
+static void set_host(Buffer& b, const std::vector<float>& v) { b.backend()->upload(b.raw(), v.data(), b.bytes()); }
 
 static void test_rmsnorm() {
   int N = 5, C = 16;
@@ -145,7 +161,7 @@ static void test_attention() {
   auto q = randv(N * Hq * D, 14), k = randv(N * Hk * D, 15), v = randv(N * Hk * D, 16), gw = randv(N * Hq * D, 17);
   std::vector<float> out(N * Hq * D), lse(N * Hq), dq(q.size()), dk(k.size()), dv(v.size());
   auto loss = [&] {
-    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), len.data(), B, Hq, Hk, D);
+    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), len.data(), start.data(), len.data(), B, Hq, Hk, D);
     return dotw(out, gw);
   };
   loss();
@@ -305,7 +321,7 @@ static void test_model(const std::string& arch, bool full, bool checkpointing, f
   m->add_lora(lo);
   // Non-zero B so that A's gradient is not trivially zero.
   for (Param* p : m->trainable())
-    if (p->name.find("lora_B") != std::string::npos) p->w = randv(p->w.size(), std::hash<std::string>()(p->name), 0.5f);
+    if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), std::hash<std::string>()(p->name), 0.5f));
   if (full) m->set_trainable(true);
   m->set_checkpointing(checkpointing);
   BatchIn b = tiny_batch(c.vocab);
@@ -319,7 +335,7 @@ static void test_model(const std::string& arch, bool full, bool checkpointing, f
     // A sample of parameters keeps the runner fast: every kind appears in layer 1 and the globals.
     bool pick = p->name.find("layers.1.") != std::string::npos || p->name.find("layers.") == std::string::npos;
     if (!pick) continue;
-    fd_check(tag + " " + p->name.substr(p->name.find("layers.") == std::string::npos ? 0 : p->name.find("layers.")), p->w, p->grad, loss, 1e-2f, 3e-2, 12);
+    fd_check(tag + " " + p->name.substr(p->name.find("layers.") == std::string::npos ? 0 : p->name.find("layers.")), *p, loss, 1e-2f, 3e-2, 12);
   }
 }
 
@@ -340,7 +356,7 @@ static void test_checkpointing_equal() {
     m->set_checkpointing(ck == 1);
     m->logps(b, true, true, 9);
     m->backward(gw);
-    for (Param* p : m->trainable()) grads[ck].push_back(p->grad);
+    for (Param* p : m->trainable()) grads[ck].push_back(host(p->grad));
   }
   checks++;
   bool same = grads[0] == grads[1];
@@ -365,12 +381,12 @@ static void test_packing_equal(const std::string& arch) {
     for (auto& t : lo.targets) t = true;
     m->add_lora(lo);
     for (Param* p : m->trainable())
-      if (p->name.find("lora_B") != std::string::npos) p->w = randv(p->w.size(), 11, 0.5f);
+      if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), 11, 0.5f));
     m->set_weight_packing(on ? Model::Packing::On : Model::Packing::Off);
     lp[on] = m->logps(b, true, true, 9);
     m->backward(gw);
     bytes[on] = m->packed_bytes();
-    for (Param* p : m->trainable()) grads[on].push_back(p->grad);
+    for (Param* p : m->trainable()) grads[on].push_back(host(p->grad));
     if (on) {
       m->set_trainable(true);
       m->logps(b, true, true, 9);
@@ -403,9 +419,11 @@ static void test_adamw() {
   lo.targets[Q] = true;
   m->add_lora(lo);
   Param* A = m->trainable()[0];
-  std::vector<float> w0 = A->w;
-  for (size_t i = 0; i < A->grad.size(); i++) A->grad[i] = (i % 2 ? 0.5f : -0.25f);
-  for (Param* p : m->trainable()) if (p != A) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+  std::vector<float> w0 = host(A->w);
+  std::vector<float> g0(A->grad.size());
+  for (size_t i = 0; i < g0.size(); i++) g0[i] = (i % 2 ? 0.5f : -0.25f);
+  m->zero_grad();
+  set_host(A->grad, g0);
   OptimizerOptions o;
   o.lr = 0.1;
   o.weight_decay = 0.01;
@@ -415,15 +433,81 @@ static void test_adamw() {
   for (size_t i = 0; i < A->grad.size(); i++) expect_norm += (i % 2 ? 0.25 : 0.0625);
   expect_norm = std::sqrt(expect_norm);
   double worst = std::fabs(norm - expect_norm);
-  for (size_t i = 0; i < A->w.size(); i++) {
+  std::vector<float> w1 = host(A->w);
+  for (size_t i = 0; i < w1.size(); i++) {
     double g = i % 2 ? 0.5 : -0.25;
     double expect = w0[i] * (1 - 0.1 * 0.01) - 0.1 * (g > 0 ? 1 : -1) * (std::fabs(g) / (std::fabs(g) + 1e-8));
-    worst = std::max(worst, std::fabs(A->w[i] - expect));
+    worst = std::max(worst, std::fabs(w1[i] - expect));
   }
   checks++;
   bool ok = worst < 1e-5;
   if (!ok) failures++;
   printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", "adamw step and grad norm", worst);
+}
+
+// Decoding with the KV cache runs the same layers as training: a prefill of the first tokens,
+// then one token per call (a finished row passes none), gives at every step the log-probs that
+// one full logps pass gives for the next token.
+static void test_decode(const std::string& arch) {
+  ModelConfig c = tiny_config(arch);
+  auto m = Model::random(c, 46, 0.5f);
+  LoraOptions lo;
+  lo.rank = 2;
+  lo.alpha = 4;
+  for (auto& t : lo.targets) t = true;
+  m->add_lora(lo);
+  for (Param* p : m->trainable())
+    if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), 12, 0.5f));
+  BatchIn b = tiny_batch(c.vocab);  // lengths 6 and 4
+  std::vector<float> lp = m->logps(b, true, false, 0);
+  auto cache = m->new_kv_cache(b.batch, b.seq_len);
+  const int prompt = 2, V = c.vocab;
+  double worst = 0;
+  int compared = 0;
+  bool idle_rows_zero = true;
+  for (int t0 = 0; t0 < b.seq_len - 1; t0 = t0 == 0 ? prompt : t0 + 1) {
+    BatchIn next;
+    next.batch = b.batch;
+    next.seq_len = t0 == 0 ? prompt : 1;
+    for (int r = 0; r < b.batch; r++) {
+      int n = std::max(0, std::min(next.seq_len, b.lengths[r] - 1 - t0));  // the last token predicts nothing
+      next.lengths.push_back(n);
+      for (int i = 0; i < next.seq_len; i++) next.ids.push_back(i < n ? b.ids[size_t(r) * b.seq_len + t0 + i] : 0);
+    }
+    std::vector<float> logits = m->decode(*cache, next, true);
+    for (int r = 0; r < b.batch; r++) {
+      const float* row = logits.data() + size_t(r) * V;
+      if (next.lengths[r] == 0) {
+        for (int v = 0; v < V; v++) idle_rows_zero = idle_rows_zero && row[v] == 0.0f;
+        continue;
+      }
+      int t = t0 + next.lengths[r];  // the token these logits predict
+      double mx = row[0], sum = 0;
+      for (int v = 1; v < V; v++) mx = std::max(mx, double(row[v]));
+      for (int v = 0; v < V; v++) sum += std::exp(row[v] - mx);
+      double got = row[b.ids[size_t(r) * b.seq_len + t]] - mx - std::log(sum);
+      worst = std::max(worst, std::fabs(got - lp[size_t(r) * b.seq_len + t]));
+      compared++;
+    }
+  }
+  bool filled = cache->length[0] == b.lengths[0] - 1 && cache->length[1] == b.lengths[1] - 1;
+  bool refused = false;
+  try {
+    BatchIn over;
+    over.batch = b.batch;
+    over.seq_len = b.seq_len;
+    over.ids.assign(size_t(b.batch) * b.seq_len, 1);
+    over.lengths = {b.seq_len, 0};  // 5 cached + 6 > capacity 6
+    m->decode(*cache, over, true);
+  } catch (const std::exception& e) {
+    refused = std::string(e.what()).find("more than the cache") != std::string::npos;
+  }
+  checks++;
+  bool ok = worst < 1e-4 && compared == b.lengths[0] - 1 + b.lengths[1] - 1 - 2 * (prompt - 1) && filled && idle_rows_zero && refused;
+  if (!ok) failures++;
+  printf("%s %-44s max err %.2e over %d steps%s%s%s\n", ok ? "ok  " : "FAIL",
+         (arch.substr(0, arch.find("For")) + " KV-cache decoding = logps").c_str(), worst, compared,
+         filled ? "" : ", cache lengths wrong", idle_rows_zero ? "" : ", idle rows not zero", refused ? "" : ", overflow not refused");
 }
 
 int main() {
@@ -450,6 +534,7 @@ int main() {
   test_packing_equal("LlamaForCausalLM");
   test_packing_equal("Qwen2ForCausalLM");  // tied head
   test_adamw();
+  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_decode(arch);
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

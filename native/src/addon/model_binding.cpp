@@ -4,7 +4,6 @@
 #include <mutex>
 
 #include "engine_thread.h"
-#include "gemm.h"
 
 namespace tbjs {
 
@@ -72,6 +71,17 @@ class TaskWorker : public Napi::AsyncWorker {
   Work work_;
   Done done_;
 };
+
+// Queues `work` on the engine thread for the model of `info.This()` and returns its Promise;
+// `done` (optional) makes the resolved value. Clears a cancel left over from an earlier call.
+Napi::Promise queue(const Napi::CallbackInfo& info, std::shared_ptr<tb::Model> m, TaskWorker::Work work,
+                    TaskWorker::Done done = nullptr) {
+  if (m) m->cancel_flag = false;
+  auto* w = new TaskWorker(info.Env(), m, m ? info.This().As<Napi::Object>() : Napi::Object(), std::move(work),
+                           std::move(done));
+  w->Queue();
+  return w->Promise();
+}
 
 std::string str_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");
@@ -216,22 +226,16 @@ Napi::Value ModelBinding::AddLora(const Napi::CallbackInfo& info) {
 Napi::Value ModelBinding::LoadAdapter(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   std::string dir = str_arg(info, 0, "loadAdapter: dir");
-  m->cancel_flag = false;
   auto result = std::make_shared<tb::LoraOptions>();
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, dir, result] { *result = m->load_adapter(dir); },
-                           [result](Napi::Env env) -> Napi::Value { return lora_to_js(env, *result); });
-  w->Queue();
-  return w->Promise();
+  return queue(info, m, [m, dir, result] { *result = m->load_adapter(dir); },
+               [result](Napi::Env env) -> Napi::Value { return lora_to_js(env, *result); });
 }
 
 Napi::Value ModelBinding::SaveAdapter(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   std::string dir = str_arg(info, 0, "saveAdapter: dir");
   std::string base = str_arg(info, 1, "saveAdapter: baseModelNameOrPath");
-  m->cancel_flag = false;
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, dir, base] { m->save_adapter(dir, base); }, nullptr);
-  w->Queue();
-  return w->Promise();
+  return queue(info, m, [m, dir, base] { m->save_adapter(dir, base); });
 }
 
 Napi::Value ModelBinding::SetTrainable(const Napi::CallbackInfo& info) {
@@ -263,23 +267,16 @@ Napi::Value ModelBinding::Logps(const Napi::CallbackInfo& info) {
   batch->mask = typed_copy<uint8_t>(info[4], napi_uint8_array, "batch.mask");
   bool adapters = info[5].ToBoolean(), train = info[6].ToBoolean();
   uint64_t seed = uint64_t(num_arg(info[7], "dropoutSeed"));
-  m->cancel_flag = false;
   auto out = std::make_shared<std::vector<float>>();
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(),
-                           [m, batch, adapters, train, seed, out] { *out = m->logps(*batch, adapters, train, seed); },
-                           [out](Napi::Env env) -> Napi::Value { return to_f32(env, *out); });
-  w->Queue();
-  return w->Promise();
+  return queue(info, m, [m, batch, adapters, train, seed, out] { *out = m->logps(*batch, adapters, train, seed); },
+               [out](Napi::Env env) -> Napi::Value { return to_f32(env, *out); });
 }
 
 Napi::Value ModelBinding::Backward(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "backward: gradLogps expected");
   auto g = std::make_shared<std::vector<float>>(typed_copy<float>(info[0], napi_float32_array, "gradLogps"));
-  m->cancel_flag = false;
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, g] { m->backward(*g); }, nullptr);
-  w->Queue();
-  return w->Promise();
+  return queue(info, m, [m, g] { m->backward(*g); });
 }
 
 Napi::Value ModelBinding::ZeroGrad(const Napi::CallbackInfo& info) {
@@ -301,16 +298,13 @@ Napi::Value ModelBinding::OptimizerStep(const Napi::CallbackInfo& info) {
   oo.eps = num_field(o, "eps");
   oo.weight_decay = num_field(o, "weightDecay");
   oo.max_grad_norm = num_field(o, "maxGradNorm");
-  m->cancel_flag = false;
   auto norm = std::make_shared<double>(0);
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, oo, norm] { *norm = m->optimizer_step(oo); },
-                           [norm](Napi::Env env) -> Napi::Value {
+  return queue(info, m, [m, oo, norm] { *norm = m->optimizer_step(oo); },
+               [norm](Napi::Env env) -> Napi::Value {
                              Napi::Object r = Napi::Object::New(env);
                              r.Set("gradNorm", *norm);
                              return r;
                            });
-  w->Queue();
-  return w->Promise();
 }
 
 Napi::Value ModelBinding::GradNorm(const Napi::CallbackInfo& info) {
@@ -323,26 +317,20 @@ Napi::Value ModelBinding::Gradients(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   SYNC_LOCK(m);
   Napi::Object o = Napi::Object::New(info.Env());
-  for (tb::Param* p : m->trainable()) o.Set(p->name, to_f32(info.Env(), p->grad));
+  for (auto& [name, g] : m->gradients()) o.Set(name, to_f32(info.Env(), g));
   return o;
 }
 
 Napi::Value ModelBinding::SaveTrainingState(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   std::string path = str_arg(info, 0, "saveTrainingState: path");
-  m->cancel_flag = false;
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, path] { m->save_training_state(path); }, nullptr);
-  w->Queue();
-  return w->Promise();
+  return queue(info, m, [m, path] { m->save_training_state(path); });
 }
 
 Napi::Value ModelBinding::LoadTrainingState(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   std::string path = str_arg(info, 0, "loadTrainingState: path");
-  m->cancel_flag = false;
-  auto* w = new TaskWorker(info.Env(), m, info.This().As<Napi::Object>(), [m, path] { m->load_training_state(path); }, nullptr);
-  w->Queue();
-  return w->Promise();
+  return queue(info, m, [m, path] { m->load_training_state(path); });
 }
 
 Napi::Value ModelBinding::Cancel(const Napi::CallbackInfo& info) {
@@ -359,22 +347,15 @@ Napi::Value ModelBinding::Dispose(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::string dir = str_arg(info, 0, "loadModel: dir");
   int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
   auto holder = std::make_shared<std::shared_ptr<tb::Model>>();
-  auto* w = new TaskWorker(
-      env, nullptr, Napi::Object(),
-      [dir, threads, holder] {
-        std::unique_ptr<tb::Model> m = tb::Model::load(dir, threads > 0 ? threads : tb::max_threads());
-        *holder = std::shared_ptr<tb::Model>(std::move(m));
-      },
+  return queue(
+      info, nullptr, [dir, threads, holder] { *holder = tb::Model::load(dir, threads); },
       [holder](Napi::Env env) -> Napi::Value {
         AddonData* data = env.GetInstanceData<AddonData>();
         return data->model_ctor.New({Napi::External<std::shared_ptr<tb::Model>>::New(env, holder.get())});
       });
-  w->Queue();
-  return w->Promise();
 }
 
 }  // namespace tbjs

@@ -10,9 +10,28 @@
 
 #include "json.h"
 #include "model.h"
+#include "passes.h"
 #include "safetensors.h"
 
 namespace tb {
+
+// A tensor of the file into a buffer of the same size (read in place on host memory).
+static void read_tensor(const SafetensorsFile& f, const TensorInfo& t, Buffer& dst) {
+  if (dst.backend()->host_memory()) return f.read_f32(t, dst.f32());
+  std::vector<float> host(dst.size());
+  f.read_f32(t, host.data());
+  upload_floats(dst, host.data());
+}
+
+// Host views of parameters for write_safetensors; they live as long as this list.
+struct TensorsOut {
+  std::vector<std::unique_ptr<HostFloats>> host;
+  std::vector<TensorOut> out;
+  void add(const std::string& name, const std::vector<int64_t>& shape, const Buffer& b) {
+    host.push_back(std::make_unique<HostFloats>(b));
+    out.push_back({name, shape, host.back()->data()});
+  }
+};
 
 static void write_text_atomic(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
@@ -57,14 +76,14 @@ static std::string num_json(double v) {
 void Model::save_adapter(const std::string& dir, const std::string& base_model) const {
   if (!lora_on_) throw std::runtime_error("saveAdapter: no LoRA adapter is attached");
   make_dirs(dir);
-  std::vector<TensorOut> ts;
+  TensorsOut ts;
   for (auto& w : L_)
     for (int t = 0; t < NUM_TARGETS; t++)
       if (!w.A[t].empty()) {
-        ts.push_back({w.A[t].name, w.A[t].shape, w.A[t].w.data()});
-        ts.push_back({w.B[t].name, w.B[t].shape, w.B[t].w.data()});
+        ts.add(w.A[t].name, w.A[t].shape, w.A[t].w);
+        ts.add(w.B[t].name, w.B[t].shape, w.B[t].w);
       }
-  write_safetensors(dir + "/adapter_model.safetensors", ts, {{"format", "pt"}});
+  write_safetensors(dir + "/adapter_model.safetensors", ts.out, {{"format", "pt"}});
   std::string targets;
   for (int t = 0; t < NUM_TARGETS; t++)
     if (lora_.targets[t]) targets += std::string(targets.empty() ? "" : ", ") + json_quote(kModuleNames[t]);
@@ -146,8 +165,8 @@ LoraOptions Model::load_adapter(const std::string& dir) {
     backup.resize(L_.size());
     for (size_t l = 0; l < L_.size(); l++)
       for (int t = 0; t < NUM_TARGETS; t++) {
-        backup[l].A[t] = L_[l].A[t];
-        backup[l].B[t] = L_[l].B[t];
+        backup[l].A[t] = std::move(L_[l].A[t]);
+        backup[l].B[t] = std::move(L_[l].B[t]);
       }
   }
   try {
@@ -168,7 +187,7 @@ LoraOptions Model::load_adapter(const std::string& dir) {
             if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + p->name + "'");
             if (ti->shape != p->shape)
               throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
-            f.read_f32(*ti, p->w.data());
+            read_tensor(f, *ti, p->w);
           }
     for (auto& [name, ti] : f.tensors())
       if (!expected.count(name)) throw std::runtime_error(wpath + ": unexpected tensor '" + name + "' (not a LoRA weight of this model's targets)");
@@ -177,8 +196,8 @@ LoraOptions Model::load_adapter(const std::string& dir) {
     lora_on_ = saved_on;
     for (size_t l = 0; l < L_.size(); l++)
       for (int t = 0; t < NUM_TARGETS; t++) {
-        L_[l].A[t] = saved_on ? backup[l].A[t] : Param{};
-        L_[l].B[t] = saved_on ? backup[l].B[t] : Param{};
+        L_[l].A[t] = saved_on ? std::move(backup[l].A[t]) : Param{};
+        L_[l].B[t] = saved_on ? std::move(backup[l].B[t]) : Param{};
       }
     throw;
   }
@@ -186,13 +205,13 @@ LoraOptions Model::load_adapter(const std::string& dir) {
 }
 
 void Model::save_training_state(const std::string& path) const {
-  std::vector<TensorOut> ts;
+  TensorsOut ts;
   for (const Param* p : trainable()) {
-    ts.push_back({p->name + ".exp_avg", p->shape, p->m.data()});
-    ts.push_back({p->name + ".exp_avg_sq", p->shape, p->v.data()});
-    if (full_) ts.push_back({p->name, p->shape, p->w.data()});
+    ts.add(p->name + ".exp_avg", p->shape, p->m);
+    ts.add(p->name + ".exp_avg_sq", p->shape, p->v);
+    if (full_) ts.add(p->name, p->shape, p->w);
   }
-  write_safetensors(path, ts, {{"format", "tunebench-training-state-1"}, {"step", std::to_string(step_)}, {"mode", full_ ? "full" : "lora"}});
+  write_safetensors(path, ts.out, {{"format", "tunebench-training-state-1"}, {"step", std::to_string(step_)}, {"mode", full_ ? "full" : "lora"}});
 }
 
 void Model::load_training_state(const std::string& path) {
@@ -217,9 +236,9 @@ void Model::load_training_state(const std::string& path) {
         throw std::runtime_error(path + ": tensor '" + n + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
     }
   for (Param* p : ps) {
-    f.read_f32(*f.find(p->name + ".exp_avg"), p->m.data());
-    f.read_f32(*f.find(p->name + ".exp_avg_sq"), p->v.data());
-    if (full_) f.read_f32(*f.find(p->name), p->w.data());
+    read_tensor(f, *f.find(p->name + ".exp_avg"), p->m);
+    read_tensor(f, *f.find(p->name + ".exp_avg_sq"), p->v);
+    if (full_) read_tensor(f, *f.find(p->name), p->w);
   }
   step_ = std::stoll(st->second);
   // the saved pass belongs to the old weights

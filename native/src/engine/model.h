@@ -1,5 +1,9 @@
 // A causal LM (Llama / Qwen2 / Qwen3) with LoRA, its forward/backward and AdamW, after llm.c:
 // a config struct, parameter structs with every shape in a comment, explicit activations.
+// Every tensor is a Buffer of the model's Backend (backend.h); the model code calls only the
+// backend. Sources by concern: config.cpp, weights.cpp (load, LoRA, packing), transformer.cpp
+// (one layer forward/backward), head.cpp, passes.cpp (logps, backward, decode), optimizer.cpp,
+// adapter.cpp (PEFT folders and training state on disk).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -10,10 +14,9 @@
 #include <string>
 #include <vector>
 
-namespace tb {
+#include "backend.h"
 
-class PackedMatrix;  // gemm.h
-struct PackedHead;   // ops.h
+namespace tb {
 
 struct Cancelled : std::runtime_error {
   Cancelled() : std::runtime_error("cancelled") {}
@@ -38,15 +41,18 @@ ModelConfig parse_config(const std::string& path);
 enum Target { Q = 0, K, V, O, GATE, UP, DOWN, NUM_TARGETS };
 extern const char* const kTargetNames[NUM_TARGETS];    // "q", "k", ...
 extern const char* const kModuleNames[NUM_TARGETS];    // "q_proj", ...
+// The [out, in] shape of projection t.
+void target_dims(const ModelConfig& c, int t, int& in, int& out);
 
 // A trainable tensor: value, gradient and AdamW moments (grad/m/v allocated when trainable).
 struct Param {
   std::string name;            // Hugging Face / PEFT name
   std::vector<int64_t> shape;
-  std::vector<float> w, grad, m, v;
+  Buffer w, grad, m, v;        // w may carry a prepared (packed) form while frozen
   bool decay = true;           // weight decay applies (not to norms and biases, as Trainer)
   size_t size() const { return w.size(); }
   bool empty() const { return w.empty(); }
+  int64_t numel() const;       // of the shape
 };
 
 struct LayerWeights {
@@ -58,8 +64,6 @@ struct LayerWeights {
   Param bias[NUM_TARGETS];  // optional, [out]
   Param A[NUM_TARGETS];     // LoRA A [r, in]
   Param B[NUM_TARGETS];     // LoRA B [out, r]
-  // Frozen W packed for the GEMM library (Model::pack_weights), for backward's dy W.
-  std::shared_ptr<const PackedMatrix> Wp[NUM_TARGETS];
 };
 
 struct LoraOptions {
@@ -82,29 +86,23 @@ struct OptimizerOptions {
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, max_grad_norm = 1;
 };
 
-struct LayerGrads;  // backward scratch (model.cpp)
-
-// Saved activations of one layer over the N packed tokens.
-struct LayerActs {
-  std::vector<float> x_in;            // [N,C] layer input
-  std::vector<float> xn1, rstd1;      // [N,C], [N]
-  std::vector<float> qraw, kraw, rstdq, rstdk;  // Qwen3 pre-norm q/k [N,Hq*D],[N,Hk*D]; [N*Hq],[N*Hk]
-  std::vector<float> q, k, v;         // after rope: [N,Hq*D], [N,Hk*D], [N,Hk*D]
-  std::vector<float> att, lse;        // [N,Hq*D], [N*Hq]
-  std::vector<float> x_mid;           // [N,C] after the attention residual
-  std::vector<float> xn2, rstd2;      // [N,C], [N]
-  std::vector<float> g, u, h;         // [N,I]
-  std::vector<float> ax[NUM_TARGETS]; // LoRA [N,r]
+// A KV cache for decoding: per layer the keys and values (after RoPE) of `batch` sequences of
+// up to `capacity` tokens each; sequence b owns rows [b*capacity, (b+1)*capacity).
+struct KvCache {
+  int batch = 0, capacity = 0;
+  std::vector<int32_t> length;  // [batch] tokens cached per sequence
+  std::vector<Buffer> k, v;     // per layer [batch*capacity, Hk*D]
+  size_t bytes() const;
 };
 
 class Model {
  public:
   static std::unique_ptr<Model> load(const std::string& dir, int threads);
   // A model from a config and random weights (tests); seed fixes the weights.
-  static std::unique_ptr<Model> random(const ModelConfig& cfg, uint64_t seed, float scale);
+  static std::unique_ptr<Model> random(const ModelConfig& cfg, uint64_t seed, float scale, int threads = 1);
 
   const ModelConfig& config() const { return cfg_; }
-  int threads() const { return threads_; }
+  Backend& backend() const { return *be_; }
 
   void add_lora(const LoraOptions& o);
   bool has_lora() const { return lora_on_; }
@@ -124,10 +122,20 @@ class Model {
     train_state_valid_ = false;
   }
 
+  // Log-probs [B*T] of the masked-in tokens (0 elsewhere): pack the batch, run the layers, the head.
   std::vector<float> logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed);
   void backward(const std::vector<float>& dlogps);
+  // Decoding: a cache for `batch` sequences of up to `capacity` tokens (throws when it cannot be
+  // allocated, with its size); decode() appends lengths[b] new tokens to sequence b (0: the row
+  // costs nothing) and returns the logits [B, V] of each row's last new token (zeros for rows
+  // without new tokens). Prefill is a decode() of the prompts.
+  static size_t kv_cache_bytes(const ModelConfig& c, int batch, int capacity);
+  std::unique_ptr<KvCache> new_kv_cache(int batch, int capacity);
+  std::vector<float> decode(KvCache& cache, const BatchIn& next, bool adapters);
   void zero_grad();
   double grad_norm() const;
+  // Host copies of the trainable gradients, by parameter name.
+  std::vector<std::pair<std::string, std::vector<float>>> gradients() const;
   double optimizer_step(const OptimizerOptions& o);
   void save_training_state(const std::string& path) const;
   void load_training_state(const std::string& path);
@@ -136,6 +144,13 @@ class Model {
   std::vector<Param*> trainable();
   std::vector<const Param*> trainable() const;
   std::vector<Param*> all_base_params();
+
+  // The engine's own per-call state (passes.h, transformer.cpp), not for callers.
+  struct Pass;        // one call's packed batch: rows, positions, rope tables
+  struct LayerActs;   // one layer's activations
+  struct LayerGrads;  // backward scratch of a layer
+  struct TrainState;  // a pass's buffers: what backward needs from the last train=true logps call
+  struct Group;       // projections reading one input
 
   std::atomic<bool> cancel_flag{false};
   std::mutex mu;  // one heavy call at a time per model
@@ -146,17 +161,27 @@ class Model {
   void check_cancel() const {
     if (cancel_flag.load()) throw Cancelled();
   }
-  struct Pass;  // per-call context (packing, rope tables)
-  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p);
+  Pass& pack_batch(TrainState& ts, const BatchIn& b, bool adapters, bool train, uint64_t seed, const KvCache* cache);
+  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool save, KvCache* cache);
   void layer_backward(int l, float* dx, LayerActs& a, LayerGrads& g, const Pass& p);
+  void group_forward(int l, const Group& g, const float* x, float* const* y, LayerActs& a, const Pass& p);
+  void group_backward(int l, const Group& g, const float* x, const float* const* dy, float* dx, LayerActs& a,
+                      const Pass& p);
+  void head_logps(TrainState& ts, const float* x, bool train, std::vector<float>& lp);
+  void head_backward(TrainState& ts, float* dx);
+  void head_logits(TrainState& ts, const float* x, std::vector<float>& logits);
+  const Param& head() const { return cfg_.tied_embeddings ? embed_ : lm_head_; }
+  Param& head() { return cfg_.tied_embeddings ? embed_ : lm_head_; }
   float lora_scale() const;
+  bool has_adapter(int l, int t, const Pass& p) const;
   bool lora_shared_target(int l, int t, const Pass& p) const;
   void alloc_grads();
   void pack_weights();
   void drop_packed_weights();
+  void upload(Buffer& dst, const std::vector<float>& src);
 
   ModelConfig cfg_;
-  int threads_ = 1;
+  std::unique_ptr<Backend> be_;
   Param embed_;       // [V, C]
   Param final_norm_;  // [C]
   Param lm_head_;     // [V, C], empty when tied
@@ -168,16 +193,11 @@ class Model {
   bool checkpointing_ = false;
   int64_t step_ = 0;
   Packing packing_ = Packing::Auto;
-  bool packed_ = false;                      // Wp and head_packed_ are set
-  std::shared_ptr<PackedHead> head_packed_;  // null when not packed or the library cannot
+  bool packed_ = false;  // the packing decision was taken for the current weights
 
-  // What backward needs from the last train=true logps call.
-  struct TrainState;
   std::shared_ptr<TrainState> ts_;
-  std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes
+  std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes and decoding
   bool train_state_valid_ = false;
-  // Logits chunk of the head, shared by every pass (calls on one model never overlap).
-  std::vector<float> head_scratch_;
 };
 
 }  // namespace tb

@@ -17,17 +17,6 @@
 
 namespace tb {
 
-const char* dtype_name(DType d) {
-  switch (d) {
-    case DType::F32: return "F32";
-    case DType::BF16: return "BF16";
-    case DType::F16: return "F16";
-  }
-  return "?";
-}
-
-static size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
-
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
   for (auto d : shape) n *= d;

@@ -6,10 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace tb {
+#include "dtype.h"
 
-enum class DType { F32, BF16, F16 };
-const char* dtype_name(DType d);
+namespace tb {
 
 struct TensorInfo {
   std::string name;

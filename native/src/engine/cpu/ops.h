@@ -60,11 +60,14 @@ void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, 
 void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D);
 void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D);
 
-// Causal grouped-query attention over packed sequences: sequence b owns rows
-// [start[b], start[b]+len[b]). q/out [N, Hq*D], k/v [N, Hk*D]; lse [N, Hq] saved, so backward
-// recomputes probabilities instead of storing T x T matrices.
+// Causal grouped-query attention (backend.h states the row layout): sequence b's queries are
+// rows [qstart[b], +qlen[b]) of q/out [*, Hq*D], its keys/values rows [kvstart[b], +kvlen[b])
+// of k/v [*, Hk*D], the queries being the last qlen[b] positions. lse [rows of q, Hq] saved, so
+// backward recomputes probabilities instead of storing T x T matrices.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                       const int32_t* start, const int32_t* len, int B, int Hq, int Hk, int D);
+                       const int32_t* qstart, const int32_t* qlen, const int32_t* kvstart, const int32_t* kvlen,
+                       int B, int Hq, int Hk, int D);
+// Backward of a pass without cache: sequence b owns rows [start[b], +len[b]) of every tensor.
 // Writes (not accumulates) dq, dk, dv.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                         const float* lse, const float* q, const float* k, const float* v,
@@ -103,9 +106,5 @@ void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, co
 
 // Tests: force the vocabulary chunk size (0 = automatic) to exercise the online logsumexp.
 void set_logprob_chunk(int vocab_rows);
-
-// Uniform [0,1) from a counter-based hash (splitmix64), for dropout masks and LoRA init.
-float hash_uniform(uint64_t seed, uint64_t counter);
-uint64_t mix_seed(uint64_t a, uint64_t b);
 
 }  // namespace tb

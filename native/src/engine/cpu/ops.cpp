@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "gemm.h"
+#include "random.h"
 #include "simd.h"
 
 #ifdef _OPENMP
@@ -20,17 +22,6 @@ static int thread_index() {
 #else
   return 0;
 #endif
-}
-
-uint64_t mix_seed(uint64_t a, uint64_t b) {
-  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-float hash_uniform(uint64_t seed, uint64_t counter) {
-  return float(mix_seed(seed, counter) >> 40) * (1.0f / 16777216.0f);
 }
 
 // ---------------------------------------------------------------- elementwise
@@ -261,16 +252,18 @@ struct AttnTask {
 };
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                       const int32_t* start, const int32_t* len, int B, int Hq, int Hk, int D) {
+                       const int32_t* qstart, const int32_t* qlen, const int32_t* kvstart, const int32_t* kvlen,
+                       int B, int Hq, int Hk, int D) {
   int group = Hq / Hk;
   float scale = 1.0f / std::sqrt(float(D));
   int qs = Hq * D, ks = Hk * D;
   int maxlen = 0;
   std::vector<AttnTask> tasks;
   for (int b = 0; b < B; b++) {
-    maxlen = std::max(maxlen, len[b]);
+    if (qlen[b] > kvlen[b]) throw std::runtime_error("attention: a sequence has more queries than keys");
+    maxlen = std::max(maxlen, kvlen[b]);
     for (int h = 0; h < Hq; h++)
-      for (int i0 = 0; i0 < len[b]; i0 += kQBlock) tasks.push_back({b, h, i0});
+      for (int i0 = 0; i0 < qlen[b]; i0 += kQBlock) tasks.push_back({b, h, i0});
   }
   // Scratch is allocated before the parallel region: an exception (out of memory) must never
   // leave an OpenMP region, which would terminate the process.
@@ -282,21 +275,23 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 #pragma omp for schedule(dynamic)
     for (int ti = 0; ti < int(tasks.size()); ti++) {
       const AttnTask& tk = tasks[ti];
-      int hk = tk.h / group, i0 = tk.i0, i1 = std::min(len[tk.b], i0 + kQBlock), bq = i1 - i0, nk = i1;
-      const float* Q = q + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D;
-      const float* K = k + size_t(start[tk.b]) * ks + size_t(hk) * D;
-      const float* Vv = v + size_t(start[tk.b]) * ks + size_t(hk) * D;
+      // query t of the block sits at position off + t and sees keys [0, off + t]
+      int b = tk.b, off = kvlen[b] - qlen[b];
+      int hk = tk.h / group, i0 = tk.i0, i1 = std::min(qlen[b], i0 + kQBlock), bq = i1 - i0, nk = off + i1;
+      const float* Q = q + size_t(qstart[b] + i0) * qs + size_t(tk.h) * D;
+      const float* K = k + size_t(kvstart[b]) * ks + size_t(hk) * D;
+      const float* Vv = v + size_t(kvstart[b]) * ks + size_t(hk) * D;
       gemm(false, true, bq, nk, D, scale, Q, qs, K, ks, 0.0f, S, nk);
       for (int r = 0; r < bq; r++) {
-        int t = i0 + r;
+        int t = off + i0 + r;
         float* row = S + size_t(r) * nk;
         float m = row_max(row, t + 1);
         float sum = row_exp_sum(row, t + 1, m);
         row_scale(row, t + 1, 1.0f / sum);
         for (int j = t + 1; j < nk; j++) row[j] = 0.0f;
-        lse[size_t(start[tk.b] + t) * Hq + tk.h] = m + std::log(sum);
+        lse[size_t(qstart[b] + i0 + r) * Hq + tk.h] = m + std::log(sum);
       }
-      gemm(false, false, bq, D, nk, 1.0f, S, nk, Vv, ks, 0.0f, out + size_t(start[tk.b] + i0) * qs + size_t(tk.h) * D, qs);
+      gemm(false, false, bq, D, nk, 1.0f, S, nk, Vv, ks, 0.0f, out + size_t(qstart[b] + i0) * qs + size_t(tk.h) * D, qs);
     }
   }
 }

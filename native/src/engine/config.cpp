@@ -1,0 +1,118 @@
+// config.json of a Hugging Face causal LM into ModelConfig; errors name the file and the field.
+#include <cmath>
+#include <stdexcept>
+
+#include "json.h"
+#include "model.h"
+
+namespace tb {
+
+const char* const kTargetNames[NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+const char* const kModuleNames[NUM_TARGETS] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+static const Json& need(const Json& j, const std::string& key, const std::string& path) {
+  const Json* v = j.find(key);
+  if (!v || v->is_null()) throw std::runtime_error(path + ": missing field '" + key + "'");
+  return *v;
+}
+static int need_int(const Json& j, const std::string& key, const std::string& path) {
+  const Json& v = need(j, key, path);
+  if (v.kind != Json::Number || v.num <= 0 || v.num != std::floor(v.num))
+    throw std::runtime_error(path + ": field '" + key + "' must be a positive integer");
+  return int(v.num);
+}
+static double num_or(const Json& j, const std::string& key, double dflt, const std::string& path) {
+  const Json* v = j.find(key);
+  if (!v || v->is_null()) return dflt;
+  if (v->kind != Json::Number) throw std::runtime_error(path + ": field '" + key + "' must be a number");
+  return v->num;
+}
+static bool bool_or(const Json& j, const std::string& key, bool dflt, const std::string& path) {
+  const Json* v = j.find(key);
+  if (!v || v->is_null()) return dflt;
+  if (v->kind != Json::Bool) throw std::runtime_error(path + ": field '" + key + "' must be true or false");
+  return v->b;
+}
+
+ModelConfig parse_config(const std::string& path) {
+  Json j = json_parse_file(path);
+  if (j.kind != Json::Object) throw std::runtime_error(path + ": not a JSON object");
+  ModelConfig c;
+  const Json& arch = need(j, "architectures", path);
+  if (arch.kind != Json::Array || arch.arr.empty() || arch.arr[0].kind != Json::String)
+    throw std::runtime_error(path + ": field 'architectures' must be a list of names");
+  c.architecture = arch.arr[0].str;
+  if (c.architecture != "LlamaForCausalLM" && c.architecture != "Qwen2ForCausalLM" && c.architecture != "Qwen3ForCausalLM")
+    throw std::runtime_error(path + ": unsupported architecture '" + c.architecture +
+                             "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+  c.hidden = need_int(j, "hidden_size", path);
+  c.intermediate = need_int(j, "intermediate_size", path);
+  c.layers = need_int(j, "num_hidden_layers", path);
+  c.heads = need_int(j, "num_attention_heads", path);
+  c.kv_heads = j.find("num_key_value_heads") && !j.find("num_key_value_heads")->is_null() ? need_int(j, "num_key_value_heads", path) : c.heads;
+  c.vocab = need_int(j, "vocab_size", path);
+  c.head_dim = j.find("head_dim") && !j.find("head_dim")->is_null() ? need_int(j, "head_dim", path) : c.hidden / c.heads;
+  if (c.architecture != "Qwen3ForCausalLM" && !j.has("head_dim") && c.hidden % c.heads != 0)
+    throw std::runtime_error(path + ": hidden_size is not a multiple of num_attention_heads");
+  if (c.heads % c.kv_heads != 0)
+    throw std::runtime_error(path + ": num_attention_heads is not a multiple of num_key_value_heads");
+  if (c.head_dim % 2 != 0) throw std::runtime_error(path + ": head_dim must be even for rotary embeddings");
+  // transformers >= 5 writes rope_parameters {rope_theta, rope_type, ...}; older files
+  // write rope_theta and rope_scaling at the top level.
+  const Json* rp = j.find("rope_parameters");
+  if (rp && rp->kind != Json::Object) rp = nullptr;
+  c.rope_theta = num_or(j, "rope_theta", rp ? num_or(*rp, "rope_theta", 10000.0, path + " rope_parameters") : 10000.0, path);
+  c.rms_eps = num_or(j, "rms_norm_eps", 1e-6, path);
+  c.tied_embeddings = bool_or(j, "tie_word_embeddings", false, path);
+  bool attention_bias = bool_or(j, "attention_bias", false, path);
+  if (c.architecture == "Qwen2ForCausalLM") {
+    c.qkv_bias = true;
+    if (bool_or(j, "use_sliding_window", false, path))
+      throw std::runtime_error(path + ": use_sliding_window=true is not supported");
+  } else {
+    c.qkv_bias = attention_bias;
+    c.o_bias = attention_bias;
+  }
+  if (c.architecture == "Qwen3ForCausalLM") {
+    c.qk_norm = true;
+    if (bool_or(j, "use_sliding_window", false, path))
+      throw std::runtime_error(path + ": use_sliding_window=true is not supported");
+  }
+  c.mlp_bias = bool_or(j, "mlp_bias", false, path);
+  const Json* act = j.find("hidden_act");
+  if (act && act->kind == Json::String && act->str != "silu")
+    throw std::runtime_error(path + ": hidden_act '" + act->str + "' is not supported (silu only)");
+  const Json* rs = j.find("rope_scaling");
+  if (!rs || rs->is_null()) rs = rp;
+  if (rs && !rs->is_null()) {
+    const Json* type = rs->find("rope_type");
+    if (!type) type = rs->find("type");
+    std::string t = type && type->kind == Json::String ? type->str : "";
+    if (t == "llama3") {
+      c.rope_factor = need(*rs, "factor", path + " rope_scaling").num;
+      c.rope_low = need(*rs, "low_freq_factor", path + " rope_scaling").num;
+      c.rope_high = need(*rs, "high_freq_factor", path + " rope_scaling").num;
+      c.rope_orig_ctx = need(*rs, "original_max_position_embeddings", path + " rope_scaling").num;
+    } else if (t != "default") {
+      throw std::runtime_error(path + ": rope_scaling type '" + t + "' is not supported (llama3 or default)");
+    }
+  }
+  const Json* dt = j.find("torch_dtype");
+  if (!dt || dt->kind != Json::String) dt = j.find("dtype");
+  if (dt && dt->kind == Json::String) c.dtype = dt->str;
+  return c;
+}
+
+// The [out, in] shape of projection t.
+void target_dims(const ModelConfig& c, int t, int& in, int& out) {
+  int C = c.hidden, qd = c.heads * c.head_dim, kd = c.kv_heads * c.head_dim, I = c.intermediate;
+  switch (t) {
+    case Q: in = C; out = qd; break;
+    case K: case V: in = C; out = kd; break;
+    case O: in = qd; out = C; break;
+    case GATE: case UP: in = C; out = I; break;
+    default: in = I; out = C; break;
+  }
+}
+
+}  // namespace tb

@@ -1,0 +1,68 @@
+// The model's per-call state, shared by transformer.cpp, head.cpp and passes.cpp (not part of
+// the engine's API). Every tensor is a Buffer of the model's backend.
+#pragma once
+#include "model.h"
+
+namespace tb {
+
+// One call's packed batch: the valid tokens of every sequence, back to back.
+struct Model::Pass {
+  int B = 0, T = 0, N = 0;                        // sequences, padded length, packed rows
+  std::vector<int32_t> start, len, pos;           // host: sequence b owns rows [start[b], +len[b])
+  Buffer ids, pos_d, start_d, len_d;              // I32 copies for the backend: [N], [N], [B], [B]
+  Buffer kvstart, kvlen, kvrows;                  // decoding: cache rows per sequence, and per new row
+  Buffer cos, sin;                                // rope tables [maxpos, D/2]
+  bool adapters = false, train = false;
+  uint64_t dropout_seed = 0;
+};
+
+// Activations of one layer over the N packed rows: saved for backward, or scratch.
+struct Model::LayerActs {
+  Buffer x_in;                      // [N,C] layer input (saved passes only)
+  Buffer xn1, rstd1;                // [N,C], [N]
+  Buffer qraw, kraw, rstdq, rstdk;  // Qwen3 pre-norm q/k [N,Hq*D],[N,Hk*D]; [N*Hq],[N*Hk]
+  Buffer q, k, v;                   // after rope: [N,Hq*D], [N,Hk*D], [N,Hk*D]
+  Buffer att, lse;                  // [N,Hq*D], [N*Hq]
+  Buffer x_mid;                     // [N,C] after the attention residual
+  Buffer xn2, rstd2;                // [N,C], [N]
+  Buffer g, u, h;                   // [N,I]
+  Buffer ax[NUM_TARGETS];           // LoRA [N,r] (stacked [N,n*r] in the first of a group)
+  explicit LayerActs(Backend& be);
+};
+
+// Backward scratch of one layer, reused across layers and calls.
+struct Model::LayerGrads {
+  Buffer dh, dg, du, dxn, datt, dq, dk, dv, dqr, dkr;
+  explicit LayerGrads(Backend& be);
+};
+
+// Everything one pass needs, kept between calls so that buffers are reused instead of being
+// allocated (and page-faulted and zeroed) again on every step.
+struct Model::TrainState {
+  Pass pass;
+  Buffer x, x2;                     // residual stream ping-pong [N,C]
+  LayerGrads grads;
+  Buffer dlp, dhead, dhx, dx;       // backward of the head and the residual stream
+  std::vector<LayerActs> acts;      // one per layer, or one scratch
+  std::vector<Buffer> inputs;       // layer inputs (checkpointing only)
+  std::vector<int32_t> sel_pos;     // host: flat [B*T] index of each head row
+  Buffer sel_rows, targets;         // I32 [M]: packed row predicting each masked-in token, the token
+  Buffer hsel_x, hsel, rstd_f, lse; // head rows before / after the final norm [M,C]; [M]; [M]
+  Buffer ew;                        // [M,C] expected head rows when the head is frozen
+  Buffer lp, logits;                // [M] log-probs; decoding's [M,V] logits
+  bool checkpointing = false;
+  Backend& be;
+  explicit TrainState(Backend& b);
+  void resize_acts(size_t n);
+};
+
+// Host floats into a buffer of the same length.
+inline void upload_floats(Buffer& dst, const float* src) {
+  dst.backend()->upload(dst.raw(), src, dst.bytes());
+}
+inline void upload_ints(Buffer& dst, const std::vector<int32_t>& src) {
+  dst.resize(src.size());
+  if (!src.empty()) dst.backend()->upload(dst.raw(), src.data(), dst.bytes());
+}
+
+}  // namespace tb

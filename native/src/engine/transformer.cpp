@@ -1,0 +1,235 @@
+// One decoder layer, forward and backward, on the backend. Training, scoring and decoding all
+// run this code; what differs (save activations, attend to a KV cache) is a parameter.
+#include <stdexcept>
+
+#include "passes.h"
+#include "random.h"
+
+namespace tb {
+
+// Projections that read the same input, in the order they are computed. Their LoRA branches run
+// stacked (the input is packed once) when two or more have an adapter and no dropout.
+struct Model::Group {
+  int n;
+  int t[3];
+};
+static const Model::Group kQKV{3, {Q, K, V}}, kOut{1, {O}}, kGateUp{2, {GATE, UP}}, kDown{1, {DOWN}};
+
+Model::LayerActs::LayerActs(Backend& be) {
+  for (Buffer* b : {&x_in, &xn1, &rstd1, &qraw, &kraw, &rstdq, &rstdk, &q, &k, &v, &att, &lse, &x_mid, &xn2, &rstd2,
+                    &g, &u, &h})
+    b->bind(be, DType::F32);
+  for (auto& b : ax) b.bind(be, DType::F32);
+}
+
+Model::LayerGrads::LayerGrads(Backend& be) {
+  for (Buffer* b : {&dh, &dg, &du, &dxn, &datt, &dq, &dk, &dv, &dqr, &dkr}) b->bind(be, DType::F32);
+}
+
+bool Model::has_adapter(int l, int t, const Pass& p) const { return p.adapters && lora_on_ && !L_[l].A[t].empty(); }
+
+// Dropout masks differ per projection, so a branch with dropout runs on its own.
+bool Model::lora_shared_target(int l, int t, const Pass& p) const {
+  return has_adapter(l, t, p) && !(p.train && lora_.dropout > 0);
+}
+
+static uint64_t branch_seed(const Model::Pass& p, int l, int t) {
+  return mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t);
+}
+
+// y_i = x W_i^T + b_i (+ LoRA). The LoRA branch writes y first and the base GEMM then adds itself
+// (beta = 1) instead of writing y and having the branch read it back.
+void Model::group_forward(int l, const Group& gr, const float* x, float* const* y, LayerActs& a, const Pass& p) {
+  LayerWeights& w = L_[l];
+  int N = p.N, r = lora_.rank;
+  bool stacked[3] = {false, false, false};
+  int n = 0;
+  for (int i = 0; i < gr.n; i++) n += lora_shared_target(l, gr.t[i], p);
+  if (n >= 2) {
+    float* ys[3];
+    const float *A[3], *B[3];
+    int outs[3], in = 0, k = 0, first = -1;
+    for (int i = 0; i < gr.n; i++) {
+      int t = gr.t[i];
+      if (!lora_shared_target(l, t, p)) continue;
+      if (first < 0) first = t;
+      stacked[i] = true;
+      target_dims(cfg_, t, in, outs[k]);
+      ys[k] = y[i];
+      A[k] = w.A[t].w.f32();
+      B[k] = w.B[t].w.f32();
+      k++;
+    }
+    a.ax[first].resize(size_t(N) * n * r);  // kept by the first of the group
+    be_->lora_forward_shared(n, ys, outs, a.ax[first].f32(), x, A, B, lora_scale(), N, in, r, false);
+  }
+  for (int i = 0; i < gr.n; i++) {
+    int t = gr.t[i], in, out;
+    target_dims(cfg_, t, in, out);
+    bool lora = stacked[i];
+    if (!stacked[i] && has_adapter(l, t, p)) {
+      a.ax[t].resize(size_t(N) * r);
+      be_->lora_forward(y[i], a.ax[t].f32(), x, w.A[t].w.f32(), w.B[t].w.f32(), lora_scale(), N, in, out, r,
+                        p.train ? float(lora_.dropout) : 0.0f, branch_seed(p, l, t), false);
+      lora = true;
+    }
+    be_->linear_forward(y[i], x, w.W[t].w, w.bias[t].empty() ? nullptr : w.bias[t].w.f32(), N, in, out, lora);
+  }
+}
+
+static float* grad_of(Param& p, bool on) { return on && !p.grad.empty() ? p.grad.f32() : nullptr; }
+
+// dx (+)= sum_i dy_i d(y_i)/dx, and the weight gradients. dx holds nothing on entry: its first
+// writer overwrites it (a LoRA branch when there is one, then each base GEMM adds itself).
+// A null dx skips the input gradient.
+void Model::group_backward(int l, const Group& gr, const float* x, const float* const* dy, float* dx, LayerActs& a,
+                           const Pass& p) {
+  LayerWeights& w = L_[l];
+  int N = p.N, r = lora_.rank;
+  bool full = full_, fresh = true;
+  bool stacked[3] = {false, false, false};
+  int n = 0;
+  for (int i = 0; i < gr.n; i++) n += lora_shared_target(l, gr.t[i], p);
+  if (n >= 2) {
+    const float* dys[3];
+    float *dA[3], *dB[3];
+    const float *A[3], *B[3];
+    int outs[3], in = 0, k = 0, first = -1;
+    for (int i = 0; i < gr.n; i++) {
+      int t = gr.t[i];
+      if (!lora_shared_target(l, t, p)) continue;
+      if (first < 0) first = t;
+      stacked[i] = true;
+      target_dims(cfg_, t, in, outs[k]);
+      dys[k] = dy[i];
+      A[k] = w.A[t].w.f32();
+      B[k] = w.B[t].w.f32();
+      dA[k] = grad_of(w.A[t], true);
+      dB[k] = grad_of(w.B[t], true);
+      k++;
+    }
+    be_->lora_backward_shared(n, dx, dA, dB, dys, outs, x, a.ax[first].f32(), A, B, lora_scale(), N, in, r, false);
+    fresh = !dx;
+  }
+  for (int i = 0; i < gr.n; i++) {
+    int t = gr.t[i], in, out;
+    target_dims(cfg_, t, in, out);
+    if (!stacked[i] && has_adapter(l, t, p)) {
+      be_->lora_backward(dx, grad_of(w.A[t], true), grad_of(w.B[t], true), dy[i], x, a.ax[t].f32(), w.A[t].w.f32(),
+                         w.B[t].w.f32(), lora_scale(), N, in, out, r, p.train ? float(lora_.dropout) : 0.0f,
+                         branch_seed(p, l, t), !fresh);
+      fresh = fresh && !dx;
+    }
+    be_->linear_backward(dx, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dy[i], x,
+                         w.W[t].w, N, in, out, !fresh);
+    fresh = fresh && !dx;
+  }
+}
+
+// x_out = x_mid + down(silu(gate(xn2)) * up(xn2)),  x_mid = x_in + o(attn(rope(q), rope(k), v)).
+// save: keep what backward needs (the layer input too); otherwise a is scratch. With a cache,
+// this pass's keys and values are appended to it and attention reads them from there.
+void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool save,
+                          KvCache* cache) {
+  const ModelConfig& c = cfg_;
+  LayerWeights& w = L_[l];
+  Backend& be = *be_;
+  int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
+  size_t nC = size_t(N) * C, nq = size_t(N) * Hq * D, nk = size_t(N) * Hk * D, nI = size_t(N) * I;
+  float eps = float(c.rms_eps);
+  const float* xin = x_in;
+  if (save) {
+    a.x_in.resize(nC);
+    be.copy(a.x_in.f32(), x_in, nC);
+    xin = a.x_in.f32();
+  }
+  a.xn1.resize(nC); a.rstd1.resize(N);
+  a.q.resize(nq); a.k.resize(nk); a.v.resize(nk);
+  a.att.resize(nq); a.lse.resize(size_t(N) * Hq);
+  a.x_mid.resize(nC); a.xn2.resize(nC); a.rstd2.resize(N);
+  a.g.resize(nI); a.u.resize(nI); a.h.resize(nI);
+
+  be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), xin, w.in_norm.w.f32(), N, C, eps);
+  if (c.qk_norm) {
+    a.qraw.resize(nq); a.kraw.resize(nk);
+    a.rstdq.resize(size_t(N) * Hq); a.rstdk.resize(size_t(N) * Hk);
+    float* y[3] = {a.qraw.f32(), a.kraw.f32(), a.v.f32()};
+    group_forward(l, kQKV, a.xn1.f32(), y, a, p);
+    be.rmsnorm_forward(a.q.f32(), a.rstdq.f32(), a.qraw.f32(), w.q_norm.w.f32(), N * Hq, D, eps);
+    be.rmsnorm_forward(a.k.f32(), a.rstdk.f32(), a.kraw.f32(), w.k_norm.w.f32(), N * Hk, D, eps);
+  } else {
+    float* y[3] = {a.q.f32(), a.k.f32(), a.v.f32()};
+    group_forward(l, kQKV, a.xn1.f32(), y, a, p);
+  }
+  be.rope_forward(a.q.f32(), p.cos.f32(), p.sin.f32(), p.pos_d.i32(), N, Hq, D);
+  be.rope_forward(a.k.f32(), p.cos.f32(), p.sin.f32(), p.pos_d.i32(), N, Hk, D);
+  if (cache) {
+    Buffer &K = cache->k[size_t(l)], &Vc = cache->v[size_t(l)];
+    be.scatter_rows(K.f32(), a.k.f32(), p.kvrows.i32(), N, Hk * D);
+    be.scatter_rows(Vc.f32(), a.v.f32(), p.kvrows.i32(), N, Hk * D);
+    be.attention_forward(a.att.f32(), a.lse.f32(), a.q.f32(), K.f32(), Vc.f32(), p.start_d.i32(), p.len_d.i32(),
+                         p.kvstart.i32(), p.kvlen.i32(), p.B, Hq, Hk, D);
+  } else {
+    be.attention_forward(a.att.f32(), a.lse.f32(), a.q.f32(), a.k.f32(), a.v.f32(), p.start_d.i32(), p.len_d.i32(),
+                         p.start_d.i32(), p.len_d.i32(), p.B, Hq, Hk, D);
+  }
+  float* yo[1] = {a.x_mid.f32()};
+  group_forward(l, kOut, a.att.f32(), yo, a, p);
+  be.add(a.x_mid.f32(), xin, nC);
+  be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), w.post_norm.w.f32(), N, C, eps);
+  float* ygu[2] = {a.g.f32(), a.u.f32()};
+  group_forward(l, kGateUp, a.xn2.f32(), ygu, a, p);
+  be.swiglu_forward(a.h.f32(), a.g.f32(), a.u.f32(), nI);
+  float* yd[1] = {x_out};
+  group_forward(l, kDown, a.h.f32(), yd, a, p);
+  be.add(x_out, a.x_mid.f32(), nC);
+}
+
+// dx: on entry d loss / d x_out, on return d loss / d x_in (the first layer of a frozen
+// embedding skips it).
+void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const Pass& p) {
+  const ModelConfig& c = cfg_;
+  LayerWeights& w = L_[l];
+  Backend& be = *be_;
+  int N = p.N, C = c.hidden, Hq = c.heads, Hk = c.kv_heads, D = c.head_dim, I = c.intermediate;
+  size_t nC = size_t(N) * C, nq = size_t(N) * Hq * D, nk = size_t(N) * Hk * D, nI = size_t(N) * I;
+  bool full = full_;
+
+  // MLP
+  gr.dh.resize(nI); gr.dxn.resize(nC); gr.dg.resize(nI); gr.du.resize(nI);
+  const float* dyd[1] = {dx};
+  group_backward(l, kDown, a.h.f32(), dyd, gr.dh.f32(), a, p);
+  be.swiglu_backward(gr.dg.f32(), gr.du.f32(), gr.dh.f32(), a.g.f32(), a.u.f32(), nI);
+  const float* dygu[2] = {gr.dg.f32(), gr.du.f32()};
+  group_backward(l, kGateUp, a.xn2.f32(), dygu, gr.dxn.f32(), a, p);
+  be.rmsnorm_backward(dx, grad_of(w.post_norm, full), gr.dxn.f32(), a.x_mid.f32(), w.post_norm.w.f32(),
+                      a.rstd2.f32(), N, C);
+  // attention
+  gr.datt.resize(nq); gr.dq.resize(nq); gr.dk.resize(nk); gr.dv.resize(nk);
+  const float* dyo[1] = {dx};
+  group_backward(l, kOut, a.att.f32(), dyo, gr.datt.f32(), a, p);
+  be.attention_backward(gr.dq.f32(), gr.dk.f32(), gr.dv.f32(), gr.datt.f32(), a.att.f32(), a.lse.f32(), a.q.f32(),
+                        a.k.f32(), a.v.f32(), p.start_d.i32(), p.len_d.i32(), p.B, Hq, Hk, D);
+  be.rope_backward(gr.dq.f32(), p.cos.f32(), p.sin.f32(), p.pos_d.i32(), N, Hq, D);
+  be.rope_backward(gr.dk.f32(), p.cos.f32(), p.sin.f32(), p.pos_d.i32(), N, Hk, D);
+  if (c.qk_norm) {
+    gr.dqr.resize(nq); gr.dkr.resize(nk);
+    be.fill_zero(gr.dqr.f32(), nq);
+    be.fill_zero(gr.dkr.f32(), nk);
+    be.rmsnorm_backward(gr.dqr.f32(), grad_of(w.q_norm, full), gr.dq.f32(), a.qraw.f32(), w.q_norm.w.f32(),
+                        a.rstdq.f32(), N * Hq, D);
+    be.rmsnorm_backward(gr.dkr.f32(), grad_of(w.k_norm, full), gr.dk.f32(), a.kraw.f32(), w.k_norm.w.f32(),
+                        a.rstdk.f32(), N * Hk, D);
+    gr.dq.swap(gr.dqr);
+    gr.dk.swap(gr.dkr);
+  }
+  // The first layer's input gradient only feeds the embedding: skip it when that is frozen.
+  bool need_dx = full || l > 0;
+  const float* dyqkv[3] = {gr.dq.f32(), gr.dk.f32(), gr.dv.f32()};
+  group_backward(l, kQKV, a.xn1.f32(), dyqkv, need_dx ? gr.dxn.f32() : nullptr, a, p);
+  if (need_dx)
+    be.rmsnorm_backward(dx, grad_of(w.in_norm, full), gr.dxn.f32(), a.x_in.f32(), w.in_norm.w.f32(), a.rstd1.f32(), N,
+                        C);
+}
+
+}  // namespace tb

@@ -1,0 +1,250 @@
+// The model's weights: names and shapes, loading, random test weights, LoRA, the trainable set
+// and the packing policy of the frozen matrices.
+#include <unistd.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "model.h"
+#include "passes.h"
+#include "random.h"
+#include "safetensors.h"
+
+namespace tb {
+
+int64_t Param::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+void Model::upload(Buffer& dst, const std::vector<float>& src) {
+  dst.bind(*be_, DType::F32);
+  dst.resize(src.size());
+  upload_floats(dst, src.data());
+}
+
+void Model::init_params(bool allocate) {
+  const ModelConfig& c = cfg_;
+  auto set = [&](Param& p, const std::string& name, std::vector<int64_t> shape, bool decay) {
+    p.name = name;
+    p.shape = std::move(shape);
+    p.decay = decay;
+    for (Buffer* b : {&p.w, &p.grad, &p.m, &p.v}) b->bind(*be_, DType::F32);
+    if (allocate) p.w.resize(size_t(p.numel()));
+  };
+  set(embed_, "model.embed_tokens.weight", {c.vocab, c.hidden}, true);
+  set(final_norm_, "model.norm.weight", {c.hidden}, false);
+  if (!c.tied_embeddings) set(lm_head_, "lm_head.weight", {c.vocab, c.hidden}, true);
+  L_.clear();
+  L_.resize(size_t(c.layers));
+  for (int l = 0; l < c.layers; l++) {
+    std::string pre = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& w = L_[l];
+    set(w.in_norm, pre + "input_layernorm.weight", {c.hidden}, false);
+    set(w.post_norm, pre + "post_attention_layernorm.weight", {c.hidden}, false);
+    if (c.qk_norm) {
+      set(w.q_norm, pre + "self_attn.q_norm.weight", {c.head_dim}, false);
+      set(w.k_norm, pre + "self_attn.k_norm.weight", {c.head_dim}, false);
+    }
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      int in, out;
+      target_dims(c, t, in, out);
+      std::string mod = pre + (t <= O ? "self_attn." : "mlp.") + kModuleNames[t];
+      set(w.W[t], mod + ".weight", {out, in}, true);
+      bool bias = (t <= V && c.qkv_bias) || (t == O && c.o_bias) || (t >= GATE && c.mlp_bias);
+      if (bias) set(w.bias[t], mod + ".bias", {out}, false);
+    }
+  }
+}
+
+std::vector<Param*> Model::all_base_params() {
+  std::vector<Param*> out{&embed_};
+  for (auto& w : L_) {
+    out.push_back(&w.in_norm);
+    if (!w.q_norm.shape.empty()) {
+      out.push_back(&w.q_norm);
+      out.push_back(&w.k_norm);
+    }
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      out.push_back(&w.W[t]);
+      if (!w.bias[t].shape.empty()) out.push_back(&w.bias[t]);
+    }
+    out.push_back(&w.post_norm);
+  }
+  out.push_back(&final_norm_);
+  if (!lm_head_.shape.empty()) out.push_back(&lm_head_);
+  return out;
+}
+
+std::unique_ptr<Model> Model::load(const std::string& dir, int threads) {
+  std::unique_ptr<Model> m(new Model());
+  m->cfg_ = parse_config(dir + "/config.json");
+  m->be_ = make_cpu_backend(threads);
+  Checkpoint ck(dir);
+  m->init_params(false);
+  if (m->cfg_.dtype.empty()) m->cfg_.dtype = ck.first_dtype();
+  // Some checkpoints omit tie_word_embeddings yet have no lm_head: follow the checkpoint.
+  if (!m->cfg_.tied_embeddings && !ck.has("lm_head.weight")) {
+    throw std::runtime_error(dir + "/model.safetensors: missing tensor 'lm_head.weight' (config.json has tie_word_embeddings=false)");
+  }
+  const auto embed_info = ck.info("model.embed_tokens.weight");
+  if (embed_info && embed_info->shape.size() == 2 && embed_info->shape[0] != m->cfg_.vocab)
+    throw std::runtime_error(dir + ": tensor 'model.embed_tokens.weight' has shape " + shape_str(embed_info->shape) +
+                             " but config.json has vocab_size " + std::to_string(m->cfg_.vocab));
+  int64_t count = 0;
+  for (Param* p : m->all_base_params()) {
+    m->upload(p->w, ck.load(p->name, p->shape));
+    count += int64_t(p->w.size());
+  }
+  m->cfg_.parameters = count;
+  return m;
+}
+
+std::unique_ptr<Model> Model::random(const ModelConfig& cfg, uint64_t seed, float scale, int threads) {
+  std::unique_ptr<Model> m(new Model());
+  m->cfg_ = cfg;
+  m->be_ = make_cpu_backend(threads);
+  m->init_params(false);
+  int64_t count = 0;
+  uint64_t k = 0;
+  for (Param* p : m->all_base_params()) {
+    bool norm = p->shape.size() == 1 && p->name.find("bias") == std::string::npos;
+    std::vector<float> w(size_t(p->numel()));
+    for (auto& x : w) {
+      float r = hash_uniform(seed, k++) * 2.0f - 1.0f;
+      x = norm ? 1.0f + 0.1f * r : scale * r;
+    }
+    m->upload(p->w, w);
+    count += int64_t(w.size());
+  }
+  m->cfg_.parameters = count;
+  if (m->cfg_.dtype.empty()) m->cfg_.dtype = "float32";
+  return m;
+}
+
+// ------------------------------------------------------------------ LoRA and trainable set
+float Model::lora_scale() const {
+  return float(lora_.rslora ? lora_.alpha / std::sqrt(double(lora_.rank)) : lora_.alpha / lora_.rank);
+}
+
+void Model::add_lora(const LoraOptions& o) {
+  if (o.rank < 1) throw std::runtime_error("LoRA rank must be at least 1");
+  if (!(o.dropout >= 0 && o.dropout < 1)) throw std::runtime_error("LoRA dropout must be in [0, 1)");
+  bool any = false;
+  for (int t = 0; t < NUM_TARGETS; t++) any = any || o.targets[t];
+  if (!any) throw std::runtime_error("LoRA needs at least one target module");
+  lora_ = o;
+  lora_on_ = true;
+  for (int l = 0; l < cfg_.layers; l++) {
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      Param& A = L_[l].A[t];
+      Param& B = L_[l].B[t];
+      A = Param{};
+      B = Param{};
+      if (!o.targets[t]) continue;
+      int in, out;
+      target_dims(cfg_, t, in, out);
+      std::string mod = "base_model.model.model.layers." + std::to_string(l) + (t <= O ? ".self_attn." : ".mlp.") + kModuleNames[t];
+      A.name = mod + ".lora_A.weight";
+      A.shape = {o.rank, in};
+      B.name = mod + ".lora_B.weight";
+      B.shape = {out, o.rank};
+      // PEFT init: kaiming_uniform(a=sqrt(5)) on A gives U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+      std::vector<float> a(size_t(o.rank) * in);
+      float bound = 1.0f / std::sqrt(float(in));
+      uint64_t s = mix_seed(o.seed, uint64_t(l) * NUM_TARGETS + t);
+      for (size_t i = 0; i < a.size(); i++) a[i] = (hash_uniform(s, i) * 2.0f - 1.0f) * bound;
+      upload(A.w, a);
+      upload(B.w, std::vector<float>(size_t(out) * o.rank, 0.0f));
+      for (Param* p : {&A, &B})
+        for (Buffer* b : {&p->grad, &p->m, &p->v}) b->bind(*be_, DType::F32);
+    }
+  }
+  alloc_grads();
+  step_ = 0;
+  train_state_valid_ = false;  // buffers stay for the next pass to reuse
+}
+
+void Model::set_trainable(bool full) {
+  full_ = full;
+  if (full) drop_packed_weights();  // the weights will change
+  if (!full)
+    for (Param* p : all_base_params())
+      for (Buffer* b : {&p->grad, &p->m, &p->v}) b->release();
+  alloc_grads();
+  step_ = 0;
+  train_state_valid_ = false;  // buffers stay for the next pass to reuse
+}
+
+void Model::alloc_grads() {
+  for (Param* p : trainable())
+    for (Buffer* b : {&p->grad, &p->m, &p->v})
+      if (b->size() != p->w.size()) {
+        b->release();
+        b->resize(p->w.size());  // zero-filled
+      }
+}
+
+// ------------------------------------------------------------------ packing
+void Model::set_weight_packing(Packing p) {
+  packing_ = p;
+  drop_packed_weights();  // made again, if wanted, by the next pass
+}
+
+void Model::drop_packed_weights() {
+  for (auto& w : L_)
+    for (auto& p : w.W) p.w.prepared.reset();
+  head().w.prepared.reset();
+  packed_ = false;
+}
+
+size_t Model::packed_bytes() const {
+  size_t n = head().w.prepared ? head().w.prepared->bytes() : 0;
+  for (auto& w : L_)
+    for (auto& p : w.W) n += p.w.prepared ? p.w.prepared->bytes() : 0;
+  return n;
+}
+
+// Prepares every frozen matrix that is multiplied untransposed; any the backend declines stays
+// plain. Full fine-tuning changes the weights, so nothing is prepared then.
+void Model::pack_weights() {
+  if (packed_ || full_ || packing_ == Packing::Off) return;
+  packed_ = true;  // also when nothing could be packed: the decision holds until the weights change
+  const ModelConfig& c = cfg_;
+  int64_t frozen = int64_t(c.vocab) * c.hidden;
+  for (int t = 0; t < NUM_TARGETS; t++) {
+    int in, out;
+    target_dims(c, t, in, out);
+    frozen += int64_t(c.layers) * in * out;
+  }
+  double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (packing_ == Packing::Auto && !(physical > 0 && 4.0 * double(frozen) <= physical / 8)) return;
+  for (auto& w : L_)
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      int in, out;
+      target_dims(c, t, in, out);
+      w.W[t].w.prepared = be_->prepare(w.W[t].w, out, in, false);
+    }
+  head().w.prepared = be_->prepare(head().w, c.vocab, c.hidden, true);
+}
+
+std::vector<Param*> Model::trainable() {
+  std::vector<Param*> out;
+  if (full_) out = all_base_params();
+  if (lora_on_)
+    for (auto& w : L_)
+      for (int t = 0; t < NUM_TARGETS; t++)
+        if (!w.A[t].empty()) {
+          out.push_back(&w.A[t]);
+          out.push_back(&w.B[t]);
+        }
+  return out;
+}
+
+std::vector<const Param*> Model::trainable() const {
+  auto v = const_cast<Model*>(this)->trainable();
+  return std::vector<const Param*>(v.begin(), v.end());
+}
+
+}  // namespace tb
