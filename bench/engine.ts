@@ -1,7 +1,10 @@
 // LoRA forward+backward throughput and peak memory: Tunebench's native engine against
 // PyTorch + PEFT on the CPU, same checkpoint, same batch, same threads. Each side runs in its
 // own process so that peak RSS belongs to one engine only.
-//   node --import tsx bench/engine.ts [--quick] [--threads N] [--iters N] [--repeat N]
+//   node --import tsx bench/engine.ts [--quick] [--threads N] [--iters N] [--repeat N] [--baseline DIR]
+// --baseline DIR runs a second checkout of the project with its addon built (e.g. main before a
+// change: `git worktree add DIR main`, then build it) in the same rounds, so that a change's
+// effect on the ratio is measured under one machine state.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -73,20 +76,35 @@ async function main(): Promise<void> {
   // decide the ratio; and each pair of back-to-back runs gives a ratio of its own, taken while
   // the machine was in one state, whose median is the steadier figure on a shared machine.
   const runs = Number(flag('--repeat', '2'))
+  const baseline = argv.includes('--baseline') ? flag('--baseline', '') : ''
+  const baselineBench = join(baseline, 'bench', 'engine.ts')
+  if (baseline && !existsSync(join(baseline, 'native', 'build', 'Release', 'tunebench.node')))
+    throw new Error(`--baseline: ${baseline} has no built addon (native/build/Release/tunebench.node)`)
+  const oursArgs = argv.filter((a, i) => a !== '--baseline' && argv[i - 1] !== '--baseline')
+  const runOurs = (bench: string): Result => {
+    const a = spawnSync(process.execPath, ['--import', 'tsx', bench, '--ours', modelDir, ...oursArgs], { encoding: 'utf8', env })
+    if (a.status !== 0) throw new Error(`native run failed:\n${a.stderr}`)
+    return lastJson(a.stdout)
+  }
   let native: Result | null = null
+  let before: Result | null = null
   let torch: Result | null = null
   const pairs: number[] = []
+  const beforePairs: number[] = []
+  const changePairs: number[] = []
   const best = (a: Result | null, b: Result): Result => (a && a.seconds_per_step <= b.seconds_per_step ? a : b)
   for (let r = 0; r < runs; r++) {
-    const a = spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', modelDir, ...argv], { encoding: 'utf8', env })
-    if (a.status !== 0) throw new Error(`native run failed:\n${a.stderr}`)
-    const n = lastJson(a.stdout)
+    const n = runOurs(here)
     native = best(native, n)
+    const o = baseline ? runOurs(baselineBench) : null
+    if (o) before = best(before, o)
     const t = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank)], { encoding: 'utf8', env })
     if (t.status !== 0) throw new Error(`torch run failed:\n${t.stderr}`)
     const p = lastJson(t.stdout)
     torch = best(torch, p)
     pairs.push(n.tokens_per_s / p.tokens_per_s)
+    if (o) beforePairs.push(o.tokens_per_s / p.tokens_per_s)
+    if (o) changePairs.push(n.tokens_per_s / o.tokens_per_s)
   }
   if (!native || !torch) throw new Error('--repeat must be at least 1')
   console.log(`shape: ${size} (batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps, best of ${runs} runs each`)
@@ -95,9 +113,18 @@ async function main(): Promise<void> {
   console.log(line('tunebench   ', native))
   console.log(line('pytorch+peft', torch))
   console.log(`ratio       : ${(native.tokens_per_s / torch.tokens_per_s).toFixed(2)}x tokens/s (wall), ${(torch.cpu_seconds_per_step / native.cpu_seconds_per_step).toFixed(2)}x less CPU time per step, ${(native.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}x peak memory`)
-  pairs.sort((x, y) => x - y)
-  const median = pairs.length % 2 ? pairs[(pairs.length - 1) / 2] : (pairs[pairs.length / 2 - 1] + pairs[pairs.length / 2]) / 2
-  console.log(`paired      : ${median.toFixed(2)}x tokens/s median of ${pairs.length} back-to-back pairs (${pairs[0].toFixed(2)}x-${pairs[pairs.length - 1].toFixed(2)}x)`)
+  const paired = (name: string, ratios: number[]): void => {
+    ratios.sort((x, y) => x - y)
+    const median = ratios.length % 2 ? ratios[(ratios.length - 1) / 2] : (ratios[ratios.length / 2 - 1] + ratios[ratios.length / 2]) / 2
+    console.log(`${name}: ${median.toFixed(2)}x tokens/s median of ${ratios.length} back-to-back pairs (${ratios[0].toFixed(2)}x-${ratios[ratios.length - 1].toFixed(2)}x)`)
+  }
+  paired('paired      ', pairs)
+  if (before) {
+    console.log(line('baseline    ', before))
+    console.log(`baseline    : ${(before.tokens_per_s / torch.tokens_per_s).toFixed(2)}x tokens/s (wall) against pytorch+peft (${baseline})`)
+    paired('paired base ', beforePairs)
+    paired('this / base ', changePairs)
+  }
   console.log('(figures depend on other load on the machine; the paired median is the steadier comparison)')
 }
 
