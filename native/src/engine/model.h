@@ -151,6 +151,7 @@ class Model {
   struct LayerGrads;  // backward scratch of a layer
   struct TrainState;  // a pass's buffers: what backward needs from the last train=true logps call
   struct Group;       // projections reading one input
+  struct LoraStack;   // the LoRA branches of a group that run stacked
 
   std::atomic<bool> cancel_flag{false};
   std::mutex mu;  // one heavy call at a time per model
@@ -175,6 +176,7 @@ class Model {
   float lora_scale() const;
   bool has_adapter(int l, int t, const Pass& p) const;
   bool lora_shared_target(int l, int t, const Pass& p) const;
+  LoraStack lora_stack(int l, const Group& g, const Pass& p) const;
   void alloc_grads();
   void pack_weights();
   void drop_packed_weights();

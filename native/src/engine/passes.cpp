@@ -165,7 +165,8 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   ts->resize_acts(keep_all ? size_t(c.layers) : 1);
   if (ts->checkpointing) {
     ts->inputs.resize(size_t(c.layers));
-    for (auto& in : ts->inputs) in.bind(*be_, DType::F32);
+    for (auto& in : ts->inputs)
+      if (!in.backend()) in.bind(*be_, DType::F32);
   }
   for (int l = 0; l < c.layers; l++) {
     check_cancel();

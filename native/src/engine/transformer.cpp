@@ -39,35 +39,49 @@ static uint64_t branch_seed(const Model::Pass& p, int l, int t) {
 
 // y_i = x W_i^T + b_i (+ LoRA). The LoRA branch writes y first and the base GEMM then adds itself
 // (beta = 1) instead of writing y and having the branch read it back.
+// The LoRA branches of a group that run stacked: those with an adapter and no dropout, when
+// there are two or more of them (group positions, shapes and weights, in group order).
+struct Model::LoraStack {
+  int n = 0, in = 0, first = -1;
+  bool on[3] = {false, false, false};
+  int pos[3], out[3];
+  const float *A[3], *B[3];
+};
+
+Model::LoraStack Model::lora_stack(int l, const Group& gr, const Pass& p) const {
+  LoraStack st;
+  for (int i = 0; i < gr.n; i++) st.n += lora_shared_target(l, gr.t[i], p);
+  if (st.n < 2) return LoraStack{};
+  int k = 0;
+  for (int i = 0; i < gr.n; i++) {
+    int t = gr.t[i];
+    if (!lora_shared_target(l, t, p)) continue;
+    if (st.first < 0) st.first = t;
+    st.on[i] = true;
+    st.pos[k] = i;
+    target_dims(cfg_, t, st.in, st.out[k]);
+    st.A[k] = L_[l].A[t].w.f32();
+    st.B[k] = L_[l].B[t].w.f32();
+    k++;
+  }
+  return st;
+}
+
 void Model::group_forward(int l, const Group& gr, const float* x, float* const* y, LayerActs& a, const Pass& p) {
   LayerWeights& w = L_[l];
   int N = p.N, r = lora_.rank;
-  bool stacked[3] = {false, false, false};
-  int n = 0;
-  for (int i = 0; i < gr.n; i++) n += lora_shared_target(l, gr.t[i], p);
-  if (n >= 2) {
+  LoraStack st = lora_stack(l, gr, p);
+  if (st.n) {
     float* ys[3];
-    const float *A[3], *B[3];
-    int outs[3], in = 0, k = 0, first = -1;
-    for (int i = 0; i < gr.n; i++) {
-      int t = gr.t[i];
-      if (!lora_shared_target(l, t, p)) continue;
-      if (first < 0) first = t;
-      stacked[i] = true;
-      target_dims(cfg_, t, in, outs[k]);
-      ys[k] = y[i];
-      A[k] = w.A[t].w.f32();
-      B[k] = w.B[t].w.f32();
-      k++;
-    }
-    a.ax[first].resize(size_t(N) * n * r);  // kept by the first of the group
-    be_->lora_forward_shared(n, ys, outs, a.ax[first].f32(), x, A, B, lora_scale(), N, in, r, false);
+    for (int k = 0; k < st.n; k++) ys[k] = y[st.pos[k]];
+    a.ax[st.first].resize(size_t(N) * st.n * r);  // kept by the first of the group
+    be_->lora_forward_shared(st.n, ys, st.out, a.ax[st.first].f32(), x, st.A, st.B, lora_scale(), N, st.in, r, false);
   }
   for (int i = 0; i < gr.n; i++) {
     int t = gr.t[i], in, out;
     target_dims(cfg_, t, in, out);
-    bool lora = stacked[i];
-    if (!stacked[i] && has_adapter(l, t, p)) {
+    bool lora = st.on[i];
+    if (!st.on[i] && has_adapter(l, t, p)) {
       a.ax[t].resize(size_t(N) * r);
       be_->lora_forward(y[i], a.ax[t].f32(), x, w.A[t].w.f32(), w.B[t].w.f32(), lora_scale(), N, in, out, r,
                         p.train ? float(lora_.dropout) : 0.0f, branch_seed(p, l, t), false);
@@ -87,34 +101,24 @@ void Model::group_backward(int l, const Group& gr, const float* x, const float* 
   LayerWeights& w = L_[l];
   int N = p.N, r = lora_.rank;
   bool full = full_, fresh = true;
-  bool stacked[3] = {false, false, false};
-  int n = 0;
-  for (int i = 0; i < gr.n; i++) n += lora_shared_target(l, gr.t[i], p);
-  if (n >= 2) {
+  LoraStack st = lora_stack(l, gr, p);
+  if (st.n) {
     const float* dys[3];
     float *dA[3], *dB[3];
-    const float *A[3], *B[3];
-    int outs[3], in = 0, k = 0, first = -1;
-    for (int i = 0; i < gr.n; i++) {
-      int t = gr.t[i];
-      if (!lora_shared_target(l, t, p)) continue;
-      if (first < 0) first = t;
-      stacked[i] = true;
-      target_dims(cfg_, t, in, outs[k]);
-      dys[k] = dy[i];
-      A[k] = w.A[t].w.f32();
-      B[k] = w.B[t].w.f32();
+    for (int k = 0; k < st.n; k++) {
+      int t = gr.t[st.pos[k]];
+      dys[k] = dy[st.pos[k]];
       dA[k] = grad_of(w.A[t], true);
       dB[k] = grad_of(w.B[t], true);
-      k++;
     }
-    be_->lora_backward_shared(n, dx, dA, dB, dys, outs, x, a.ax[first].f32(), A, B, lora_scale(), N, in, r, false);
+    be_->lora_backward_shared(st.n, dx, dA, dB, dys, st.out, x, a.ax[st.first].f32(), st.A, st.B, lora_scale(), N,
+                              st.in, r, false);
     fresh = !dx;
   }
   for (int i = 0; i < gr.n; i++) {
     int t = gr.t[i], in, out;
     target_dims(cfg_, t, in, out);
-    if (!stacked[i] && has_adapter(l, t, p)) {
+    if (!st.on[i] && has_adapter(l, t, p)) {
       be_->lora_backward(dx, grad_of(w.A[t], true), grad_of(w.B[t], true), dy[i], x, a.ax[t].f32(), w.A[t].w.f32(),
                          w.B[t].w.f32(), lora_scale(), N, in, out, r, p.train ? float(lora_.dropout) : 0.0f,
                          branch_seed(p, l, t), !fresh);

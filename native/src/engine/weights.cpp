@@ -19,7 +19,7 @@ int64_t Param::numel() const {
 }
 
 void Model::upload(Buffer& dst, const std::vector<float>& src) {
-  dst.bind(*be_, DType::F32);
+  if (dst.backend() != be_.get() || dst.dtype() != DType::F32) dst.bind(*be_, DType::F32);
   dst.resize(src.size());
   upload_floats(dst, src.data());
 }
