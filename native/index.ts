@@ -7,9 +7,9 @@ import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import type { EngineFacts } from '../preload/types/engine'
+import type { EngineFacts, EngineLimits } from '../preload/types/engine'
 
-export type { EngineFacts }
+export type { EngineFacts, EngineLimits }
 
 export type LoraTarget = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
 export const LORA_TARGETS: readonly LoraTarget[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down']
@@ -123,8 +123,11 @@ function load(): Addon {
   return addon
 }
 
+let facts: EngineFacts | null = null
+/** What the engine was built with and accepts; read from the addon once. */
 export function engineFacts(): EngineFacts {
-  return load().engineFacts()
+  facts ??= load().engineFacts()
+  return facts
 }
 
 function checkBatch(b: Batch): void {
@@ -147,7 +150,9 @@ export class Model {
   }
 
   static async load(dir: string, opts: { threads?: number; device?: 'cpu' | 'cuda' } = {}): Promise<Model> {
-    if (opts.device === 'cuda') throw new Error('device cuda: this engine build has no CUDA backend (engineFacts().cudaCompiled is false)')
+    const { devices } = engineFacts()
+    if (opts.device !== undefined && !devices.includes(opts.device))
+      throw new Error(`device ${opts.device}: this engine build offers ${devices.join(', ')} only (engineFacts().devices)`)
     const threads = opts.threads ?? 0
     if (!Number.isInteger(threads) || threads < 0) throw new Error(`threads must be a non-negative integer, got ${threads}`)
     return new Model(await load().loadModel(resolve(dir), threads))
@@ -158,7 +163,9 @@ export class Model {
     for (const t of opts.targets) if (!LORA_TARGETS.includes(t)) throw new Error(`addLora: unknown target '${t}'`)
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`addLora: rank must be a positive integer, got ${opts.rank}`)
     if (!Number.isFinite(opts.alpha) || opts.alpha <= 0) throw new Error(`addLora: alpha must be a positive number, got ${opts.alpha}`)
-    if (!(opts.dropout >= 0 && opts.dropout < 1)) throw new Error(`addLora: dropout must be in [0, 1), got ${opts.dropout}`)
+    const { min, maxExclusive } = engineFacts().loraDropout
+    if (!(opts.dropout >= min && opts.dropout < maxExclusive))
+      throw new Error(`addLora: dropout must be in [${min}, ${maxExclusive}), got ${opts.dropout}`)
     if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) throw new Error(`addLora: seed must be a non-negative integer, got ${opts.seed}`)
     this.native.addLora(opts)
   }

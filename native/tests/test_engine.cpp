@@ -1,5 +1,6 @@
-// Native test runner: every op's backward against central finite differences, then a whole
-// tiny model (LoRA and full fine-tuning, with and without gradient checkpointing and dropout).
+// Native test runner: the backend-ops table (test_backend_ops.cpp), then whole tiny models
+// against central finite differences (LoRA and full fine-tuning, with and without gradient
+// checkpointing and dropout), packing, AdamW through the model, and KV-cache decoding.
 // Loss for every check: L = sum_i w_i * out_i with fixed random weights w, so dL/dout = w.
 #include <cmath>
 #include <cstdio>
@@ -7,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "backend_ops.h"
 #include "gemm.h"
 #include "model.h"
-#include "ops.h"
 #include "random.h"
 
 using namespace tb;
@@ -52,10 +53,6 @@ static void fd_check(const std::string& name, float* x, size_t n, const float* g
   if (!ok) failures++;
   printf("%s %-44s rel err %.2e (max |grad| %.3g)\n", ok ? "ok  " : "FAIL", name.c_str(), rel, maxg);
 }
-static void fd_check(const std::string& name, std::vector<float>& x, const std::vector<float>& grad,
-                     const std::function<double()>& loss, float eps = 1e-2f, double tol = 2e-2, size_t max_entries = 64) {
-  fd_check(name, x.data(), x.size(), grad.data(), loss, eps, tol, max_entries);
-}
 // A model parameter (the CPU backend's buffers are host memory, which the perturbation needs).
 static void fd_check(const std::string& name, Param& p, const std::function<double()>& loss, float eps, double tol,
                      size_t max_entries) {
@@ -67,215 +64,6 @@ static std::vector<float> host(const Buffer& b) {
   return std::vector<float>(h.data(), h.data() + h.size());
 }
 static void set_host(Buffer& b, const std::vector<float>& v) { b.backend()->upload(b.raw(), v.data(), b.bytes()); }
-
-static void test_rmsnorm() {
-  int N = 5, C = 16;
-  auto x = randv(N * C, 1), w = randv(C, 2), gw = randv(N * C, 3);
-  for (auto& v : w) v += 1.5f;
-  std::vector<float> out(N * C), rstd(N), dx(N * C, 0), dw(C, 0);
-  auto loss = [&] { rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f); return dotw(out, gw); };
-  loss();
-  rmsnorm_backward(dx.data(), dw.data(), gw.data(), x.data(), w.data(), rstd.data(), N, C);
-  fd_check("rmsnorm dx", x, dx, loss);
-  fd_check("rmsnorm dw", w, dw, loss);
-}
-
-static void test_linear() {
-  int N = 6, in = 12, out = 10;
-  auto x = randv(N * in, 4), W = randv(out * in, 5), b = randv(out, 6), gw = randv(N * out, 7);
-  std::vector<float> y(N * out), dx(N * in, 0), dW(out * in, 0), db(out, 0);
-  auto loss = [&] { linear_forward(y.data(), x.data(), W.data(), b.data(), N, in, out); return dotw(y, gw); };
-  loss();
-  linear_backward(dx.data(), dW.data(), db.data(), gw.data(), x.data(), W.data(), N, in, out);
-  fd_check("linear dx", x, dx, loss);
-  fd_check("linear dW", W, dW, loss);
-  fd_check("linear db", b, db, loss);
-}
-
-// rank_expand's AVX-512 kernel against gemm() (set_rank_kernels(false)), written and
-// accumulated, with row counts and widths that leave tails after every block and leading
-// dimensions wider than the rows.
-static void test_rank_expand() {
-  double worst = 0;
-  for (int r : {1, 3, 16, 48})
-    for (int N : {1, 13, 37})
-      for (int W : {5, 16, 67, 130})
-        for (bool accumulate : {false, true}) {
-          int ldy = r + 5, ldo = W + 3;
-          auto Y = randv(size_t(N) * ldy, 2000 + r + N), M = randv(size_t(r) * W, 4000 + W);
-          std::vector<float> res[2];
-          for (int on = 0; on < 2; on++) {
-            set_rank_kernels(on == 1);
-            res[on] = randv(size_t(N) * ldo, 8);
-            rank_expand(N, W, r, 0.5f, Y.data(), ldy, M.data(), res[on].data(), ldo, accumulate);
-          }
-          for (size_t i = 0; i < res[0].size(); i++) worst = std::max(worst, double(std::fabs(res[0][i] - res[1][i])));
-        }
-  set_rank_kernels(true);
-  checks++;
-  bool ok = worst < 1e-5;
-  if (!ok) failures++;
-  printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", "rank_expand kernel against gemm", worst);
-}
-
-static void test_lora(float dropout) {
-  int N = 6, in = 12, out = 10, r = 3;
-  float s = 1.7f;
-  auto x = randv(N * in, 8), A = randv(r * in, 9), B = randv(out * r, 10), gw = randv(N * out, 11);
-  std::vector<float> y(N * out), ax(N * r), dx(N * in, 0), dA(r * in, 0), dB(out * r, 0);
-  auto loss = [&] {
-    std::fill(y.begin(), y.end(), 0.0f);
-    lora_forward(y.data(), ax.data(), x.data(), A.data(), B.data(), s, N, in, out, r, dropout, 99);
-    return dotw(y, gw);
-  };
-  loss();
-  lora_backward(dx.data(), dA.data(), dB.data(), gw.data(), x.data(), ax.data(), A.data(), B.data(), s, N, in, out, r, dropout, 99);
-  std::string tag = dropout > 0 ? " (dropout)" : "";
-  fd_check("lora dx" + tag, x, dx, loss);
-  fd_check("lora dA" + tag, A, dA, loss);
-  fd_check("lora dB" + tag, B, dB, loss);
-}
-
-static void test_rope() {
-  int N = 5, H = 2, D = 8, half = D / 2;
-  auto x = randv(N * H * D, 12), gw = randv(N * H * D, 13);
-  std::vector<float> cs(N * half), sn(N * half);
-  std::vector<int32_t> pos = {0, 1, 2, 3, 4};
-  for (int t = 0; t < N; t++)
-    for (int i = 0; i < half; i++) {
-      cs[t * half + i] = std::cos(t * std::pow(100.0f, -float(i) / half));
-      sn[t * half + i] = std::sin(t * std::pow(100.0f, -float(i) / half));
-    }
-  std::vector<float> y;
-  auto loss = [&] { y = x; rope_forward(y.data(), cs.data(), sn.data(), pos.data(), N, H, D); return dotw(y, gw); };
-  loss();
-  std::vector<float> dx = gw;
-  rope_backward(dx.data(), cs.data(), sn.data(), pos.data(), N, H, D);
-  fd_check("rope dx", x, dx, loss);
-}
-
-static void test_attention() {
-  int Hq = 4, Hk = 2, D = 8;
-  std::vector<int32_t> start = {0, 5}, len = {5, 3};
-  int B = 2, N = 8;
-  auto q = randv(N * Hq * D, 14), k = randv(N * Hk * D, 15), v = randv(N * Hk * D, 16), gw = randv(N * Hq * D, 17);
-  std::vector<float> out(N * Hq * D), lse(N * Hq), dq(q.size()), dk(k.size()), dv(v.size());
-  auto loss = [&] {
-    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), len.data(), start.data(), len.data(), B, Hq, Hk, D);
-    return dotw(out, gw);
-  };
-  loss();
-  attention_backward(dq.data(), dk.data(), dv.data(), gw.data(), out.data(), lse.data(), q.data(), k.data(), v.data(),
-                     start.data(), len.data(), B, Hq, Hk, D);
-  fd_check("attention dq", q, dq, loss);
-  fd_check("attention dk", k, dk, loss);
-  fd_check("attention dv", v, dv, loss);
-}
-
-static void test_swiglu() {
-  size_t n = 40;
-  auto g = randv(n, 18, 3), u = randv(n, 19, 2), gw = randv(n, 20);
-  std::vector<float> h(n), dg(n), du(n);
-  auto loss = [&] { swiglu_forward(h.data(), g.data(), u.data(), n); return dotw(h, gw); };
-  loss();
-  swiglu_backward(dg.data(), du.data(), gw.data(), g.data(), u.data(), n);
-  fd_check("swiglu dg", g, dg, loss);
-  fd_check("swiglu du", u, du, loss);
-}
-
-// PackedMatrix (oneDNN builds) against gemm(): written and accumulated, row strides wider than
-// the rows. Without oneDNN, pack() must decline so that callers use gemm().
-static void test_packed_matrix() {
-  checks++;
-  bool onednn = std::string(blas_name()) == "onednn";
-  auto probe = PackedMatrix::pack(randv(12, 1).data(), 3, 4);
-  if (!onednn || !probe) {
-    bool ok = !onednn && !probe;
-    if (!ok) failures++;
-    printf("%s %-44s %s\n", ok ? "ok  " : "FAIL", "packed matrices", onednn ? "oneDNN declined to pack" : "none without oneDNN, as expected");
-    return;
-  }
-  double worst = 0;
-  for (int K : {12, 37, 64})
-    for (int N : {10, 29, 130}) {
-      auto W = randv(size_t(K) * N, 100 + K + N);
-      auto P = PackedMatrix::pack(W.data(), K, N);
-      if (!P) {
-        worst = INFINITY;
-        continue;
-      }
-      for (int M : {1, 5, 40})
-        for (bool accumulate : {false, true}) {
-          int ldx = K + 3, ldy = N + 5;
-          auto x = randv(size_t(M) * ldx, 200 + M);
-          std::vector<float> res[2];
-          for (int k = 0; k < 2; k++) {
-            res[k] = randv(size_t(M) * ldy, 9);
-            if (k == 0) P->multiply(M, x.data(), ldx, res[k].data(), ldy, accumulate);
-            else gemm(false, false, M, N, K, 1.0f, x.data(), ldx, W.data(), N, accumulate ? 1.0f : 0.0f, res[k].data(), ldy);
-          }
-          for (size_t i = 0; i < res[0].size(); i++) worst = std::max(worst, double(std::fabs(res[0][i] - res[1][i])));
-        }
-    }
-  bool ok = worst < 1e-5;
-  if (!ok) failures++;
-  printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", "packed matrices against gemm", worst);
-}
-
-static void test_logprob() {
-  int M = 4, C = 8, V = 37;
-  auto h = randv(M * C, 21, 2), W = randv(V * C, 22), gw = randv(M, 23);
-  std::vector<int32_t> target = {3, 36, 0, 17};
-  std::vector<float> lp(M), lse(M), dh(M * C, 0), dW(V * C, 0);
-  auto loss = [&] { logprob_forward(lp.data(), lse.data(), nullptr, h.data(), W.data(), target.data(), M, C, V); return dotw(lp, gw); };
-  loss();
-  // lp must be a log-probability: exp(lp) summed over all targets of a row is 1.
-  double total = 0;
-  std::vector<int32_t> tt(1);
-  std::vector<float> lp1(1), lse1(1);
-  for (int v = 0; v < V; v++) {
-    tt[0] = v;
-    logprob_forward(lp1.data(), lse1.data(), nullptr, h.data(), W.data(), tt.data(), 1, C, V);
-    total += std::exp(double(lp1[0]));
-  }
-  checks++;
-  bool ok = std::fabs(total - 1) < 1e-5;
-  if (!ok) failures++;
-  printf("%s %-44s sum exp(lp) = %.7f\n", ok ? "ok  " : "FAIL", "logprob normalises", total);
-  logprob_backward(dh.data(), dW.data(), gw.data(), h.data(), W.data(), target.data(), lse.data(), M, C, V);
-  fd_check("logprob dh", h, dh, loss);
-  fd_check("logprob dW", W, dW, loss);
-  // Frozen-head path: expected head rows from the forward give the same dh without logits.
-  std::vector<float> ew(M * C), dh2(M * C, 0);
-  logprob_forward(lp.data(), lse.data(), ew.data(), h.data(), W.data(), target.data(), M, C, V);
-  logprob_backward_expected(dh2.data(), gw.data(), ew.data(), W.data(), target.data(), M, C);
-  fd_check("logprob dh (expected head rows)", h, dh2, loss);
-  // A packed head (oneDNN builds) gives the same log-probs and expected rows.
-  auto packed = PackedHead::pack(W.data(), V, C);
-  if (packed) {
-    std::vector<float> lp2(M), lse2(M), ew2(M * C);
-    logprob_forward(lp.data(), lse.data(), ew.data(), h.data(), W.data(), target.data(), M, C, V);
-    logprob_forward(lp2.data(), lse2.data(), ew2.data(), h.data(), W.data(), target.data(), M, C, V, nullptr, packed.get());
-    double worst = 0;
-    for (int m = 0; m < M; m++) worst = std::max(worst, double(std::fabs(lp2[m] - lp[m])));
-    for (int i = 0; i < M * C; i++) worst = std::max(worst, double(std::fabs(ew2[i] - ew[i])));
-    checks++;
-    bool ok = worst < 1e-5;
-    if (!ok) failures++;
-    printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL", ("packed head, chunks of " + std::to_string(packed->rows)).c_str(), worst);
-  }
-}
-
-static void test_embedding() {
-  int N = 5, C = 4, V = 6;
-  std::vector<int32_t> ids = {1, 3, 1, 5, 0};
-  auto table = randv(V * C, 24), gw = randv(N * C, 25);
-  std::vector<float> out(N * C), dt(V * C, 0);
-  auto loss = [&] { embedding_forward(out.data(), ids.data(), table.data(), N, C); return dotw(out, gw); };
-  loss();
-  embedding_backward(dt.data(), gw.data(), ids.data(), N, C);
-  fd_check("embedding dtable", table, dt, loss);
-}
 
 static ModelConfig tiny_config(const std::string& arch) {
   ModelConfig c;
@@ -512,20 +300,7 @@ static void test_decode(const std::string& arch) {
 
 int main() {
   set_threads(2);
-  test_rmsnorm();
-  test_linear();
-  test_rank_expand();
-  test_packed_matrix();
-  test_lora(0.0f);
-  test_lora(0.3f);
-  test_rope();
-  test_attention();
-  test_swiglu();
-  test_logprob();
-  set_logprob_chunk(7);  // 37 = 5 chunks of 7 and one of 2
-  test_logprob();
-  set_logprob_chunk(0);
-  test_embedding();
+  run_backend_op_tests(checks, failures);
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_model(arch, false, false, 0.0f);
   test_model("LlamaForCausalLM", false, false, 0.25f);
   test_model("Qwen3ForCausalLM", true, false, 0.0f);

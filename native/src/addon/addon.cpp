@@ -5,18 +5,29 @@
 
 namespace {
 
+Napi::Array StringArray(Napi::Env env, const std::vector<std::string>& items) {
+  Napi::Array a = Napi::Array::New(env, items.size());
+  for (size_t i = 0; i < items.size(); i++) a.Set(uint32_t(i), items[i]);
+  return a;
+}
+
 Napi::Value EngineFacts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   tb::EngineFacts f = tb::engine_facts();
   Napi::Object o = Napi::Object::New(env);
   o.Set("version", f.version);
-  Napi::Array feats = Napi::Array::New(env, f.cpu_features.size());
-  for (size_t i = 0; i < f.cpu_features.size(); i++) feats.Set(uint32_t(i), f.cpu_features[i]);
-  o.Set("cpuFeatures", feats);
+  o.Set("cpuFeatures", StringArray(env, f.cpu_features));
   o.Set("threads", f.threads);
   o.Set("blas", f.blas);
   o.Set("cudaCompiled", f.cuda_compiled);
   o.Set("cudaDevice", f.cuda_device.empty() ? env.Null() : Napi::String::New(env, f.cuda_device));
+  o.Set("architectures", StringArray(env, f.architectures));
+  o.Set("dtypes", StringArray(env, f.dtypes));
+  Napi::Object dropout = Napi::Object::New(env);
+  dropout.Set("min", f.lora_dropout_min);
+  dropout.Set("maxExclusive", f.lora_dropout_max_exclusive);
+  o.Set("loraDropout", dropout);
+  o.Set("devices", StringArray(env, f.devices));
   return o;
 }
 

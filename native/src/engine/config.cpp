@@ -2,6 +2,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "facts.h"
 #include "json.h"
 #include "model.h"
 
@@ -42,9 +43,13 @@ ModelConfig parse_config(const std::string& path) {
   if (arch.kind != Json::Array || arch.arr.empty() || arch.arr[0].kind != Json::String)
     throw std::runtime_error(path + ": field 'architectures' must be a list of names");
   c.architecture = arch.arr[0].str;
-  if (c.architecture != "LlamaForCausalLM" && c.architecture != "Qwen2ForCausalLM" && c.architecture != "Qwen3ForCausalLM")
-    throw std::runtime_error(path + ": unsupported architecture '" + c.architecture +
-                             "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+  bool known = false;
+  std::string names;
+  for (size_t i = 0; i < kArchitectureCount; i++) {
+    known = known || c.architecture == kArchitectures[i];
+    names += std::string(i ? ", " : "") + kArchitectures[i];
+  }
+  if (!known) throw std::runtime_error(path + ": unsupported architecture '" + c.architecture + "' (supported: " + names + ")");
   c.hidden = need_int(j, "hidden_size", path);
   c.intermediate = need_int(j, "intermediate_size", path);
   c.layers = need_int(j, "num_hidden_layers", path);

@@ -1,5 +1,6 @@
 #include "facts.h"
 
+#include "backend.h"
 #include "gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -10,6 +11,11 @@
 #endif
 
 namespace tb {
+
+const char* const kArchitectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+const size_t kArchitectureCount = sizeof(kArchitectures) / sizeof(kArchitectures[0]);
+const char* const kCheckpointDTypes[] = {"F32", "BF16", "F16"};
+const size_t kCheckpointDTypeCount = sizeof(kCheckpointDTypes) / sizeof(kCheckpointDTypes[0]);
 
 std::vector<std::string> cpu_features() {
   std::vector<std::string> f;
@@ -54,6 +60,11 @@ EngineFacts engine_facts() {
 #endif
   e.blas = blas_name();
   e.cuda_compiled = false;  // no CUDA kernels in this build (CMake option TUNEBENCH_CUDA only detects a toolkit)
+  e.architectures.assign(kArchitectures, kArchitectures + kArchitectureCount);
+  e.dtypes.assign(kCheckpointDTypes, kCheckpointDTypes + kCheckpointDTypeCount);
+  e.lora_dropout_min = kLoraDropoutMin;
+  e.lora_dropout_max_exclusive = kLoraDropoutMaxExclusive;
+  e.devices = backend_names();
   return e;
 }
 

@@ -1,8 +1,22 @@
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
 
 namespace tb {
+
+// What this engine accepts, in one place: the config parser, the checkpoint loader and the
+// LoRA checks refuse anything outside these lists, and engine_facts() reports them to
+// JavaScript so the app never offers what the engine would refuse.
+/** config.json `architectures[0]` values the model implements. */
+extern const char* const kArchitectures[];
+extern const size_t kArchitectureCount;
+/** safetensors tensor dtypes the checkpoint loader reads. */
+extern const char* const kCheckpointDTypes[];
+extern const size_t kCheckpointDTypeCount;
+/** LoRA dropout p must satisfy kLoraDropoutMin <= p < kLoraDropoutMaxExclusive. */
+constexpr double kLoraDropoutMin = 0.0;
+constexpr double kLoraDropoutMaxExclusive = 1.0;
 
 struct EngineFacts {
   std::string version;
@@ -11,6 +25,12 @@ struct EngineFacts {
   std::string blas;
   bool cuda_compiled;
   std::string cuda_device;  // empty: none
+  std::vector<std::string> architectures;
+  std::vector<std::string> dtypes;
+  double lora_dropout_min;
+  double lora_dropout_max_exclusive;
+  /** Devices a model can be loaded on: "cpu", and "cuda" when the CUDA backend is compiled. */
+  std::vector<std::string> devices;
 };
 
 EngineFacts engine_facts();

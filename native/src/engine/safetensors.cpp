@@ -13,9 +13,22 @@
 #include <set>
 #include <stdexcept>
 
+#include "facts.h"
 #include "json.h"
 
 namespace tb {
+
+// A dtype the loader reads (facts.h kCheckpointDTypes), by its safetensors name.
+static bool checkpoint_dtype(const std::string& name, DType& out) {
+  for (size_t i = 0; i < kCheckpointDTypeCount; i++)
+    if (name == kCheckpointDTypes[i])
+      for (DType d : {DType::F32, DType::BF16, DType::F16})
+        if (name == dtype_name(d)) {
+          out = d;
+          return true;
+        }
+  return false;
+}
 
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
@@ -104,10 +117,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         throw std::runtime_error(path + ": tensor '" + name + "' has a malformed header entry");
       TensorInfo ti;
       ti.name = name;
-      if (dt->str == "F32") ti.dtype = DType::F32;
-      else if (dt->str == "BF16") ti.dtype = DType::BF16;
-      else if (dt->str == "F16") ti.dtype = DType::F16;
-      else throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " + dt->str + " (F32, BF16 and F16 are supported)");
+      if (!checkpoint_dtype(dt->str, ti.dtype)) {
+        std::string known;
+        for (size_t i = 0; i < kCheckpointDTypeCount; i++)
+          known += std::string(i == 0 ? "" : i + 1 == kCheckpointDTypeCount ? " and " : ", ") + kCheckpointDTypes[i];
+        throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " + dt->str + " (" + known + " are supported)");
+      }
       double count = 1;
       for (auto& d : sh->arr) {
         if (d.kind != Json::Number || d.num < 0 || d.num != std::floor(d.num) || d.num > 1e12)

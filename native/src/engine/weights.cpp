@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "facts.h"
 #include "model.h"
 #include "passes.h"
 #include "random.h"
@@ -130,7 +131,9 @@ float Model::lora_scale() const {
 
 void Model::add_lora(const LoraOptions& o) {
   if (o.rank < 1) throw std::runtime_error("LoRA rank must be at least 1");
-  if (!(o.dropout >= 0 && o.dropout < 1)) throw std::runtime_error("LoRA dropout must be in [0, 1)");
+  if (!(o.dropout >= kLoraDropoutMin && o.dropout < kLoraDropoutMaxExclusive))
+    throw std::runtime_error("LoRA dropout must be in [" + std::to_string(int(kLoraDropoutMin)) + ", " +
+                             std::to_string(int(kLoraDropoutMaxExclusive)) + ")");
   bool any = false;
   for (int t = 0; t < NUM_TARGETS; t++) any = any || o.targets[t];
   if (!any) throw std::runtime_error("LoRA needs at least one target module");
