@@ -2,7 +2,7 @@
 // same services as the app.
 import { DataError } from '../services/data/errors'
 import { exportProject } from '../services/data/export'
-import { FORMATS } from '../services/data/importers'
+import { FORMATS } from '../services/data/importFormats'
 import { checkFile } from '../services/data/preview'
 import { closeProject, openProject } from '../services/data/store'
 import type { DataFormatId, ExportFormat, Split } from '../../preload/types/data'

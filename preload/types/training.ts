@@ -5,7 +5,7 @@ import type { TrainingConfig } from './trainingSchema'
 export type { TrainingConfig } from './trainingSchema'
 
 /** One line of trainer_log.jsonl (LLaMA-Factory's fields) plus the method's metrics under
- *  ALGORITHMS.md's names ('rewards/chosen', 'logps/rejected', 'kl', 'nll_loss', ...).
+ *  docs/algorithms.md's names ('rewards/chosen', 'logps/rejected', 'kl', 'nll_loss', ...).
  *  Evaluation lines carry eval_loss and 'eval_'-prefixed metrics instead of loss/lr. */
 export interface TrainerLogEntry {
   current_steps: number

@@ -1,11 +1,21 @@
 // The training config schema as data: LLaMA-Factory's key names and defaults (plus our own
 // `threads` and `device`). The config parser (main/services/training/config.ts) validates
-// against it and the renderer builds the Train form from it, so it stays free of Node imports.
+// against it, the renderer builds the Train form from it, and the TrainingConfig type is
+// inferred from it, so a key is written down once. It stays free of Node imports.
+import type { EngineLimits } from './engine'
 
-export type TrainingStage = 'sft' | 'dpo' | 'kto'
-export type PrefLoss = 'sigmoid' | 'hinge' | 'ipo' | 'sigmoid_norm' | 'orpo' | 'simpo'
-export type LrSchedulerType = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup'
-export type FinetuningType = 'lora' | 'full'
+export const TRAINING_STAGES = ['sft', 'dpo', 'kto'] as const
+export const PREF_LOSSES = ['sigmoid', 'hinge', 'ipo', 'sigmoid_norm', 'orpo', 'simpo'] as const
+export const LR_SCHEDULER_TYPES = ['linear', 'cosine', 'constant', 'constant_with_warmup'] as const
+export const FINETUNING_TYPES = ['lora', 'full'] as const
+/** Devices a config may name; the engine build says which of them it offers (schemaForEngine). */
+export const DEVICES = ['cpu', 'cuda'] as const
+
+export type TrainingStage = (typeof TRAINING_STAGES)[number]
+export type PrefLoss = (typeof PREF_LOSSES)[number]
+export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number]
+export type FinetuningType = (typeof FINETUNING_TYPES)[number]
+export type Device = (typeof DEVICES)[number]
 
 /** int and float accept numbers (and numeric strings, as HfArgumentParser does); `list`
  *  accepts a comma-separated string or an array of strings. */
@@ -15,16 +25,21 @@ export interface ConfigKeySpec {
   name: string
   type: ConfigValueType
   /** null = unset (the help text says what unset means). */
-  default: string | number | boolean | string[] | null
+  default: string | number | boolean | readonly string[] | null
   help: string
   /** For enum keys. */
   choices?: readonly string[]
-  /** Inclusive bounds for numbers; `exclusiveMin` makes the lower bound strict. */
+  /** Why the choices are what they are, when something outside the key decides it (the engine). */
+  choicesFrom?: string
+  /** Bounds for numbers, inclusive unless `exclusiveMin` / `exclusiveMax`. */
   min?: number
   max?: number
   exclusiveMin?: boolean
+  exclusiveMax?: boolean
   /** A run cannot start without it. */
   required?: boolean
+  /** Unset resolves from other keys (config.ts), so the resolved config always has a value. */
+  derived?: boolean
   /** The stages the key matters for; absent = every stage. */
   stages?: readonly TrainingStage[]
   /** Form section. */
@@ -36,7 +51,7 @@ const PREF_KTO: readonly TrainingStage[] = ['dpo', 'kto']
 
 export const LORA_TARGET_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const
 
-export const trainingConfigSchema: readonly ConfigKeySpec[] = [
+const configKeys = [
   // model
   { name: 'model_name_or_path', type: 'string', default: null, required: true, group: 'model',
     help: 'Local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).' },
@@ -45,13 +60,13 @@ export const trainingConfigSchema: readonly ConfigKeySpec[] = [
   { name: 'template', type: 'string', default: null, group: 'model',
     help: "LLaMA-Factory template name, kept in run.json; Tunebench formats conversations with the tokenizer's own chat_template." },
   // method
-  { name: 'stage', type: 'enum', default: 'sft', choices: ['sft', 'dpo', 'kto'], group: 'method',
+  { name: 'stage', type: 'enum', default: 'sft', choices: TRAINING_STAGES, group: 'method',
     help: 'Training method: sft (supervised), dpo (preference pairs: DPO family, ORPO, SimPO) or kto (single answers labelled good/bad).' },
-  { name: 'finetuning_type', type: 'enum', default: 'lora', choices: ['lora', 'full'], group: 'method',
+  { name: 'finetuning_type', type: 'enum', default: 'lora', choices: FINETUNING_TYPES, group: 'method',
     help: 'lora trains low-rank adapters on frozen weights; full trains every weight (small models only).' },
   { name: 'pref_beta', type: 'float', default: 0.1, min: 0, exclusiveMin: true, stages: PREF_KTO, group: 'method',
     help: 'β: strength of the preference loss (the inverse temperature of DPO, KTO, ORPO and SimPO).' },
-  { name: 'pref_loss', type: 'enum', default: 'sigmoid', choices: ['sigmoid', 'hinge', 'ipo', 'sigmoid_norm', 'orpo', 'simpo'],
+  { name: 'pref_loss', type: 'enum', default: 'sigmoid', choices: PREF_LOSSES,
     stages: PREF, group: 'method',
     help: 'Preference loss of stage dpo: sigmoid (DPO), hinge, ipo, sigmoid_norm (length-normalised DPO), orpo or simpo (no reference model).' },
   { name: 'pref_ftx', type: 'float', default: 0, min: 0, stages: PREF, group: 'method',
@@ -66,8 +81,9 @@ export const trainingConfigSchema: readonly ConfigKeySpec[] = [
     help: 'λ_U: weight of the loss on undesirable answers.' },
   // lora
   { name: 'lora_rank', type: 'int', default: 8, min: 1, group: 'lora', help: 'r: rank of the LoRA matrices.' },
-  { name: 'lora_alpha', type: 'int', default: null, min: 1, group: 'lora',
+  { name: 'lora_alpha', type: 'int', default: null, derived: true, min: 1, group: 'lora',
     help: 'α: LoRA scale numerator (scale α/r); unset = 2 × lora_rank.' },
+  // A probability; the engine narrows the range to what it implements (schemaForEngine).
   { name: 'lora_dropout', type: 'float', default: 0, min: 0, max: 1, group: 'lora',
     help: 'Dropout on the LoRA input during training.' },
   { name: 'lora_target', type: 'list', default: ['all'], group: 'lora',
@@ -103,15 +119,15 @@ export const trainingConfigSchema: readonly ConfigKeySpec[] = [
   { name: 'num_train_epochs', type: 'float', default: 3, min: 0, exclusiveMin: true, group: 'schedule', help: 'Passes over the training set.' },
   { name: 'max_steps', type: 'int', default: -1, min: -1, group: 'schedule',
     help: 'Total optimiser steps; overrides num_train_epochs when > 0.' },
-  { name: 'lr_scheduler_type', type: 'enum', default: 'linear', choices: ['linear', 'cosine', 'constant', 'constant_with_warmup'],
+  { name: 'lr_scheduler_type', type: 'enum', default: 'linear', choices: LR_SCHEDULER_TYPES,
     group: 'schedule', help: 'Learning-rate schedule after warmup.' },
   { name: 'warmup_ratio', type: 'float', default: 0, min: 0, max: 1, group: 'schedule',
     help: 'Warmup steps as a fraction of the total steps (ceil), unless warmup_steps is set.' },
   { name: 'warmup_steps', type: 'int', default: 0, min: 0, group: 'schedule', help: 'Linear warmup steps; overrides warmup_ratio when > 0.' },
   { name: 'seed', type: 'int', default: 42, min: 0, group: 'schedule', help: 'Seed of shuffling, LoRA init and dropout.' },
-  { name: 'eval_strategy', type: 'enum', default: null, choices: ['no', 'steps'], group: 'schedule',
+  { name: 'eval_strategy', type: 'enum', default: null, derived: true, choices: ['no', 'steps'], group: 'schedule',
     help: 'When to evaluate on the val_size split; unset = every eval_steps when val_size > 0.' },
-  { name: 'eval_steps', type: 'int', default: null, min: 1, group: 'schedule', help: 'Evaluate every this many steps; unset = logging_steps.' },
+  { name: 'eval_steps', type: 'int', default: null, derived: true, min: 1, group: 'schedule', help: 'Evaluate every this many steps; unset = logging_steps.' },
   // output
   { name: 'output_dir', type: 'string', default: null, required: true, group: 'output',
     help: 'Run folder: adapter, trainer_log.jsonl, run.json, checkpoint-N/.' },
@@ -123,57 +139,39 @@ export const trainingConfigSchema: readonly ConfigKeySpec[] = [
     help: 'Allow starting a fresh run in an output_dir that already holds one.' },
   // engine (Tunebench's own)
   { name: 'threads', type: 'int', default: 0, min: 0, group: 'engine', help: 'CPU threads of the engine (0 = all cores).' },
-  { name: 'device', type: 'enum', default: 'cpu', choices: ['cpu', 'cuda'], group: 'engine', help: 'Where the engine runs.' }
-]
+  { name: 'device', type: 'enum', default: 'cpu', choices: DEVICES, group: 'engine', help: 'Where the engine runs.' }
+] as const satisfies readonly ConfigKeySpec[]
+
+/** The table, read as plain specs (what the parser and the form iterate over). */
+export const trainingConfigSchema: readonly ConfigKeySpec[] = configKeys
+
+type KeySpec = (typeof configKeys)[number]
+type ValueOf<S extends ConfigKeySpec> = S['type'] extends 'int' | 'float'
+  ? number
+  : S['type'] extends 'bool'
+    ? boolean
+    : S['type'] extends 'list'
+      ? string[]
+      : S extends { type: 'enum'; choices: readonly (infer C)[] }
+        ? C
+        : string
+/** null where a key may stay unset; a required or derived key always ends up with a value. */
+type UnsetOf<S extends ConfigKeySpec> = S extends { default: null } ? (S extends { required: true } | { derived: true } ? never : null) : never
 
 /** The resolved config: every key present, defaults filled in, lists split. */
-export interface TrainingConfig {
-  model_name_or_path: string
-  adapter_name_or_path: string | null
-  template: string | null
-  stage: TrainingStage
-  finetuning_type: FinetuningType
-  pref_beta: number
-  pref_loss: PrefLoss
-  pref_ftx: number
-  dpo_label_smoothing: number
-  simpo_gamma: number
-  kto_chosen_weight: number
-  kto_rejected_weight: number
-  lora_rank: number
-  lora_alpha: number
-  lora_dropout: number
-  lora_target: string[]
-  use_rslora: boolean
-  dataset: string[]
-  dataset_dir: string
-  cutoff_len: number
-  max_samples: number | null
-  val_size: number
-  disable_shuffling: boolean
-  per_device_train_batch_size: number
-  per_device_eval_batch_size: number
-  gradient_accumulation_steps: number
-  learning_rate: number
-  weight_decay: number
-  adam_beta1: number
-  adam_beta2: number
-  adam_epsilon: number
-  max_grad_norm: number
-  disable_gradient_checkpointing: boolean
-  num_train_epochs: number
-  max_steps: number
-  lr_scheduler_type: LrSchedulerType
-  warmup_ratio: number
-  warmup_steps: number
-  seed: number
-  eval_strategy: 'no' | 'steps'
-  eval_steps: number
-  output_dir: string
-  logging_steps: number
-  save_steps: number
-  resume_from_checkpoint: string | null
-  overwrite_output_dir: boolean
-  threads: number
-  device: 'cpu' | 'cuda'
+export type TrainingConfig = { [S in KeySpec as S['name']]: ValueOf<S> | UnsetOf<S> }
+
+/**
+ * The schema as this engine build accepts it: `device` offers the devices the engine was
+ * built with, `lora_dropout` the range its LoRA implements. The config parser validates with
+ * it and the Train form is built from it, so the form never offers what the engine refuses.
+ */
+export function schemaForEngine(limits: EngineLimits): readonly ConfigKeySpec[] {
+  return trainingConfigSchema.map((spec): ConfigKeySpec => {
+    if (spec.name === 'device')
+      return { ...spec, choices: DEVICES.filter((d) => limits.devices.includes(d)), choicesFrom: 'the devices this engine build offers' }
+    if (spec.name === 'lora_dropout')
+      return { ...spec, min: limits.loraDropout.min, max: limits.loraDropout.maxExclusive, exclusiveMax: true }
+    return spec
+  })
 }

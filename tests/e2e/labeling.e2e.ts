@@ -266,7 +266,7 @@ describe('Data page: keyboard labeling', () => {
     assert.match(await stats.innerText(), /^30 records · tokens per record min \d+/)
     assert.ok(over > 0 && over < 30, `${over} records over cutoff_len 64`)
     await stats.locator('details').first().locator('summary').click()
-    // Plain-string records are prompt then completion, without a chat template (ALGORITHMS.md).
+    // Plain-string records are prompt then completion, without a chat template (docs/algorithms.md).
     assert.ok((await stats.locator('pre').first().innerText()).startsWith(demo[0].prompt))
 
     await page.getByLabel('Evaluation file (optional)').fill(evalFile)

@@ -2,7 +2,7 @@
 
 Reads a JSON list of runs on stdin; each run names a model folder, an initial PEFT adapter,
 a dataset (TRL JSONL) and the config keys the test sets. Tokenises the records itself with
-transformers' tokenizer and chat template following shared/ALGORITHMS.md, trains with the
+transformers' tokenizer and chat template following docs/algorithms.md, trains with the
 adapter's A and B, AdamW (torch), clip_grad_norm_, transformers.get_scheduler, and writes per
 step: loss (as trainer_log.jsonl logs it), grad_norm (before clipping) and lr (after the step).
 Computation in float64 so the reference's own rounding is negligible.
@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 torch.set_default_dtype(torch.float64)
 
 
-# ---- sequences (ALGORITHMS.md "Sequences and masks") ----
+# ---- sequences (docs/algorithms.md "Sequences and masks") ----
 
 def tok_plain(tok, prompt, completion):
     return tok(prompt, add_special_tokens=True)["input_ids"], tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]

@@ -1,5 +1,5 @@
 """Reference for `tunebench score`: summed completion log-probs of each record under a model
-(and optionally a PEFT adapter), tokenised as ALGORITHMS.md says (train_reference.py's
+(and optionally a PEFT adapter), tokenised as docs/algorithms.md says (train_reference.py's
 tokenisation). Reads a list of {model, adapter, data} on stdin, writes a list of lists."""
 import json
 import os

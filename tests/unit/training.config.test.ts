@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { parseTrainingConfig, resolveConfig, ConfigError } from '../../main/services/training/config'
 import { trainingConfigSchema } from '../../preload/types/trainingSchema'
+import { engineFacts } from '../../native/index'
 
 const base = `model_name_or_path: /m
 dataset: a.jsonl
@@ -65,5 +66,33 @@ describe('training config', () => {
     const raw: Record<string, unknown> = { model_name_or_path: 'm', dataset: 'd', output_dir: 'o' }
     for (const s of trainingConfigSchema) if (s.default !== null && !s.required) raw[s.name] = s.default
     expect(() => resolveConfig(raw, 'defaults')).not.toThrow()
+  })
+})
+
+describe('training config against the engine limits', () => {
+  const cpuOnly = { ...engineFacts(), cudaCompiled: false, devices: ['cpu'] }
+
+  it('refuses lora_dropout 1 and device cuda on an engine built without CUDA, naming the key', () => {
+    expect(() => parseTrainingConfig(base + 'lora_dropout: 1\n', 'c.yaml', { engine: cpuOnly })).toThrow(
+      'c.yaml:4: lora_dropout: 1 is out of range (must be ≥ 0 and < 1)'
+    )
+    expect(() => parseTrainingConfig(base + 'device: cuda\n', 'c.yaml', { engine: cpuOnly })).toThrow(
+      'c.yaml:4: device: expected one of cpu (the devices this engine build offers), got "cuda"'
+    )
+    expect(() => resolveConfig({ model_name_or_path: 'm', dataset: 'd', output_dir: 'o', device: 'cuda' }, 'form', undefined, { engine: cpuOnly })).toThrow(
+      expect.objectContaining({ key: 'device' })
+    )
+    expect(parseTrainingConfig(base + 'lora_dropout: 0.99\ndevice: cpu\n', 'c.yaml', { engine: cpuOnly }).lora_dropout).toBe(0.99)
+  })
+
+  it('accepts device cuda from an engine that offers it', () => {
+    const withCuda = { ...cpuOnly, cudaCompiled: true, devices: ['cpu', 'cuda'] }
+    expect(parseTrainingConfig(base + 'device: cuda\n', 'c.yaml', { engine: withCuda }).device).toBe('cuda')
+  })
+
+  it('checks against the facts of the engine this build made when none are given', () => {
+    const facts = engineFacts()
+    expect(() => parseTrainingConfig(base + `lora_dropout: ${facts.loraDropout.maxExclusive}\n`, 'c.yaml')).toThrow(/c\.yaml:4: lora_dropout: .* out of range/)
+    if (!facts.devices.includes('cuda')) expect(() => parseTrainingConfig(base + 'device: cuda\n', 'c.yaml')).toThrow(/c\.yaml:4: device: expected one of cpu/)
   })
 })

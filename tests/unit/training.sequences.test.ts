@@ -1,4 +1,4 @@
-// Sequences and masks (ALGORITHMS.md) on the demo model's tokenizer, truncation, and errors
+// Sequences and masks (docs/algorithms.md) on the demo model's tokenizer, truncation, and errors
 // on bad data that name the file, line and field.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

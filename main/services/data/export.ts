@@ -3,9 +3,11 @@
 // when every record is plain text), and
 // LLaMA-Factory files with their dataset_info.json entries, and the unlabeled candidates format
 // (prompts with their answers, no labels). Files are written to a temporary
-// name, fsynced and renamed, so a crash never leaves half an export under the real name.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+// name, fsynced and renamed (main/services/fsAtomic.ts), so a crash never leaves half an export
+// under the real name.
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { writeFileAtomicSync } from '../fsAtomic'
 import { DataError } from './errors'
 import type { Message, Text } from './formats'
 import type { Project } from './store'
@@ -110,32 +112,7 @@ function lfEntry(method: Method, fileName: string, conversational: boolean): Rec
 /** Streams lines into a temp file beside `path`, then fsyncs and renames it into place. */
 export function writeAtomically(path: string, lines: Iterable<string>): number {
   mkdirSync(dirname(path), { recursive: true })
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`)
-  const fd = openSync(tmp, 'w')
-  let n = 0
-  try {
-    let buf: string[] = []
-    let size = 0
-    for (const line of lines) {
-      buf.push(line)
-      size += line.length
-      n++
-      if (size > 1 << 20) {
-        writeSync(fd, buf.join(''))
-        buf = []
-        size = 0
-      }
-    }
-    if (buf.length) writeSync(fd, buf.join(''))
-    fsyncSync(fd)
-  } catch (e) {
-    closeSync(fd)
-    rmSync(tmp, { force: true })
-    throw e
-  }
-  closeSync(fd)
-  renameSync(tmp, path)
-  return n
+  return writeFileAtomicSync(path, lines)
 }
 
 /**

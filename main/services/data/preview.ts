@@ -1,7 +1,8 @@
 // Import preview and `data check`: what the file looks like, how it will be read, and the
 // first problem a full pass finds.
 import { DataError } from './errors'
-import { FORMATS, checkMapping, convertRow, defaultMapping, inspectFile, lfDatasetEntry, readRecords, where } from './importers'
+import { FORMATS, checkMapping, convertRow, defaultMapping } from './importFormats'
+import { inspectFile, lfDatasetEntry, readRecords, where } from './importers'
 import { countJsonlRecords, readRows } from './sources'
 import type { DataFormatId, FieldMapping, ImportPreview, RecordInput } from '../../../preload/types/data'
 

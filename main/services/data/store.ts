@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path'
 import { DataError } from './errors'
 import { checkString, checkText } from './formats'
 import { readRecords } from './importers'
+import { processAlive } from '../process'
 import { migrate } from './schema'
 import { openDatabase, type SqliteDatabase } from './sqlite'
 import type {
@@ -642,15 +643,6 @@ function insertStatements(db: SqliteDatabase) {
       )
       return id
     }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
   }
 }
 

@@ -11,7 +11,7 @@ import { mkdir, open, readFile, rename, stat, truncate, unlink } from 'node:fs/p
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { DownloadProgress } from '../../../preload/types/models'
-import { writeFileAtomic } from './atomicWrite'
+import { writeFileAtomic } from '../fsAtomic'
 
 export interface HubDownloadOptions {
   endpoint: string
@@ -153,7 +153,9 @@ async function downloadFile(
   }
   const baseBytes = progress.bytes
   const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {}
-  const url = `${trimSlash(options.endpoint)}/${options.repo}/resolve/${encodeURIComponent(sha)}/${file.name.split('/').map(encodeURIComponent).join('/')}`
+  // A Hub file name is a URL path ('/'-separated whatever the OS): each segment is escaped.
+  const urlPath = encodeURIComponent(file.name).replaceAll('%2F', '/')
+  const url = `${trimSlash(options.endpoint)}/${options.repo}/resolve/${encodeURIComponent(sha)}/${urlPath}`
   const response = await hubFetch(url, options, headers)
   if (response.status === 416 && file.size !== null && offset === file.size) {
     // The previous run got every byte but stopped before the rename.

@@ -1,13 +1,17 @@
 // Validates a local Hugging Face model folder and reads its facts. Every failure names the file
 // and, where it applies, the field or tensor that is wrong, because the user has to fix it by hand.
+// What the engine can load (architectures, tensor dtypes) comes from the engine itself, so a
+// folder that opens here also loads for training.
 import { readFile, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
+import { engineFacts } from '../../../native/index'
+import type { EngineLimits } from '../../../preload/types/engine'
 import type { ModelFacts } from '../../../preload/types/models'
 import { readSafetensorsHeader, type TensorEntry } from './safetensors'
 
-/** Architectures the native engine implements (config.json `architectures[0]`). */
-export const supportedArchitectures = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM'] as const
+/** The engine facts a model folder is checked against. */
+export type ModelLimits = Pick<EngineLimits, 'architectures' | 'dtypes'>
 
 export class ModelFolderError extends Error {
   constructor(message: string) {
@@ -18,7 +22,7 @@ export class ModelFolderError extends Error {
 
 const torchDtypeOf: Record<string, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32', F64: 'float64' }
 
-export async function inspectModelFolder(dirInput: string): Promise<ModelFacts> {
+export async function inspectModelFolder(dirInput: string, limits: ModelLimits = engineFacts()): Promise<ModelFacts> {
   if (typeof dirInput !== 'string' || dirInput.trim() === '') throw new ModelFolderError('No folder given: enter the path of a model folder')
   // People paste paths from a shell; expand ~ as the shell would.
   const typed = dirInput.trim()
@@ -28,7 +32,7 @@ export async function inspectModelFolder(dirInput: string): Promise<ModelFacts> 
   if (!dirStat.isDirectory()) throw new ModelFolderError(`Not a folder: ${dir}`)
 
   const config = await readJsonObject(dir, 'config.json')
-  const architecture = readArchitecture(config)
+  const architecture = readArchitecture(config, limits.architectures)
   const field = (name: string, fallback?: number): number => positiveInt(config, name, fallback)
   const layers = field('num_hidden_layers')
   const hidden = field('hidden_size')
@@ -46,6 +50,11 @@ export async function inspectModelFolder(dirInput: string): Promise<ModelFacts> 
   const tiedEmbeddings = config.tie_word_embeddings === undefined ? false : config.tie_word_embeddings === true
 
   const weights = await readWeights(dir)
+  for (const [name, tensor] of weights.tensors)
+    if (!limits.dtypes.includes(tensor.dtype))
+      throw new ModelFolderError(
+        `${weights.fileOf(name)}: tensor '${name}' has dtype ${tensor.dtype}, which the engine cannot load (it reads ${limits.dtypes.join(', ')})`
+      )
   const embed = weights.tensors.get('model.embed_tokens.weight')
   if (!embed) throw new ModelFolderError(`${weights.source}: no tensor 'model.embed_tokens.weight' (is this a ${architecture} checkpoint?)`)
   if (embed.shape.length !== 2 || embed.shape[0] !== vocab || embed.shape[1] !== hidden) {
@@ -131,16 +140,14 @@ async function readJsonObject(dir: string, file: string): Promise<Record<string,
   return value as Record<string, unknown>
 }
 
-function readArchitecture(config: Record<string, unknown>): string {
+function readArchitecture(config: Record<string, unknown>, supported: readonly string[]): string {
   const list = config.architectures
   if (!Array.isArray(list) || typeof list[0] !== 'string') {
     throw new ModelFolderError('config.json: field "architectures" is missing or not a list of names')
   }
   const architecture = list[0]
-  if (!(supportedArchitectures as readonly string[]).includes(architecture)) {
-    throw new ModelFolderError(
-      `config.json: architecture "${architecture}" is not supported (supported: ${supportedArchitectures.join(', ')})`
-    )
+  if (!supported.includes(architecture)) {
+    throw new ModelFolderError(`config.json: architecture "${architecture}" is not supported (supported: ${supported.join(', ')})`)
   }
   return architecture
 }
@@ -159,13 +166,15 @@ interface Weights {
   shards: number
   /** The file named in messages about tensors. */
   source: string
+  /** The file holding a tensor. */
+  fileOf(name: string): string
 }
 
 async function readWeights(dir: string): Promise<Weights> {
   const single = join(dir, 'model.safetensors')
   if (await exists(single)) {
     const header = await readSafetensorsHeader(single).catch(rethrowAsFolderError)
-    return { tensors: header.tensors, shards: 1, source: 'model.safetensors' }
+    return { tensors: header.tensors, shards: 1, source: 'model.safetensors', fileOf: () => 'model.safetensors' }
   }
   if (await exists(join(dir, 'model.safetensors.index.json'))) return readShardedWeights(dir)
   const hasBin = (await exists(join(dir, 'pytorch_model.bin'))) || (await exists(join(dir, 'pytorch_model.bin.index.json')))
@@ -192,6 +201,7 @@ async function readShardedWeights(dir: string): Promise<Weights> {
   }
   if (byShard.size === 0) throw new ModelFolderError(`${indexFile}: weight_map is empty`)
   const tensors = new Map<string, TensorEntry>()
+  const shardOf = new Map<string, string>()
   for (const [shard, names] of byShard) {
     if (!(await exists(join(dir, shard)))) throw new ModelFolderError(`${indexFile} lists shard ${shard}, which is missing in ${dir}`)
     const header = await readSafetensorsHeader(join(dir, shard)).catch(rethrowAsFolderError)
@@ -199,9 +209,10 @@ async function readShardedWeights(dir: string): Promise<Weights> {
       const entry = header.tensors.get(name)
       if (!entry) throw new ModelFolderError(`${indexFile} maps tensor '${name}' to ${shard}, but ${shard} has no such tensor`)
       tensors.set(name, entry)
+      shardOf.set(name, shard)
     }
   }
-  return { tensors, shards: byShard.size, source: indexFile }
+  return { tensors, shards: byShard.size, source: indexFile, fileOf: (name) => shardOf.get(name)! }
 }
 
 function rethrowAsFolderError(err: unknown): never {

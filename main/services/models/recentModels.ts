@@ -2,7 +2,7 @@
 import { mkdir, readFile, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { ModelFacts, RecentModel } from '../../../preload/types/models'
-import { writeFileAtomic } from './atomicWrite'
+import { writeFileAtomic } from '../fsAtomic'
 
 const maxEntries = 20
 

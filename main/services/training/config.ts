@@ -1,10 +1,14 @@
 // Reads a training config (YAML or JSON with LLaMA-Factory's keys), checks every key against
-// the schema and fills in the defaults. Errors name the file, the line and the key.
+// the schema as the engine build accepts it (schemaForEngine) and fills in the defaults.
+// Errors name the file, the line and the key.
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { LineCounter, parseDocument, isMap, isScalar, type Node, type Pair } from 'yaml'
+import { engineFacts } from '../../../native/index'
+import type { EngineLimits } from '../../../preload/types/engine'
 import {
   LORA_TARGET_MODULES,
+  schemaForEngine,
   trainingConfigSchema,
   type ConfigKeySpec,
   type TrainingConfig
@@ -37,9 +41,10 @@ function describe(value: unknown): string {
 
 function coerce(spec: ConfigKeySpec, value: unknown, file: string, line: number | null): unknown {
   const bad = (expected: string): never => fail(file, line, spec.name, `expected ${expected}, got ${describe(value)}`)
+  const oneOf = () => `one of ${spec.choices!.join(', ')}${spec.choicesFrom ? ` (${spec.choicesFrom})` : ''}`
   if (value === null) {
     if (spec.default === null && !spec.required) return null
-    return bad(spec.type === 'enum' ? `one of ${spec.choices!.join(', ')}` : `a ${spec.type}`)
+    return bad(spec.type === 'enum' ? oneOf() : `a ${spec.type}`)
   }
   switch (spec.type) {
     case 'string':
@@ -58,16 +63,16 @@ function coerce(spec: ConfigKeySpec, value: unknown, file: string, line: number 
       if (!Number.isFinite(n)) return bad(spec.type === 'int' ? 'an integer' : 'a number')
       if (spec.type === 'int' && !Number.isInteger(n)) return bad('an integer')
       const low = spec.min !== undefined && (spec.exclusiveMin ? n <= spec.min : n < spec.min)
-      const high = spec.max !== undefined && n > spec.max
+      const high = spec.max !== undefined && (spec.exclusiveMax ? n >= spec.max : n > spec.max)
       if (low || high) {
         const lo = spec.min === undefined ? '' : `${spec.exclusiveMin ? '>' : '≥'} ${spec.min}`
-        const hi = spec.max === undefined ? '' : `≤ ${spec.max}`
+        const hi = spec.max === undefined ? '' : `${spec.exclusiveMax ? '<' : '≤'} ${spec.max}`
         fail(file, line, spec.name, `${n} is out of range (must be ${[lo, hi].filter(Boolean).join(' and ')})`)
       }
       return n
     }
     case 'enum':
-      if (typeof value !== 'string' || !spec.choices!.includes(value)) return bad(`one of ${spec.choices!.join(', ')}`)
+      if (typeof value !== 'string' || !spec.choices!.includes(value)) return bad(oneOf())
       return value
     case 'list': {
       const items = typeof value === 'string' ? value.split(',') : Array.isArray(value) ? value : bad('a comma list or an array of strings')
@@ -84,6 +89,8 @@ function coerce(spec: ConfigKeySpec, value: unknown, file: string, line: number 
 export interface ParseOptions {
   /** Relative paths in the config resolve against this folder (LLaMA-Factory: the working dir). */
   baseDir?: string
+  /** What the engine accepts (devices, LoRA dropout range); the native engine's by default. */
+  engine?: EngineLimits
 }
 
 /** Parses config text (YAML; JSON is read by the same parser so lines are known for both). */
@@ -118,11 +125,11 @@ export function parseTrainingConfig(text: string, file: string, opts: ParseOptio
 export function resolveConfig(raw: Raw, file: string, lines = new Map<string, number | null>(), opts: ParseOptions = {}): TrainingConfig {
   const out: Record<string, unknown> = {}
   for (const key of Object.keys(raw)) if (!specByName.has(key)) fail(file, lines.get(key) ?? null, key, 'unknown key')
-  for (const spec of trainingConfigSchema) {
+  for (const spec of schemaForEngine(opts.engine ?? engineFacts())) {
     const line = lines.get(spec.name) ?? null
     if (!(spec.name in raw) || raw[spec.name] === undefined) {
       if (spec.required) fail(file, null, spec.name, 'required key is missing')
-      out[spec.name] = spec.default
+      out[spec.name] = Array.isArray(spec.default) ? [...spec.default] : spec.default
       continue
     }
     out[spec.name] = coerce(spec, raw[spec.name], file, line)

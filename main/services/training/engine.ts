@@ -1,4 +1,4 @@
-// The part of the native engine's Model (native/index.ts, ENGINE_API.md) the training loop
+// The part of the native engine's Model (native/index.ts, where its API is documented) the training loop
 // uses, as a structural interface so the loop type-checks on its own.
 import type { Batch, LoraOptions, LoraTarget, OptimizerOptions } from '../../../native/index'
 

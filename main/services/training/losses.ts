@@ -1,8 +1,10 @@
 // Losses of every method from per-sequence log-probs, in float64, with their analytic
-// gradients. Definitions: shared/ALGORITHMS.md (TRL / LLaMA-Factory). Each loss returns the
+// gradients. Definitions: docs/algorithms.md (as TRL / LLaMA-Factory). Each loss returns the
 // gradient with respect to each sequence's SUMMED policy log-prob; since logps(y) = Σ_t lp_t,
 // that number is also dL/dlp_t for every masked-in token t of the sequence, which is what
 // the engine's backward takes.
+
+import type { PrefLoss } from '../../../preload/types/trainingSchema'
 
 export type Metrics = Record<string, number>
 
@@ -25,7 +27,10 @@ export interface PairLoss {
   gradRejected: Float64Array
 }
 
-export type PairLossKind = 'sigmoid' | 'hinge' | 'ipo' | 'sigmoid_norm' | 'orpo' | 'simpo'
+export type PairLossKind = PrefLoss
+
+/** ORPO and SimPO score the policy alone; every other pair loss compares it with the reference. */
+export const pairLossUsesReference = (kind: PairLossKind): boolean => kind !== 'orpo' && kind !== 'simpo'
 
 export interface PairLossOptions {
   kind: PairLossKind
@@ -61,7 +66,7 @@ export function pairLoss(b: PairBatch, o: PairLossOptions): PairLoss {
   const track = (name: string, i: number, v: number) => ((extra[name] ??= new Float64Array(n))[i] = v)
   const beta = o.beta
   let total = 0
-  const needsRef = o.kind !== 'orpo' && o.kind !== 'simpo'
+  const needsRef = pairLossUsesReference(o.kind)
   if (needsRef && (!b.refChosen || !b.refRejected)) throw new Error(`pref_loss ${o.kind} needs reference log-probs`)
 
   for (let i = 0; i < n; i++) {

@@ -5,7 +5,8 @@ import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promis
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
 import type { AdapterExport, RunDetail, RunStatus, RunSummary, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
-import { fsyncDir, writeFileAtomic } from './fsAtomic'
+import { fsyncDir, writeFileAtomic } from '../fsAtomic'
+import { processAlive } from '../process'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import { ConfigError, resolveConfig } from './config'
 import { listCheckpoints, Trainer } from './trainer'
@@ -32,15 +33,6 @@ export async function readTrainerLog(dir: string): Promise<TrainerLogEntry[]> {
     }
   }
   return out
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 export async function readRun(dir: string, live?: Set<string>): Promise<RunDetail> {

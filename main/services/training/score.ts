@@ -1,16 +1,12 @@
 // Summed completion log-probs of dataset records under a model (and optionally an adapter):
-// pairs give chosen/rejected logps, single completions give logps (ALGORITHMS.md sequences).
-import { createWriteStream } from 'node:fs'
-import { rename, rm } from 'node:fs/promises'
-import { dirname, basename, join } from 'node:path'
-import { once } from 'node:events'
+// pairs give chosen/rejected logps, single completions give logps (docs/algorithms.md sequences).
 import { DataError } from '../data/errors'
 import { parseTrlRecord } from '../data/formats'
 import { readRows } from '../data/sources'
 import type { ScoreLine } from '../../../preload/types/training'
 import { collate, pairSequences, sequenceSums } from './batches'
 import { loadNativeModel, type ModelLoader } from './engine'
-import { fsyncDir } from './fsAtomic'
+import { writeFileAtomic } from '../fsAtomic'
 import { ChatTokenizer, joinSequence, tokenizeConversation, tokenizePromptCompletion, type Sequence } from './sequences'
 
 export interface ScoreOptions {
@@ -61,8 +57,8 @@ export async function scoreRecords(o: ScoreOptions): Promise<{ records: number }
   const model = await (o.loadModel ?? loadNativeModel)(o.model, { threads: o.threads || undefined, device: o.device })
   const onAbort = () => model.cancel()
   o.signal?.addEventListener('abort', onAbort, { once: true })
-  const tmp = join(dirname(o.out), `.${basename(o.out)}.tmp-${process.pid}`)
-  const out = createWriteStream(tmp)
+  // The output appears whole when every record is scored, never half written.
+  const out: string[] = []
   try {
     if (o.adapter) await model.loadAdapter(o.adapter)
     const adapters = Boolean(o.adapter)
@@ -86,18 +82,11 @@ export async function scoreRecords(o: ScoreOptions): Promise<{ records: number }
         const { logps, tokens } = sequenceSums(await model.logps(batch, { adapters, train: false }), batch)
         singles.forEach((s, b) => lines.set(s.index, { index: s.index, logps: logps[b]!, tokens: tokens[b]! }))
       }
-      for (const item of chunk) if (!out.write(JSON.stringify(lines.get(item.index)) + '\n')) await once(out, 'drain')
+      for (const item of chunk) out.push(JSON.stringify(lines.get(item.index)) + '\n')
       o.onProgress?.(Math.min(i + bs, items.length), items.length)
     }
-    out.end()
-    await once(out, 'close')
-    await rename(tmp, o.out)
-    await fsyncDir(dirname(o.out))
+    await writeFileAtomic(o.out, out.join(''))
     return { records: items.length }
-  } catch (err) {
-    out.destroy()
-    await rm(tmp, { force: true })
-    throw err
   } finally {
     o.signal?.removeEventListener('abort', onAbort)
     model.dispose()

@@ -1,4 +1,4 @@
-// Token ids and loss masks of training records, as ALGORITHMS.md "Sequences and masks" says:
+// Token ids and loss masks of training records, as docs/algorithms.md "Sequences and masks" says:
 //   plain:          tok(prompt) ++ tok(completion) ++ [eos]; loss on completion and eos
 //   conversational: prompt = template(prompt, add_generation_prompt), completion =
 //                   template(prompt + completion) with the prompt prefix removed
@@ -141,7 +141,7 @@ export type Example =
   | { kind: 'pair'; prompt: number[]; chosen: number[]; rejected: number[] }
   | { kind: 'unpaired'; prompt: number[]; completion: number[]; desirable: boolean }
 
-/** Tokenises a prompt and its completion (plain strings or messages) as ALGORITHMS.md says. */
+/** Tokenises a prompt and its completion (plain strings or messages) as docs/algorithms.md says. */
 export function tokenizePromptCompletion(tok: ChatTokenizer, prompt: Text, completion: Text): PromptCompletion {
   if (typeof prompt === 'string' && typeof completion === 'string') {
     return { prompt: tok.encode(prompt, true), completion: [...tok.encode(completion, false), tok.eosId] }

@@ -1,20 +1,20 @@
 // The training loop: epochs of shuffled micro-batches, gradient accumulation, the schedule,
 // evaluation, logging to trainer_log.jsonl, checkpoints that resume exactly, NaN guard and
-// cancel. Heavy work is the engine's (one async call per forward/backward/update); this file
-// only decides what to run and computes losses from the returned log-probs (losses.ts).
+// cancel. Heavy work is the engine's (one async call per forward/backward/update); what a
+// method does with a micro-batch (reference log-probs, batches, loss, metrics) is its Stage's
+// (stages/), so this file names no method.
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import type { RunEvent, RunStatus, TrainerLogEntry } from '../../../preload/types/training'
-import { collate, klSequences, pairSequences, sequenceSums, tokenGradients, type PairExample, type UnpairedExample } from './batches'
+import { appendLineDurable, fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { loadExamples } from './datasets'
-import { loadNativeModel, loraTargets, type Batch, type ModelLoader, type TrainableModel } from './engine'
-import { appendLineDurable, fsyncDir, writeFileAtomic } from './fsAtomic'
-import { ktoLoss, pairLoss, type Metrics } from './losses'
+import { loadNativeModel, loraTargets, type ModelLoader, type TrainableModel } from './engine'
 import { mixSeed, permutation, SEED_PURPOSE } from './rng'
 import { formatDuration, lrFactor, stepsPerEpoch, totalSteps as countTotalSteps, warmupSteps } from './schedule'
-import { ChatTokenizer, joinSequence, maskedCount, type Example } from './sequences'
+import { ChatTokenizer, type Example } from './sequences'
+import { createStage, NonFiniteError, type MicroBatch, type MicroOutcome, type Stage } from './stages'
 
 export class TrainingError extends Error {
   constructor(
@@ -24,14 +24,6 @@ export class TrainingError extends Error {
     super(message)
     this.name = 'TrainingError'
   }
-}
-
-/** A loss or log-prob that is NaN/Inf: caught by the loop, which names the step. */
-class NonFiniteError extends Error {}
-
-function assertFinite(what: string, values: ArrayLike<number>): void {
-  for (let i = 0; i < values.length; i++)
-    if (!Number.isFinite(values[i]!)) throw new NonFiniteError(`${what} is ${values[i]}`)
 }
 
 export class CancelledError extends Error {
@@ -84,34 +76,33 @@ export async function listCheckpoints(outputDir: string): Promise<{ name: string
     .sort((a, b) => a.step - b.step)
 }
 
-async function resolveResume(cfg: TrainingConfig): Promise<string | null> {
+/** The checkpoint a run resumes from, with its trainer_state.json (read here, once). */
+interface ResumePoint {
+  dir: string
+  state: TrainerState
+}
+
+async function resolveResume(cfg: TrainingConfig): Promise<ResumePoint | null> {
   const r = cfg.resume_from_checkpoint
   if (r === null || r === 'false') return null
+  let dir: string
   if (r === 'true' || r === 'last') {
     const all = await listCheckpoints(cfg.output_dir)
     if (!all.length) throw new TrainingError(`resume_from_checkpoint: no checkpoint-N folder in ${cfg.output_dir}`)
-    return join(cfg.output_dir, all[all.length - 1]!.name)
+    dir = join(cfg.output_dir, all[all.length - 1]!.name)
+  } else {
+    dir = resolve(r)
+    if (!existsSync(join(dir, 'trainer_state.json')))
+      throw new TrainingError(`resume_from_checkpoint: ${dir} is not a checkpoint (no trainer_state.json)`)
   }
-  const dir = resolve(r)
-  if (!existsSync(join(dir, 'trainer_state.json')))
-    throw new TrainingError(`resume_from_checkpoint: ${dir} is not a checkpoint (no trainer_state.json)`)
-  return dir
-}
-
-/** Per-token loss sums and counts of SFT, and per-method glue, for one micro-batch. */
-interface MicroOutcome {
-  /** This micro-batch's contribution to the step loss (already scaled). */
-  loss: number
-  metrics: Metrics
-  tokens: number
+  return { dir, state: JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState }
 }
 
 export class Trainer {
   private model!: TrainableModel
-  private tok!: ChatTokenizer
+  private stage!: Stage
   private train: Example[] = []
   private evalSet: Example[] = []
-  private readonly refCache = new Map<string, number>()
   private readonly emit: (e: RunEvent) => void
   private lastCheckpoint: string | null = null
   private status!: RunStatus
@@ -140,17 +131,17 @@ export class Trainer {
     }
     if (this.opts.signal?.aborted) throw new CancelledError()
     this.opts.signal?.addEventListener('abort', onAbort, { once: true })
-    const resumeDir = await resolveResume(cfg)
-    await this.prepareOutputDir(resumeDir)
+    const resume = await resolveResume(cfg)
+    await this.prepareOutputDir(resume)
     this.status = {
       state: 'running', error: null, pid: process.pid, startedAt: new Date().toISOString(),
-      updatedAt: new Date().toISOString(), step: 0, totalSteps: 0, lastCheckpoint: resumeDir ? resumeDir.split('/').pop()! : null
+      updatedAt: new Date().toISOString(), step: 0, totalSteps: 0, lastCheckpoint: resume ? basename(resume.dir) : null
     }
-    this.lastCheckpoint = resumeDir
+    this.lastCheckpoint = resume?.dir ?? null
     await this.writeStatus()
     let step = 0
     try {
-      const result = await this.loop(resumeDir, (s) => (step = s))
+      const result = await this.loop(resume, (s) => (step = s))
       this.status.state = 'finished'
       await this.writeStatus()
       this.emit({ type: 'finished', runDir: this.runDir, adapterDir: result.adapterDir, step: result.steps })
@@ -175,15 +166,14 @@ export class Trainer {
     }
   }
 
-  private async prepareOutputDir(resumeDir: string | null): Promise<void> {
+  private async prepareOutputDir(resume: ResumePoint | null): Promise<void> {
     const cfg = this.cfg
     await mkdir(cfg.output_dir, { recursive: true })
     const log = join(cfg.output_dir, 'trainer_log.jsonl')
-    if (resumeDir) {
+    if (resume) {
       // Lines written after the checkpoint (by the run that died) are replayed by this run.
-      const state = JSON.parse(await readFile(join(resumeDir, 'trainer_state.json'), 'utf8')) as TrainerState
       const kept = existsSync(log)
-        ? (await readFile(log, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as TrainerLogEntry).current_steps <= state.global_step)
+        ? (await readFile(log, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as TrainerLogEntry).current_steps <= resume.state.global_step)
         : []
       await writeFileAtomic(log, kept.map((l) => l + '\n').join(''))
     } else {
@@ -207,10 +197,11 @@ export class Trainer {
     if (this.cancelled) throw new CancelledError()
   }
 
-  private async loop(resumeDir: string | null, onStep: (s: number) => void): Promise<TrainResult> {
+  private async loop(resume: ResumePoint | null, onStep: (s: number) => void): Promise<TrainResult> {
     const cfg = this.cfg
-    this.tok = await ChatTokenizer.load(cfg.model_name_or_path)
-    const data = await loadExamples(cfg, this.tok)
+    const resumeDir = resume?.dir ?? null
+    const tok = await ChatTokenizer.load(cfg.model_name_or_path)
+    const data = await loadExamples(cfg, tok)
     this.train = data.train
     this.evalSet = data.eval
     if (this.train.length === 0) throw new TrainingError('no training examples')
@@ -230,6 +221,8 @@ export class Trainer {
     }
     model.setTrainable(cfg.finetuning_type)
     model.setGradientCheckpointing(!cfg.disable_gradient_checkpointing)
+    this.stage = createStage({ cfg, model, padId: tok.padId })
+    const stage = this.stage
 
     const B = cfg.per_device_train_batch_size
     const GA = cfg.gradient_accumulation_steps
@@ -241,32 +234,31 @@ export class Trainer {
       cfg.disable_shuffling
         ? Array.from({ length: this.train.length }, (_, i) => i)
         : permutation(this.train.length, mixSeed(cfg.seed, SEED_PURPOSE.shuffle, epoch))
-    /** The micro-batches (example indices) of optimiser step `s`, and the epoch position after it. */
+    /** The micro-batches of optimiser step `s`, and the epoch position after it. */
     const plan = (s: number) => {
       const epoch = Math.floor(s / perEpoch)
       const first = (s % perEpoch) * GA
       const last = Math.min(first + GA, microPerEpoch)
       const order = orderOf(epoch)
-      const micro: number[][] = []
-      for (let m = first; m < last; m++) micro.push(order.slice(m * B, (m + 1) * B))
+      const micro: MicroBatch[] = []
+      for (let m = first; m < last; m++) micro.push(this.microBatch('train', order.slice(m * B, (m + 1) * B)))
       return { epoch, micro, epochFloat: epoch + last / microPerEpoch, nextMicro: last % microPerEpoch }
     }
 
     let startStep = 0
-    if (resumeDir) {
-      const state = JSON.parse(await readFile(join(resumeDir, 'trainer_state.json'), 'utf8')) as TrainerState
+    if (resume) {
+      const { state } = resume
       if (state.train_examples !== this.train.length || state.per_device_train_batch_size !== B || state.gradient_accumulation_steps !== GA)
         throw new TrainingError(
-          `resume_from_checkpoint: ${resumeDir} was written for ${state.train_examples} examples, batch ${state.per_device_train_batch_size} × ${state.gradient_accumulation_steps}; the config now gives ${this.train.length}, ${B} × ${GA}`
+          `resume_from_checkpoint: ${resume.dir} was written for ${state.train_examples} examples, batch ${state.per_device_train_batch_size} × ${state.gradient_accumulation_steps}; the config now gives ${this.train.length}, ${B} × ${GA}`
         )
       startStep = state.global_step
     }
     // Full fine-tuning moves the weights the reference is read from: take every reference
     // log-prob the run will need from the initial weights before any update (or restore).
-    if (cfg.finetuning_type === 'full' && cfg.stage !== 'sft' && !(cfg.pref_loss === 'orpo' || cfg.pref_loss === 'simpo')) {
-      for (let s = 0; s < total; s++) for (const m of plan(s).micro) await this.referenceLogps(m, 'train')
-      for (let i = 0; i < this.evalSet.length; i += cfg.per_device_eval_batch_size)
-        await this.referenceLogps(range(i, Math.min(i + cfg.per_device_eval_batch_size, this.evalSet.length)), 'eval')
+    if (cfg.finetuning_type === 'full' && stage.usesReference) {
+      for (let s = 0; s < total; s++) for (const mb of plan(s).micro) await stage.reference(mb)
+      for (const mb of this.evalBatches()) await stage.reference(mb)
     }
     if (resumeDir) await model.loadTrainingState(join(resumeDir, 'training_state.bin'))
 
@@ -285,16 +277,14 @@ export class Trainer {
 
     for (let step = startStep; step < total; step++) {
       const p = plan(step)
-      const accumulated = p.micro.length
-      // SFT normalises by the masked tokens of the whole accumulated batch (ALGORITHMS.md).
-      const sftTokens = cfg.stage === 'sft' ? p.micro.reduce((n, m) => n + m.reduce((k, i) => k + maskedCount(this.sftSeq(this.train[i]!)), 0), 0) : 0
+      const runs = stage.step(p.micro)
       let stepLoss = 0
-      for (let k = 0; k < accumulated; k++) {
+      for (let k = 0; k < runs.length; k++) {
         this.checkCancel()
         const dropoutSeed = mixSeed(cfg.seed, SEED_PURPOSE.dropout, step, k)
         let out: MicroOutcome
         try {
-          out = await this.micro(p.micro[k]!, 'train', { scale: 1 / accumulated, sftTokens, dropoutSeed })
+          out = await runs[k]!({ train: true, dropoutSeed })
         } catch (err) {
           if (!(err instanceof NonFiniteError)) throw err
           throw this.nonFinite(step, err.message)
@@ -379,146 +369,35 @@ export class Trainer {
     )
   }
 
-  /** The example as an SFT sequence (only SFT examples have one). */
-  private sftSeq(ex: Example) {
-    if (ex.kind !== 'sft') throw new Error(`internal: expected an sft example, got ${ex.kind}`)
-    return ex.sequence
-  }
-
-  private examples(split: 'train' | 'eval', idx: number[]): Example[] {
+  private microBatch(split: 'train' | 'eval', idx: number[]): MicroBatch {
     const set = split === 'train' ? this.train : this.evalSet
-    return idx.map((i) => set[i]!)
+    return { split, idx, examples: idx.map((i) => set[i]!) }
   }
 
-  /** Reference (adapters off) summed log-probs, computed once per sequence and cached. Keys:
-   *  "<split>:<i>:c|r" for pairs, "<split>:<i>" for KTO completions, "<split>:<i>:kl:<j>" for
-   *  KTO's KL pair of prompt i with completion j. */
-  private async referenceLogps(idx: number[], split: 'train' | 'eval'): Promise<void> {
-    const cfg = this.cfg
-    const ex = this.examples(split, idx)
-    if (cfg.stage === 'dpo') {
-      if (cfg.pref_loss === 'orpo' || cfg.pref_loss === 'simpo') return
-      const keys = idx.flatMap((i) => [`${split}:${i}:c`, `${split}:${i}:r`])
-      if (keys.every((k) => this.refCache.has(k))) return
-      const batch = collate(pairSequences(ex as PairExample[], cfg.cutoff_len), this.tok.padId)
-      const { logps } = sequenceSums(await this.model.logps(batch, { adapters: false, train: false }), batch)
-      const n = idx.length
-      idx.forEach((i, b) => {
-        this.refCache.set(`${split}:${i}:c`, logps[b]!)
-        this.refCache.set(`${split}:${i}:r`, logps[n + b]!)
-      })
-    } else if (cfg.stage === 'kto') {
-      const n = idx.length
-      const keys = idx.flatMap((i, b) => [`${split}:${i}`, `${split}:${i}:kl:${idx[(b - 1 + n) % n]}`])
-      if (keys.every((k) => this.refCache.has(k))) return
-      const u = ex as UnpairedExample[]
-      const seqs = [...u.map((r) => joinCompletion(r, this.cfg.cutoff_len)), ...klSequences(u, cfg.cutoff_len)]
-      const batch = collate(seqs, this.tok.padId)
-      const { logps } = sequenceSums(await this.model.logps(batch, { adapters: false, train: false }), batch)
-      keys.forEach((k, j) => this.refCache.set(k, logps[j % 2 === 0 ? j / 2 : n + (j - 1) / 2]!))
-    }
-  }
-
-  private async micro(
-    idx: number[],
-    split: 'train' | 'eval',
-    o: { scale: number; sftTokens: number; dropoutSeed: number }
-  ): Promise<MicroOutcome> {
-    const cfg = this.cfg
-    const train = split === 'train'
-    const ex = this.examples(split, idx)
-    const model = this.model
-    const policy = async (batch: Batch) => model.logps(batch, { adapters: true, train, dropoutSeed: o.dropoutSeed })
-
-    if (cfg.stage === 'sft') {
-      const seqs = ex.map((e) => this.sftSeq(e))
-      const batch = collate(seqs, this.tok.padId)
-      const lp = await policy(batch)
-      const { logps, tokens } = sequenceSums(lp, batch)
-      let nll = 0
-      let n = 0
-      for (let b = 0; b < batch.batch; b++) {
-        nll -= logps[b]!
-        n += tokens[b]!
-      }
-      const denom = train ? o.sftTokens : n
-      assertFinite('loss', [nll])
-      if (train) {
-        const g = new Float64Array(batch.batch).fill(-1 / denom)
-        await model.backward(tokenGradients(batch, g))
-      }
-      return { loss: nll / denom, metrics: {}, tokens: n }
-    }
-
-    await this.referenceLogps(idx, split)
-    if (cfg.stage === 'dpo') {
-      const pairs = ex as PairExample[]
-      const n = pairs.length
-      const batch = collate(pairSequences(pairs, cfg.cutoff_len), this.tok.padId)
-      const lp = await policy(batch)
-      const { logps, tokens } = sequenceSums(lp, batch)
-      const usesRef = cfg.pref_loss !== 'orpo' && cfg.pref_loss !== 'simpo'
-      const res = pairLoss(
-        {
-          policyChosen: logps.subarray(0, n), policyRejected: logps.subarray(n),
-          refChosen: usesRef ? Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}:c`)!) : null,
-          refRejected: usesRef ? Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}:r`)!) : null,
-          chosenTokens: tokens.subarray(0, n), rejectedTokens: tokens.subarray(n)
-        },
-        { kind: cfg.pref_loss, beta: cfg.pref_beta, labelSmoothing: cfg.dpo_label_smoothing, ftx: cfg.pref_ftx, simpoGamma: cfg.simpo_gamma }
-      )
-      assertFinite('loss', [res.loss])
-      if (train) {
-        assertFinite('loss gradient', [...res.gradChosen, ...res.gradRejected])
-        const g = new Float64Array(2 * n)
-        for (let b = 0; b < n; b++) {
-          g[b] = res.gradChosen[b]! * o.scale
-          g[n + b] = res.gradRejected[b]! * o.scale
-        }
-        await model.backward(tokenGradients(batch, g))
-      }
-      return { loss: res.loss * o.scale, metrics: res.metrics, tokens: tokens.reduce((a, b) => a + b, 0) }
-    }
-
-    // KTO: the KL pairs only feed the detached z₀, so they run before the train=true pass.
-    const u = ex as UnpairedExample[]
-    const n = u.length
-    const klBatch = collate(klSequences(u, cfg.cutoff_len), this.tok.padId)
-    const policyKl = sequenceSums(await model.logps(klBatch, { adapters: true, train: false }), klBatch).logps
-    const batch = collate(u.map((r) => joinCompletion(r, cfg.cutoff_len)), this.tok.padId)
-    const { logps, tokens } = sequenceSums(await policy(batch), batch)
-    const res = ktoLoss(
-      {
-        policy: logps,
-        ref: Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}`)!),
-        policyKl,
-        refKl: Float64Array.from(idx, (i, b) => this.refCache.get(`${split}:${i}:kl:${idx[(b - 1 + n) % n]}`)!),
-        desirable: u.map((r) => r.desirable)
-      },
-      { beta: cfg.pref_beta, desirableWeight: cfg.kto_chosen_weight, undesirableWeight: cfg.kto_rejected_weight }
-    )
-    assertFinite('loss', [res.loss])
-    assertFinite('loss gradient', res.grad)
-    if (train) await model.backward(tokenGradients(batch, res.grad.map((g) => g * o.scale)))
-    return { loss: res.loss * o.scale, metrics: res.metrics, tokens: tokens.reduce((a, b) => a + b, 0) }
+  /** The evaluation set in per_device_eval_batch_size batches, in order. */
+  private evalBatches(): MicroBatch[] {
+    const bs = this.cfg.per_device_eval_batch_size
+    const out: MicroBatch[] = []
+    for (let i = 0; i < this.evalSet.length; i += bs) out.push(this.microBatch('eval', range(i, Math.min(i + bs, this.evalSet.length))))
+    return out
   }
 
   private async evaluate(step: number, total: number, epoch: number, t: { elapsed: number; remaining: number }): Promise<TrainerLogEntry> {
-    const bs = this.cfg.per_device_eval_batch_size
     let lossSum = 0
     let count = 0
     const metrics = new Map<string, { sum: number; n: number }>()
-    for (let i = 0; i < this.evalSet.length; i += bs) {
+    for (const mb of this.evalBatches()) {
       this.checkCancel()
-      const idx = range(i, Math.min(i + bs, this.evalSet.length))
-      const out = await this.micro(idx, 'eval', { scale: 1, sftTokens: 0, dropoutSeed: 0 })
+      // An evaluation batch is weighed as a step of its own.
+      const out = await this.stage.step([mb])[0]!({ train: false, dropoutSeed: 0 })
+      const n = mb.idx.length
       // Weighted by examples, as transformers averages eval losses over samples.
-      lossSum += out.loss * idx.length
-      count += idx.length
+      lossSum += out.loss * n
+      count += n
       for (const [name, v] of Object.entries(out.metrics)) {
         const w = metrics.get(name) ?? { sum: 0, n: 0 }
-        w.sum += v * idx.length
-        w.n += idx.length
+        w.sum += v * n
+        w.n += n
         metrics.set(name, w)
       }
     }
@@ -538,8 +417,7 @@ export class Trainer {
     if (this.cfg.finetuning_type === 'lora') await this.model.saveAdapter(tmp, this.cfg.model_name_or_path)
     await mkdir(tmp, { recursive: true })
     await this.model.saveTrainingState(join(tmp, 'training_state.bin'))
-    await writeFile(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
-    await fsyncDir(tmp)
+    await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
     await rm(final, { recursive: true, force: true })
     await rename(tmp, final)
     await fsyncDir(this.runDir)
@@ -561,8 +439,6 @@ export class Trainer {
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i)
 const round = (x: number, digits: number): number => Math.round(x * 10 ** digits) / 10 ** digits
-
-const joinCompletion = (r: UnpairedExample, cutoffLen: number) => joinSequence(r.prompt, r.completion, cutoffLen)
 
 export async function train(cfg: TrainingConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   return new Trainer(cfg, opts).run()

@@ -1,5 +1,5 @@
 // Turns trainer_log.jsonl entries (LLaMA-Factory's fields plus the method's metrics under
-// their ALGORITHMS.md names) into chart series and progress facts. The same code reads the
+// their docs/algorithms.md names) into chart series and progress facts. The same code reads the
 // live events and the log read back after a reload, so both draw the same charts.
 
 export type LogEntry = Record<string, unknown>

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { ConfigError, parseTrainingConfig, resolveConfig } from '../../../main/services/training/config'
-import { trainingConfigSchema } from '../../../preload/types/trainingSchema'
+import { engineFacts } from '../../../native/index'
+import { schemaForEngine, trainingConfigSchema } from '../../../preload/types/trainingSchema'
 import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, parseField } from './trainForm'
 
 const fixed = { model_name_or_path: '/models/tiny', dataset: 'data/pairs.jsonl', output_dir: 'runs/a' }
@@ -63,7 +64,8 @@ describe('train form', () => {
 
   it('agrees with the config parser on which single values are acceptable', () => {
     const probes = ['0', '-1', '1', '2.5', '1e-8', 'x', '0.5', '3']
-    for (const spec of trainingConfigSchema.filter((s) => s.type === 'int' || s.type === 'float')) {
+    // The app builds the form from the schema as this engine accepts it, as the parser checks it.
+    for (const spec of schemaForEngine(engineFacts()).filter((s) => s.type === 'int' || s.type === 'float')) {
       for (const probe of probes) {
         const ours = parseField(spec, probe).error === undefined
         // The parser rejects the value itself when its error names this key.
@@ -91,4 +93,18 @@ describe('train form', () => {
     expect(parse(yaml).output_dir).toBeUndefined()
     expect(() => parseTrainingConfig(yaml, 'preview.yaml')).toThrow(/output_dir: required key is missing/)
   })
+
+  it('offers only what the engine accepts once its facts are known: its devices and its LoRA dropout range', () => {
+    const schema = schemaForEngine({ ...engineFacts(), devices: ['cpu'], loraDropout: { min: 0, maxExclusive: 1 } })
+    const m = methodById('dpo')
+    const fields = fieldsFor(m, schema)
+    expect(fields.find((s) => s.name === 'device')!.choices).toEqual(['cpu'])
+    const dropout = fields.find((s) => s.name === 'lora_dropout')!
+    expect(parseField(dropout, '1').error).toBe('must be below 1')
+    expect(parseField(dropout, '0.9').error).toBeUndefined()
+    const { errors } = buildConfig(m, 'sigmoid', { ...initialValues(m, fixed), device: 'cuda', lora_dropout: '1' }, schema)
+    expect(errors.device).toBe('must be one of cpu (the devices this engine build offers)')
+    expect(errors.lora_dropout).toBe('must be below 1')
+  })
 })
+

@@ -1,5 +1,6 @@
 // The Train form as data: methods, presets, per-field validation and the YAML that
-// `tunebench train` takes, all derived from the one schema in preload/types/trainingSchema.ts.
+// `tunebench train` takes, all derived from the one schema in preload/types/trainingSchema.ts,
+// as the engine build accepts it (schemaForEngine) once the engine's facts are known.
 import { stringify } from 'yaml'
 import {
   LORA_TARGET_MODULES,
@@ -65,8 +66,8 @@ export type FormValues = Record<string, string | boolean>
 const pickerKeys = new Set(['stage', 'pref_loss'])
 
 /** The schema keys the form shows for a method, in schema order. */
-export function fieldsFor(method: Method): ConfigKeySpec[] {
-  return trainingConfigSchema.filter((s) => !pickerKeys.has(s.name) && (!s.stages || s.stages.includes(method.stage)))
+export function fieldsFor(method: Method, schema: readonly ConfigKeySpec[] = trainingConfigSchema): ConfigKeySpec[] {
+  return schema.filter((s) => !pickerKeys.has(s.name) && (!s.stages || s.stages.includes(method.stage)))
     .filter((s) => !(s.name === 'simpo_gamma' && method.id !== 'simpo'))
     .filter((s) => !(s.name === 'dpo_label_smoothing' && method.id !== 'dpo'))
 }
@@ -102,7 +103,9 @@ export function parseField(spec: ConfigKeySpec, raw: string | boolean): { value?
     case 'string':
       return { value: text }
     case 'enum':
-      return spec.choices!.includes(text) ? { value: text } : { error: `must be one of ${spec.choices!.join(', ')}` }
+      return spec.choices!.includes(text)
+        ? { value: text }
+        : { error: `must be one of ${spec.choices!.join(', ')}${spec.choicesFrom ? ` (${spec.choicesFrom})` : ''}` }
     case 'int':
     case 'float': {
       const n = Number(text)
@@ -110,7 +113,8 @@ export function parseField(spec: ConfigKeySpec, raw: string | boolean): { value?
       if (spec.type === 'int' && !Number.isInteger(n)) return { error: 'must be a whole number' }
       if (spec.min !== undefined && (spec.exclusiveMin ? n <= spec.min : n < spec.min))
         return { error: `must be ${spec.exclusiveMin ? 'greater than' : 'at least'} ${spec.min}` }
-      if (spec.max !== undefined && n > spec.max) return { error: `must be at most ${spec.max}` }
+      if (spec.max !== undefined && (spec.exclusiveMax ? n >= spec.max : n > spec.max))
+        return { error: `must be ${spec.exclusiveMax ? 'below' : 'at most'} ${spec.max}` }
       if (spec.name === 'val_size' && n >= 1 && !Number.isInteger(n))
         return { error: 'must be a fraction below 1 or a whole number of records' }
       return { value: n }
@@ -140,11 +144,16 @@ function sameAsDefault(spec: ConfigKeySpec, value: unknown): boolean {
 }
 
 /** Validates the form and builds the config object in schema order. */
-export function buildConfig(method: Method, loss: PrefLoss | null, values: FormValues): BuiltConfig {
+export function buildConfig(
+  method: Method,
+  loss: PrefLoss | null,
+  values: FormValues,
+  schema: readonly ConfigKeySpec[] = trainingConfigSchema
+): BuiltConfig {
   const config: Record<string, unknown> = {}
   const errors: Record<string, string> = {}
-  const shown = new Set(fieldsFor(method).map((s) => s.name))
-  for (const spec of trainingConfigSchema) {
+  const shown = new Set(fieldsFor(method, schema).map((s) => s.name))
+  for (const spec of schema) {
     if (spec.name === 'stage') {
       config.stage = method.stage
       continue

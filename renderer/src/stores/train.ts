@@ -2,7 +2,8 @@
 // object, the per-field errors and the YAML that `tunebench train` takes.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { PrefLoss } from '../../../preload/types/trainingSchema'
+import type { EngineLimits } from '../../../preload/types/engine'
+import { schemaForEngine, trainingConfigSchema, type PrefLoss } from '../../../preload/types/trainingSchema'
 import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, type FormValues, type MethodId } from '../lib/trainForm'
 
 const storageKey = 'tunebench.trainForm'
@@ -45,9 +46,12 @@ export const useTrainStore = defineStore('train', () => {
       localStorage.setItem(storageKey, JSON.stringify({ methodId: methodId.value, loss: loss.value, values: values.value }))
     })
 
+  /** What the engine accepts; until its facts arrive the form checks the schema alone. */
+  const engine = ref<EngineLimits | null>(null)
+  const schema = computed(() => (engine.value ? schemaForEngine(engine.value) : trainingConfigSchema))
   const method = computed(() => methodById(methodId.value))
-  const fields = computed(() => fieldsFor(method.value))
-  const built = computed(() => buildConfig(method.value, method.value.stage === 'dpo' ? loss.value : null, values.value))
+  const fields = computed(() => fieldsFor(method.value, schema.value))
+  const built = computed(() => buildConfig(method.value, method.value.stage === 'dpo' ? loss.value : null, values.value, schema.value))
   const errors = computed(() => built.value.errors)
   const valid = computed(() => Object.keys(errors.value).length === 0)
   const yaml = computed(() => configYaml(built.value.config))
@@ -72,5 +76,9 @@ export const useTrainStore = defineStore('train', () => {
     values.value = { ...values.value, [key]: value }
   }
 
-  return { methodId, loss, values, method, fields, built, errors, valid, yaml, setMethod, applyPreset, set }
+  function setEngine(limits: EngineLimits): void {
+    engine.value = limits
+  }
+
+  return { methodId, loss, values, method, fields, built, errors, valid, yaml, setMethod, applyPreset, set, setEngine }
 })

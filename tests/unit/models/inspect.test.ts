@@ -3,6 +3,8 @@ import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { inspectModelFolder } from '../../../main/services/models/inspect'
+import { encodeSafetensors } from '../../../main/services/models/safetensors'
+import { engineFacts, Model } from '../../../native/index'
 import { llamaTensorShapes, tinyConfig, writeTinyModel } from '../../fixtures/tinyModel'
 
 let root: string
@@ -123,5 +125,34 @@ describe('inspectModelFolder on broken folders names what is wrong', () => {
     await expect(inspectModelFolder(join(root, 'nope'))).rejects.toThrow(/Folder not found/)
     await writeFile(join(root, 'file.txt'), 'x')
     await expect(inspectModelFolder(join(root, 'file.txt'))).rejects.toThrow(/Not a folder/)
+  })
+})
+
+describe('inspectModelFolder checks what the engine can load, as the engine reports it', () => {
+  it('refuses a tensor in a dtype the engine cannot load (FP8) when the folder is opened, naming the tensor and the dtype', async () => {
+    const dir = await writeTinyModel(join(root, 'fp8'))
+    const fp8 = 'model.layers.0.mlp.up_proj.weight'
+    const tensors = llamaTensorShapes(tinyConfig, false).map(([name, shape]) => {
+      const count = shape.reduce((a, b) => a * b, 1)
+      return name === fp8
+        ? { name, dtype: 'F8_E4M3', shape, data: new Uint8Array(count) }
+        : { name, dtype: 'F32', shape, data: new Uint8Array(4 * count) }
+    })
+    await writeFile(join(dir, 'model.safetensors'), encodeSafetensors(tensors))
+    expect(engineFacts().dtypes).not.toContain('F8_E4M3')
+    await expect(inspectModelFolder(dir)).rejects.toThrow(
+      `model.safetensors: tensor '${fp8}' has dtype F8_E4M3, which the engine cannot load (it reads ${engineFacts().dtypes.join(', ')})`
+    )
+    // The engine refuses the same folder: the check at open time is the engine's own limit.
+    await expect(Model.load(dir)).rejects.toThrow(/F8_E4M3/)
+  })
+
+  it('takes the architectures and dtypes from the limits it is given', async () => {
+    const dir = await writeTinyModel(join(root, 'limits'))
+    await expect(inspectModelFolder(dir, { architectures: ['Qwen3ForCausalLM'], dtypes: ['F32'] })).rejects.toThrow(
+      'config.json: architecture "LlamaForCausalLM" is not supported (supported: Qwen3ForCausalLM)'
+    )
+    await expect(inspectModelFolder(dir, { architectures: ['LlamaForCausalLM'], dtypes: ['BF16'] })).rejects.toThrow(/has dtype F32, which the engine cannot load \(it reads BF16\)/)
+    expect((await inspectModelFolder(dir, engineFacts())).architecture).toBe('LlamaForCausalLM')
   })
 })

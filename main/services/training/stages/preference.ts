@@ -1,0 +1,67 @@
+// Stage dpo: preference pairs under one of the pair losses (pref_loss): the DPO family
+// (sigmoid, hinge, ipo, sigmoid_norm) against the reference, or the reference-free ORPO and
+// SimPO. Chosen and rejected run as one concatenated batch [chosen..., rejected...]. Each
+// micro-batch's mean pair loss counts 1/(micro-batches in the step).
+import { collate, pairSequences, sequenceSums, tokenGradients, type PairExample } from '../batches'
+import { pairLoss, pairLossUsesReference } from '../losses'
+import { assertFinite, referenceSums, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
+
+export class PreferenceStage implements Stage {
+  readonly usesReference: boolean
+  /** Summed reference log-probs: "<split>:<i>:c" and "<split>:<i>:r" for pair i. */
+  private readonly refCache = new Map<string, number>()
+
+  constructor(private readonly ctx: StageContext) {
+    this.usesReference = pairLossUsesReference(ctx.cfg.pref_loss)
+  }
+
+  private batchOf(mb: MicroBatch) {
+    return collate(pairSequences(mb.examples as PairExample[], this.ctx.cfg.cutoff_len), this.ctx.padId)
+  }
+
+  async reference(mb: MicroBatch): Promise<void> {
+    if (!this.usesReference) return
+    const { split, idx } = mb
+    if (idx.every((i) => this.refCache.has(`${split}:${i}:c`) && this.refCache.has(`${split}:${i}:r`))) return
+    const logps = await referenceSums(this.ctx.model, this.batchOf(mb))
+    const n = idx.length
+    idx.forEach((i, b) => {
+      this.refCache.set(`${split}:${i}:c`, logps[b]!)
+      this.refCache.set(`${split}:${i}:r`, logps[n + b]!)
+    })
+  }
+
+  step(micros: MicroBatch[]): MicroRun[] {
+    return micros.map((mb) => (o) => this.run(mb, 1 / micros.length, o))
+  }
+
+  private async run(mb: MicroBatch, scale: number, o: RunOptions): Promise<MicroOutcome> {
+    const { cfg, model } = this.ctx
+    await this.reference(mb)
+    const { split, idx } = mb
+    const n = idx.length
+    const batch = this.batchOf(mb)
+    const lp = await model.logps(batch, { adapters: true, train: o.train, dropoutSeed: o.dropoutSeed })
+    const { logps, tokens } = sequenceSums(lp, batch)
+    const ref = (side: 'c' | 'r') => (this.usesReference ? Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}:${side}`)!) : null)
+    const res = pairLoss(
+      {
+        policyChosen: logps.subarray(0, n), policyRejected: logps.subarray(n),
+        refChosen: ref('c'), refRejected: ref('r'),
+        chosenTokens: tokens.subarray(0, n), rejectedTokens: tokens.subarray(n)
+      },
+      { kind: cfg.pref_loss, beta: cfg.pref_beta, labelSmoothing: cfg.dpo_label_smoothing, ftx: cfg.pref_ftx, simpoGamma: cfg.simpo_gamma }
+    )
+    assertFinite('loss', [res.loss])
+    if (o.train) {
+      assertFinite('loss gradient', [...res.gradChosen, ...res.gradRejected])
+      const g = new Float64Array(2 * n)
+      for (let b = 0; b < n; b++) {
+        g[b] = res.gradChosen[b]! * scale
+        g[n + b] = res.gradRejected[b]! * scale
+      }
+      await model.backward(tokenGradients(batch, g))
+    }
+    return { loss: res.loss * scale, metrics: res.metrics, tokens: sum(tokens) }
+  }
+}

@@ -1,0 +1,73 @@
+// What the training loop knows of a method. A Stage owns everything that differs between
+// SFT, the DPO family (ORPO and SimPO included) and KTO: which reference log-probs it needs,
+// how it turns examples into engine batches, how it weighs a micro-batch within its optimiser
+// step, its loss, gradient and metrics. The loop (trainer.ts) only plans micro-batches, runs
+// what the stage returns, steps the optimiser and logs; it never names a method.
+import type { TrainingConfig } from '../../../../preload/types/trainingSchema'
+import { sequenceSums } from '../batches'
+import type { Batch, TrainableModel } from '../engine'
+import type { Metrics } from '../losses'
+import type { Example } from '../sequences'
+
+export type Split = 'train' | 'eval'
+
+/** The examples of one micro-batch and their indices in their split, which key the
+ *  stage's cache of reference log-probs. */
+export interface MicroBatch {
+  split: Split
+  idx: number[]
+  examples: Example[]
+}
+
+export interface MicroOutcome {
+  /** This micro-batch's share of the step loss (already weighted within the step). */
+  loss: number
+  metrics: Metrics
+  /** Completion tokens the micro-batch scored (tokens/s). */
+  tokens: number
+}
+
+export interface RunOptions {
+  /** Keep what backward needs and accumulate gradients (false: evaluation). */
+  train: boolean
+  dropoutSeed: number
+}
+
+/** One micro-batch, formed and weighted for its step; running it returns its outcome and,
+ *  when training, has accumulated its gradients into the model. */
+export type MicroRun = (o: RunOptions) => Promise<MicroOutcome>
+
+export interface Stage {
+  /** The loss reads the reference policy (the base with adapters off). With full fine-tuning
+   *  the loop takes every reference log-prob before the first update moves the weights. */
+  readonly usesReference: boolean
+  /** Computes and caches the reference log-probs these examples need (once per example). */
+  reference(mb: MicroBatch): Promise<void>
+  /** The micro-batches of one optimiser step, in order; an evaluation batch is a step alone. */
+  step(micros: MicroBatch[]): MicroRun[]
+}
+
+export interface StageContext {
+  cfg: TrainingConfig
+  model: TrainableModel
+  padId: number
+}
+
+/** A loss or log-prob that is NaN/Inf: caught by the loop, which names the step. */
+export class NonFiniteError extends Error {}
+
+export function assertFinite(what: string, values: ArrayLike<number>): void {
+  for (let i = 0; i < values.length; i++)
+    if (!Number.isFinite(values[i]!)) throw new NonFiniteError(`${what} is ${values[i]}`)
+}
+
+/** Summed log-probs of each sequence under the reference (adapters off, no dropout). */
+export async function referenceSums(model: TrainableModel, batch: Batch): Promise<Float64Array> {
+  return sequenceSums(await model.logps(batch, { adapters: false, train: false }), batch).logps
+}
+
+export const sum = (xs: ArrayLike<number>): number => {
+  let s = 0
+  for (let i = 0; i < xs.length; i++) s += xs[i]!
+  return s
+}
