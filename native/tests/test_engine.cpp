@@ -290,12 +290,26 @@ static void test_decode(const std::string& arch) {
   } catch (const std::exception& e) {
     refused = std::string(e.what()).find("more than the cache") != std::string::npos;
   }
+  bool foreign_refused = false;
+  try {
+    auto other = Model::random(tiny_config(arch == "Qwen3ForCausalLM" ? "LlamaForCausalLM" : "Qwen3ForCausalLM"), 47, 0.5f);
+    auto theirs = other->new_kv_cache(b.batch, b.seq_len);
+    BatchIn one;
+    one.batch = b.batch;
+    one.seq_len = 1;
+    one.ids = {1, 1};
+    one.lengths = {1, 1};
+    m->decode(*theirs, one, true);
+  } catch (const std::exception& e) {
+    foreign_refused = std::string(e.what()).find("another model") != std::string::npos;
+  }
+  refused = refused && foreign_refused;
   checks++;
   bool ok = worst < 1e-4 && compared == b.lengths[0] - 1 + b.lengths[1] - 1 - 2 * (prompt - 1) && filled && idle_rows_zero && refused;
   if (!ok) failures++;
   printf("%s %-44s max err %.2e over %d steps%s%s%s\n", ok ? "ok  " : "FAIL",
          (arch.substr(0, arch.find("For")) + " KV-cache decoding = logps").c_str(), worst, compared,
-         filled ? "" : ", cache lengths wrong", idle_rows_zero ? "" : ", idle rows not zero", refused ? "" : ", overflow not refused");
+         filled ? "" : ", cache lengths wrong", idle_rows_zero ? "" : ", idle rows not zero", refused ? "" : ", overflow or a foreign cache not refused");
 }
 
 int main() {

@@ -17,6 +17,7 @@ namespace tb {
 
 // A tensor of the file into a buffer of the same size (read in place on host memory).
 static void read_tensor(const SafetensorsFile& f, const TensorInfo& t, Buffer& dst) {
+  dst.prepared.reset();
   if (dst.backend()->host_memory()) return f.read_f32(t, dst.f32());
   std::vector<float> host(dst.size());
   f.read_f32(t, host.data());

@@ -56,7 +56,9 @@ class Buffer {
   size_t bytes() const { return count_ * dtype_size(dtype_); }
   Backend* backend() const { return be_; }
 
-  // A prepared form kept with the data (Backend::prepare); dropped whenever the data may change.
+  // A prepared form kept with the data (Backend::prepare). resize/bind/release drop it; writes
+  // in place do not, so whoever writes a prepared buffer drops it (the model prepares only
+  // frozen weights and drops them all before full fine-tuning).
   std::shared_ptr<const Prepared> prepared;
 
  private:

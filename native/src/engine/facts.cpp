@@ -6,9 +6,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace tb {
 
@@ -53,11 +50,7 @@ EngineFacts engine_facts() {
   EngineFacts e;
   e.version = TUNEBENCH_VERSION;
   e.cpu_features = cpu_features();
-#ifdef _OPENMP
-  e.threads = omp_get_max_threads();
-#else
-  e.threads = 1;
-#endif
+  e.threads = default_threads();
   e.blas = blas_name();
   e.cuda_compiled = false;  // no CUDA kernels in this build (CMake option TUNEBENCH_CUDA only detects a toolkit)
   e.architectures.assign(kArchitectures, kArchitectures + kArchitectureCount);

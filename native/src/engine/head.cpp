@@ -29,7 +29,7 @@ void Model::head_logps(TrainState& ts, const float* x, bool train, std::vector<f
   if (M) be.download(lp.data(), ts.lp.f32(), sizeof(float) * M);
 }
 
-// dx [N,C] = the head's gradient scattered onto the rows it read; ts.dlp holds d loss / d lp.
+// dx [N,C] += the head's gradient on the rows it read; ts.dlp holds d loss / d lp.
 void Model::head_backward(TrainState& ts, float* dx) {
   const ModelConfig& c = cfg_;
   Backend& be = *be_;

@@ -111,7 +111,8 @@ class Model {
   void save_adapter(const std::string& dir, const std::string& base_model) const;
   void set_trainable(bool full);
   bool full_trainable() const { return full_; }
-  // A packed copy of the frozen weights (gemm.h PackedMatrix) makes a LoRA step 3-6% faster at
+  // A prepared (packed) copy of the frozen weights (Backend::prepare, kept in Buffer::prepared)
+  // makes a LoRA step 3-6% faster at
   // the cost of their memory once more. Auto packs when the copy needs at most an eighth of the
   // physical memory; it is made on the first pass and dropped for full fine-tuning.
   enum class Packing { Auto, On, Off };
@@ -125,8 +126,8 @@ class Model {
   // Log-probs [B*T] of the masked-in tokens (0 elsewhere): pack the batch, run the layers, the head.
   std::vector<float> logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed);
   void backward(const std::vector<float>& dlogps);
-  // Decoding: a cache for `batch` sequences of up to `capacity` tokens (throws when it cannot be
-  // allocated, with its size); decode() appends lengths[b] new tokens to sequence b (0: the row
+  // Decoding: a cache for `batch` sequences of up to `capacity` tokens, valid while this model
+  // lives (throws with its size when the allocation fails); decode() appends lengths[b] new tokens to sequence b (0: the row
   // costs nothing) and returns the logits [B, V] of each row's last new token (zeros for rows
   // without new tokens). Prefill is a decode() of the prompts.
   static size_t kv_cache_bytes(const ModelConfig& c, int batch, int capacity);

@@ -74,6 +74,9 @@ Model::Pass& Model::pack_batch(TrainState& ts, const BatchIn& b, bool adapters, 
   if (!cache && b.mask.size() != BT) throw std::runtime_error("batch: mask has " + s(b.mask.size()) + " entries, expected batch*seqLen = " + s(BT));
   if (b.lengths.size() != size_t(b.batch)) throw std::runtime_error("batch: lengths has " + s(b.lengths.size()) + " entries, expected batch = " + s(b.batch));
   if (cache && b.batch != cache->batch) throw std::runtime_error("decode: batch " + s(b.batch) + " but the cache holds " + s(cache->batch) + " sequences");
+  if (cache && (cache->k.size() != size_t(c.layers) || cache->k[0].backend() != be_.get() ||
+                cache->k[0].size() != size_t(cache->batch) * cache->capacity * c.kv_heads * c.head_dim))
+    throw std::runtime_error("decode: the KV cache was made by another model");
   Pass& p = ts.pass;
   p.N = 0;
   p.start.clear();
@@ -260,7 +263,6 @@ std::vector<float> Model::decode(KvCache& cache, const BatchIn& next, bool adapt
   if (!infer_ts_) infer_ts_ = std::make_shared<TrainState>(*be_);
   TrainState& ts = *infer_ts_;
   Pass& p = pack_batch(ts, next, adapters, false, 0, &cache);
-  pack_weights();
   int N = p.N, C = c.hidden, V = c.vocab;
   std::vector<float> out(size_t(next.batch) * V, 0.0f);
   if (N == 0) return out;
@@ -273,9 +275,10 @@ std::vector<float> Model::decode(KvCache& cache, const BatchIn& next, bool adapt
     layer_forward(l, ts.x.f32(), ts.x2.f32(), ts.acts[0], p, false, &cache);
     ts.x.swap(ts.x2);
   }
-  for (int r = 0; r < next.batch; r++) cache.length[size_t(r)] += next.lengths[size_t(r)];
   std::vector<float> logits;
   head_logits(ts, ts.x.f32(), logits);
+  // Only a finished step counts: after an error the same tokens can be decoded again.
+  for (int r = 0; r < next.batch; r++) cache.length[size_t(r)] += next.lengths[size_t(r)];
   for (size_t m = 0; m < ts.sel_pos.size(); m++)
     std::copy(logits.begin() + m * V, logits.begin() + (m + 1) * V, out.begin() + size_t(ts.sel_pos[m]) * V);
   return out;

@@ -58,6 +58,7 @@ struct Model::TrainState {
 
 // Host floats into a buffer of the same length.
 inline void upload_floats(Buffer& dst, const float* src) {
+  dst.prepared.reset();
   dst.backend()->upload(dst.raw(), src, dst.bytes());
 }
 inline void upload_ints(Buffer& dst, const std::vector<int32_t>& src) {

@@ -37,8 +37,6 @@ static uint64_t branch_seed(const Model::Pass& p, int l, int t) {
   return mix_seed(p.dropout_seed, uint64_t(l) * NUM_TARGETS + t);
 }
 
-// y_i = x W_i^T + b_i (+ LoRA). The LoRA branch writes y first and the base GEMM then adds itself
-// (beta = 1) instead of writing y and having the branch read it back.
 // The LoRA branches of a group that run stacked: those with an adapter and no dropout, when
 // there are two or more of them (group positions, shapes and weights, in group order).
 struct Model::LoraStack {
@@ -67,6 +65,8 @@ Model::LoraStack Model::lora_stack(int l, const Group& gr, const Pass& p) const 
   return st;
 }
 
+// y_i = x W_i^T + b_i (+ LoRA). The LoRA branch writes y first and the base GEMM then adds itself
+// (beta = 1) instead of writing y and having the branch read it back.
 void Model::group_forward(int l, const Group& gr, const float* x, float* const* y, LayerActs& a, const Pass& p) {
   LayerWeights& w = L_[l];
   int N = p.N, r = lora_.rank;

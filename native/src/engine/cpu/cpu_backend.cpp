@@ -36,7 +36,7 @@ const PackedHead* packed_head(const Buffer& W) {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : max_threads()) {}
+  explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : default_threads()) {}
   std::string name() const override { return "cpu"; }
   void activate() override {
     set_threads(threads_);

@@ -52,6 +52,10 @@ int max_threads() {
 #endif
 }
 
+// Taken when the library loads, before set_threads() changes any thread's setting.
+static const int kDefaultThreads = max_threads();
+int default_threads() { return kDefaultThreads; }
+
 #ifdef TUNEBENCH_GEMM_LIBRARY
 static void gemm_serial(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                         const float* B, int ldb, float beta, float* C, int ldc) {
