@@ -82,6 +82,19 @@ static ModelConfig tiny_config(const std::string& arch) {
   return c;
 }
 
+// A random model with rank-2 LoRA on every target and non-zero B (so that the adapters act).
+static std::unique_ptr<Model> lora_model(const ModelConfig& c, uint64_t seed, uint64_t b_seed) {
+  auto m = Model::random(c, seed, 0.5f);
+  LoraOptions lo;
+  lo.rank = 2;
+  lo.alpha = 4;
+  for (auto& t : lo.targets) t = true;
+  m->add_lora(lo);
+  for (Param* p : m->trainable())
+    if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), b_seed, 0.5f));
+  return m;
+}
+
 static BatchIn tiny_batch(int vocab) {
   BatchIn b;
   b.batch = 2;
@@ -162,14 +175,7 @@ static void test_packing_equal(const std::string& arch) {
   std::vector<std::vector<float>> grads[2];
   size_t bytes[2] = {0, 0}, full_bytes = 1;
   for (int on = 0; on < 2; on++) {
-    auto m = Model::random(c, 45, 0.5f);
-    LoraOptions lo;
-    lo.rank = 2;
-    lo.alpha = 4;
-    for (auto& t : lo.targets) t = true;
-    m->add_lora(lo);
-    for (Param* p : m->trainable())
-      if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), 11, 0.5f));
+    auto m = lora_model(c, 45, 11);
     m->set_weight_packing(on ? Model::Packing::On : Model::Packing::Off);
     lp[on] = m->logps(b, true, true, 9);
     m->backward(gw);
@@ -238,14 +244,7 @@ static void test_adamw() {
 // one full logps pass gives for the next token.
 static void test_decode(const std::string& arch) {
   ModelConfig c = tiny_config(arch);
-  auto m = Model::random(c, 46, 0.5f);
-  LoraOptions lo;
-  lo.rank = 2;
-  lo.alpha = 4;
-  for (auto& t : lo.targets) t = true;
-  m->add_lora(lo);
-  for (Param* p : m->trainable())
-    if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), 12, 0.5f));
+  auto m = lora_model(c, 46, 12);
   BatchIn b = tiny_batch(c.vocab);  // lengths 6 and 4
   std::vector<float> lp = m->logps(b, true, false, 0);
   auto cache = m->new_kv_cache(b.batch, b.seq_len);
