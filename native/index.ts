@@ -58,6 +58,43 @@ export interface OptimizerOptions {
   maxGradNorm: number
 }
 
+/** Sampling as docs/algorithms.md "Sampling": logits / T (0: greedy) -> repetition penalty ->
+ *  top-k (0: off) -> top-p (1: off) -> min-p (0: off) -> draw. */
+export interface SamplingOptions {
+  temperature: number
+  topK: number
+  topP: number
+  minP: number
+  repetitionPenalty: number
+}
+
+export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 }
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number
+  /** Any of these ends a row; it is kept as the row's last token. */
+  eosIds: number[]
+  /** Row r's draws are fixed by seeds[r] and the step, whatever else is in the batch. */
+  seeds: number[]
+  /** Adapters on (default) or off (the base model) for this call. */
+  adapters?: boolean
+}
+
+export type FinishReason = 'eos' | 'length' | 'stop'
+
+export interface GeneratedRow {
+  tokens: Int32Array
+  /** Per token: log_softmax(logits / T) at the token (T = 1 when greedy), before any filter. */
+  logps: Float32Array
+  finish: FinishReason
+}
+
+/** One decoding step: tokens[r] = -1 for rows that ended before it. */
+export interface GenerateStep {
+  tokens: Int32Array
+  logps: Float32Array
+}
+
 interface NativeModel {
   config(): ModelConfig
   addLora(o: LoraOptions): void
@@ -74,6 +111,9 @@ interface NativeModel {
   gradients(): Record<string, Float32Array>
   saveTrainingState(path: string): Promise<void>
   loadTrainingState(path: string): Promise<void>
+  generate(prompts: Int32Array[], seeds: number[], o: Required<Omit<GenerateOptions, 'seeds' | 'eosIds'>> & { eosIds: Int32Array },
+    onStep: ((tokens: Int32Array, logps: Float32Array) => void) | null): Promise<GeneratedRow[]>
+  stopRow(row: number): void
   cancel(): void
   dispose(): void
 }
@@ -225,6 +265,26 @@ export class Model {
 
   loadTrainingState(path: string): Promise<void> {
     return this.native.loadTrainingState(resolve(path))
+  }
+
+  /** Continues each prompt (token ids, one or more each) until an eos id, maxNewTokens, or
+   *  stopRow(r), with a KV cache sized before it is allocated (refused, with the sizes, when it
+   *  would not fit). onStep sees every step's tokens as they are decoded, on the event loop;
+   *  the Promise holds every row whole. cancel() ends it with an error. */
+  generate(prompts: Int32Array[], opts: GenerateOptions, onStep?: (step: GenerateStep) => void): Promise<GeneratedRow[]> {
+    if (prompts.length === 0) throw new Error('generate: no prompts')
+    if (opts.seeds.length !== prompts.length) throw new Error(`generate: ${opts.seeds.length} seeds for ${prompts.length} prompts`)
+    for (const s of opts.seeds) if (!Number.isSafeInteger(s) || s < 0) throw new Error(`generate: seeds must be non-negative integers, got ${s}`)
+    if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new Error(`generate: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`)
+    if (!Number.isInteger(opts.topK) || opts.topK < 0) throw new Error(`generate: topK must be a non-negative integer, got ${opts.topK}`)
+    const { seeds, eosIds, adapters, ...rest } = opts
+    return this.native.generate(prompts, seeds, { ...rest, adapters: adapters ?? true, eosIds: Int32Array.from(eosIds) },
+      onStep ? (tokens, logps) => onStep({ tokens, logps }) : null)
+  }
+
+  /** Ends row r of the generation in flight after its current token (finish 'stop'). */
+  stopRow(row: number): void {
+    this.native.stopRow(row)
   }
 
   cancel(): void {

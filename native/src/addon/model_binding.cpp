@@ -140,6 +140,8 @@ Napi::Function ModelBinding::Init(Napi::Env env) {
     InstanceMethod("gradients", &ModelBinding::Gradients),
     InstanceMethod("saveTrainingState", &ModelBinding::SaveTrainingState),
     InstanceMethod("loadTrainingState", &ModelBinding::LoadTrainingState),
+    InstanceMethod("generate", &ModelBinding::Generate),
+    InstanceMethod("stopRow", &ModelBinding::StopRow),
     InstanceMethod("cancel", &ModelBinding::Cancel),
     InstanceMethod("dispose", &ModelBinding::Dispose),
   });
@@ -331,6 +333,98 @@ Napi::Value ModelBinding::LoadTrainingState(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   std::string path = str_arg(info, 0, "loadTrainingState: path");
   return queue(info, m, [m, path] { m->load_training_state(path); });
+}
+
+static const char* finish_name(tb::Finish f) {
+  switch (f) {
+    case tb::Finish::Eos: return "eos";
+    case tb::Finish::Length: return "length";
+    case tb::Finish::Stopped: return "stop";
+    default: return "running";
+  }
+}
+
+// generate(prompts Int32Array[], seeds number[], options, onStep(tokens Int32Array, logps Float32Array) | null):
+// Promise<{tokens, logps, finish}[]>. Steps reach onStep through a thread-safe function as they are
+// decoded; the Promise's rows hold every token whether or not a step arrived first.
+Napi::Value ModelBinding::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = need(env);
+  if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsObject())
+    throw Napi::TypeError::New(env, "generate: (prompts, seeds, options, onStep) expected");
+  auto req = std::make_shared<tb::GenerateRequest>();
+  Napi::Array pa = info[0].As<Napi::Array>(), sa = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < pa.Length(); i++) req->prompts.push_back(typed_copy<int32_t>(pa.Get(i), napi_int32_array, "generate: prompts[i]"));
+  for (uint32_t i = 0; i < sa.Length(); i++) req->seeds.push_back(uint64_t(num_arg(sa.Get(i), "generate: seeds[i]")));
+  Napi::Object o = info[2].As<Napi::Object>();
+  req->max_new_tokens = int(num_field(o, "maxNewTokens"));
+  req->sampling.temperature = num_field(o, "temperature");
+  req->sampling.top_k = int(num_field(o, "topK"));
+  req->sampling.top_p = num_field(o, "topP");
+  req->sampling.min_p = num_field(o, "minP");
+  req->sampling.repetition_penalty = num_field(o, "repetitionPenalty");
+  req->adapters = o.Get("adapters").ToBoolean();
+  req->eos_ids = typed_copy<int32_t>(o.Get("eosIds"), napi_int32_array, "generate: eosIds");
+  auto stop = std::make_shared<std::vector<std::atomic<bool>>>(req->prompts.size());
+  stop_rows = stop;
+  struct Tsfn {
+    Napi::ThreadSafeFunction fn;
+    bool on = false;
+    ~Tsfn() {
+      if (on) fn.Release();
+    }
+  };
+  auto tsfn = std::make_shared<Tsfn>();
+  if (info[3].IsFunction()) {
+    tsfn->fn = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "tunebench.generate", 0, 1);
+    tsfn->on = true;
+  }
+  auto rows = std::make_shared<std::vector<tb::GeneratedRow>>();
+  return queue(
+      info, m,
+      [m, req, stop, tsfn, rows] {
+        // Released on the engine thread on both paths; steps already queued are still delivered.
+        struct Release {
+          Tsfn& t;
+          ~Release() {
+            if (t.on) t.fn.Release();
+            t.on = false;
+          }
+        } release{*tsfn};
+        auto on_step = [tsfn](const tb::GenerateStep& st) {
+          if (!tsfn->on) return;
+          auto* copy = new tb::GenerateStep(st);
+          napi_status s = tsfn->fn.NonBlockingCall(copy, [](Napi::Env env, Napi::Function cb, tb::GenerateStep* d) {
+            std::unique_ptr<tb::GenerateStep> own(d);
+            Napi::Int32Array t = Napi::Int32Array::New(env, d->token.size());
+            std::copy(d->token.begin(), d->token.end(), t.Data());
+            cb.Call({t, to_f32(env, d->logp)});
+          });
+          if (s != napi_ok) delete copy;
+        };
+        *rows = m->generate(*req, on_step, stop->data());
+      },
+      [rows](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, rows->size());
+        for (size_t r = 0; r < rows->size(); r++) {
+          const tb::GeneratedRow& g = (*rows)[r];
+          Napi::Object row = Napi::Object::New(env);
+          Napi::Int32Array t = Napi::Int32Array::New(env, g.tokens.size());
+          std::copy(g.tokens.begin(), g.tokens.end(), t.Data());
+          row.Set("tokens", t);
+          row.Set("logps", to_f32(env, g.logps));
+          row.Set("finish", finish_name(g.finish));
+          out.Set(uint32_t(r), row);
+        }
+        return out;
+      });
+}
+
+// stopRow(r): ends row r of the generation in flight after its current token (stop strings).
+Napi::Value ModelBinding::StopRow(const Napi::CallbackInfo& info) {
+  double r = num_arg(info.Length() > 0 ? info[0] : info.Env().Undefined(), "stopRow: row");
+  if (stop_rows && r >= 0 && size_t(r) < stop_rows->size()) (*stop_rows)[size_t(r)] = true;
+  return info.Env().Undefined();
 }
 
 Napi::Value ModelBinding::Cancel(const Napi::CallbackInfo& info) {

@@ -2,7 +2,9 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <memory>
+#include <vector>
 
 #include "model.h"
 
@@ -13,6 +15,8 @@ class ModelBinding : public Napi::ObjectWrap<ModelBinding> {
   static Napi::Function Init(Napi::Env env);
   explicit ModelBinding(const Napi::CallbackInfo& info);
   std::shared_ptr<tb::Model> model;  // shared with running workers, so dispose() never frees under them
+  // The rows of the generation in flight that JavaScript asked to stop (stopRow); shared with it.
+  std::shared_ptr<std::vector<std::atomic<bool>>> stop_rows;
 
  private:
   std::shared_ptr<tb::Model> need(const Napi::Env& env);
@@ -30,6 +34,8 @@ class ModelBinding : public Napi::ObjectWrap<ModelBinding> {
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value SaveTrainingState(const Napi::CallbackInfo& info);
   Napi::Value LoadTrainingState(const Napi::CallbackInfo& info);
+  Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value StopRow(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 };

@@ -96,6 +96,7 @@ class Backend {
   virtual void* alloc(size_t bytes) = 0;  // zero-filled; throws std::bad_alloc
   virtual void free(void* p, size_t bytes) = 0;
   virtual bool host_memory() const = 0;   // f32() pointers are readable by the host
+  virtual size_t available_memory() const = 0;  // bytes an allocation can take now (0: unknown)
   virtual void upload(void* dst, const void* src, size_t bytes) = 0;
   virtual void download(void* dst, const void* src, size_t bytes) const = 0;
 

@@ -6,6 +6,7 @@
 // adapter.cpp (PEFT folders and training state on disk).
 #pragma once
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "sampling.h"
 
 namespace tb {
 
@@ -95,6 +97,32 @@ struct KvCache {
   size_t bytes() const;
 };
 
+// A batch of prompts to continue. Row r draws its step-t token with the uniform
+// hash(seeds[r], t), so a (prompt, seed) pair gives the same tokens in any batch.
+struct GenerateRequest {
+  std::vector<std::vector<int32_t>> prompts;  // at least one token each
+  std::vector<uint64_t> seeds;                // one per prompt
+  int max_new_tokens = 256;
+  std::vector<int32_t> eos_ids;               // any of them ends a row (and is kept as its last token)
+  SamplingOptions sampling;
+  bool adapters = true;
+};
+
+enum class Finish : uint8_t { Running = 0, Eos, Length, Stopped };
+
+struct GeneratedRow {
+  std::vector<int32_t> tokens;
+  std::vector<float> logps;  // per token: log_softmax(logits / T) at the token
+  Finish finish = Finish::Running;
+};
+
+// What one decoding step produced: token[r] = -1 for rows that ended earlier.
+struct GenerateStep {
+  int step = 0;
+  std::vector<int32_t> token;
+  std::vector<float> logp;
+};
+
 class Model {
  public:
   static std::unique_ptr<Model> load(const std::string& dir, int threads);
@@ -133,6 +161,10 @@ class Model {
   static size_t kv_cache_bytes(const ModelConfig& c, int batch, int capacity);
   std::unique_ptr<KvCache> new_kv_cache(int batch, int capacity);
   std::vector<float> decode(KvCache& cache, const BatchIn& next, bool adapters);
+  // Prefill, then sample token by token until every row ends (an eos id, max_new_tokens, or
+  // stop[r] set by the caller from another thread); on_step sees each step's tokens as they come.
+  std::vector<GeneratedRow> generate(const GenerateRequest& req, const std::function<void(const GenerateStep&)>& on_step,
+                                     const std::atomic<bool>* stop);
   void zero_grad();
   double grad_norm() const;
   // Host copies of the trainable gradients, by parameter name.

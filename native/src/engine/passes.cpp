@@ -240,6 +240,11 @@ size_t Model::kv_cache_bytes(const ModelConfig& c, int batch, int capacity) {
 
 std::unique_ptr<KvCache> Model::new_kv_cache(int batch, int capacity) {
   if (batch <= 0 || capacity <= 0) throw std::runtime_error("KV cache: batch and capacity must be positive");
+  size_t need = kv_cache_bytes(cfg_, batch, capacity), avail = be_->available_memory();
+  auto mib = [](size_t b) { return s(int64_t(b >> 20)); };
+  if (avail && need > avail)
+    throw std::runtime_error("KV cache: " + s(batch) + " sequences of " + s(capacity) + " tokens need " + mib(need) +
+                             " MiB, only " + mib(avail) + " MiB are available (fewer sequences or max new tokens)");
   auto cache = std::make_unique<KvCache>();
   cache->batch = batch;
   cache->capacity = capacity;
@@ -251,8 +256,8 @@ std::unique_ptr<KvCache> Model::new_kv_cache(int batch, int capacity) {
       cache->v.emplace_back(*be_, DType::F32, rows * width);
     }
   } catch (const std::bad_alloc&) {
-    throw std::runtime_error("KV cache: cannot allocate " + s(int64_t(kv_cache_bytes(cfg_, batch, capacity) >> 20)) +
-                             " MiB for " + s(batch) + " sequences of " + s(capacity) + " tokens");
+    throw std::runtime_error("KV cache: cannot allocate " + mib(need) + " MiB for " + s(batch) + " sequences of " +
+                             s(capacity) + " tokens");
   }
   return cache;
 }
