@@ -2,6 +2,8 @@
 // against central finite differences (LoRA and full fine-tuning, with and without gradient
 // checkpointing and dropout), packing, AdamW through the model, and KV-cache decoding.
 // Loss for every check: L = sum_i w_i * out_i with fixed random weights w, so dL/dout = w.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -311,6 +313,143 @@ static void test_decode(const std::string& arch) {
          filled ? "" : ", cache lengths wrong", idle_rows_zero ? "" : ", idle rows not zero", refused ? "" : ", overflow or a foreign cache not refused");
 }
 
+// Sampling as docs/algorithms.md defines it. Draws at evenly spaced uniforms integrate the
+// sampler's distribution exactly (up to the grid), which is then compared with the expected
+// truncated softmax; greedy, top-k = 1 and a tiny top-p all give the argmax.
+static void test_sampling() {
+  const int V = 10;
+  std::vector<float> logits = {1.0f, 2.5f, -0.5f, 2.0f, 0.3f, 3.0f, -2.0f, 1.5f, 0.0f, 2.2f};
+  std::vector<uint8_t> seen(V, 0);
+  seen[5] = 1;  // the top token, penalised
+  seen[2] = 1;  // a negative logit, penalised
+  struct Case {
+    const char* name;
+    SamplingOptions o;
+    bool use_seen;
+  };
+  std::vector<Case> cases;
+  auto opt = [](double t, int k, double p, double minp, double rep) {
+    SamplingOptions o;
+    o.temperature = t;
+    o.top_k = k;
+    o.top_p = p;
+    o.min_p = minp;
+    o.repetition_penalty = rep;
+    return o;
+  };
+  cases.push_back({"temperature 0.7", opt(0.7, 0, 1, 0, 1), false});
+  cases.push_back({"top-k 3", opt(1, 3, 1, 0, 1), false});
+  cases.push_back({"top-p 0.8", opt(1, 0, 0.8, 0, 1), false});
+  cases.push_back({"top-k 5 + top-p 0.6", opt(1.3, 5, 0.6, 0, 1), false});
+  cases.push_back({"min-p 0.2", opt(1, 0, 1, 0.2, 1), false});
+  cases.push_back({"top-p 0.9 + min-p 0.3", opt(0.8, 0, 0.9, 0.3, 1), false});
+  cases.push_back({"repetition penalty 1.5", opt(1, 0, 1, 0, 1.5), true});
+  for (const Case& c : cases) {
+    // expected: z = logits / T, penalty, softmax, truncations in the order of the definition
+    std::vector<double> z(V);
+    for (int v = 0; v < V; v++) {
+      z[v] = logits[v] / c.o.temperature;
+      if (c.use_seen && seen[v]) z[v] = z[v] > 0 ? z[v] / c.o.repetition_penalty : z[v] * c.o.repetition_penalty;
+    }
+    std::vector<int> idx(V);
+    for (int v = 0; v < V; v++) idx[v] = v;
+    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return z[a] > z[b]; });
+    std::vector<bool> keep(V, true);
+    if (c.o.top_k > 0)
+      for (int i = c.o.top_k; i < V; i++) keep[idx[i]] = false;
+    auto probs = [&] {
+      std::vector<double> p(V, 0.0);
+      double tot = 0;
+      for (int v = 0; v < V; v++)
+        if (keep[v]) tot += (p[v] = std::exp(z[v]));
+      for (auto& x : p) x /= tot;
+      return p;
+    };
+    if (c.o.top_p < 1) {
+      std::vector<double> p = probs();
+      double cum = 0;
+      for (int i = 0; i < V; i++) {
+        int v = idx[i];
+        if (!keep[v]) continue;
+        if (cum >= c.o.top_p) keep[v] = false;
+        cum += p[v];
+      }
+    }
+    if (c.o.min_p > 0) {
+      std::vector<double> p = probs();
+      double pmax = *std::max_element(p.begin(), p.end());
+      for (int v = 0; v < V; v++)
+        if (p[v] < c.o.min_p * pmax) keep[v] = false;
+    }
+    std::vector<double> want = probs(), got(V, 0.0);
+    const int draws = 200000;
+    SamplerScratch scratch;
+    double lp_err = 0;
+    for (int i = 0; i < draws; i++) {
+      Sampled t = sample_token(logits.data(), V, c.o, c.use_seen ? seen.data() : nullptr, (i + 0.5f) / draws, scratch);
+      got[t.token] += 1.0 / draws;
+      // the reported log-prob is log_softmax(logits / T) before penalty and filters
+      double mx = -1e30, sum = 0;
+      for (int v = 0; v < V; v++) mx = std::max(mx, double(logits[v]) / c.o.temperature);
+      for (int v = 0; v < V; v++) sum += std::exp(double(logits[v]) / c.o.temperature - mx);
+      if (i % 997 == 0) lp_err = std::max(lp_err, std::fabs(t.logp - (logits[t.token] / c.o.temperature - mx - std::log(sum))));
+    }
+    double worst = 0;
+    for (int v = 0; v < V; v++) worst = std::max(worst, std::fabs(got[v] - want[v]));
+    checks++;
+    bool ok = worst < 1e-4 && lp_err < 1e-5;
+    if (!ok) failures++;
+    printf("%s %-44s max |freq - p| %.1e, logp err %.1e\n", ok ? "ok  " : "FAIL", (std::string("sampling ") + c.name).c_str(), worst, lp_err);
+  }
+  // the argmax three ways, whatever the uniform
+  bool argmax = true;
+  SamplerScratch scratch;
+  for (float u : {0.0f, 0.3f, 0.999f}) {
+    argmax = argmax && sample_token(logits.data(), V, opt(0, 0, 1, 0, 1), nullptr, u, scratch).token == 5;
+    argmax = argmax && sample_token(logits.data(), V, opt(1, 1, 1, 0, 1), nullptr, u, scratch).token == 5;
+    argmax = argmax && sample_token(logits.data(), V, opt(1, 0, 1e-6, 0, 1), nullptr, u, scratch).token == 5;
+  }
+  checks++;
+  if (!argmax) failures++;
+  printf("%s %-44s\n", argmax ? "ok  " : "FAIL", "greedy, top-k 1 and top-p 1e-6 give the argmax");
+}
+
+// generate(): a row's tokens depend on its prompt and seed, not on the batch around it,
+// greedy rows stop at eos or max_new_tokens, and stopping a row ends it with 'stop'.
+static void test_generate() {
+  ModelConfig c = tiny_config("Qwen3ForCausalLM");
+  auto m = lora_model(c, 48, 13);
+  GenerateRequest alone, both;
+  alone.prompts = {{3, 4, 5}};
+  alone.seeds = {77};
+  alone.max_new_tokens = 6;
+  alone.sampling.temperature = 1.0;
+  both = alone;
+  both.prompts.insert(both.prompts.begin(), std::vector<int32_t>{9, 1, 2, 8, 8, 7, 6});
+  both.seeds.insert(both.seeds.begin(), 5);
+  auto a = m->generate(alone, nullptr, nullptr);
+  int steps = 0;
+  auto b = m->generate(both, [&](const GenerateStep&) { steps++; }, nullptr);
+  // (the batched GEMMs round differently, so log-probs agree to float precision only)
+  bool same = a[0].tokens == b[1].tokens && a[0].finish == Finish::Length;
+  for (size_t i = 0; same && i < a[0].logps.size(); i++) same = std::fabs(a[0].logps[i] - b[1].logps[i]) < 1e-5;
+  // eos: make the row's first greedy token an eos id
+  GenerateRequest g = alone;
+  g.sampling.temperature = 0;
+  auto first = m->generate(g, nullptr, nullptr)[0].tokens[0];
+  g.eos_ids = {first};
+  auto e = m->generate(g, nullptr, nullptr)[0];
+  bool eos = e.finish == Finish::Eos && e.tokens.size() == 1;
+  std::atomic<bool> stop[1];
+  stop[0] = true;
+  auto st = m->generate(alone, nullptr, stop)[0];
+  bool stopped = st.finish == Finish::Stopped && st.tokens.size() == 1;
+  checks++;
+  bool ok = same && steps == 6 && eos && stopped;
+  if (!ok) failures++;
+  printf("%s %-44s%s%s%s%s\n", ok ? "ok  " : "FAIL", "generate: batch-independent rows, eos, stop", same ? "" : " rows differ", steps == 6 ? "" : " steps", eos ? "" : " eos", stopped ? "" : " stop");
+}
+
 int main() {
   set_threads(2);
   run_backend_op_tests(checks, failures);
@@ -323,6 +462,8 @@ int main() {
   test_packing_equal("Qwen2ForCausalLM");  // tied head
   test_adamw();
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_decode(arch);
+  test_sampling();
+  test_generate();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }
