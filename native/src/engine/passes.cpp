@@ -137,10 +137,13 @@ Model::Pass& Model::pack_batch(TrainState& ts, const BatchIn& b, bool adapters, 
   upload_ints(p.kvrows, kvrows);
   upload_ints(ts.sel_rows, sel_rows);
   upload_ints(ts.targets, targets);
-  std::vector<float> cos, sin;
-  build_rope(c, maxpos, cos, sin);
-  upload(p.cos, cos);
-  upload(p.sin, sin);
+  if (maxpos > p.rope_len) {  // the tables of n positions are a prefix of longer ones
+    std::vector<float> cos, sin;
+    p.rope_len = std::max(maxpos, 2 * p.rope_len);
+    build_rope(c, p.rope_len, cos, sin);
+    upload(p.cos, cos);
+    upload(p.sin, sin);
+  }
   return p;
 }
 

@@ -11,7 +11,8 @@ struct Model::Pass {
   std::vector<int32_t> start, len, pos;           // host: sequence b owns rows [start[b], +len[b])
   Buffer ids, pos_d, start_d, len_d;              // I32 copies for the backend: [N], [N], [B], [B]
   Buffer kvstart, kvlen, kvrows;                  // decoding: cache rows per sequence, and per new row
-  Buffer cos, sin;                                // rope tables [maxpos, D/2]
+  Buffer cos, sin;                                // rope tables [rope_len, D/2], kept between calls
+  int rope_len = 0;
   bool adapters = false, train = false;
   uint64_t dropout_seed = 0;
 };
