@@ -42,6 +42,9 @@ export interface InvokeMap {
   /** Validates a folder and remembers it among the recent models. */
   'models.open': { args: [dir: string]; result: ModelFacts }
   'models.recent': { args: []; result: RecentModel[] }
+  /** The model opened last, validated again; the first time, the bundled demo model (opened,
+   *  so it becomes the last). */
+  'models.last': { args: []; result: ModelFacts | null }
   'models.forget': { args: [dir: string]; result: RecentModel[] }
   /** Native folder dialog (desktop only; serve mode rejects, the page offers a path field). */
   'models.pickFolder': { args: []; result: string | null }
@@ -54,6 +57,9 @@ export interface InvokeMap {
   'data.open': { args: [dir: string]; result: ProjectInfo }
   /** The open project, or null. */
   'data.info': { args: []; result: ProjectInfo | null }
+  /** The open project; else the one opened last (after a restart); else the default project in
+   *  the app data dir, created with the bundled demo candidates on first start. */
+  'data.openLast': { args: []; result: ProjectInfo | null }
   'data.list': { args: [filter: RecordFilter]; result: RecordPage }
   'data.get': { args: [id: number]; result: DataRecord }
   /** Writes one label; durable when it resolves. */
@@ -109,12 +115,14 @@ export const invokeChannels = [
   'models.inspect',
   'models.open',
   'models.recent',
+  'models.last',
   'models.forget',
   'models.pickFolder',
   'models.download',
   'models.cancelDownload',
   'data.open',
   'data.info',
+  'data.openLast',
   'data.list',
   'data.get',
   'data.label',

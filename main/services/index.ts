@@ -3,8 +3,9 @@
 // only carries calls to these handlers. Nothing here imports Electron.
 import type { Emit, Handlers } from '../../preload/contract'
 import { createModelHandlers } from './models'
-import { demoResources } from './app/demo'
+import { demoResources, findResourcesDir } from './app/demo'
 import { createDataHandlers } from './data/handlers'
+import { DEMO_CANDIDATES } from './data/lastProject'
 import { createRunHandlers } from './training/runs'
 import { join } from 'node:path'
 
@@ -42,6 +43,8 @@ export function createServices(options: ServiceOptions): Services {
   const env = process.env
   const closers: (() => void | Promise<void>)[] = []
   const onClose = (close: () => void | Promise<void>) => closers.push(close)
+  // What a first start opens: the demo model and a default project of the demo candidates.
+  const resources = findResourcesDir()
   const handlers: Handlers = {
     ...createEngineHandlers(),
     'app.demo': () => demoResources(),
@@ -50,9 +53,15 @@ export function createServices(options: ServiceOptions): Services {
       hubEndpoint: options.hubEndpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co',
       hubToken: env.HF_TOKEN || undefined,
       emit: options.emit,
-      pickFolder: options.pickFolder
+      pickFolder: options.pickFolder,
+      demoModelDir: resources ? join(resources, 'demo-model') : null
     }, onClose),
-    ...createDataHandlers({ emit: options.emit, sqliteBinding: options.sqliteBinding }, onClose),
+    ...createDataHandlers({
+      emit: options.emit,
+      sqliteBinding: options.sqliteBinding,
+      dataDir: options.dataDir,
+      demoCandidates: resources ? join(resources, DEMO_CANDIDATES) : null
+    }, onClose),
     ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), indexFile: join(options.dataDir, 'runs-index.json'), emit: options.emit }, onClose)
   }
   return {

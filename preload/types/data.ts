@@ -140,6 +140,9 @@ export interface ImportPreview {
   count: number
   /** Candidates format: records with two or more candidates (comparable as a pair); null otherwise. */
   pairable: number | null
+  /** Prompt-only records (no answer yet, to generate answers for), for the formats that may
+   *  hold them; null for the others and when the full pass stopped at a problem. */
+  promptOnly: number | null
 }
 
 export interface ImportOptions {

@@ -51,6 +51,10 @@ const PREF_KTO: readonly TrainingStage[] = ['dpo', 'kto']
 
 export const LORA_TARGET_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const
 
+/** Log lines and checkpoints of a run whose logging_steps / save_steps are unset. */
+const LOG_POINTS = 50
+const CHECKPOINTS = 10
+
 const configKeys = [
   // model
   { name: 'model_name_or_path', type: 'string', default: null, required: true, group: 'model',
@@ -127,12 +131,16 @@ const configKeys = [
   { name: 'seed', type: 'int', default: 42, min: 0, group: 'schedule', help: 'Seed of shuffling, LoRA init and dropout.' },
   { name: 'eval_strategy', type: 'enum', default: null, derived: true, choices: ['no', 'steps'], group: 'schedule',
     help: 'When to evaluate on the val_size split; unset = every eval_steps when val_size > 0.' },
-  { name: 'eval_steps', type: 'int', default: null, derived: true, min: 1, group: 'schedule', help: 'Evaluate every this many steps; unset = logging_steps.' },
+  { name: 'eval_steps', type: 'int', default: null, min: 1, group: 'schedule', help: 'Evaluate every this many steps; unset = logging_steps.' },
   // output
   { name: 'output_dir', type: 'string', default: null, required: true, group: 'output',
     help: 'Run folder: adapter, trainer_log.jsonl, run.json, checkpoint-N/.' },
-  { name: 'logging_steps', type: 'int', default: 500, min: 1, group: 'output', help: 'Write a trainer_log.jsonl line every this many steps.' },
-  { name: 'save_steps', type: 'int', default: 500, min: 1, group: 'output', help: 'Write checkpoint-N/ every this many steps.' },
+  // Unset follows the run's length (stepIntervals): LLaMA-Factory's fixed 500 logs nothing in
+  // a run shorter than that, which is every first run on a small set.
+  { name: 'logging_steps', type: 'int', default: null, min: 1, group: 'output',
+    help: `Write a trainer_log.jsonl line every this many steps; unset = about ${LOG_POINTS} lines over the run (every step in a run of up to ${LOG_POINTS} steps).` },
+  { name: 'save_steps', type: 'int', default: null, min: 1, group: 'output',
+    help: `Write checkpoint-N/ every this many steps; unset = about ${CHECKPOINTS} checkpoints over the run.` },
   { name: 'resume_from_checkpoint', type: 'string', default: null, group: 'output',
     help: 'checkpoint-N folder to resume from (or "true"/"last" for the newest in output_dir).' },
   { name: 'overwrite_output_dir', type: 'bool', default: false, group: 'output',
@@ -174,4 +182,48 @@ export function schemaForEngine(limits: EngineLimits): readonly ConfigKeySpec[] 
       return { ...spec, min: limits.loraDropout.min, max: limits.loraDropout.maxExclusive, exclusiveMax: true }
     return spec
   })
+}
+
+/** Optimiser steps per epoch: one per gradient_accumulation_steps micro-batches, the last
+ *  update of an epoch taking the remainder (as transformers' Trainer counts them). */
+export function stepsPerEpoch(microBatches: number, accumulation: number): number {
+  return Math.max(1, Math.ceil(microBatches / accumulation))
+}
+
+/** Optimiser steps of a run; max_steps > 0 overrides the epochs. */
+export function totalSteps(maxSteps: number, epochs: number, perEpoch: number): number {
+  return maxSteps > 0 ? maxSteps : Math.max(1, Math.ceil(epochs * perEpoch))
+}
+
+/** The steps of a run of `examples` training examples under these keys. */
+export function runSteps(
+  cfg: Pick<TrainingConfig, 'max_steps' | 'num_train_epochs' | 'per_device_train_batch_size' | 'gradient_accumulation_steps'>,
+  examples: number
+): number {
+  const perEpoch = stepsPerEpoch(Math.ceil(examples / cfg.per_device_train_batch_size), cfg.gradient_accumulation_steps)
+  return totalSteps(cfg.max_steps, cfg.num_train_epochs, perEpoch)
+}
+
+export interface StepIntervals {
+  logging: number
+  save: number
+  eval: number
+}
+
+/**
+ * logging_steps, save_steps and eval_steps of a run of `total` steps: the values given, and
+ * for the unset ones about LOG_POINTS log lines and CHECKPOINTS checkpoints over the run (a
+ * 1-step run logs its step); eval_steps unset follows logging_steps. The trainer resolves them
+ * with this once it knows the run's length, the Train form to say what they will be.
+ */
+export function stepIntervals(
+  cfg: Pick<TrainingConfig, 'logging_steps' | 'save_steps' | 'eval_steps'>,
+  total: number
+): StepIntervals {
+  const logging = cfg.logging_steps ?? Math.max(1, Math.ceil(total / LOG_POINTS))
+  return {
+    logging,
+    save: cfg.save_steps ?? Math.max(1, Math.ceil(total / CHECKPOINTS)),
+    eval: cfg.eval_steps ?? logging
+  }
 }

@@ -1,6 +1,6 @@
 // The bundled demo in the real renderer: the demo model opens from the Models page with one
-// click, the Train page offers it (without filling it in on its own), and a demo dataset is
-// imported into a new project from the import dialog's demo choice.
+// click, the Train page is filled with it and offers it again when the field is emptied, and
+// a demo dataset is imported into a new project from the import dialog's demo choice.
 import assert from 'node:assert/strict'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -41,18 +41,18 @@ describe('bundled demo', () => {
     await app.screenshot('demo-model-opened')
   })
 
-  it('offers the demo model on the Train page while no model is chosen, and fills it only when asked', async () => {
+  it('fills the Train page with the open model, and offers the demo model while the field is empty', async () => {
     const { page } = app
     await goTo('Train')
     const modelField = page.locator('#cfg-model_name_or_path')
-    assert.equal(await modelField.inputValue(), '')
+    assert.equal(await modelField.inputValue(), demoModel)
     const offer = page.getByRole('button', { name: 'use the demo model' })
+    assert.equal(await offer.count(), 0)
+    // Emptying the field brings the offer, which fills it again.
+    await modelField.fill('')
     await offer.click()
     assert.equal(await modelField.inputValue(), demoModel)
     await offer.waitFor({ state: 'detached' })
-    // Emptying the field brings the offer back.
-    await modelField.fill('')
-    await offer.waitFor()
   })
 
   it('imports a demo dataset into a new project from the import dialog', async () => {

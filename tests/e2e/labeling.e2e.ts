@@ -63,7 +63,7 @@ describe('Data page: keyboard labeling', () => {
     const n = rows.length
     assert.match(await facts.innerText(), new RegExp(`JSONL, ${n} records, columns: prompt, completions\\. Detected format: candidates`))
     assert.match(await page.getByTestId('import-pairable').innerText(), new RegExp(`^${n} of ${n} records have two or more answers`))
-    assert.equal(await page.getByLabel('candidates * column').inputValue(), 'completions')
+    assert.equal(await page.getByLabel('candidates column').inputValue(), 'completions')
     const sample = page.getByRole('table', { name: 'Sample records as they will be stored' })
     const firstRow = sample.locator('tbody tr').first().locator('td')
     assert.equal(await firstRow.nth(1).innerText(), rows[0].completions[0].text)

@@ -161,7 +161,7 @@ describe('malformed inputs', () => {
 
   it('unlabeled candidates: a bad answer list or answer names its line and field', async () => {
     const ok = { prompt: 'p', completions: ['a', 'b'] }
-    await expectRejected(writeJsonl(join(dir, 'cand-empty.jsonl'), [ok, { prompt: 'p', completions: [] }]), 'line 2', "field 'completions'", /at least one/)
+    // (An empty list is a prompt with no answer yet: data-prompt-only.test.ts.)
     await expectRejected(writeJsonl(join(dir, 'cand-str.jsonl'), [ok, ok, { prompt: 'p', completions: 'a' }]), 'line 3', "field 'completions'", /list of candidate/)
     await expectRejected(writeJsonl(join(dir, 'cand-num.jsonl'), [{ prompt: 'p', completions: ['a', 5] }]), 'line 1', "field 'completions[1]'")
     await expectRejected(
@@ -173,9 +173,9 @@ describe('malformed inputs', () => {
     await expectRejected(writeJsonl(join(dir, 'cand-model.jsonl'), [{ prompt: 'p', responses: [{ text: 'a', model: 3 }] }]), "field 'responses[0].model'")
     await expectRejected(writeJsonl(join(dir, 'cand-prompt.jsonl'), [ok, { completions: ['a'] }]), 'line 2', "field 'prompt'", /missing/)
     // The preview finds the same problem in its full pass and offers no pair count.
-    const preview = await previewImport(join(dir, 'cand-empty.jsonl'))
-    expect(preview).toMatchObject({ format: 'candidates', pairable: null, count: 2 })
-    expect(preview.problem).toMatch(/line 2: field 'completions'/)
+    const preview = await previewImport(join(dir, 'cand-str.jsonl'))
+    expect(preview).toMatchObject({ format: 'candidates', pairable: null, promptOnly: null, count: 3 })
+    expect(preview.problem).toMatch(/line 3: field 'completions'/)
   })
 
   it('a file whose columns match no format asks for a mapping; a mapping imports it', async () => {

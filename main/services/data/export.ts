@@ -118,7 +118,8 @@ export function writeAtomically(path: string, lines: Iterable<string>): number {
 /**
  * The candidates import format: each record's prompt, system and answers, labels left out, so
  * a set can be labeled again elsewhere (or by someone else). An answer from the default source
- * is a plain string; one with a named source is {text, model}.
+ * is a plain string; one with a named source is {text, model}. A prompt-only record keeps an
+ * empty list, so the column is there whichever records a reader samples first.
  */
 export function candidatesLine(rec: DataRecord): Record<string, unknown> {
   return {
@@ -133,8 +134,10 @@ function exportCandidates(project: Project, out: string, split: Split | undefine
   const n = writeAtomically(
     out,
     (function* () {
-      // Records without answers (SFT prompts) have nothing to judge; excluded ones stay out as in every export.
-      for (const rec of project.iterateRecords({ split })) if (rec.candidates.length) yield JSON.stringify(candidatesLine(rec)) + '\n'
+      // Records with a gold answer and no candidates (SFT data) have nothing to judge; prompts
+      // with no answer yet are kept, to be answered. Excluded ones stay out as in every export.
+      for (const rec of project.iterateRecords({ split }))
+        if (rec.candidates.length || rec.gold === null) yield JSON.stringify(candidatesLine(rec)) + '\n'
     })()
   )
   return { files: [{ path: out, records: n, method: 'candidates' }], datasetInfo: null }

@@ -4,7 +4,9 @@
 // unpaired, prompt-completion, messages; plain or conversational), LLaMA-Factory alpaca and
 // sharegpt (with ranking and kto_tag, from/value or role/content tags), OpenAI chat (messages)
 // and preference fine-tuning (input/preferred_output/non_preferred_output), and unlabeled
-// candidates (prompt with a list of completions or responses) for labeling here.
+// candidates (prompt with a list of completions or responses) for labeling here. A record may
+// have no answer yet (prompt-only: a bare prompt, messages ending in a user turn, alpaca
+// without output): it imports unlabeled with zero answers, for answers to be generated.
 import { DataError } from './errors'
 import { checkMessages, checkString, checkText, extractPrompt, type Message, type Text } from './formats'
 import type { DataFormatId, FieldMapping, RecordInput } from '../../../preload/types/data'
@@ -25,6 +27,8 @@ export interface ImportFormat {
   fields: { name: string; required: boolean; defaults: string[] }[]
   /** Detection tries formats by ascending priority, so a more specific column set wins. */
   priority: number
+  /** Rows may hold a prompt with no answer yet; the preview then reads every row to count them. */
+  promptOnly?: true
   /** Whether a file with these columns is in this format. */
   detect(columns: Columns): boolean
   /** One row, read through the mapping, as a store record; errors name the column. */
@@ -33,6 +37,8 @@ export interface ImportFormat {
 
 /** Column names the candidates format looks for, in this order. */
 const CANDIDATE_COLUMNS = ['completions', 'responses', 'candidates']
+/** Columns that hold an answer in some format: a file with a prompt and none of them is prompt-only. */
+const ANSWER_COLUMNS = [...CANDIDATE_COLUMNS, 'completion', 'chosen', 'rejected', 'response', 'output', 'answer', 'label', 'kto_tag']
 
 // --- conversion helpers shared by the formats ---------------------------------------------
 
@@ -113,11 +119,13 @@ function candidateOf(v: unknown, field: string): { content: string; source?: str
 }
 
 
-/** A whole conversation for SFT: the last assistant turn is the gold answer, the rest the prompt. */
+/** A whole conversation for SFT: the last assistant turn is the gold answer, the rest the
+ *  prompt; one ending in a user turn is a prompt with no answer yet. */
 function fromConversation(messages: Message[], column: string, system: string | null): RecordInput {
   const split = splitSystem(messages)
   const last = split.rest[split.rest.length - 1]
-  if (!last || last.role !== 'assistant') throw new DataError('the conversation must end with an assistant turn', { field: column })
+  if (last?.role === 'user') return { prompt: split.rest, system: split.system ?? system, candidates: [] }
+  if (!last || last.role !== 'assistant') throw new DataError('the conversation must end with an assistant or a user turn', { field: column })
   const prompt = split.rest.slice(0, -1)
   if (!prompt.length) throw new DataError('the conversation has no user turn before the answer', { field: column })
   return { prompt, system: split.system ?? system, candidates: [], gold: last.content }
@@ -198,6 +206,7 @@ export const FORMATS: readonly ImportFormat[] = [
     label: 'TRL / OpenAI chat messages',
     fields: [{ name: 'messages', required: true, defaults: ['messages'] }],
     priority: 5,
+    promptOnly: true,
     detect: ({ has }) => has('messages') && !has('chosen'),
     convert(get) {
       const m = required(get, 'messages')
@@ -218,6 +227,7 @@ export const FORMATS: readonly ImportFormat[] = [
       { name: 'kto_tag', required: false, defaults: ['kto_tag', 'label'] }
     ],
     priority: 3,
+    promptOnly: true,
     detect: ({ has }) => has('instruction'),
     convert(get) {
       const p = required(get, 'prompt')
@@ -253,6 +263,8 @@ export const FORMATS: readonly ImportFormat[] = [
         }
       }
       if (r && r.value != null) throw new DataError('missing', { field: c?.column ?? 'chosen' })
+      // No output column at all: instructions still to be answered.
+      if (!o && !(k && k.value != null)) return { prompt, system, candidates: [] }
       const out = required(get, 'response')
       if (Array.isArray(out.value)) {
         // Older LLaMA-Factory ranking files: output = [chosen, rejected].
@@ -280,6 +292,7 @@ export const FORMATS: readonly ImportFormat[] = [
       { name: 'kto_tag', required: false, defaults: ['kto_tag', 'label'] }
     ],
     priority: 2,
+    promptOnly: true,
     detect: ({ has, sample }) =>
       has('conversations') ||
       // sharegpt with OpenAI tags keeps chosen/rejected as single message objects, or a kto_tag.
@@ -304,7 +317,10 @@ export const FORMATS: readonly ImportFormat[] = [
         return { prompt: split.rest, system, candidates: [{ content: chosen.content }, { content: rejected.content }], pair: { chosen: 0, rejected: 1 } }
       }
       const rec = fromConversation(messages, m.column, system)
-      if (k && k.value != null) return { prompt: rec.prompt, system: rec.system, candidates: [{ content: rec.gold as string, kto: asBool(k.value, k.column) }] }
+      if (k && k.value != null) {
+        if (rec.gold == null) throw new DataError('a kto_tag judges an answer: the conversation must end with an assistant turn', { field: m.column })
+        return { prompt: rec.prompt, system: rec.system, candidates: [{ content: rec.gold, kto: asBool(k.value, k.column) }] }
+      }
       return rec
     }
   },
@@ -337,21 +353,24 @@ export const FORMATS: readonly ImportFormat[] = [
     }
   },
   {
-    // Prompts with answers still to be judged (e.g. from two models): imported with no label.
+    // Prompts with answers still to be judged (e.g. from two models), or with none yet (TRL's
+    // prompt-only type): imported with no label.
     id: 'candidates',
-    label: 'Unlabeled candidates (prompt / completions or responses)',
+    label: 'Unlabeled candidates or prompts (prompt / completions or responses)',
     fields: [
       { name: 'prompt', required: true, defaults: ['prompt'] },
-      { name: 'candidates', required: true, defaults: CANDIDATE_COLUMNS },
+      { name: 'candidates', required: false, defaults: CANDIDATE_COLUMNS },
       { name: 'system', required: false, defaults: ['system'] }
     ],
     priority: 7,
+    promptOnly: true,
     detect: ({ has, sample }) =>
-      // A prompt with a list of answers and no label column: candidates still to be judged.
-      has('prompt') && !has('label') && !has('kto_tag') && CANDIDATE_COLUMNS.some((c) => has(c) && sample.some((r) => Array.isArray(r[c]))),
+      has('prompt') && !has('label') && !has('kto_tag') &&
+      // A list of answers still to be judged, or no answer column at all (prompt-only).
+      (CANDIDATE_COLUMNS.some((c) => has(c) && sample.some((r) => Array.isArray(r[c]))) || !ANSWER_COLUMNS.some(has)),
     convert(get) {
       const p = required(get, 'prompt')
-      const c = required(get, 'candidates')
+      const c = get('candidates')
       const { prompt, system: fromPrompt } = promptOf(checkText(p.value, p.column), p.column)
       const s = get('system')
       let system = fromPrompt
@@ -359,8 +378,9 @@ export const FORMATS: readonly ImportFormat[] = [
         if (fromPrompt !== null) throw new DataError('a system prompt is given both here and as the first prompt message', { field: s.column })
         system = checkString(s.value, s.column)
       }
+      // No answer (no column, null or an empty list): a prompt still to be answered.
+      if (!c || c.value == null) return { prompt, system, candidates: [] }
       if (!Array.isArray(c.value)) throw new DataError(`expected a list of candidate answers, got ${typeof c.value}`, { field: c.column })
-      if (!c.value.length) throw new DataError('expected at least one candidate answer, got an empty list', { field: c.column })
       const candidates = c.value.map((v, i) => candidateOf(v, `${c.column}[${i}]`))
       return { prompt, system, candidates }
     }

@@ -1,7 +1,7 @@
 // Import preview and `data check`: what the file looks like, how it will be read, and the
 // first problem a full pass finds.
 import { DataError } from './errors'
-import { FORMATS, checkMapping, convertRow, defaultMapping } from './importFormats'
+import { FORMATS, checkMapping, convertRow, defaultMapping, formatSpec } from './importFormats'
 import { inspectFile, lfDatasetEntry, readRecords, where } from './importers'
 import { countJsonlRecords, readRows } from './sources'
 import type { DataFormatId, FieldMapping, ImportPreview, RecordInput } from '../../../preload/types/data'
@@ -29,10 +29,12 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
   } else problem = `cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`
   let count = 0
   let pairable: number | null = null
-  if (format === 'candidates' && !problem) {
-    // How many records can be compared as a pair (two or more answers) needs every record read;
-    // the same pass counts them and finds the first bad one.
-    pairable = 0
+  let promptOnly: number | null = null
+  if (format && formatSpec(format).promptOnly && !problem) {
+    // How many records can be compared as a pair (two or more answers) and how many have no
+    // answer yet needs every record read; the same pass counts them and finds the first bad one.
+    let pairs = 0
+    let prompts = 0
     try {
       for await (const row of readRows(file, info.kind)) {
         count++
@@ -42,16 +44,18 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
         } catch (e) {
           throw e instanceof DataError ? e.at(where(file, row.kind, row.index)) : e
         }
-        if (rec.candidates.length >= 2) pairable++
+        if (rec.candidates.length >= 2) pairs++
+        if (rec.candidates.length === 0 && rec.gold == null) prompts++
       }
+      if (format === 'candidates') pairable = pairs
+      promptOnly = prompts
     } catch (e) {
       if (!(e instanceof DataError)) throw e
       problem = e.message
-      pairable = null
       count = 0
     }
   }
-  if (pairable === null) {
+  if (promptOnly === null) {
     if (info.kind === 'jsonl') count = await countJsonlRecords(file)
     else for await (const _ of readRows(file, info.kind)) count++
   }
@@ -66,7 +70,8 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
     sampleRecords,
     problem,
     count,
-    pairable
+    pairable,
+    promptOnly
   }
 }
 

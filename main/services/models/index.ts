@@ -8,7 +8,7 @@ import { RecentModels } from './recentModels'
 
 export type ModelHandlers = Pick<
   Handlers,
-  | 'models.inspect' | 'models.open' | 'models.recent' | 'models.forget'
+  | 'models.inspect' | 'models.open' | 'models.recent' | 'models.last' | 'models.forget'
   | 'models.pickFolder' | 'models.download' | 'models.cancelDownload'
 >
 
@@ -21,6 +21,8 @@ export interface ModelServiceOptions {
   emit: Emit
   /** Native folder dialog; absent in serve mode and the CLI. */
   pickFolder?: () => Promise<string | null>
+  /** The bundled demo model, models.last's answer before any model was opened. */
+  demoModelDir?: string | null
 }
 
 /** Where downloads of `owner/name` go (the Hub cache's naming, so the folder says where it came from). */
@@ -44,6 +46,13 @@ export function createModelHandlers(options: ModelServiceOptions, onClose: (clos
     'models.inspect': (dir) => inspectModelFolder(dir),
     'models.open': open,
     'models.recent': () => recent.list(),
+    // The recent list's head is the model opened last; a folder that no longer validates says
+    // why rather than quietly opening another.
+    'models.last': async () => {
+      const [head] = await recent.list()
+      if (head) return inspectModelFolder(head.dir)
+      return options.demoModelDir ? open(options.demoModelDir) : null
+    },
     'models.forget': (dir) => recent.forget(dir),
     'models.pickFolder': async () => {
       if (!options.pickFolder) throw new Error('No folder dialog in the browser: type the folder path instead')

@@ -139,7 +139,8 @@ export function resolveConfig(raw: Raw, file: string, lines = new Map<string, nu
 
   // Defaults that depend on other keys, as LLaMA-Factory and transformers resolve them.
   if (cfg.lora_alpha === null) cfg.lora_alpha = cfg.lora_rank * 2
-  if (cfg.eval_steps === null) cfg.eval_steps = cfg.logging_steps
+  // logging_steps, save_steps and eval_steps left unset follow the run's length, which only the
+  // trainer knows once the dataset is read (stepIntervals).
   if (cfg.eval_strategy === null) cfg.eval_strategy = cfg.val_size > 0 ? 'steps' : 'no'
 
   // Values that are each fine alone but impossible together.

@@ -23,15 +23,8 @@ export function lrFactor(type: LrSchedulerType, step: number, warmup: number, to
   }
 }
 
-/** Optimiser steps of a run: one per gradient_accumulation_steps micro-batches, the last
- *  update of an epoch taking the remainder; max_steps > 0 overrides the epochs. */
-export function stepsPerEpoch(microBatches: number, accumulation: number): number {
-  return Math.max(1, Math.ceil(microBatches / accumulation))
-}
-
-export function totalSteps(maxSteps: number, epochs: number, perEpoch: number): number {
-  return maxSteps > 0 ? maxSteps : Math.max(1, Math.ceil(epochs * perEpoch))
-}
+// Step counts live with the schema, where the Train form reads them too.
+export { stepsPerEpoch, totalSteps } from '../../../preload/types/trainingSchema'
 
 /** "H:MM:SS" as Python's str(timedelta) (LLaMA-Factory's elapsed_time/remaining_time). */
 export function formatDuration(seconds: number): string {

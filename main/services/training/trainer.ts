@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
-import type { TrainingConfig } from '../../../preload/types/trainingSchema'
+import { stepIntervals, type TrainingConfig } from '../../../preload/types/trainingSchema'
 import type { RunEvent, RunStatus, TrainerLogEntry } from '../../../preload/types/training'
 import { appendLineDurable, fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { loadExamples } from './datasets'
@@ -230,6 +230,13 @@ export class Trainer {
     const perEpoch = stepsPerEpoch(microPerEpoch, GA)
     const total = countTotalSteps(cfg.max_steps, cfg.num_train_epochs, perEpoch)
     const warmup = warmupSteps(cfg.warmup_steps, cfg.warmup_ratio, total)
+    // Unset intervals follow the run's length; run.json and the started event carry the
+    // resolved values, so a resume and the dashboard see what this run uses.
+    const every = stepIntervals(cfg, total)
+    if (every.logging !== cfg.logging_steps || every.save !== cfg.save_steps || every.eval !== cfg.eval_steps) {
+      Object.assign(cfg, { logging_steps: every.logging, save_steps: every.save, eval_steps: every.eval })
+      await writeFileAtomic(join(cfg.output_dir, 'run.json'), JSON.stringify(cfg, null, 2) + '\n')
+    }
     const orderOf = (epoch: number): number[] =>
       cfg.disable_shuffling
         ? Array.from({ length: this.train.length }, (_, i) => i)
@@ -315,7 +322,7 @@ export class Trainer {
       const t = timing(done)
       this.emit({ type: 'progress', runDir: this.runDir, step: done, totalSteps: total, elapsedSeconds: t.elapsed, remainingSeconds: t.remaining })
 
-      if (done % cfg.logging_steps === 0) {
+      if (done % every.logging === 0) {
         const seconds = (Date.now() - window.t) / 1000
         const entry: TrainerLogEntry = {
           current_steps: done,
@@ -335,14 +342,14 @@ export class Trainer {
         this.emit({ type: 'log', runDir: this.runDir, entry })
         window = { loss: 0, steps: 0, metrics: new Map(), tokens: 0, t: Date.now() }
       }
-      if (cfg.eval_strategy === 'steps' && this.evalSet.length > 0 && done % cfg.eval_steps === 0) {
+      if (cfg.eval_strategy === 'steps' && this.evalSet.length > 0 && done % every.eval === 0) {
         const entry = await this.evaluate(done, total, p.epochFloat, t)
         await appendLineDurable(join(this.runDir, 'trainer_log.jsonl'), JSON.stringify(entry))
         log.push(entry)
         this.emit({ type: 'eval', runDir: this.runDir, entry })
       }
       // No checkpoint at the last step: the finished run's adapter is written right after.
-      if (done % cfg.save_steps === 0 && done < total) {
+      if (done % every.save === 0 && done < total) {
         const state: TrainerState = {
           global_step: done, total_steps: total, epoch: p.epochFloat,
           epoch_index: p.nextMicro === 0 ? p.epoch + 1 : p.epoch, micro_batch: p.nextMicro, seed: cfg.seed,

@@ -16,3 +16,8 @@ export function formatBytes(n: number): string {
   }
   return unit === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`
 }
+
+/** "1 labeled pair", "3 labeled pairs": the noun in the plural, made singular for one. */
+export function countOf(n: number, plural: string): string {
+  return `${n} ${n === 1 ? plural.replace(/s$/, '') : plural}`
+}

@@ -4,9 +4,12 @@
 import { stringify } from 'yaml'
 import {
   LORA_TARGET_MODULES,
+  runSteps,
+  stepIntervals,
   trainingConfigSchema,
   type ConfigKeySpec,
   type PrefLoss,
+  type StepIntervals,
   type TrainingStage
 } from '../../../preload/types/trainingSchema'
 
@@ -175,12 +178,61 @@ export function buildConfig(
   return { config, errors }
 }
 
-/** The YAML file `tunebench train` takes; lists are written as LLaMA-Factory's comma strings. */
-export function configYaml(config: Record<string, unknown>): string {
+/** A run's length and the logging / save / eval intervals the trainer will use for it. */
+export interface RunIntervals {
+  total: number
+  every: StepIntervals
+}
+
+/**
+ * What the trainer will resolve for this config (stepIntervals), given how many examples the
+ * dataset holds; null when the length is not known before the run reads its data (no
+ * max_steps and no count, or no example to train on).
+ */
+export function runIntervals(config: Record<string, unknown>, examples: number | null): RunIntervals | null {
+  const key = <T>(name: string): T => (config[name] ?? trainingConfigSchema.find((s) => s.name === name)!.default) as T
+  const maxSteps = key<number>('max_steps')
+  let train = examples ?? 0
+  if (maxSteps <= 0) {
+    if (examples === null) return null
+    const maxSamples = key<number | null>('max_samples')
+    if (maxSamples !== null) train = Math.min(train, maxSamples)
+    const val = key<number>('val_size')
+    if (val > 0) train -= val < 1 ? Math.ceil(val * train) : val
+    if (train <= 0) return null
+  }
+  const total = runSteps(
+    {
+      max_steps: maxSteps,
+      num_train_epochs: key<number>('num_train_epochs'),
+      per_device_train_batch_size: key<number>('per_device_train_batch_size'),
+      gradient_accumulation_steps: key<number>('gradient_accumulation_steps')
+    },
+    train
+  )
+  const every = stepIntervals(
+    { logging_steps: key<number | null>('logging_steps'), save_steps: key<number | null>('save_steps'), eval_steps: key<number | null>('eval_steps') },
+    total
+  )
+  return { total, every }
+}
+
+/** "every 3 steps", "every step". */
+export function everySteps(n: number): string {
+  return n === 1 ? 'every step' : `every ${n} steps`
+}
+
+/** The YAML file `tunebench train` takes; lists are written as LLaMA-Factory's comma strings.
+ *  Keys the app resolves itself are named in comments, with their values when known. */
+export function configYaml(config: Record<string, unknown>, intervals: RunIntervals | null = null): string {
   const flat: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(config)) flat[k] = Array.isArray(v) ? v.join(',') : v
   let yaml = stringify(flat, { lineWidth: 0 })
   if (config.output_dir === undefined)
     yaml += '# output_dir: left to the app (a new folder under its runs folder); set it to run this file with tunebench train\n'
+  const of = intervals ? ` of ${intervals.total}` : ''
+  for (const [key, value] of [['logging_steps', intervals?.every.logging], ['save_steps', intervals?.every.save]] as const)
+    if (config[key] === undefined)
+      yaml += `# ${key}: unset, follows the run's length${value === undefined ? ' (resolved when the run starts)' : `: ${everySteps(value)}${of}`}\n`
   return yaml
 }

@@ -28,6 +28,21 @@ export const useModelsStore = defineStore('models', () => {
     }
   }
 
+  let restoring: Promise<void> | null = null
+  /** At start and after a reload: the model opened last (the demo model the first time);
+   *  asked once per page load. */
+  function restore(): Promise<void> {
+    restoring ??= api.models
+      .last()
+      .then((facts) => {
+        if (facts && !current.value) current.value = facts
+      })
+      .catch((err: unknown) => {
+        openError.value = `The model opened last cannot be opened again: ${errorMessage(err)}`
+      })
+    return restoring
+  }
+
   async function open(dir: string): Promise<boolean> {
     opening.value = true
     openError.value = null
@@ -84,6 +99,6 @@ export const useModelsStore = defineStore('models', () => {
 
   return {
     current, recent, opening, openError, download, downloadError, engine, engineError,
-    loadRecent, open, pickAndOpen, forget, startDownload, cancelDownload, loadEngine
+    loadRecent, restore, open, pickAndOpen, forget, startDownload, cancelDownload, loadEngine
   }
 })

@@ -61,10 +61,11 @@ export const useProjectStore = defineStore('project', () => {
     return true
   }
 
-  /** After a reload: the project the services still have open, if any. */
+  /** At start and after a reload: the project the services have open, else the one opened
+   *  last, else the default project (the demo candidates on a first start). */
   async function restore(): Promise<void> {
     if (info.value) return
-    const open = await run(() => api.data.info())
+    const open = await run(() => api.data.openLast())
     if (!open || info.value) return
     info.value = open
     counts.value = open.counts

@@ -4,7 +4,7 @@ import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
 import type { EngineLimits } from '../../../preload/types/engine'
 import { schemaForEngine, trainingConfigSchema, type PrefLoss } from '../../../preload/types/trainingSchema'
-import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, type FormValues, type MethodId } from '../lib/trainForm'
+import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, runIntervals, type FormValues, type MethodId } from '../lib/trainForm'
 
 const storageKey = 'tunebench.trainForm'
 
@@ -12,6 +12,8 @@ interface SavedForm {
   methodId: MethodId
   loss: PrefLoss
   values: FormValues
+  /** Values the app filled in itself, by key (see fillDefault). */
+  filled: Record<string, string>
 }
 
 // The form outlives a reload: what was typed is kept in the browser's storage. Anything that
@@ -27,7 +29,9 @@ function loadSaved(): SavedForm | null {
     for (const [k, v] of Object.entries(raw.values))
       if (k in defaults && typeof v === typeof defaults[k]) values[k] = v as string | boolean
     const loss = method.losses.includes(raw.loss as PrefLoss) ? (raw.loss as PrefLoss) : (method.losses[0] ?? 'sigmoid')
-    return { methodId: method.id, loss, values }
+    const filled: Record<string, string> = {}
+    for (const [k, v] of Object.entries(raw.filled ?? {})) if (k in defaults && typeof v === 'string') filled[k] = v
+    return { methodId: method.id, loss, values, filled }
   } catch {
     return null
   }
@@ -41,9 +45,11 @@ export const useTrainStore = defineStore('train', () => {
   const methodId = ref<MethodId>(saved?.methodId ?? 'dpo')
   const loss = ref<PrefLoss>(saved?.loss ?? 'sigmoid')
   const values = ref<FormValues>(saved?.values ?? initialValues(methodById('dpo')))
+  const filled = ref<Record<string, string>>(saved?.filled ?? {})
   if (typeof localStorage !== 'undefined')
-    watch([methodId, loss, values], () => {
-      localStorage.setItem(storageKey, JSON.stringify({ methodId: methodId.value, loss: loss.value, values: values.value }))
+    watch([methodId, loss, values, filled], () => {
+      const form: SavedForm = { methodId: methodId.value, loss: loss.value, values: values.value, filled: filled.value }
+      localStorage.setItem(storageKey, JSON.stringify(form))
     })
 
   /** What the engine accepts; until its facts arrive the form checks the schema alone. */
@@ -54,7 +60,11 @@ export const useTrainStore = defineStore('train', () => {
   const built = computed(() => buildConfig(method.value, method.value.stage === 'dpo' ? loss.value : null, values.value, schema.value))
   const errors = computed(() => built.value.errors)
   const valid = computed(() => Object.keys(errors.value).length === 0)
-  const yaml = computed(() => configYaml(built.value.config))
+  /** Training examples in the dataset when the app knows (the open project's labels), else null. */
+  const examples = ref<number | null>(null)
+  /** The run's length and its log / checkpoint intervals, as the trainer will resolve them. */
+  const intervals = computed(() => runIntervals(built.value.config, examples.value))
+  const yaml = computed(() => configYaml(built.value.config, intervals.value))
 
   /** Switches method: its preset replaces the training settings, paths and data stay. */
   function setMethod(id: MethodId): void {
@@ -76,9 +86,22 @@ export const useTrainStore = defineStore('train', () => {
     values.value = { ...values.value, [key]: value }
   }
 
+  /** Whether the field still holds the value the app filled in (the user has not typed over it). */
+  function isFilled(key: string): boolean {
+    return filled.value[key] !== undefined && values.value[key] === filled.value[key]
+  }
+
+  /** Fills a field the user left empty (or that still holds the app's last value) with what
+   *  the app has open (the model, the project's labels); a typed value is never replaced. */
+  function fillDefault(key: string, value: string): void {
+    if (String(values.value[key] ?? '').trim() !== '' && !isFilled(key)) return
+    filled.value = { ...filled.value, [key]: value }
+    if (values.value[key] !== value) set(key, value)
+  }
+
   function setEngine(limits: EngineLimits): void {
     engine.value = limits
   }
 
-  return { methodId, loss, values, method, fields, built, errors, valid, yaml, setMethod, applyPreset, set, setEngine }
+  return { methodId, loss, values, method, fields, built, errors, valid, examples, intervals, yaml, setMethod, applyPreset, set, isFilled, fillDefault, setEngine }
 })
