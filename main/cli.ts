@@ -7,6 +7,7 @@ const commands: Record<string, () => Promise<{ run: Command }>> = {
   data: () => import('./cli/data'),
   train: () => import('./cli/train'),
   score: () => import('./cli/score'),
+  generate: () => import('./cli/generate'),
   serve: () => import('./serve').then((m) => ({ run: m.serve })),
 }
 

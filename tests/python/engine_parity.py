@@ -53,6 +53,21 @@ def tiny_model(arch):
     return model
 
 
+def lora_model(model, rslora, seed):
+    """A PEFT LoRA (r 4, alpha 8) on all seven projections, with B non-zero so that it matters."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, use_rslora=rslora, task_type="CAUSAL_LM",
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.2 * torch.randn_like(p))
+    return peft_model.eval()
+
+
 def make_batch():
     g = torch.Generator().manual_seed(11)
     B, T = 3, 12
@@ -83,8 +98,6 @@ def flat(t):
 
 
 def make(out_root):
-    from peft import LoraConfig, get_peft_model
-
     torch.use_deterministic_algorithms(True)
     ids, lengths, mask, grad = make_batch()
     for arch in ARCHS:
@@ -104,15 +117,7 @@ def make(out_root):
         model.zero_grad()
 
         rslora = arch == "qwen3"
-        cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, use_rslora=rslora, task_type="CAUSAL_LM",
-                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-        torch.manual_seed(5)
-        peft_model = get_peft_model(model, cfg)
-        with torch.no_grad():
-            for n, p in peft_model.named_parameters():
-                if "lora_B" in n:
-                    p.copy_(0.2 * torch.randn_like(p))
-        peft_model.eval()
+        peft_model = lora_model(model, rslora=rslora, seed=5)
         lp_lora = token_logps(peft_model, ids, lengths, mask)
         (lp_lora * grad).sum().backward()
         grads = {}

@@ -64,12 +64,14 @@ export interface TinyOptions {
   architecture?: 'LlamaForCausalLM' | 'Qwen2ForCausalLM' | 'Qwen3ForCausalLM'
   tied?: boolean
   seed?: number
+  /** Vocabulary size (default 64). */
+  vocab?: number
 }
 
 /** Tensors of a tiny Llama-family model: hidden 32, 2 layers, 4 heads / 2 kv heads, vocab 64. */
 export function tinyTensors(o: TinyOptions = {}): { config: Record<string, unknown>; tensors: Map<string, Tensor> } {
   const arch = o.architecture ?? 'LlamaForCausalLM'
-  const C = 32, I = 64, L = 2, H = 4, KV = 2, V = 64
+  const C = 32, I = 64, L = 2, H = 4, KV = 2, V = o.vocab ?? 64
   const D = arch === 'Qwen3ForCausalLM' ? 16 : C / H
   let s = o.seed ?? 1
   const rnd = (): number => {
