@@ -27,6 +27,7 @@ import type {
   TokenizePreview,
   TokenizePreviewOptions
 } from './types/data'
+import type { ChatDelta, ChatReply, ChatRequest } from './types/generation'
 import type { AdapterExport, ConfigCheck, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
 
 /** Request/response channels: channel name -> [arguments, result]. */
@@ -94,6 +95,11 @@ export interface InvokeMap {
   'runs.resume': { args: [id: string]; result: RunSummary }
   /** Copies a run's PEFT adapter (adapter_config.json + adapter_model.safetensors) to a folder. */
   'runs.exportAdapter': { args: [id: string, dest: string]; result: AdapterExport }
+  // generation (Playground)
+  /** Answers the conversation's last user turn; the text streams on generation.delta. */
+  'generation.chat': { args: [request: ChatRequest]; result: ChatReply }
+  /** Stops a chat answer being written (it rejects with "cancelled"); false when none runs. */
+  'generation.cancelChat': { args: [id: string]; result: boolean }
 }
 
 /** Events pushed from main to the renderer: channel name -> payload. */
@@ -102,6 +108,8 @@ export interface EventMap {
   'data.importProgress': ImportProgress
   /** Streamed events of training runs (started, log, eval, checkpoint, progress, finished, ...). */
   'runs.event': RunEvent
+  /** Text of a chat answer as it is written. */
+  'generation.delta': ChatDelta
 }
 
 export type InvokeChannel = keyof InvokeMap
@@ -143,10 +151,12 @@ export const invokeChannels = [
   'runs.start',
   'runs.stop',
   'runs.resume',
-  'runs.exportAdapter'
+  'runs.exportAdapter',
+  'generation.chat',
+  'generation.cancelChat'
 ] as const satisfies readonly InvokeChannel[]
 
-export const eventChannels = ['models.downloadProgress', 'data.importProgress', 'runs.event'] as const satisfies readonly EventChannel[]
+export const eventChannels = ['models.downloadProgress', 'data.importProgress', 'runs.event', 'generation.delta'] as const satisfies readonly EventChannel[]
 
 type Missing<All, Listed> = Exclude<All, Listed>
 // Compile-time check that every channel of the maps is listed.

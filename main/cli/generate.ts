@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../services/fsAtomic'
 import { generate, type GenerationPrompt, type GenerationResult } from '../services/generation/generate'
 import { GenerationPool } from '../services/generation/pool'
 import { readPrompts } from '../services/generation/prompts'
-import { SETTING_SPECS, settingProblem, type GenerationSettings } from '../services/generation/settings'
+import { SETTING_SPECS, settingProblem, type GenerationSettings } from '../../preload/types/generationSettings'
 import { ProgressBar, progressLine } from './progress'
 
 const usage = `usage: tunebench generate --model DIR [--adapter DIR] (--prompt TEXT | --data FILE) [--out FILE]

@@ -7,6 +7,7 @@ import { demoResources, findResourcesDir } from './app/demo'
 import { createDataHandlers } from './data/handlers'
 import { DEMO_CANDIDATES } from './data/lastProject'
 import { createRunHandlers } from './training/runs'
+import { createGenerationHandlers } from './generation/handlers'
 import { join } from 'node:path'
 
 export interface ServiceOptions {
@@ -62,6 +63,7 @@ export function createServices(options: ServiceOptions): Services {
       dataDir: options.dataDir,
       demoCandidates: resources ? join(resources, DEMO_CANDIDATES) : null
     }, onClose),
+    ...createGenerationHandlers({ emit: options.emit }, onClose),
     ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), indexFile: join(options.dataDir, 'runs-index.json'), emit: options.emit }, onClose)
   }
   return {

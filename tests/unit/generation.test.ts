@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Model } from '../../native/index'
 import { generate, GenerationCancelled, type GenerationResult, type TextDelta } from '../../main/services/generation/generate'
 import { GenerationPool, loadGenerationModel } from '../../main/services/generation/pool'
-import type { GenerationSettings } from '../../main/services/generation/settings'
+import type { GenerationSettings } from '../../preload/types/generationSettings'
 import { BYTE_VOCAB_SIZE, writeByteLevelModel } from './generation-fixture'
 import { engineBuilt } from './trainingPython'
 

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CompletionText } from '../../main/services/generation/completionText'
 import { rowSeed } from '../../main/services/generation/generate'
-import { resolveSettings } from '../../main/services/generation/settings'
+import { resolveSettings } from '../../preload/types/generationSettings'
 import { ChatTokenizer } from '../../main/services/training/sequences'
 import { IM_END, writeByteLevelTokenizer } from './generation-fixture'
 

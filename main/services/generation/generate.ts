@@ -6,7 +6,7 @@ import type { FinishReason } from '../../../native/index'
 import { CompletionText } from './completionText'
 import type { GenerationPool, GenerationSource, ReadySource } from './pool'
 import { promptIds, type PromptSpec } from './prompts'
-import { resolveSettings, type GenerationSettings } from './settings'
+import { resolveSettings, type GenerationSettings } from '../../../preload/types/generationSettings'
 
 /** One line of `tunebench generate --out`: one completion of one prompt. */
 export interface GenerationResult {

@@ -8,6 +8,7 @@ export const pages = [
   { id: 'data', title: 'Data' },
   { id: 'train', title: 'Train' },
   { id: 'runs', title: 'Runs' },
+  { id: 'playground', title: 'Playground' },
   { id: 'export', title: 'Export' }
 ] as const
 
