@@ -444,6 +444,44 @@ describe('calls', () => {
     await expect(m.logps(small, { adapters: false, train: false })).resolves.toBeInstanceOf(Float32Array)
   })
 
+  it('cancel() reaches the calls issued before it only: neither a call queued after it nor a later call is cancelled', async () => {
+    const dir = join(root, 'cancel-tickets')
+    writeTinyModel(dir, { seed: 72 })
+    const m = await Model.load(dir, { threads: 1 })
+    const big = tinyBatch([512, 512, 512, 512], 512, 64)
+    const small = tinyBatch([4], 4, 64)
+    const first = m.logps(big, { adapters: false, train: false })
+    m.cancel()
+    const after = m.logps(small, { adapters: false, train: false })  // queued after the cancel
+    const [r1, r2] = await Promise.allSettled([first, after])
+    expect(r1.status).toBe('rejected')
+    expect(r2.status).toBe('fulfilled')
+    // A cancel while nothing runs is not carried over to the next call.
+    m.cancel()
+    await expect(m.logps(small, { adapters: false, train: false })).resolves.toBeInstanceOf(Float32Array)
+  })
+
+  it('stopRow() stops a row of the generation running, not of one queued behind it', async () => {
+    const dir = join(root, 'stop-row')
+    writeTinyModel(dir, { seed: 73 })
+    const m = await Model.load(dir, { threads: 1 })
+    const prompts = [Int32Array.from([1, 2, 3]), Int32Array.from([4, 5])]
+    // Long enough that the first streamed step reaches JavaScript while the call still runs.
+    const opts = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, maxNewTokens: 20000, eosIds: [], seeds: [1, 2] }
+    let stopped = false
+    const running = m.generate(prompts, opts, () => {
+      if (!stopped) {
+        stopped = true
+        m.stopRow(1)
+      }
+    })
+    const queued = m.generate(prompts, { ...opts, maxNewTokens: 40 })
+    const [a, b] = await Promise.all([running, queued])
+    expect(a.map((r) => r.finish)).toEqual(['length', 'stop'])
+    expect(a[1]!.tokens.length).toBeLessThan(20000)
+    expect(b.map((r) => r.finish)).toEqual(['length', 'length'])
+  })
+
   it('dispose() frees the model; later calls fail with a clear message', async () => {
     const dir = join(root, 'dispose')
     writeTinyModel(dir)

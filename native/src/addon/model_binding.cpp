@@ -23,6 +23,7 @@ class TaskWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
         work_(std::move(work)), done_(std::move(done)) {
     if (!self.IsEmpty()) self_ = Napi::Persistent(self);
+    if (model_) ticket_ = model_->issue_ticket();
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
@@ -30,7 +31,8 @@ class TaskWorker : public Napi::AsyncWorker {
       run_on_engine_thread([this] {
         if (model_) {
           std::lock_guard<std::mutex> lock(model_->mu);
-          if (model_->cancel_flag.load()) throw tb::Cancelled();
+          model_->running_ticket = ticket_;
+          if (model_->cancelled(ticket_)) throw tb::Cancelled();
           work_();
         } else {
           work_();
@@ -70,13 +72,13 @@ class TaskWorker : public Napi::AsyncWorker {
   Napi::ObjectReference self_;
   Work work_;
   Done done_;
+  uint64_t ticket_ = 0;
 };
 
 // Queues `work` on the engine thread for the model of `info.This()` and returns its Promise;
-// `done` (optional) makes the resolved value. Clears a cancel left over from an earlier call.
+// `done` (optional) makes the resolved value. The call takes the model's next cancel ticket.
 Napi::Promise queue(const Napi::CallbackInfo& info, std::shared_ptr<tb::Model> m, TaskWorker::Work work,
                     TaskWorker::Done done = nullptr) {
-  if (m) m->cancel_flag = false;
   auto* w = new TaskWorker(info.Env(), m, m ? info.This().As<Napi::Object>() : Napi::Object(), std::move(work),
                            std::move(done));
   w->Queue();
@@ -366,7 +368,7 @@ Napi::Value ModelBinding::Generate(const Napi::CallbackInfo& info) {
   req->adapters = o.Get("adapters").ToBoolean();
   req->eos_ids = typed_copy<int32_t>(o.Get("eosIds"), napi_int32_array, "generate: eosIds");
   auto stop = std::make_shared<std::vector<std::atomic<bool>>>(req->prompts.size());
-  stop_rows = stop;
+  auto slot = running;
   struct Tsfn {
     Napi::ThreadSafeFunction fn;
     bool on = false;
@@ -382,7 +384,18 @@ Napi::Value ModelBinding::Generate(const Napi::CallbackInfo& info) {
   auto rows = std::make_shared<std::vector<tb::GeneratedRow>>();
   return queue(
       info, m,
-      [m, req, stop, tsfn, rows] {
+      [m, req, stop, slot, tsfn, rows] {
+        struct Running {
+          RunningGeneration& slot;
+          Running(RunningGeneration& s, std::shared_ptr<std::vector<std::atomic<bool>>> stop) : slot(s) {
+            std::lock_guard<std::mutex> l(slot.mu);
+            slot.stop = std::move(stop);
+          }
+          ~Running() {
+            std::lock_guard<std::mutex> l(slot.mu);
+            slot.stop.reset();
+          }
+        } running_now(*slot, stop);
         // Released on the engine thread on both paths; steps already queued are still delivered.
         struct Release {
           Tsfn& t;
@@ -423,18 +436,19 @@ Napi::Value ModelBinding::Generate(const Napi::CallbackInfo& info) {
 // stopRow(r): ends row r of the generation in flight after its current token (stop strings).
 Napi::Value ModelBinding::StopRow(const Napi::CallbackInfo& info) {
   double r = num_arg(info.Length() > 0 ? info[0] : info.Env().Undefined(), "stopRow: row");
-  if (stop_rows && r >= 0 && size_t(r) < stop_rows->size()) (*stop_rows)[size_t(r)] = true;
+  std::lock_guard<std::mutex> l(running->mu);
+  if (running->stop && r >= 0 && size_t(r) < running->stop->size()) (*running->stop)[size_t(r)] = true;
   return info.Env().Undefined();
 }
 
 Napi::Value ModelBinding::Cancel(const Napi::CallbackInfo& info) {
-  if (model) model->cancel_flag = true;
+  if (model) model->cancel_issued();
   return info.Env().Undefined();
 }
 
 Napi::Value ModelBinding::Dispose(const Napi::CallbackInfo& info) {
   if (model) {
-    model->cancel_flag = true;
+    model->cancel_all();
     model.reset();  // running workers hold their own reference
   }
   return info.Env().Undefined();

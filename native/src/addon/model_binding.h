@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <mutex>
 #include <memory>
 #include <vector>
 
@@ -15,8 +16,13 @@ class ModelBinding : public Napi::ObjectWrap<ModelBinding> {
   static Napi::Function Init(Napi::Env env);
   explicit ModelBinding(const Napi::CallbackInfo& info);
   std::shared_ptr<tb::Model> model;  // shared with running workers, so dispose() never frees under them
-  // The rows of the generation in flight that JavaScript asked to stop (stopRow); shared with it.
-  std::shared_ptr<std::vector<std::atomic<bool>>> stop_rows;
+  // The stop flags of the generation running now (stopRow), set by its worker when it starts
+  // and cleared when it ends, so that a generation queued behind it is not the one stopped.
+  struct RunningGeneration {
+    std::mutex mu;
+    std::shared_ptr<std::vector<std::atomic<bool>>> stop;
+  };
+  std::shared_ptr<RunningGeneration> running = std::make_shared<RunningGeneration>();
 
  private:
   std::shared_ptr<tb::Model> need(const Napi::Env& env);

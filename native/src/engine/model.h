@@ -186,14 +186,24 @@ class Model {
   struct Group;       // projections reading one input
   struct LoraStack;   // the LoRA branches of a group that run stacked
 
-  std::atomic<bool> cancel_flag{false};
+  // Cancellation by ticket: each call the caller issues takes the next ticket, and cancel()
+  // cancels every call issued so far (the running one and any queued behind it) but none issued
+  // after it. A call checks its ticket against cancelled_upto between layers.
+  uint64_t issue_ticket() { return ++issued_; }
+  void cancel_issued() { cancelled_upto_.store(issued_.load()); }
+  void cancel_all() { cancelled_upto_.store(UINT64_MAX); }
+  bool cancelled(uint64_t ticket) const {
+    uint64_t upto = cancelled_upto_.load();
+    return ticket ? ticket <= upto : upto == UINT64_MAX;
+  }
+  uint64_t running_ticket = 0;  // set by whoever runs a call, under mu; 0: a direct call (tests)
   std::mutex mu;  // one heavy call at a time per model
 
  private:
   Model() = default;
   void init_params(bool allocate);
   void check_cancel() const {
-    if (cancel_flag.load()) throw Cancelled();
+    if (cancelled(running_ticket)) throw Cancelled();
   }
   Pass& pack_batch(TrainState& ts, const BatchIn& b, bool adapters, bool train, uint64_t seed, const KvCache* cache);
   void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool save, KvCache* cache);
@@ -233,6 +243,7 @@ class Model {
   std::shared_ptr<TrainState> ts_;
   std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes and decoding
   bool train_state_valid_ = false;
+  std::atomic<uint64_t> issued_{0}, cancelled_upto_{0};
 };
 
 }  // namespace tb
