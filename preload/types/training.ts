@@ -1,5 +1,6 @@
 // Training runs as the renderer sees them: log entries of trainer_log.jsonl, streamed run
 // events and run summaries. Pure types (no Node imports): the renderer type-checks them.
+import type { ChatMessage } from './data'
 import type { TrainingConfig } from './trainingSchema'
 
 export type { TrainingConfig } from './trainingSchema'
@@ -39,11 +40,26 @@ export interface RunStatus {
   lastCheckpoint: string | null
 }
 
+/** One line of samples.jsonl: at an evaluation (or the end of the run), one of the run's fixed
+ *  validation prompts answered greedily by the base model and by the adapter as it is at `step`. */
+export interface SampleGeneration {
+  step: number
+  /** Which of the run's sample prompts (0, 1, ...); the same prompt at every step. */
+  index: number
+  /** As the record gives it: a string (plain text) or the conversation up to the answer. */
+  prompt: string | ChatMessage[]
+  /** The base model's answer (adapters off; for full fine-tuning, the weights before the first update). */
+  base: string
+  /** The answer of the adapter (full fine-tuning: the weights) after `step` steps. */
+  adapter: string
+}
+
 /** Events of a run; runDir is the run's absolute folder, the same string as RunSummary.dir. */
 export type RunEvent =
   | { type: 'started'; runDir: string; totalSteps: number; config: TrainingConfig; resumedFrom: string | null }
   | { type: 'log'; runDir: string; entry: TrainerLogEntry }
   | { type: 'eval'; runDir: string; entry: TrainerLogEntry }
+  | { type: 'samples'; runDir: string; step: number; samples: SampleGeneration[] }
   | { type: 'checkpoint'; runDir: string; step: number; dir: string }
   | { type: 'progress'; runDir: string; step: number; totalSteps: number; elapsedSeconds: number; remainingSeconds: number }
   | { type: 'finished'; runDir: string; adapterDir: string; step: number }
@@ -73,6 +89,8 @@ export interface RunDetail {
   summary: RunSummary
   config: TrainingConfig | null
   log: TrainerLogEntry[]
+  /** samples.jsonl, in the order written (steps ascending). */
+  samples: SampleGeneration[]
   status: RunStatus | null
 }
 

@@ -132,6 +132,11 @@ const configKeys = [
   { name: 'eval_strategy', type: 'enum', default: null, derived: true, choices: ['no', 'steps'], group: 'schedule',
     help: 'When to evaluate on the val_size split; unset = every eval_steps when val_size > 0.' },
   { name: 'eval_steps', type: 'int', default: null, min: 1, group: 'schedule', help: 'Evaluate every this many steps; unset = logging_steps.' },
+  // Tunebench's own: what the dashboard's sample panel shows.
+  { name: 'sample_prompts', type: 'int', default: 3, min: 0, group: 'schedule',
+    help: 'Prompts answered at each evaluation and at the end of the run, by the adapter and by the base model, greedily (samples.jsonl): the first records of the val_size split, else of the training set; 0 = none.' },
+  { name: 'sample_max_new_tokens', type: 'int', default: 64, min: 1, group: 'schedule',
+    help: 'The most tokens of each sample answer.' },
   // output
   { name: 'output_dir', type: 'string', default: null, required: true, group: 'output',
     help: 'Run folder: adapter, trainer_log.jsonl, run.json, checkpoint-N/.' },

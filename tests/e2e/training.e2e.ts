@@ -1,6 +1,6 @@
 // Train, watch, reload, compare, export — in the real renderer through serve mode: a DPO run
 // of the bundled demo model on labels exported from a project, its live charts and progress,
-// the same dashboard after a reload, a failed run's error, the config diff and metric overlay
+// its sample generations (held-out prompts, base and adapter answers), the same dashboard after a reload, a failed run's error, the config diff and metric overlay
 // of two runs, and the PEFT adapter exported to a folder.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { Page } from 'playwright-core'
-import { repoRoot, startApp, type AppSession } from './fixture'
+import { repoRoot, resultsDir, startApp, type AppSession } from './fixture'
 import { unnamedControls } from './a11y'
 
 const demoModel = join(repoRoot, 'resources/demo-model')
@@ -30,6 +30,20 @@ async function chartPoints(page: Page): Promise<Record<string, number>> {
   for (const chart of await dash.locator('[data-chart]').all())
     out[(await chart.getAttribute('data-chart'))!] = Number(await chart.getAttribute('data-points'))
   return out
+}
+
+/** What the sample panel shows: its step selector and, per prompt, the prompt and both answers. */
+async function samplePanel(page: Page): Promise<{ steps: string[]; step: string; samples: { prompt: string; base: string; adapter: string }[] }> {
+  const panel = page.getByTestId('sample-panel')
+  const select = panel.getByTestId('sample-step')
+  const samples = []
+  for (const s of await panel.getByTestId('sample').all())
+    samples.push({
+      prompt: (await s.locator('.prompt').innerText()).trim(),
+      base: (await s.getByTestId('sample-base').innerText()).trim(),
+      adapter: (await s.getByTestId('sample-adapter').innerText()).trim()
+    })
+  return { steps: (await select.locator('option').allInnerTexts()).map((t) => t.trim()), step: await select.inputValue(), samples }
 }
 
 const progressSelector = '[role="progressbar"][aria-label="Training progress"]'
@@ -59,6 +73,7 @@ describe('Train, Runs and Export pages', () => {
 
   let firstRun = ''
   let pointsBefore: Record<string, number> = {}
+  let samplesBefore: Awaited<ReturnType<typeof samplePanel>> | null = null
 
   it('starts a DPO run from the form and draws its charts live until 100 %', async () => {
     const { page } = app
@@ -115,9 +130,24 @@ describe('Train, Runs and Export pages', () => {
     assert.match((await page.locator('[data-chart="loss"]').getAttribute('aria-label')) ?? '', /^Loss chart: loss [\d.]+ at step 12; eval_loss [\d.]+ at step 12$/)
     for (const id of ['rewards', 'margins', 'accuracies', 'lr', 'grad_norm', 'throughput']) assert.ok(pointsBefore[id] > 0, `${id} chart has points`)
     firstRun = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+    samplesBefore = await samplePanel(page)
+    // Evaluated at steps 6 and 12: the latest shows, three held-out prompts with both answers.
+    assert.deepEqual(samplesBefore.steps, ['6', '12 (latest)'])
+    assert.equal(samplesBefore.step, '12')
+    assert.equal(samplesBefore.samples.length, 3)
+    for (const s of samplesBefore.samples) {
+      assert.ok(s.prompt.length > 0 && s.base.startsWith('Base model\n') && /^Adapter at step 12( · same as the base model)?\n/.test(s.adapter), JSON.stringify(s))
+      assert.ok(s.base.length > 'Base model\n'.length && s.adapter.split('\n').slice(1).join('').trim().length > 0, JSON.stringify(s))
+    }
     // The page scrolls inside the shell, so bring the dashboard into the picture.
     await page.getByTestId('run-dashboard').scrollIntoViewIfNeeded()
     await app.screenshot('train-page-finished')
+    // The panel alone, at the size it is read.
+    await page.getByTestId('sample-panel').screenshot({ path: join(resultsDir, 'train-page-samples.png') })
+    // An earlier evaluation, picked in the selector.
+    await page.getByLabel('Sample step').selectOption('6')
+    await page.getByText('Adapter at step 6').first().waitFor()
+    assert.equal((await samplePanel(page)).samples.length, 3)
     assert.deepEqual(await unnamedControls(app.page), [])
   })
 
@@ -130,6 +160,9 @@ describe('Train, Runs and Export pages', () => {
     // Charts draw from the log read back from trainer_log.jsonl.
     await page.locator('[data-chart="loss"][data-points="14"]').waitFor()
     assert.deepEqual(await chartPoints(page), pointsBefore)
+    // The samples are read back from samples.jsonl.
+    await page.getByTestId('sample').first().waitFor()
+    assert.deepEqual(await samplePanel(page), samplesBefore)
     assert.equal(await page.getByRole('progressbar', { name: 'Training progress' }).getAttribute('aria-valuenow'), '100')
   })
 

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { DataError } from '../data/errors'
-import { parseTrlRecord, type Message, type TrainingRecord } from '../data/formats'
+import { parseTrlRecord, type Message, type Text, type TrainingRecord } from '../data/formats'
 import { inspectFile, lfEntryMapping, readDatasetInfo, readRecords, where, type LfInfoEntry } from '../data/importers'
 import { readRows, type SourceKind } from '../data/sources'
 import type { RecordInput } from '../../../preload/types/data'
@@ -65,6 +65,16 @@ export interface LoadedExamples {
   train: Example[]
   eval: Example[]
   records: number
+  /** The prompt of each record of each split, in dataset order (one per record, where KTO
+   *  makes two examples of a pair): what the run's sample generations answer. */
+  prompts: { train: Text[]; eval: Text[] }
+}
+
+/** What a record asks the model: its prompt, or a conversation up to its last assistant turn. */
+export function recordPrompt(rec: TrainingRecord): Text {
+  if (rec.type !== 'messages') return rec.prompt
+  const last = rec.messages.map((m) => m.role).lastIndexOf('assistant')
+  return rec.messages.slice(0, last < 0 ? rec.messages.length : last)
 }
 
 export async function loadExamples(
@@ -72,6 +82,7 @@ export async function loadExamples(
   tok: ChatTokenizer
 ): Promise<LoadedExamples> {
   const all: Example[][] = []
+  const prompts: Text[] = []
   for (const source of await resolveDatasets(cfg)) {
     let count = 0
     let inChunk = 0
@@ -86,7 +97,9 @@ export async function loadExamples(
       }
       inChunk++
       try {
-        all.push(buildExample(tok, row.parse(), cfg.stage, cfg.cutoff_len))
+        const record = row.parse()
+        all.push(buildExample(tok, record, cfg.stage, cfg.cutoff_len))
+        prompts.push(recordPrompt(record))
       } catch (e) {
         const at = where(source.file, row.kind, row.index)
         if (e instanceof DataError) throw e.at(at)
@@ -99,6 +112,7 @@ export async function loadExamples(
   // A preference pair given to KTO becomes two examples; both stay on the same side of the split.
   let evalGroups: Example[][] = []
   let trainGroups = all
+  let split = { train: prompts, eval: [] as Text[] }
   if (cfg.val_size > 0) {
     const nVal = cfg.val_size < 1 ? Math.ceil(cfg.val_size * all.length) : cfg.val_size
     if (nVal >= all.length)
@@ -107,8 +121,9 @@ export async function loadExamples(
     const isVal = new Set(order.slice(0, nVal))
     evalGroups = all.filter((_, i) => isVal.has(i))
     trainGroups = all.filter((_, i) => !isVal.has(i))
+    split = { train: prompts.filter((_, i) => !isVal.has(i)), eval: prompts.filter((_, i) => isVal.has(i)) }
   }
-  return { train: trainGroups.flat(), eval: evalGroups.flat(), records: all.length }
+  return { train: trainGroups.flat(), eval: evalGroups.flat(), records: all.length, prompts: split }
 }
 
 /** A LLaMA-Factory record (as the data service's importer reads it) in TRL's conversational

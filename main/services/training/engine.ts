@@ -1,6 +1,6 @@
 // The part of the native engine's Model (native/index.ts, where its API is documented) the training loop
 // uses, as a structural interface so the loop type-checks on its own.
-import type { Batch, LoraOptions, LoraTarget, OptimizerOptions } from '../../../native/index'
+import type { Batch, GenerateOptions, GenerateStep, GeneratedRow, LoraOptions, LoraTarget, OptimizerOptions } from '../../../native/index'
 
 // The engine's own types, declared once in its wrapper (type-only: nothing of the addon loads).
 export type { Batch, LoraOptions, LoraTarget, OptimizerOptions }
@@ -18,6 +18,9 @@ export interface TrainableModel {
   gradNorm(): number
   saveTrainingState(path: string): Promise<void>
   loadTrainingState(path: string): Promise<void>
+  /** The run's sample generations (samples.ts). */
+  generate(prompts: Int32Array[], opts: GenerateOptions, onStep?: (step: GenerateStep) => void): Promise<GeneratedRow[]>
+  stopRow(row: number): void
   cancel(): void
   dispose(): void
 }

@@ -4,12 +4,13 @@ import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
-import type { AdapterExport, RunDetail, RunStatus, RunSummary, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
+import type { AdapterExport, RunDetail, RunStatus, RunSummary, SampleGeneration, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
 import { fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { processAlive } from '../process'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import { ConfigError, resolveConfig } from './config'
-import { listCheckpoints, Trainer } from './trainer'
+import { SAMPLES_FILE } from './samples'
+import { listCheckpoints, readJsonLines, Trainer } from './trainer'
 
 async function readJsonIfAny<T>(file: string): Promise<T | null> {
   try {
@@ -19,26 +20,13 @@ async function readJsonIfAny<T>(file: string): Promise<T | null> {
   }
 }
 
-/** trainer_log.jsonl lines; a torn last line (process killed mid-write) is skipped. */
-export async function readTrainerLog(dir: string): Promise<TrainerLogEntry[]> {
-  const file = join(dir, 'trainer_log.jsonl')
-  if (!existsSync(file)) return []
-  const out: TrainerLogEntry[] = []
-  for (const line of (await readFile(file, 'utf8')).split('\n')) {
-    if (!line.trim()) continue
-    try {
-      out.push(JSON.parse(line) as TrainerLogEntry)
-    } catch {
-      // only the last line can be torn; anything after it was never acknowledged
-    }
-  }
-  return out
-}
+export const readTrainerLog = (dir: string): Promise<TrainerLogEntry[]> => readJsonLines(join(dir, 'trainer_log.jsonl'))
 
 export async function readRun(dir: string, live?: Set<string>): Promise<RunDetail> {
   const config = await readJsonIfAny<TrainingConfig>(join(dir, 'run.json'))
   const status = await readJsonIfAny<RunStatus>(join(dir, 'status.json'))
   const log = await readTrainerLog(dir)
+  const samples = await readJsonLines<SampleGeneration>(join(dir, SAMPLES_FILE))
   const checkpoints = (await listCheckpoints(dir)).map((c) => c.name)
   let state: RunSummary['state'] = status?.state ?? 'unknown'
   // A run that says 'running' but whose process is gone (killed, crashed) was interrupted;
@@ -65,6 +53,7 @@ export async function readRun(dir: string, live?: Set<string>): Promise<RunDetai
     },
     config,
     log,
+    samples,
     status
   }
 }

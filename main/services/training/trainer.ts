@@ -1,17 +1,18 @@
 // The training loop: epochs of shuffled micro-batches, gradient accumulation, the schedule,
-// evaluation, logging to trainer_log.jsonl, checkpoints that resume exactly, NaN guard and
-// cancel. Heavy work is the engine's (one async call per forward/backward/update); what a
-// method does with a micro-batch (reference log-probs, batches, loss, metrics) is its Stage's
-// (stages/), so this file names no method.
+// evaluation, logging to trainer_log.jsonl, sample generations (samples.ts), checkpoints that
+// resume exactly, NaN guard and cancel. Heavy work is the engine's (one async call per
+// forward/backward/update); what a method does with a micro-batch (reference log-probs,
+// batches, loss, metrics) is its Stage's (stages/), so this file names no method.
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { stepIntervals, type TrainingConfig } from '../../../preload/types/trainingSchema'
-import type { RunEvent, RunStatus, TrainerLogEntry } from '../../../preload/types/training'
+import type { RunEvent, RunStatus, SampleGeneration, TrainerLogEntry } from '../../../preload/types/training'
 import { appendLineDurable, fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { loadExamples } from './datasets'
 import { loadNativeModel, loraTargets, type ModelLoader, type TrainableModel } from './engine'
 import { mixSeed, permutation, SEED_PURPOSE } from './rng'
+import { SAMPLES_FILE, SampleGenerations } from './samples'
 import { formatDuration, lrFactor, stepsPerEpoch, totalSteps as countTotalSteps, warmupSteps } from './schedule'
 import { ChatTokenizer, type Example } from './sequences'
 import { createStage, NonFiniteError, type MicroBatch, type MicroOutcome, type Stage } from './stages'
@@ -103,6 +104,7 @@ export class Trainer {
   private stage!: Stage
   private train: Example[] = []
   private evalSet: Example[] = []
+  private samples: SampleGenerations | null = null
   private readonly emit: (e: RunEvent) => void
   private lastCheckpoint: string | null = null
   private status!: RunStatus
@@ -170,12 +172,12 @@ export class Trainer {
     const cfg = this.cfg
     await mkdir(cfg.output_dir, { recursive: true })
     const log = join(cfg.output_dir, 'trainer_log.jsonl')
+    const samples = join(cfg.output_dir, SAMPLES_FILE)
     if (resume) {
       // Lines written after the checkpoint (by the run that died) are replayed by this run.
-      const kept = existsSync(log)
-        ? (await readFile(log, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as TrainerLogEntry).current_steps <= resume.state.global_step)
-        : []
-      await writeFileAtomic(log, kept.map((l) => l + '\n').join(''))
+      const step = resume.state.global_step
+      await keepLines(log, (l: TrainerLogEntry) => l.current_steps <= step)
+      await keepLines(samples, (l: SampleGeneration) => l.step <= step)
     } else {
       const existing = existsSync(join(cfg.output_dir, 'run.json')) || existsSync(log)
       if (existing && !cfg.overwrite_output_dir)
@@ -184,6 +186,7 @@ export class Trainer {
         )
       for (const c of await listCheckpoints(cfg.output_dir)) await rm(join(cfg.output_dir, c.name), { recursive: true, force: true })
       await writeFileAtomic(log, '')
+      await writeFileAtomic(samples, '')
     }
     await writeFileAtomic(join(cfg.output_dir, 'run.json'), JSON.stringify(cfg, null, 2) + '\n')
   }
@@ -223,6 +226,16 @@ export class Trainer {
     model.setGradientCheckpointing(!cfg.disable_gradient_checkpointing)
     this.stage = createStage({ cfg, model, padId: tok.padId })
     const stage = this.stage
+    // The base answers come first, from the weights as loaded: before the reference pass, a
+    // restored checkpoint or any update.
+    this.samples = cfg.sample_prompts > 0
+      ? await SampleGenerations.create({
+          model, tok, modelDir: cfg.model_name_or_path, prompts: data.prompts, count: cfg.sample_prompts,
+          maxNewTokens: cfg.sample_max_new_tokens, cutoffLen: cfg.cutoff_len, file: join(this.runDir, SAMPLES_FILE)
+        })
+      : null
+    await this.samples?.generateBase()
+    this.checkCancel()
 
     const B = cfg.per_device_train_batch_size
     const GA = cfg.gradient_accumulation_steps
@@ -342,11 +355,17 @@ export class Trainer {
         this.emit({ type: 'log', runDir: this.runDir, entry })
         window = { loss: 0, steps: 0, metrics: new Map(), tokens: 0, t: Date.now() }
       }
-      if (cfg.eval_strategy === 'steps' && this.evalSet.length > 0 && done % every.eval === 0) {
+      const evaluates = cfg.eval_strategy === 'steps' && this.evalSet.length > 0 && done % every.eval === 0
+      if (evaluates) {
         const entry = await this.evaluate(done, total, p.epochFloat, t)
         await appendLineDurable(join(this.runDir, 'trainer_log.jsonl'), JSON.stringify(entry))
         log.push(entry)
         this.emit({ type: 'eval', runDir: this.runDir, entry })
+      }
+      // Before the checkpoint of this step, so that a resume from it never lacks them.
+      if (this.samples && (evaluates || done === total)) {
+        this.checkCancel()
+        this.emit({ type: 'samples', runDir: this.runDir, step: done, samples: await this.samples.at(done) })
       }
       // No checkpoint at the last step: the finished run's adapter is written right after.
       if (done % every.save === 0 && done < total) {
@@ -442,6 +461,27 @@ export class Trainer {
     await rm(tmp, { recursive: true, force: true })
     await fsyncDir(this.runDir)
   }
+}
+
+/** The lines of a run's JSONL file; a torn last line (process killed mid-write) is skipped. */
+export async function readJsonLines<T>(file: string): Promise<T[]> {
+  if (!existsSync(file)) return []
+  const out: T[] = []
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    if (!line.trim()) continue
+    try {
+      out.push(JSON.parse(line) as T)
+    } catch {
+      // only the last line can be torn; anything after it was never acknowledged
+    }
+  }
+  return out
+}
+
+/** Rewrites a run's JSONL file with the lines that `keep` accepts. */
+async function keepLines<T>(file: string, keep: (line: T) => boolean): Promise<void> {
+  const kept = (await readJsonLines<T>(file)).filter(keep)
+  await writeFileAtomic(file, kept.map((l) => JSON.stringify(l) + '\n').join(''))
 }
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i)

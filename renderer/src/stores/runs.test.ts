@@ -18,7 +18,7 @@ vi.mock('../api', () => ({
   api: {
     runs: {
       list: async () => [summary()],
-      get: async (dir: string): Promise<RunDetail> => ({ summary: summary({ dir }), config: null, log: disk.map((e) => ({ ...e })), status: null }),
+      get: async (dir: string): Promise<RunDetail> => ({ summary: summary({ dir }), config: null, log: disk.map((e) => ({ ...e })), samples: [], status: null }),
       start: async () => summary(),
       stop: async () => true,
       resume: async () => summary()
@@ -118,5 +118,20 @@ describe('runs store', () => {
     expect(runs.logOf('/runs/dpo-1').map((e) => e.current_steps)).toEqual([1, 2])
     push({ type: 'log', runDir: '/runs/dpo-1', entry: entry(3, 0.55) })
     expect(runs.logOf('/runs/dpo-1').map((e) => e.loss)).toEqual([0.7, 0.6, 0.55])
+  })
+
+  it('keeps sample generations as they arrive: a step sent again replaces its lines, a resume drops those after its checkpoint', async () => {
+    const runs = useRunsStore()
+    await runs.start({})
+    const at = (step: number, adapter: string) => ({ type: 'samples' as const, runDir: '/runs/dpo-1', step, samples: [{ step, index: 0, prompt: 'Hi?', base: 'Hello.', adapter }] })
+    push(at(2, 'Hey.'))
+    push(at(4, 'Hi!'))
+    push(at(4, 'Hi there!'))
+    expect(runs.samplesOf('/runs/dpo-1').map((l) => [l.step, l.adapter])).toEqual([[2, 'Hey.'], [4, 'Hi there!']])
+    push({ type: 'started', runDir: '/runs/dpo-1', totalSteps: 4, config: {} as never, resumedFrom: '/runs/dpo-1/checkpoint-2' })
+    expect(runs.samplesOf('/runs/dpo-1').map((l) => l.step)).toEqual([2])
+    push(at(3, 'x'))
+    push({ ...at(1, 'y'), runDir: '/elsewhere' })
+    expect(runs.samplesOf('/runs/dpo-1').map((l) => l.step)).toEqual([2, 3])
   })
 })

@@ -1,13 +1,14 @@
 // Training runs: the history, the log of each run that has been looked at, and the live
 // events of running ones. A dashboard draws from `logs`, which is filled from the run's
 // trainer_log.jsonl when first shown and then grows with 'runs.event' — so a reload draws
-// exactly what it drew before. Runs are keyed by their folder (absolute path): the runs
+// exactly what it drew before; `samples` (samples.jsonl, the answers to the run's fixed
+// prompts at each evaluation) are kept the same way. Runs are keyed by their folder (absolute path): the runs
 // service accepts it wherever the run lives, and events name the same absolute folder.
 import { defineStore } from 'pinia'
 import { ref, shallowRef, triggerRef } from 'vue'
 import { api } from '../api'
 import { guarded } from '../lib/guarded'
-import type { RunDetail, RunEvent, RunSummary } from '../../../preload/types/training'
+import type { RunDetail, RunEvent, RunSummary, SampleGeneration, TrainingConfig } from '../../../preload/types/training'
 import type { LogEntry } from '../lib/runMetrics'
 
 /** Live progress of a running run (progress events come more often than log lines). */
@@ -24,6 +25,10 @@ export const useRunsStore = defineStore('runs', () => {
   /** Log lines per run folder; arrays grow in place and `revision` says when. */
   const logs = shallowRef(new Map<string, LogEntry[]>())
   const details = ref<Record<string, RunDetail>>({})
+  /** samples.jsonl lines per run folder, steps ascending. */
+  const samples = ref<Record<string, SampleGeneration[]>>({})
+  /** The config of each run as its folder or its 'started' event gave it. */
+  const configs = ref<Record<string, TrainingConfig | null>>({})
   const live = ref<Record<string, LiveProgress>>({})
   const revision = ref(0)
   const error = ref<string | null>(null)
@@ -50,6 +55,7 @@ export const useRunsStore = defineStore('runs', () => {
       case 'started': {
         // A run started elsewhere (the CLI does not reach us, another window does): list it.
         if (!run) return void refresh()
+        configs.value = { ...configs.value, [run.dir]: event.config }
         patch(event.runDir, { state: 'running', error: null, totalSteps: event.totalSteps })
         // A resumed run logs again from its checkpoint on: drop the lines after it.
         const from = /checkpoint-(\d+)$/.exec(event.resumedFrom ?? '')
@@ -60,6 +66,8 @@ export const useRunsStore = defineStore('runs', () => {
           revision.value++
           triggerRef(logs)
         }
+        const held = samples.value[run.dir]
+        if (from && held) samples.value = { ...samples.value, [run.dir]: held.filter((l) => l.step <= Number(from[1])) }
         return
       }
       case 'log':
@@ -73,6 +81,13 @@ export const useRunsStore = defineStore('runs', () => {
         if (event.type === 'log' && typeof event.entry.loss === 'number') patch(event.runDir, { lastLoss: event.entry.loss })
         revision.value++
         triggerRef(logs)
+        return
+      }
+      case 'samples': {
+        const held = run && samples.value[run.dir]
+        // A run whose samples were never loaded gets them all on first load instead.
+        if (!held) return
+        samples.value = { ...samples.value, [run.dir]: [...held.filter((l) => l.step !== event.step), ...event.samples] }
         return
       }
       case 'progress':
@@ -108,6 +123,8 @@ export const useRunsStore = defineStore('runs', () => {
     if (!detail) return undefined
     details.value = { ...details.value, [dir]: detail }
     logs.value.set(dir, [...(detail.log as LogEntry[])])
+    samples.value = { ...samples.value, [dir]: detail.samples }
+    configs.value = { ...configs.value, [dir]: detail.config }
     upsert(detail.summary)
     revision.value++
     triggerRef(logs)
@@ -127,6 +144,7 @@ export const useRunsStore = defineStore('runs', () => {
         upsert(run)
         // The folder is being created now; the run's lines come as events from here on.
         logs.value.set(run.dir, [])
+        samples.value = { ...samples.value, [run.dir]: [] }
         selected.value = run.dir
         revision.value++
         triggerRef(logs)
@@ -158,8 +176,10 @@ export const useRunsStore = defineStore('runs', () => {
   const logOf = (dir: string): LogEntry[] => logs.value.get(dir) ?? []
   const runOf = (dir: string | null): RunSummary | null => runs.value.find((r) => r.dir === dir) ?? null
   const liveOf = (dir: string): LiveProgress | null => live.value[dir] ?? null
+  const samplesOf = (dir: string): SampleGeneration[] => samples.value[dir] ?? []
+  const configOf = (dir: string): TrainingConfig | null => configs.value[dir] ?? null
 
-  return { runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, logOf, runOf, liveOf, receive }
+  return { runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, logOf, runOf, liveOf, samplesOf, configOf, receive }
 })
 
 function sameEntry(a: object, b: object): boolean {
