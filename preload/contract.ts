@@ -27,7 +27,14 @@ import type {
   TokenizePreview,
   TokenizePreviewOptions
 } from './types/data'
-import type { ChatDelta, ChatReply, ChatRequest } from './types/generation'
+import type {
+  ChatDelta,
+  ChatReply,
+  ChatRequest,
+  GenerateAnswersProgress,
+  GenerateAnswersRequest,
+  GenerateAnswersResult
+} from './types/generation'
 import type { AdapterExport, ConfigCheck, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
 
 /** Request/response channels: channel name -> [arguments, result]. */
@@ -80,6 +87,12 @@ export interface InvokeMap {
   /** Excludes the records a report flagged; returns how many. */
   'data.excludeFlagged': { args: [report: DecontamReport, kinds?: DecontamKind[]]; result: number }
   'data.tokenizePreview': { args: [options: TokenizePreviewOptions]; result: TokenizePreview }
+  /** Samples the missing answers of the records in scope from each source and stores them as
+   *  candidates (one at a time; progress on data.generateProgress). Resolves when done or
+   *  cancelled, with what was written. */
+  'data.generateAnswers': { args: [request: GenerateAnswersRequest]; result: GenerateAnswersResult }
+  /** Stops the answers being generated (those written stay); false when none runs. */
+  'data.cancelGenerate': { args: []; result: boolean }
   // training and runs
   /** Runs under the runs root (and live ones), newest first. */
   'runs.list': { args: []; result: RunSummary[] }
@@ -106,6 +119,7 @@ export interface InvokeMap {
 export interface EventMap {
   'models.downloadProgress': DownloadProgress
   'data.importProgress': ImportProgress
+  'data.generateProgress': GenerateAnswersProgress
   /** Streamed events of training runs (started, log, eval, checkpoint, progress, finished, ...). */
   'runs.event': RunEvent
   /** Text of a chat answer as it is written. */
@@ -145,6 +159,8 @@ export const invokeChannels = [
   'data.decontam',
   'data.excludeFlagged',
   'data.tokenizePreview',
+  'data.generateAnswers',
+  'data.cancelGenerate',
   'runs.list',
   'runs.get',
   'runs.validate',
@@ -156,7 +172,13 @@ export const invokeChannels = [
   'generation.cancelChat'
 ] as const satisfies readonly InvokeChannel[]
 
-export const eventChannels = ['models.downloadProgress', 'data.importProgress', 'runs.event', 'generation.delta'] as const satisfies readonly EventChannel[]
+export const eventChannels = [
+  'models.downloadProgress',
+  'data.importProgress',
+  'data.generateProgress',
+  'runs.event',
+  'generation.delta'
+] as const satisfies readonly EventChannel[]
 
 type Missing<All, Listed> = Exclude<All, Listed>
 // Compile-time check that every channel of the maps is listed.

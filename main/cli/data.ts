@@ -1,17 +1,20 @@
-// `tunebench data check|import|export`: the annotation store from scripts and tests, on the
-// same services as the app.
+// `tunebench data check|import|export|decontam|generate`: the annotation store from scripts and
+// tests, on the same services as the app.
 import { DataError } from '../services/data/errors'
 import { exportProject } from '../services/data/export'
 import { FORMATS } from '../services/data/importFormats'
 import { checkFile } from '../services/data/preview'
 import { closeProject, openProject } from '../services/data/store'
 import type { DataFormatId, ExportFormat, Split } from '../../preload/types/data'
+import { UsageError } from './flags'
 
 const usage = `usage:
   tunebench data check FILE [--format F] [--map field=column,...]
   tunebench data import FILE... --project DIR [--split train|val] [--format F] [--map field=column,...]
   tunebench data export --project DIR --format trl-dpo|trl-kto|trl-sft|llamafactory|candidates --out PATH [--split train|val] [--name NAME]
   tunebench data decontam --project DIR [--eval FILE] [--ngram 8] [--threshold 0.5] [--near 0.8] [--exclude]
+  tunebench data generate --project DIR --model DIR [--adapter DIR] --n K [--only all|unlabeled|prompt-only]
+                          [--split train|val] [sampling flags of tunebench generate] [--batch-size N] [--threads N]
 
 import formats (detected unless --format is given): ${FORMATS.map((f) => f.id).join(', ')}
 --map names the column of each field, e.g. --map prompt=question,chosen=good,rejected=bad
@@ -39,8 +42,6 @@ function parse(argv: string[], valued: string[], bools: string[] = []): Parsed {
   }
   return { positional, flags }
 }
-
-class UsageError extends Error {}
 
 function str(p: Parsed, k: string): string | undefined {
   const v = p.flags.get(k)
@@ -134,6 +135,11 @@ export async function run(argv: string[]): Promise<number> {
           closeProject(dir)
         }
         return 0
+      }
+      case 'generate': {
+        // Loaded here so that the other data commands never load the engine's tokenizers.
+        const { runGenerate } = await import('./dataGenerate')
+        return await runGenerate(rest)
       }
       case undefined:
       case '--help':

@@ -1,13 +1,12 @@
 // `tunebench generate`: completions of a prompt or of a data file's prompts. With --out, one
 // JSON line per (record, sample) written atomically when all are done, progress on stderr;
 // without it, each completion's text streams to stdout as it is decoded.
-import { parseArgs } from 'node:util'
 import { writeFileAtomic } from '../services/fsAtomic'
 import { generate, type GenerationPrompt, type GenerationResult } from '../services/generation/generate'
 import { GenerationPool } from '../services/generation/pool'
 import { readPrompts } from '../services/generation/prompts'
-import { SETTING_SPECS, settingProblem, type GenerationSettings } from '../../preload/types/generationSettings'
 import { ProgressBar, progressLine } from './progress'
+import { parseFlags, samplingFlagOptions, samplingSettings, UsageError, wholeFlag } from './flags'
 
 const usage = `usage: tunebench generate --model DIR [--adapter DIR] (--prompt TEXT | --data FILE) [--out FILE]
                           [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]
@@ -15,54 +14,24 @@ const usage = `usage: tunebench generate --model DIR [--adapter DIR] (--prompt T
                           [--stop STR]... [--no-chat-template] [--batch-size N] [--threads N]
 `
 
-class UsageError extends Error {}
-
 function parse(argv: string[]) {
-  const settingFlags = Object.fromEntries(SETTING_SPECS.map((s) => [s.flag, { type: 'string' as const }]))
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string' }, adapter: { type: 'string' }, prompt: { type: 'string' }, data: { type: 'string' },
-        out: { type: 'string' }, system: { type: 'string' }, stop: { type: 'string', multiple: true },
-        'no-chat-template': { type: 'boolean' }, 'batch-size': { type: 'string' }, threads: { type: 'string' },
-        help: { type: 'boolean', short: 'h' }, ...settingFlags
-      }
-    })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
-  const v = parsed.values as Record<string, string | string[] | boolean | undefined>
+  const v = parseFlags(argv, {
+    model: { type: 'string' }, adapter: { type: 'string' }, prompt: { type: 'string' }, data: { type: 'string' },
+    out: { type: 'string' }, system: { type: 'string' },
+    'no-chat-template': { type: 'boolean' }, 'batch-size': { type: 'string' }, threads: { type: 'string' },
+    help: { type: 'boolean', short: 'h' }, ...samplingFlagOptions()
+  })
   if (v.help) return { help: true as const }
   const str = (k: string): string | undefined => v[k] as string | undefined
   if (!str('model')) throw new UsageError('--model is required')
   if (str('prompt') === undefined && !str('data')) throw new UsageError('one of --prompt or --data is required')
   if (str('prompt') !== undefined && str('data')) throw new UsageError('--prompt and --data cannot be used together')
   if (str('system') !== undefined && str('data')) throw new UsageError('--system goes with --prompt (a data file brings its own system prompts)')
-  const settings: Partial<GenerationSettings> = {}
-  for (const spec of SETTING_SPECS) {
-    const raw = str(spec.flag)
-    if (raw === undefined) continue
-    const n = raw.trim() === '' ? NaN : Number(raw)
-    const problem = settingProblem(spec, n)
-    if (problem) throw new UsageError(`--${spec.flag}: expected ${spec.range}, got "${raw}"`)
-    settings[spec.key] = n
-  }
-  const stop = (v.stop as string[] | undefined) ?? []
-  if (stop.some((s) => s === '')) throw new UsageError('--stop: a stop string cannot be empty')
-  settings.stop = stop
-  const whole = (flag: string, min: number): number | undefined => {
-    const raw = str(flag)
-    if (raw === undefined) return undefined
-    const n = Number(raw)
-    if (raw.trim() === '' || !Number.isInteger(n) || n < min) throw new UsageError(`--${flag}: expected a whole number ≥ ${min}, got "${raw}"`)
-    return n
-  }
+  const settings = samplingSettings(v)
   return {
     help: false as const, model: str('model')!, adapter: str('adapter') ?? null, prompt: str('prompt'), data: str('data'),
     system: str('system') ?? null, out: str('out'), settings, chatTemplate: !v['no-chat-template'],
-    batchSize: whole('batch-size', 1), threads: whole('threads', 0)
+    batchSize: wholeFlag(v, 'batch-size', 1), threads: wholeFlag(v, 'threads', 0)
   }
 }
 

@@ -8,6 +8,7 @@ import { createDataHandlers } from './data/handlers'
 import { DEMO_CANDIDATES } from './data/lastProject'
 import { createRunHandlers } from './training/runs'
 import { createGenerationHandlers } from './generation/handlers'
+import { GenerationPool } from './generation/pool'
 import { join } from 'node:path'
 
 export interface ServiceOptions {
@@ -46,6 +47,9 @@ export function createServices(options: ServiceOptions): Services {
   const onClose = (close: () => void | Promise<void>) => closers.push(close)
   // What a first start opens: the demo model and a default project of the demo candidates.
   const resources = findResourcesDir()
+  // One pool of loaded models for the process: the Playground and "Generate answers…" load a
+  // model once between them.
+  const pool = new GenerationPool()
   const handlers: Handlers = {
     ...createEngineHandlers(),
     'app.demo': () => demoResources(),
@@ -61,15 +65,17 @@ export function createServices(options: ServiceOptions): Services {
       emit: options.emit,
       sqliteBinding: options.sqliteBinding,
       dataDir: options.dataDir,
-      demoCandidates: resources ? join(resources, DEMO_CANDIDATES) : null
+      demoCandidates: resources ? join(resources, DEMO_CANDIDATES) : null,
+      pool
     }, onClose),
-    ...createGenerationHandlers({ emit: options.emit }, onClose),
+    ...createGenerationHandlers({ emit: options.emit, pool }, onClose),
     ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), indexFile: join(options.dataDir, 'runs-index.json'), emit: options.emit }, onClose)
   }
   return {
     handlers,
     close: async () => {
       await Promise.allSettled(closers.map((close) => close()))
+      await pool.dispose()
     }
   }
 }

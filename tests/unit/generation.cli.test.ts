@@ -1,26 +1,16 @@
 // `tunebench generate` end to end on a tiny byte-level model: --data in an import format with
 // --out JSONL (exactly the documented keys, one line per record and sample), --prompt streaming
 // to stdout the text --out records, and bad flags refused naming the flag.
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ChatTokenizer } from '../../main/services/training/sequences'
+import { runCli } from './cli-run'
 import { writeByteLevelModel } from './generation-fixture'
 import { engineBuilt } from './trainingPython'
 
-const root = join(import.meta.dirname, '..', '..')
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'main/cli.ts', 'generate', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = '', stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const cli = (args: string[]) => runCli(['generate', ...args])
 
 describe.runIf(engineBuilt())('tunebench generate', () => {
   let dir = ''

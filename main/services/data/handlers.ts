@@ -1,11 +1,13 @@
 // The data.* IPC handlers: one open project per service instance, opened by data.open (or
 // by data.openLast: the last one again, else the default project).
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
 import type { ProjectInfo } from '../../../preload/types/data'
 import { decontaminate, excludeHits } from './decontam'
 import { DataError } from './errors'
 import { exportProject } from './export'
+import { generateAnswers } from './generateAnswers'
+import { GenerationPool } from '../generation/pool'
 import { DEFAULT_PROJECT, fillDefaultProject, isProject, LastProject } from './lastProject'
 import { previewImport } from './preview'
 import { closeProject, openProject, type Project, type StoreOptions } from './store'
@@ -20,20 +22,32 @@ export interface DataServiceOptions extends StoreOptions {
   dataDir?: string
   /** The bundled demo candidates file the default project starts with; null when not found. */
   demoCandidates?: string | null
+  /** The process's loaded models (shared with the Playground), for data.generateAnswers;
+   *  without it the handlers keep their own. */
+  pool?: GenerationPool
 }
 
-export function createDataHandlers(opts: DataServiceOptions, onClose?: (close: () => void) => void): DataHandlers {
+export function createDataHandlers(opts: DataServiceOptions, onClose?: (close: () => void | Promise<void>) => void): DataHandlers {
   let project: Project | null = null
   const last = opts.dataDir ? new LastProject(join(opts.dataDir, 'last-project.json')) : null
   const current = (): Project => {
     if (!project) throw new DataError('no project is open; open a project folder first')
     return project
   }
-  onClose?.(() => {
+  let ownPool: GenerationPool | null = null
+  const pool = (): GenerationPool => opts.pool ?? (ownPool ??= new GenerationPool())
+  /** The generation of answers running now (one at a time: they would share the models). */
+  let generating: { abort: AbortController; done: Promise<unknown> } | null = null
+  onClose?.(async () => {
+    generating?.abort.abort()
+    await generating?.done.catch(() => undefined)
+    await ownPool?.dispose()
     if (project) closeProject(project.dir)
     project = null
   })
   const open = async (dir: string): Promise<Project> => {
+    if (generating && project && resolve(dir) !== project.dir)
+      throw new DataError(`answers are being generated for ${project.dir}; cancel that before opening another project`)
     const next = openProject(dir, { sqliteBinding: opts.sqliteBinding })
     if (project && project !== next) closeProject(project.dir)
     project = next
@@ -80,6 +94,23 @@ export function createDataHandlers(opts: DataServiceOptions, onClose?: (close: (
     'data.export': async (options) => exportProject(current(), options),
     'data.decontam': async (options) => decontaminate(current(), options ?? {}),
     'data.excludeFlagged': async (report, kinds) => excludeHits(current(), report, kinds),
-    'data.tokenizePreview': async (options) => tokenizePreview(current(), options)
+    'data.tokenizePreview': async (options) => tokenizePreview(current(), options),
+    'data.generateAnswers': async (request) => {
+      const p = current()
+      if (request?.dryRun) return generateAnswers(p, pool(), request)
+      if (generating) throw new DataError('answers are being generated already; cancel that first')
+      const abort = new AbortController()
+      const done = generateAnswers(p, pool(), request, { signal: abort.signal, onProgress: (e) => opts.emit('data.generateProgress', e) })
+      generating = { abort, done }
+      try {
+        return await done
+      } finally {
+        generating = null
+      }
+    },
+    'data.cancelGenerate': async () => {
+      generating?.abort.abort()
+      return generating !== null
+    }
   }
 }

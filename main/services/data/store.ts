@@ -484,20 +484,61 @@ export class Project {
 
   /** Adds generated answers to a record. */
   addCandidates(recordId: number, candidates: { content: string; source: string }[]): DataRecord {
-    if (!Array.isArray(candidates)) throw new DataError('expected a list of candidates')
-    candidates.forEach((c, i) => {
-      checkString(c?.content, `candidates[${i}].content`)
-      checkString(c?.source, `candidates[${i}].source`)
-    })
-    this.invalidateCounts()
-    this.db.transaction(() => {
-      if (!this.stmts.record.get(recordId)) throw new DataError(`no record with id ${recordId}`)
-      const max = (this.db.prepare('SELECT COALESCE(MAX(idx), -1) AS m FROM candidates WHERE record_id = ?').get(recordId) as { m: number }).m
-      const stmt = this.db.prepare('INSERT INTO candidates (record_id, idx, content, source) VALUES (?, ?, ?, ?)')
-      candidates.forEach((c, i) => stmt.run(recordId, max + 1 + i, c.content, c.source))
-      this.db.prepare('UPDATE records SET updated_at = ? WHERE id = ?').run(now(), recordId)
-    }).immediate()
+    this.addAnswers([{ recordId, candidates }])
     return this.getRecord(recordId)
+  }
+
+  /** Adds answers to several records in one transaction (one engine call's answers): all of
+   *  them are stored, or none. Returns how many were added. */
+  addAnswers(entries: { recordId: number; candidates: { content: string; source: string }[] }[]): number {
+    for (const e of entries) {
+      if (!Array.isArray(e.candidates)) throw new DataError('expected a list of candidates')
+      e.candidates.forEach((c, i) => {
+        checkString(c?.content, `candidates[${i}].content`)
+        checkString(c?.source, `candidates[${i}].source`)
+      })
+    }
+    this.invalidateCounts()
+    const maxIdx = this.db.prepare<[number], { m: number }>('SELECT COALESCE(MAX(idx), -1) AS m FROM candidates WHERE record_id = ?')
+    const insert = this.db.prepare('INSERT INTO candidates (record_id, idx, content, source) VALUES (?, ?, ?, ?)')
+    const touch = this.db.prepare('UPDATE records SET updated_at = ? WHERE id = ?')
+    return this.db.transaction(() => {
+      let n = 0
+      for (const { recordId, candidates } of entries) {
+        if (!this.stmts.record.get(recordId)) throw new DataError(`no record with id ${recordId}`)
+        const max = maxIdx.get(recordId)!.m
+        candidates.forEach((c, i) => insert.run(recordId, max + 1 + i, c.content, c.source))
+        touch.run(now(), recordId)
+        n += candidates.length
+      }
+      return n
+    }).immediate()
+  }
+
+  /** The records to generate answers for, in id order, excluded ones left out: for each, how
+   *  many answers it holds from each source and whether it has a gold answer. */
+  answerSources(opts: { ids?: number[]; split?: Split; status?: LabelStatus } = {}): { id: number; gold: boolean; sources: Map<string, number> }[] {
+    const where = ['r.excluded = 0']
+    const params: unknown[] = []
+    if (opts.split) {
+      where.push('r.split = ?')
+      params.push(opts.split)
+    }
+    if (opts.status) {
+      where.push('r.status = ?')
+      params.push(opts.status)
+    }
+    const wanted = opts.ids ? new Set(opts.ids) : null
+    const rows = this.db.prepare(`SELECT r.id AS id, r.gold IS NOT NULL AS gold FROM records r WHERE ${where.join(' AND ')} ORDER BY r.id`)
+      .all(...params) as { id: number; gold: number }[]
+    const out = new Map<number, { id: number; gold: boolean; sources: Map<string, number> }>()
+    for (const r of rows) if (!wanted || wanted.has(r.id)) out.set(r.id, { id: r.id, gold: r.gold === 1, sources: new Map() })
+    const counts = this.db.prepare(
+      `SELECT c.record_id AS id, c.source AS source, COUNT(*) AS n FROM candidates c JOIN records r ON r.id = c.record_id
+       WHERE ${where.join(' AND ')} GROUP BY c.record_id, c.source`
+    ).all(...params) as { id: number; source: string; n: number }[]
+    for (const c of counts) out.get(c.id)?.sources.set(c.source, c.n)
+    return [...out.values()]
   }
 
   // --- import -----------------------------------------------------------------------------

@@ -32,8 +32,11 @@ export interface TextDelta {
   delta: string
 }
 
-/** A prompt: a conversation or text to encode, or token ids as they are; `index` defaults to its position. */
-export type GenerationPrompt = (PromptSpec | { ids: number[] }) & { index?: number }
+/** A prompt: a conversation or text to encode, or token ids as they are; `index` defaults to its
+ *  position. `samples` names which completions to draw (default 0 … numReturnSequences - 1):
+ *  each one's seed depends on its number, so drawing 2 and 3 later gives what drawing 0 to 3 at
+ *  once would have (how generating answers again tops a record up). */
+export type GenerationPrompt = (PromptSpec | { ids: number[] }) & { index?: number; samples?: number[] }
 
 export interface GenerateCallOptions {
   settings?: Partial<GenerationSettings>
@@ -138,9 +141,12 @@ export async function generate(pool: GenerationPool, source: GenerationSource, p
   const batchSize = opts.batchSize ?? 16
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`)
   const tok = await pool.tokenizer(source.model)
-  const rows: GenerationRow[] = []
-  prompts.forEach((p, i) => {
+  const defaultSamples = Array.from({ length: settings.numReturnSequences }, (_, s) => s)
+  // One group of rows per prompt: its samples always share an engine call.
+  const groups: GenerationRow[][] = prompts.map((p, i) => {
     const index = p.index ?? i
+    const samples = p.samples ?? defaultSamples
+    if (samples.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`prompt ${index}: samples must be whole numbers ≥ 0`)
     let ids: number[]
     try {
       ids = 'ids' in p ? p.ids : promptIds(tok, p, opts.chatTemplate ?? true)
@@ -148,15 +154,23 @@ export async function generate(pool: GenerationPool, source: GenerationSource, p
       throw new Error(`prompt ${index}: ${(err as Error).message}`)
     }
     if (!ids.length) throw new Error(`prompt ${index}: no tokens`)
-    for (let s = 0; s < settings.numReturnSequences; s++) rows.push({ index, sample: s, ids })
+    return samples.map((sample) => ({ index, sample, ids }))
   })
-  const perCall = Math.max(1, Math.floor(batchSize / settings.numReturnSequences)) * settings.numReturnSequences
   const results: GenerationResult[] = []
-  for (let i = 0; i < rows.length; i += perCall) {
-    const chunk = rows.slice(i, i + perCall)
+  const run = async (chunk: GenerationRow[]): Promise<void> => {
     const got = await pool.use(source, (src) => generateRows(src, chunk, settings, opts))
     opts.onResults?.(got)
     results.push(...got)
   }
+  let chunk: GenerationRow[] = []
+  for (const group of groups) {
+    if (!group.length) continue
+    if (chunk.length && chunk.length + group.length > batchSize) {
+      await run(chunk)
+      chunk = []
+    }
+    chunk.push(...group)
+  }
+  if (chunk.length) await run(chunk)
   return results
 }

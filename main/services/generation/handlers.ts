@@ -7,11 +7,12 @@ import { GenerationPool } from './pool'
 
 export function createGenerationHandlers(opts: { emit: Emit; pool?: GenerationPool }, onClose: (close: () => Promise<void>) => void = () => {}):
   Pick<Handlers, 'generation.chat' | 'generation.cancelChat'> {
+  // A pool given by the caller is shared (services/index.ts) and freed by its owner.
   const pool = opts.pool ?? new GenerationPool()
   const running = new Map<string, AbortController>()
   onClose(async () => {
     for (const c of running.values()) c.abort()
-    await pool.dispose()
+    if (!opts.pool) await pool.dispose()
   })
   return {
     'generation.chat': async (req: ChatRequest) => {

@@ -2,17 +2,14 @@
 // seed and settings, and the answers kept as labeled records in the open project.
 import { defineStore } from 'pinia'
 import { computed, reactive, ref } from 'vue'
-import type { ChatSource, ChatTurn } from '../../../preload/types/generation'
+import type { ChatTurn } from '../../../preload/types/generation'
 import { DEFAULT_GENERATION_SETTINGS, type GenerationSettings } from '../../../preload/types/generationSettings'
 import type { RecordInput } from '../../../preload/types/data'
 import { api } from '../api'
 import { errorMessage } from '../lib/guarded'
+import { adapterChoice, listSources, type SourceChoice } from '../lib/sources'
 
-export interface SourceChoice extends ChatSource {
-  /** Unique key for the select. */
-  key: string
-  label: string
-}
+export type { SourceChoice }
 
 export interface Answer {
   source: SourceChoice
@@ -35,7 +32,6 @@ export interface Round {
   kept: string | null
 }
 
-const sourceKey = (s: ChatSource): string => `${s.model}\u0000${s.adapter ?? ''}`
 
 export const usePlaygroundStore = defineStore('playground', () => {
   const sources = ref<SourceChoice[]>([])
@@ -60,14 +56,7 @@ export const usePlaygroundStore = defineStore('playground', () => {
   /** Base models (recent, last opened first) and every finished run's adapter. */
   async function loadSources(): Promise<void> {
     try {
-      const [recent, runs] = await Promise.all([api.models.recent(), api.runs.list()])
-      const list: SourceChoice[] = []
-      const add = (s: ChatSource, label: string): void => {
-        const key = sourceKey(s)
-        if (!list.some((x) => x.key === key)) list.push({ ...s, key, label })
-      }
-      for (const m of recent) add({ model: m.dir, adapter: null }, `${m.name} (base)`)
-      for (const r of runs) if (r.hasAdapter && r.model) add({ model: r.model, adapter: r.dir }, `${r.id} (${r.stage} adapter)`)
+      const list = await listSources()
       for (const s of sources.value) if (!list.some((x) => x.key === s.key)) list.push(s) // folders added by hand
       sources.value = list
       if (!byKey(left.value)) left.value = list[0]?.key ?? ''
@@ -82,11 +71,10 @@ export const usePlaygroundStore = defineStore('playground', () => {
   function addAdapter(dir: string): SourceChoice | null {
     const base = byKey(left.value)
     if (!base || !dir.trim()) return null
-    const s: ChatSource = { model: base.model, adapter: dir.trim() }
-    const key = sourceKey(s)
-    let choice = byKey(key)
+    const typed = adapterChoice(base.model, dir.trim())
+    let choice = byKey(typed.key)
     if (!choice) {
-      choice = { ...s, key, label: `${dir.trim().split(/[\\/]/).filter(Boolean).pop()} (adapter)` }
+      choice = typed
       sources.value = [...sources.value, choice]
     }
     return choice
