@@ -10,6 +10,7 @@
 // attention's dq/dk/dv, swiglu's dg/du, gemm with beta 0) start as NaN, so that reading them
 // shows; KV-cache rows past kvlen are NaN too, so that reading them shows.
 #include "backend_ops.h"
+#include "finite_diff.h"
 
 #include <algorithm>
 #include <cmath>
@@ -143,27 +144,10 @@ struct Checker {
       report(false, name, fmt("gradient size %zu, input %zu", grad.size(), x.size()));
       return;
     }
-    double maxg = 0;
-    bool finite = true;
-    for (float g : grad) {
-      maxg = std::max(maxg, double(std::fabs(g)));
-      finite = finite && std::isfinite(g);
-    }
-    double worst = 0;
-    size_t n = x.size(), count = std::min(n, kFdEntries);
-    for (size_t k = 0; k < count; k++) {
-      size_t i = count == 1 ? 0 : k * (n - 1) / (count - 1);
-      float keep = x[i];
-      x[i] = keep + eps;
-      double lp = loss();
-      x[i] = keep - eps;
-      double lm = loss();
-      x[i] = keep;
-      double fdv = (lp - lm) / (2 * double(eps));
-      worst = std::max(worst, std::fabs(fdv - grad[i]));
-    }
-    double rel = worst / std::max(maxg, 1e-3);
-    bool ok = finite && std::isfinite(rel) && rel <= tol;
+    FdResult r = fd_compare(x.data(), x.size(), grad.data(), loss, eps, kFdEntries);
+    double rel = r.rel, maxg = r.maxg;
+    size_t count = r.checked, n = x.size();
+    bool ok = r.finite && std::isfinite(rel) && rel <= tol;
     report(ok, name, fmt("fd rel err %.2e (tol %.0e, max |grad| %.3g, %zu of %zu entries)", rel, tol, maxg, count, n));
   }
 };

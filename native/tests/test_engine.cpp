@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend_ops.h"
+#include "finite_diff.h"
 #include "gemm.h"
 #include "model.h"
 #include "random.h"
@@ -36,22 +37,9 @@ static double dotw(const std::vector<float>& out, const std::vector<float>& w) {
 static void fd_check(const std::string& name, float* x, size_t n, const float* grad,
                      const std::function<double()>& loss, float eps = 1e-2f, double tol = 2e-2, size_t max_entries = 64) {
   checks++;
-  double maxg = 0;
-  for (size_t i = 0; i < n; i++) maxg = std::max(maxg, double(std::fabs(grad[i])));
-  double worst = 0;
-  size_t stride = std::max<size_t>(1, n / max_entries);
-  for (size_t i = 0; i < n; i += stride) {
-    float keep = x[i];
-    x[i] = keep + eps;
-    double lp = loss();
-    x[i] = keep - eps;
-    double lm = loss();
-    x[i] = keep;
-    double fd = (lp - lm) / (2 * eps);
-    worst = std::max(worst, std::fabs(fd - grad[i]));
-  }
-  double rel = worst / std::max(maxg, 1e-3);
-  bool ok = rel <= tol && std::isfinite(rel) && maxg > 0;
+  FdResult r = fd_compare(x, n, grad, loss, eps, max_entries);
+  double rel = r.rel, maxg = r.maxg;
+  bool ok = rel <= tol && std::isfinite(rel) && r.finite && maxg > 0;
   if (!ok) failures++;
   printf("%s %-44s rel err %.2e (max |grad| %.3g)\n", ok ? "ok  " : "FAIL", name.c_str(), rel, maxg);
 }
