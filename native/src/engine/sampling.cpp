@@ -43,6 +43,12 @@ Sampled sample_token(const float* logits, int V, const SamplingOptions& o, const
     return {token, log_softmax_at(logits, V, 1.0f, token)};
   }
   float mx = *std::max_element(z.begin(), z.end());
+  // Without a penalty z is logits / T itself, so its softmax sum serves the reported log-prob,
+  // and top-p or the draw over the whole vocabulary, instead of each summing it again.
+  bool plain = !(o.repetition_penalty != 1.0 && seen);
+  double whole = 0;
+  if (plain)
+    for (int v = 0; v < V; v++) whole += std::exp(double(z[size_t(v)] - mx));
   // Candidates in draw order: all tokens by id when nothing truncates, else by z descending.
   std::vector<int32_t>& order = s.order;
   size_t n = size_t(V);
@@ -60,6 +66,8 @@ Sampled sample_token(const float* logits, int V, const SamplingOptions& o, const
       double total = 0;
       if (n < size_t(V))
         for (size_t i = 0; i < n; i++) total += std::exp(double(z[size_t(order[i])] - mx));
+      else if (plain)
+        total = whole;
       else
         for (int v = 0; v < V; v++) total += std::exp(double(z[size_t(v)] - mx));
       size_t sorted = n < size_t(V) ? n : 0, kept = 0;
@@ -89,7 +97,10 @@ Sampled sample_token(const float* logits, int V, const SamplingOptions& o, const
     }
   }
   double total = 0;
-  for (size_t i = 0; i < n; i++) total += std::exp(double(z[size_t(at(i))] - mx));
+  if (plain && n == size_t(V) && !(o.min_p > 0))
+    total = whole;
+  else
+    for (size_t i = 0; i < n; i++) total += std::exp(double(z[size_t(at(i))] - mx));
   double target = double(uniform) * total, cum = 0;
   token = at(0);
   for (size_t i = 0; i < n; i++) {
@@ -99,6 +110,7 @@ Sampled sample_token(const float* logits, int V, const SamplingOptions& o, const
     cum += p;
     if (cum > target) break;
   }
+  if (plain) return {token, float(double(z[size_t(token)] - mx) - std::log(whole))};
   return {token, log_softmax_at(logits, V, inv_t, token)};
 }
 
