@@ -49,6 +49,21 @@ export interface Batch {
   mask: Uint8Array
 }
 
+/** What logps options ask of a pass. temperature T (default 1): log-probs are
+ *  log_softmax(logits / T), and backward differentiates them so. */
+export interface LogpsOptions {
+  adapters: boolean
+  train: boolean
+  dropoutSeed?: number
+  temperature?: number
+}
+
+/** Per token [batch*seqLen], 0 where mask = 0: the log-prob and the entropy of softmax(logits / T). */
+export interface TokenScores {
+  logps: Float32Array
+  entropy: Float32Array
+}
+
 export interface OptimizerOptions {
   lr: number
   beta1: number
@@ -103,7 +118,9 @@ interface NativeModel {
   setTrainable(mode: 'lora' | 'full'): void
   setGradientCheckpointing(on: boolean): void
   logps(ids: Int32Array, batch: number, seqLen: number, lengths: Int32Array, mask: Uint8Array,
-    adapters: boolean, train: boolean, dropoutSeed: number): Promise<Float32Array>
+    adapters: boolean, train: boolean, dropoutSeed: number, temperature?: number, entropy?: false): Promise<Float32Array>
+  logps(ids: Int32Array, batch: number, seqLen: number, lengths: Int32Array, mask: Uint8Array,
+    adapters: boolean, train: boolean, dropoutSeed: number, temperature: number, entropy: true): Promise<TokenScores>
   backward(gradLogps: Float32Array): Promise<void>
   zeroGrad(): void
   optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }>
@@ -180,6 +197,12 @@ function checkBatch(b: Batch): void {
   if (!(b.lengths instanceof Int32Array) || b.lengths.length !== b.batch) throw new Error(`batch: lengths must be an Int32Array of batch = ${b.batch}`)
 }
 
+function checkTemperature(t: number | undefined): number {
+  if (t === undefined) return 1
+  if (!(Number.isFinite(t) && t > 0)) throw new Error(`logps: temperature must be a positive number, got ${t}`)
+  return t
+}
+
 export class Model {
   readonly config: ModelConfig
   private native: NativeModel
@@ -228,12 +251,19 @@ export class Model {
     this.native.setGradientCheckpointing(on)
   }
 
-  /** Per-token log-probs [batch*seqLen]: lp[t] = log_softmax(logits[t-1])[ids[t]] where mask=1,
-   *  else 0. adapters=false is the reference pass; train=true keeps what backward needs. */
-  logps(batch: Batch, opts: { adapters: boolean; train: boolean; dropoutSeed?: number }): Promise<Float32Array> {
+  /** Per-token log-probs [batch*seqLen]: lp[t] = log_softmax(logits[t-1] / T)[ids[t]] where
+   *  mask=1, else 0. adapters=false is the reference pass; train=true keeps what backward needs. */
+  logps(batch: Batch, opts: LogpsOptions): Promise<Float32Array> {
     checkBatch(batch)
     return this.native.logps(batch.ids, batch.batch, batch.seqLen, batch.lengths, batch.mask,
-      opts.adapters, opts.train, opts.dropoutSeed ?? 0)
+      opts.adapters, opts.train, opts.dropoutSeed ?? 0, checkTemperature(opts.temperature), false)
+  }
+
+  /** logps and, at the same tokens, the entropy of softmax(logits / T) (GRPO's metric). */
+  scoreTokens(batch: Batch, opts: LogpsOptions): Promise<TokenScores> {
+    checkBatch(batch)
+    return this.native.logps(batch.ids, batch.batch, batch.seqLen, batch.lengths, batch.mask,
+      opts.adapters, opts.train, opts.dropoutSeed ?? 0, checkTemperature(opts.temperature), true)
   }
 
   /** Backward of the last train=true logps call; accumulates into the gradients. */

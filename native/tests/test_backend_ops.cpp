@@ -194,11 +194,12 @@ double dot(const DVec& out, const Vec& w) {
 
 // ---------------------------------------------------------------- elementwise and rows
 struct Elementwise : OpCase {
-  enum Kind { Zero, Copy, Add } kind;
+  enum Kind { Zero, Copy, Add, Scale } kind;
   size_t n;
   Vec x, y;
+  static constexpr float a = -0.375f;
   Elementwise(Kind k, size_t n_) : kind(k), n(n_) {
-    op = k == Zero ? "fill_zero" : k == Copy ? "copy" : "add";
+    op = k == Zero ? "fill_zero" : k == Copy ? "copy" : k == Add ? "add" : "scale";
     params = fmt("n=%zu", n);
     x = randv(n, seed);
     y = randv(n, seed + 1);
@@ -208,11 +209,13 @@ struct Elementwise : OpCase {
     if (kind == Zero) be.fill_zero(by.f32(), n);
     if (kind == Copy) be.copy(by.f32(), bx.f32(), n);
     if (kind == Add) be.add(by.f32(), bx.f32(), n);
+    if (kind == Scale) be.scale(by.f32(), a, n);
     return {{"y", dbl(host(be, by))}};
   }
   Outs reference() override {
     DVec r(n);
-    for (size_t i = 0; i < n; i++) r[i] = kind == Zero ? 0.0 : kind == Copy ? double(x[i]) : double(y[i]) + x[i];
+    for (size_t i = 0; i < n; i++)
+      r[i] = kind == Zero ? 0.0 : kind == Copy ? double(x[i]) : kind == Add ? double(y[i]) + x[i] : double(y[i]) * a;
     return {{"y", r}};
   }
 };
@@ -897,18 +900,19 @@ struct LogProb : OpCase {
     if (prep) bW.prepared = be.prepare(bW, V, C, true);
     return bW;
   }
+  // The entropy comes from h.ew with ew (frozen) and from the online sums without (trained).
   struct Dev {
     Buffer h, W, t;
-    OutBuf lp, lse, ew;
+    OutBuf lp, lse, ew, ent;
   };
   Dev run(Backend& be, bool prep) {
     Dev d{dev(be, h), head(be, prep), devi(be, target), OutBuf(be, M, false, 0), OutBuf(be, M, false, 0),
-          OutBuf(be, size_t(M) * C, false, 0)};
-    be.logprob_forward(d.lp.p(), d.lse.p(), trained ? nullptr : d.ew.p(), d.h.f32(), d.W, d.t.i32(), M, C, V);
+          OutBuf(be, size_t(M) * C, false, 0), OutBuf(be, M, false, 0)};
+    be.logprob_forward(d.lp.p(), d.lse.p(), trained ? nullptr : d.ew.p(), d.ent.p(), d.h.f32(), d.W, d.t.i32(), M, C, V);
     return d;
   }
   Outs outs(Backend& be, Dev& d) {
-    Outs o = {{"lp", dbl(d.lp.result(be))}, {"lse", dbl(d.lse.result(be))}};
+    Outs o = {{"lp", dbl(d.lp.result(be))}, {"lse", dbl(d.lse.result(be))}, {"entropy", dbl(d.ent.result(be))}};
     if (!trained) o.push_back({"ew", dbl(d.ew.result(be))});
     return o;
   }
@@ -917,7 +921,7 @@ struct LogProb : OpCase {
     return outs(be, d);
   }
   Outs reference() override {
-    DVec lp(M), lse(M), ew(size_t(M) * C, 0.0);
+    DVec lp(M), lse(M), ent(M, 0.0), ew(size_t(M) * C, 0.0);
     for (int m = 0; m < M; m++) {
       DVec l(V);
       double mx = -INFINITY;
@@ -931,10 +935,11 @@ struct LogProb : OpCase {
       for (int v = 0; v < V; v++) sum += std::exp(l[v] - mx);
       lse[m] = mx + std::log(sum);
       lp[m] = l[target[m]] - lse[m];
+      for (int v = 0; v < V; v++) ent[m] -= std::exp(l[v] - lse[m]) * (l[v] - lse[m]);
       for (int v = 0; v < V; v++)
         for (int c = 0; c < C; c++) ew[size_t(m) * C + c] += std::exp(l[v] - lse[m]) * W[size_t(v) * C + c];
     }
-    Outs o = {{"lp", lp}, {"lse", lse}};
+    Outs o = {{"lp", lp}, {"lse", lse}, {"entropy", ent}};
     if (!trained) o.push_back({"ew", ew});
     return o;
   }
@@ -1060,6 +1065,7 @@ std::vector<std::unique_ptr<OpCase>> make_cases() {
     add(new E(E::Zero, n));
     add(new E(E::Copy, n));
     add(new E(E::Add, n));
+    add(new E(E::Scale, n));
   }
   for (size_t n : {size_t(0), size_t(1), size_t(16397)}) add(new SumSquares(n));
   add(new R(R::Gather, 8, 13, {4, 0, 4, 2, 7}));

@@ -100,7 +100,7 @@ static BatchIn tiny_batch(int vocab) {
   return b;
 }
 
-static void test_model(const std::string& arch, bool full, bool checkpointing, float dropout) {
+static void test_model(const std::string& arch, bool full, bool checkpointing, float dropout, float temperature = 1.0f) {
   ModelConfig c = tiny_config(arch);
   auto m = Model::random(c, 42, 0.5f);
   LoraOptions lo;
@@ -118,10 +118,11 @@ static void test_model(const std::string& arch, bool full, bool checkpointing, f
   BatchIn b = tiny_batch(c.vocab);
   auto gw = randv(b.ids.size(), 77);
   bool train_mode = dropout > 0;  // dropout only exists in train mode; masks are fixed by the seed
-  auto loss = [&] { return dotw(m->logps(b, true, train_mode, 1234), gw); };
-  m->logps(b, true, true, 1234);
+  auto loss = [&] { return dotw(m->logps(b, true, train_mode, 1234, temperature), gw); };
+  m->logps(b, true, true, 1234, temperature);
   m->backward(gw);
-  std::string tag = arch.substr(0, arch.find("For")) + (full ? " full" : " lora") + (checkpointing ? " ckpt" : "") + (dropout > 0 ? " dropout" : "");
+  std::string tag = arch.substr(0, arch.find("For")) + (full ? " full" : " lora") + (checkpointing ? " ckpt" : "") +
+                    (dropout > 0 ? " dropout" : "") + (temperature != 1.0f ? " T=" + std::to_string(temperature).substr(0, 4) : "");
   for (Param* p : m->trainable()) {
     // A sample of parameters keeps the runner fast: every kind appears in layer 1 and the globals.
     bool pick = p->name.find("layers.1.") != std::string::npos || p->name.find("layers.") == std::string::npos;
@@ -301,6 +302,46 @@ static void test_decode(const std::string& arch) {
          filled ? "" : ", cache lengths wrong", idle_rows_zero ? "" : ", idle rows not zero", refused ? "" : ", overflow or a foreign cache not refused");
 }
 
+// logps at a temperature are log_softmax(logits / T) and the entropies those of softmax(logits / T),
+// with the logits of a prefill of each prefix as the reference; for a frozen head in training (the
+// expected-row path), for evaluation and for a trained head (the online path).
+static void test_temperature_entropy(const std::string& arch) {
+  ModelConfig c = tiny_config(arch);
+  BatchIn b = tiny_batch(c.vocab);
+  const float T = 0.6f;
+  for (int variant = 0; variant < 3; variant++) {
+    auto m = lora_model(c, 48, 13);
+    bool train = variant != 1;
+    if (variant == 2) m->set_trainable(true);
+    std::vector<float> ent;
+    std::vector<float> lp = m->logps(b, true, train, 0, T, &ent);
+    double worst = 0;
+    for (int r = 0; r < b.batch; r++)
+      for (int t = 1; t < b.lengths[r]; t++) {
+        auto cache = m->new_kv_cache(1, b.seq_len);
+        BatchIn pre;
+        pre.batch = 1;
+        pre.seq_len = t;
+        pre.lengths = {t};
+        pre.ids.assign(b.ids.begin() + size_t(r) * b.seq_len, b.ids.begin() + size_t(r) * b.seq_len + t);
+        std::vector<float> z = m->decode(*cache, pre, true);
+        double mx = -INFINITY, sum = 0, h = 0;
+        for (float v : z) mx = std::max(mx, double(v) / T);
+        for (float v : z) sum += std::exp(double(v) / T - mx);
+        double lse = mx + std::log(sum);
+        for (float v : z) h -= std::exp(double(v) / T - lse) * (double(v) / T - lse);
+        size_t i = size_t(r) * b.seq_len + t;
+        worst = std::max({worst, std::fabs(double(z[size_t(b.ids[i])]) / T - lse - lp[i]), std::fabs(h - ent[i])});
+      }
+    checks++;
+    bool ok = worst < 1e-4;
+    if (!ok) failures++;
+    const char* what[] = {"lora train", "eval", "full"};
+    printf("%s %-44s max err %.2e\n", ok ? "ok  " : "FAIL",
+           (arch.substr(0, arch.find("For")) + " logps/entropy at T=0.6, " + what[variant]).c_str(), worst);
+  }
+}
+
 // Sampling as docs/algorithms.md defines it. Draws at evenly spaced uniforms integrate the
 // sampler's distribution exactly (up to the grid), which is then compared with the expected
 // truncated softmax; greedy, top-k = 1 and a tiny top-p all give the argmax.
@@ -445,6 +486,9 @@ int main() {
   test_model("LlamaForCausalLM", false, false, 0.25f);
   test_model("Qwen3ForCausalLM", true, false, 0.0f);
   test_model("Qwen2ForCausalLM", true, true, 0.0f);
+  test_model("LlamaForCausalLM", false, false, 0.0f, 0.7f);
+  test_model("Qwen2ForCausalLM", true, false, 0.0f, 1.5f);  // trained tied head
+  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) test_temperature_entropy(arch);
   test_checkpointing_equal();
   test_packing_equal("LlamaForCausalLM");
   test_packing_equal("Qwen2ForCausalLM");  // tied head

@@ -259,7 +259,8 @@ Napi::Value ModelBinding::SetGradientCheckpointing(const Napi::CallbackInfo& inf
   return info.Env().Undefined();
 }
 
-// logps(ids Int32Array, batch, seqLen, lengths Int32Array, mask Uint8Array, adapters, train, dropoutSeed)
+// logps(ids Int32Array, batch, seqLen, lengths Int32Array, mask Uint8Array, adapters, train, dropoutSeed
+//       [, temperature = 1, entropy = false]): Float32Array, or {logps, entropy} with entropy.
 Napi::Value ModelBinding::Logps(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   if (info.Length() < 8) throw Napi::TypeError::New(info.Env(), "logps: 8 arguments expected");
@@ -271,9 +272,21 @@ Napi::Value ModelBinding::Logps(const Napi::CallbackInfo& info) {
   batch->mask = typed_copy<uint8_t>(info[4], napi_uint8_array, "batch.mask");
   bool adapters = info[5].ToBoolean(), train = info[6].ToBoolean();
   uint64_t seed = uint64_t(num_arg(info[7], "dropoutSeed"));
+  float temperature = info.Length() > 8 && !info[8].IsUndefined() ? float(num_arg(info[8], "temperature")) : 1.0f;
+  bool want_entropy = info.Length() > 9 && info[9].ToBoolean();
   auto out = std::make_shared<std::vector<float>>();
-  return queue(info, m, [m, batch, adapters, train, seed, out] { *out = m->logps(*batch, adapters, train, seed); },
-               [out](Napi::Env env) -> Napi::Value { return to_f32(env, *out); });
+  auto ent = std::make_shared<std::vector<float>>();
+  return queue(info, m,
+               [m, batch, adapters, train, seed, temperature, want_entropy, out, ent] {
+                 *out = m->logps(*batch, adapters, train, seed, temperature, want_entropy ? ent.get() : nullptr);
+               },
+               [out, ent, want_entropy](Napi::Env env) -> Napi::Value {
+                 if (!want_entropy) return to_f32(env, *out);
+                 Napi::Object o = Napi::Object::New(env);
+                 o.Set("logps", to_f32(env, *out));
+                 o.Set("entropy", to_f32(env, *ent));
+                 return o;
+               });
 }
 
 Napi::Value ModelBinding::Backward(const Napi::CallbackInfo& info) {

@@ -100,10 +100,11 @@ class Backend {
   virtual void upload(void* dst, const void* src, size_t bytes) = 0;
   virtual void download(void* dst, const void* src, size_t bytes) const = 0;
 
-  // ---- elementwise: y = 0, y = x, y += x
+  // ---- elementwise: y = 0, y = x, y += x, y *= a
   virtual void fill_zero(float* y, size_t n) = 0;
   virtual void copy(float* y, const float* x, size_t n) = 0;
   virtual void add(float* y, const float* x, size_t n) = 0;
+  virtual void scale(float* y, float a, size_t n) = 0;
 
   // ---- rows: out[m] = x[rows[m]]; x[rows[m]] += in[m] (rows distinct); x[rows[m]] = in[m]
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int M, int C) = 0;
@@ -166,8 +167,9 @@ class Backend {
   virtual void swiglu_forward(float* h, const float* g, const float* u, size_t n) = 0;
   virtual void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n) = 0;
   // Head in vocabulary chunks (M x V logits never materialised): lp[m] = logit[target] - lse[m];
-  // ew (when non-null) = sum_v softmax_v W[v,:], the expected head row.
-  virtual void logprob_forward(float* lp, float* lse, float* ew, const float* h, const Buffer& W,
+  // ew (when non-null) = sum_v softmax_v W[v,:], the expected head row; ent (when non-null) =
+  // the entropy of the softmax, -sum_v p_v log p_v = lse - sum_v p_v logit_v.
+  virtual void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const Buffer& W,
                                const int32_t* target, int M, int C, int V) = 0;
   // dh += dlp (W[target] - ew): backward of a frozen head.
   virtual void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const Buffer& W,

@@ -152,7 +152,10 @@ class Model {
   }
 
   // Log-probs [B*T] of the masked-in tokens (0 elsewhere): pack the batch, run the layers, the head.
-  std::vector<float> logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed);
+  // At a temperature T != 1 they are log_softmax(logits / T) (and backward differentiates that);
+  // `entropy`, when given, receives [B*T] the entropy of softmax(logits / T) at the same tokens.
+  std::vector<float> logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed,
+                           float temperature = 1.0f, std::vector<float>* entropy = nullptr);
   void backward(const std::vector<float>& dlogps);
   // Decoding: a cache for `batch` sequences of up to `capacity` tokens, valid while this model
   // lives (throws with its size when the allocation fails); decode() appends lengths[b] new tokens to sequence b (0: the row
@@ -211,7 +214,8 @@ class Model {
   void group_forward(int l, const Group& g, const float* x, float* const* y, LayerActs& a, const Pass& p);
   void group_backward(int l, const Group& g, const float* x, const float* const* dy, float* dx, LayerActs& a,
                       const Pass& p);
-  void head_logps(TrainState& ts, const float* x, bool train, std::vector<float>& lp);
+  void head_logps(TrainState& ts, const float* x, bool train, float temperature, std::vector<float>& lp,
+                  std::vector<float>* entropy);
   void head_backward(TrainState& ts, float* dx);
   void head_logits(TrainState& ts, const float* x, std::vector<float>& logits);
   const Param& head() const { return cfg_.tied_embeddings ? embed_ : lm_head_; }

@@ -20,7 +20,7 @@ Model::TrainState::TrainState(Backend& b) : grads(b), be(b) {
   pass.sin.bind(b, DType::F32);
   sel_rows.bind(b, DType::I32);
   targets.bind(b, DType::I32);
-  for (Buffer* x : {&this->x, &x2, &dlp, &dhead, &dhx, &dx, &hsel_x, &hsel, &rstd_f, &lse, &ew, &lp, &logits})
+  for (Buffer* x : {&this->x, &x2, &dlp, &dhead, &dhx, &dx, &hsel_x, &hsel, &rstd_f, &lse, &ew, &lp, &logits, &ent})
     x->bind(b, DType::F32);
 }
 
@@ -147,8 +147,11 @@ Model::Pass& Model::pack_batch(TrainState& ts, const BatchIn& b, bool adapters, 
   return p;
 }
 
-std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed) {
+std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed, float temperature,
+                                std::vector<float>* entropy) {
   const ModelConfig& c = cfg_;
+  if (!(temperature > 0) || !std::isfinite(temperature))
+    throw std::runtime_error("logps: temperature must be a positive number, got " + std::to_string(temperature));
   be_->activate();
   // A training pass reuses (and replaces) the saved one; other passes have their own buffers
   // so that a reference pass between logps(train) and backward leaves the saved one intact.
@@ -183,10 +186,14 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
     layer_forward(l, ts->x.f32(), ts->x2.f32(), ts->acts[keep_all ? l : 0], p, keep_all, nullptr);
     ts->x.swap(ts->x2);
   }
-  std::vector<float> lp;
-  head_logps(*ts, ts->x.f32(), train, lp);
+  std::vector<float> lp, ent;
+  head_logps(*ts, ts->x.f32(), train, temperature, lp, entropy ? &ent : nullptr);
   std::vector<float> out(size_t(b.batch) * b.seq_len, 0.0f);
   for (size_t m = 0; m < lp.size(); m++) out[size_t(ts->sel_pos[m])] = lp[m];
+  if (entropy) {
+    entropy->assign(out.size(), 0.0f);
+    for (size_t m = 0; m < ent.size(); m++) (*entropy)[size_t(ts->sel_pos[m])] = ent[m];
+  }
   if (train) {
     ts_ = ts;
     train_state_valid_ = true;

@@ -51,6 +51,8 @@ struct Model::TrainState {
   Buffer hsel_x, hsel, rstd_f, lse; // head rows before / after the final norm [M,C]; [M]; [M]
   Buffer ew;                        // [M,C] expected head rows when the head is frozen
   Buffer lp, logits;                // [M] log-probs; decoding's [M,V] logits
+  Buffer ent;                       // [M] entropies, when asked for
+  float inv_temp = 1.0f;            // the head read hsel / T; backward scales by 1 / T
   bool checkpointing = false;
   Backend& be;
   explicit TrainState(Backend& b);

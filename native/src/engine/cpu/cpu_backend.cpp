@@ -78,6 +78,10 @@ class CpuBackend final : public Backend {
     team();
     add_inplace(y, x, n);
   }
+  void scale(float* y, float a, size_t n) override {
+    team();
+    scale_inplace(y, a, n);
+  }
 
   void gather_rows(float* out, const float* x, const int32_t* rows, int M, int C) override {
     team();
@@ -194,10 +198,10 @@ class CpuBackend final : public Backend {
     team();
     tb::swiglu_backward(dg, du, dh, g, u, n);
   }
-  void logprob_forward(float* lp, float* lse, float* ew, const float* h, const Buffer& W, const int32_t* target, int M,
-                       int C, int V) override {
+  void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const Buffer& W,
+                       const int32_t* target, int M, int C, int V) override {
     team();
-    tb::logprob_forward(lp, lse, ew, h, W.f32(), target, M, C, V, &head_scratch_, packed_head(W));
+    tb::logprob_forward(lp, lse, ew, ent, h, W.f32(), target, M, C, V, &head_scratch_, packed_head(W));
   }
   void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const Buffer& W, const int32_t* target,
                                  int M, int C) override {

@@ -37,6 +37,10 @@ void add_inplace(float* y, const float* x, size_t n) {
   for_spans(n, [&](size_t i0, size_t i1) { row_axpy(y + i0, x + i0, int(i1 - i0), 1.0f); });
 }
 
+void scale_inplace(float* y, float a, size_t n) {
+  for_spans(n, [&](size_t i0, size_t i1) { row_scale(y + i0, int(i1 - i0), a); });
+}
+
 void fill_zero(float* y, size_t n) {
   for_spans(n, [&](size_t i0, size_t i1) { memset(y + i0, 0, sizeof(float) * (i1 - i0)); });
 }
@@ -398,14 +402,17 @@ size_t PackedHead::bytes() const {
   return n;
 }
 
-void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
-                     int M, int C, int V, std::vector<float>* scratch, const PackedHead* packed) {
+void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const float* W,
+                     const int32_t* target, int M, int C, int V, std::vector<float>* scratch, const PackedHead* packed) {
   if (M == 0) return;
   int chunk = packed ? packed->rows : vocab_chunk(M, V);
   std::vector<float> local;
   std::vector<float>& logits = scratch ? *scratch : local;
   if (logits.size() < size_t(M) * chunk) logits.resize(size_t(M) * chunk);
   std::vector<float> mx(M, -INFINITY), sum(M, 0.0f), tl(M, 0.0f);
+  // Without ew the entropy needs sum_v exp(l_v - max) (l_v - max), rescaled with the sum.
+  bool ent_online = ent && !ew;
+  std::vector<double> pl(ent_online ? M : 0, 0.0);
   if (ew) memset(ew, 0, sizeof(float) * size_t(M) * C);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int vc = std::min(chunk, V - v0);
@@ -417,6 +424,12 @@ void logprob_forward(float* lp, float* lse, float* ew, const float* h, const flo
       if (t >= 0 && t < vc) tl[m] = l[t];
       float nm = std::max(mx[m], row_max(l, vc));
       float factor = std::exp(mx[m] - nm);
+      if (ent_online) {
+        // pl = sum_v e_v (l_v - nm) over the chunks so far, moved from the old max to nm.
+        double shift = double(mx[m]) - nm, acc = 0;
+        for (int v = 0; v < vc; v++) acc += std::exp(double(l[v]) - nm) * (double(l[v]) - nm);
+        pl[m] = sum[m] > 0 ? (pl[m] + shift * sum[m]) * factor + acc : acc;
+      }
       // l becomes exp(l - running max): unnormalised probabilities of this chunk
       sum[m] = sum[m] * factor + row_exp_sum(l, vc, nm);
       mx[m] = nm;
@@ -431,6 +444,14 @@ void logprob_forward(float* lp, float* lse, float* ew, const float* h, const flo
     lse[m] = mx[m] + std::log(sum[m]);
     lp[m] = tl[m] - lse[m];
     if (ew) row_scale(ew + size_t(m) * C, C, 1.0f / sum[m]);
+    if (ent && ew) {
+      // sum_v p_v logit_v = h . sum_v p_v W_v
+      double e = 0;
+      for (int c = 0; c < C; c++) e += double(h[size_t(m) * C + c]) * ew[size_t(m) * C + c];
+      ent[m] = float(lse[m] - e);
+    } else if (ent) {
+      ent[m] = float(std::log(double(sum[m])) - pl[m] / sum[m]);
+    }
   }
 }
 

@@ -16,6 +16,7 @@ namespace tb {
 
 // Elementwise passes over long buffers, split across the threads: y += x, y = 0, y = x.
 void add_inplace(float* y, const float* x, size_t n);
+void scale_inplace(float* y, float a, size_t n);
 void fill_zero(float* y, size_t n);
 void copy_floats(float* y, const float* x, size_t n);
 
@@ -92,10 +93,12 @@ struct PackedHead {
 // lp[m] = logits[m,target] - lse[m]; lse saved for backward.
 // When ew is non-null it receives sum_v softmax_v W[v,:] per row (the expected head row), which
 // makes the backward of a frozen head one axpy per row (logprob_backward_expected).
+// When ent is non-null it receives the entropy of each row's softmax: lse - h.ew when ew is
+// computed anyway, else from sum_v p_v logit_v accumulated with the online logsumexp.
 // scratch (optional) holds the logits chunk between calls, so that a step does not allocate, page
 // in and zero 16 MB again. With `packed` (W packed by PackedHead::pack) its chunks are used.
-void logprob_forward(float* lp, float* lse, float* ew, const float* h, const float* W, const int32_t* target,
-                     int M, int C, int V, std::vector<float>* scratch = nullptr, const PackedHead* packed = nullptr);
+void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const float* W,
+                     const int32_t* target, int M, int C, int V, std::vector<float>* scratch = nullptr, const PackedHead* packed = nullptr);
 // dh += dlp * (W[target] - ew): the backward for a head that is not trained.
 void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
                                int M, int C);
