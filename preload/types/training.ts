@@ -54,12 +54,35 @@ export interface SampleGeneration {
   adapter: string
 }
 
+/** One line of completions/step-NNNNN.jsonl of a GRPO run: one sampled completion of the
+ *  generation batch used at `step` (1-based optimiser step; with num_iterations > 1 the file is
+ *  written at the batch's first step). Lines of one group (same `group`) share the prompt. */
+export interface GrpoCompletion {
+  step: number
+  /** The prompt's group in this batch (0, 1, ...) and the completion's place in it. */
+  group: number
+  index: number
+  /** As the record gives it: a string (plain text) or the conversation up to the answer. */
+  prompt: string | ChatMessage[]
+  completion: string
+  /** Each reward function's value (reward_funcs order, by name); null = no reward from it. */
+  rewards: Record<string, number | null>
+  /** Σ weight · reward over the functions that gave one. */
+  reward: number
+  advantage: number
+  /** Completion tokens (the eos included when it was sampled). */
+  tokens: number
+  /** Stopped by max_completion_length rather than by eos. */
+  clipped: boolean
+}
+
 /** Events of a run; runDir is the run's absolute folder, the same string as RunSummary.dir. */
 export type RunEvent =
   | { type: 'started'; runDir: string; totalSteps: number; config: TrainingConfig; resumedFrom: string | null }
   | { type: 'log'; runDir: string; entry: TrainerLogEntry }
   | { type: 'eval'; runDir: string; entry: TrainerLogEntry }
   | { type: 'samples'; runDir: string; step: number; samples: SampleGeneration[] }
+  | { type: 'completions'; runDir: string; step: number; completions: GrpoCompletion[] }
   | { type: 'checkpoint'; runDir: string; step: number; dir: string }
   | { type: 'progress'; runDir: string; step: number; totalSteps: number; elapsedSeconds: number; remainingSeconds: number }
   | { type: 'finished'; runDir: string; adapterDir: string; step: number }

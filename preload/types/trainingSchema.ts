@@ -4,7 +4,12 @@
 // inferred from it, so a key is written down once. It stays free of Node imports.
 import type { EngineLimits } from './engine'
 
-export const TRAINING_STAGES = ['sft', 'dpo', 'kto'] as const
+export const TRAINING_STAGES = ['sft', 'dpo', 'kto', 'grpo'] as const
+export const GRPO_LOSS_TYPES = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo'] as const
+export const SCALE_REWARDS = ['group', 'batch', 'none'] as const
+/** Built-in reward functions of stage grpo; `regex:<pattern>` and `command:<path>` are the two
+ *  user-defined kinds (main/services/training/rewards.ts). */
+export const REWARD_FUNCS = ['accuracy', 'format', 'tag_count', 'length', 'cosine', 'repetition'] as const
 export const PREF_LOSSES = ['sigmoid', 'hinge', 'ipo', 'sigmoid_norm', 'orpo', 'simpo'] as const
 export const LR_SCHEDULER_TYPES = ['linear', 'cosine', 'constant', 'constant_with_warmup'] as const
 export const FINETUNING_TYPES = ['lora', 'full'] as const
@@ -13,6 +18,8 @@ export const DEVICES = ['cpu', 'cuda'] as const
 
 export type TrainingStage = (typeof TRAINING_STAGES)[number]
 export type PrefLoss = (typeof PREF_LOSSES)[number]
+export type GrpoLossType = (typeof GRPO_LOSS_TYPES)[number]
+export type ScaleRewards = (typeof SCALE_REWARDS)[number]
 export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number]
 export type FinetuningType = (typeof FINETUNING_TYPES)[number]
 export type Device = (typeof DEVICES)[number]
@@ -43,11 +50,12 @@ export interface ConfigKeySpec {
   /** The stages the key matters for; absent = every stage. */
   stages?: readonly TrainingStage[]
   /** Form section. */
-  group: 'model' | 'method' | 'lora' | 'data' | 'optimiser' | 'schedule' | 'output' | 'engine'
+  group: 'model' | 'method' | 'rewards' | 'lora' | 'data' | 'optimiser' | 'schedule' | 'output' | 'engine'
 }
 
 const PREF: readonly TrainingStage[] = ['dpo']
 const PREF_KTO: readonly TrainingStage[] = ['dpo', 'kto']
+const GRPO: readonly TrainingStage[] = ['grpo']
 
 export const LORA_TARGET_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const
 
@@ -65,7 +73,7 @@ const configKeys = [
     help: "LLaMA-Factory template name, kept in run.json; Tunebench formats conversations with the tokenizer's own chat_template." },
   // method
   { name: 'stage', type: 'enum', default: 'sft', choices: TRAINING_STAGES, group: 'method',
-    help: 'Training method: sft (supervised), dpo (preference pairs: DPO family, ORPO, SimPO) or kto (single answers labelled good/bad).' },
+    help: 'Training method: sft (supervised), dpo (preference pairs: DPO family, ORPO, SimPO), kto (single answers labelled good/bad) or grpo (sampled answers scored by reward functions).' },
   { name: 'finetuning_type', type: 'enum', default: 'lora', choices: FINETUNING_TYPES, group: 'method',
     help: 'lora trains low-rank adapters on frozen weights; full trains every weight (small models only).' },
   { name: 'pref_beta', type: 'float', default: 0.1, min: 0, exclusiveMin: true, stages: PREF_KTO, group: 'method',
@@ -83,6 +91,54 @@ const configKeys = [
     help: 'λ_D: weight of the loss on desirable answers.' },
   { name: 'kto_rejected_weight', type: 'float', default: 1, min: 0, stages: ['kto'], group: 'method',
     help: 'λ_U: weight of the loss on undesirable answers.' },
+  // grpo (TRL GRPOConfig names and defaults)
+  { name: 'num_generations', type: 'int', default: 8, min: 2, stages: GRPO, group: 'method',
+    help: 'G: completions sampled per prompt; each is scored against the others of its group. per_device_train_batch_size × gradient_accumulation_steps must be a multiple of it.' },
+  { name: 'max_completion_length', type: 'int', default: 512, min: 1, stages: GRPO, group: 'method',
+    help: 'The most tokens of each sampled completion.' },
+  { name: 'temperature', type: 'float', default: 1, min: 0, exclusiveMin: true, stages: GRPO, group: 'method',
+    help: 'Sampling temperature T; the policy log-probs of the loss are taken at the same T.' },
+  { name: 'top_p', type: 'float', default: 1, min: 0, max: 1, exclusiveMin: true, stages: GRPO, group: 'method',
+    help: 'Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1 = off).' },
+  { name: 'top_k', type: 'int', default: 0, min: 0, stages: GRPO, group: 'method',
+    help: 'Sample among the top_k most likely tokens only (0 = off).' },
+  { name: 'beta', type: 'float', default: 0, min: 0, stages: GRPO, group: 'method',
+    help: 'β: weight of the KL penalty against the base model (adapters off); 0 = no reference pass.' },
+  { name: 'epsilon', type: 'float', default: 0.2, min: 0, exclusiveMin: true, stages: GRPO, group: 'method',
+    help: 'ε: lower clipping range of the probability ratio.' },
+  { name: 'epsilon_high', type: 'float', default: null, derived: true, min: 0, exclusiveMin: true, stages: GRPO, group: 'method',
+    help: 'ε_high: upper clipping range (DAPO\'s clip-higher; the cap of the weight for cispo); unset = epsilon.' },
+  { name: 'num_iterations', type: 'int', default: 1, min: 1, stages: GRPO, group: 'method',
+    help: 'μ: optimiser steps taken on each generation batch; above 1 the ratio is against the log-probs kept from sampling.' },
+  { name: 'loss_type', type: 'enum', default: 'dapo', choices: GRPO_LOSS_TYPES, stages: GRPO, group: 'method',
+    help: 'How token losses are averaged: grpo (per sequence, then over sequences), bnpo (over the micro-batch\'s tokens), dr_grpo (by batch × max_completion_length), dapo (over the generation batch\'s tokens) or cispo (clipped importance weights, dapo\'s averaging).' },
+  { name: 'scale_rewards', type: 'enum', default: 'group', choices: SCALE_REWARDS, stages: GRPO, group: 'method',
+    help: 'Advantages are rewards minus the group mean, divided by the std of the group, of the whole batch, or not at all (none: Dr. GRPO).' },
+  { name: 'mask_truncated_completions', type: 'bool', default: false, stages: GRPO, group: 'method',
+    help: 'Completions cut at max_completion_length (no eos) get no loss.' },
+  // rewards (stage grpo)
+  { name: 'reward_funcs', type: 'list', default: ['accuracy', 'format'], stages: GRPO, group: 'rewards',
+    help: `Reward functions summed into each completion's reward: ${REWARD_FUNCS.join(', ')}, regex:<pattern> (1 when the completion matches) or command:<path> (a program reading JSON lines on stdin and writing one number or null per line).` },
+  { name: 'reward_weights', type: 'list', default: null, stages: GRPO, group: 'rewards',
+    help: 'Weight of each reward function, in the order of reward_funcs; unset = 1 each.' },
+  { name: 'reward_timeout', type: 'float', default: 60, min: 0, exclusiveMin: true, stages: GRPO, group: 'rewards',
+    help: 'Seconds a command reward may take for one batch before the run stops with its error.' },
+  { name: 'length_target', type: 'int', default: null, min: 1, stages: GRPO, group: 'rewards',
+    help: 'length reward: completions up to this many tokens get 0, longer ones down to −1 at max_completion_length; unset = half of max_completion_length.' },
+  { name: 'cosine_min_value_wrong', type: 'float', default: 0, stages: GRPO, group: 'rewards',
+    help: 'cosine reward of a wrong answer at length 0 (Open-R1\'s default).' },
+  { name: 'cosine_max_value_wrong', type: 'float', default: -0.5, stages: GRPO, group: 'rewards',
+    help: 'cosine reward of a wrong answer at cosine_max_len.' },
+  { name: 'cosine_min_value_correct', type: 'float', default: 0.5, stages: GRPO, group: 'rewards',
+    help: 'cosine reward of a correct answer at cosine_max_len.' },
+  { name: 'cosine_max_value_correct', type: 'float', default: 1, stages: GRPO, group: 'rewards',
+    help: 'cosine reward of a correct answer at length 0.' },
+  { name: 'cosine_max_len', type: 'int', default: 1000, min: 1, stages: GRPO, group: 'rewards',
+    help: 'Length (tokens) at which the cosine reward reaches its end values.' },
+  { name: 'repetition_n_grams', type: 'int', default: 3, min: 1, stages: GRPO, group: 'rewards',
+    help: 'repetition reward: n of the repeated word n-grams it counts.' },
+  { name: 'repetition_max_penalty', type: 'float', default: -1, max: 0, stages: GRPO, group: 'rewards',
+    help: 'repetition reward of a completion made of one repeated n-gram (the most negative it gets).' },
   // lora
   { name: 'lora_rank', type: 'int', default: 8, min: 1, group: 'lora', help: 'r: rank of the LoRA matrices.' },
   { name: 'lora_alpha', type: 'int', default: null, derived: true, min: 1, group: 'lora',
@@ -106,7 +162,7 @@ const configKeys = [
   { name: 'disable_shuffling', type: 'bool', default: false, group: 'data', help: 'Keep the dataset order instead of shuffling each epoch.' },
   // optimiser
   { name: 'per_device_train_batch_size', type: 'int', default: 8, min: 1, group: 'optimiser',
-    help: 'Records per micro-batch (a preference pair counts once).' },
+    help: 'Records per micro-batch (a preference pair counts once; for grpo, completions).' },
   { name: 'per_device_eval_batch_size', type: 'int', default: 8, min: 1, group: 'optimiser', help: 'Records per evaluation batch.' },
   { name: 'gradient_accumulation_steps', type: 'int', default: 1, min: 1, group: 'optimiser',
     help: 'Micro-batches per optimiser step.' },

@@ -5,8 +5,10 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { resolveConfig } from '../../main/services/training/config'
 import type { Batch, TrainableModel } from '../../main/services/training/engine'
-import type { Example } from '../../main/services/training/sequences'
+import type { ChatTokenizer, Example } from '../../main/services/training/sequences'
 import { createStage, type MicroBatch } from '../../main/services/training/stages'
+import type { StageContext } from '../../main/services/training/stages/stage'
+import type { TrainingConfig } from '../../preload/types/trainingSchema'
 import { PREF_LOSSES, TRAINING_STAGES } from '../../preload/types/trainingSchema'
 
 const root = join(import.meta.dirname, '..', '..')
@@ -31,13 +33,19 @@ function fakeModel() {
 const config = (extra: Record<string, unknown>) =>
   resolveConfig({ model_name_or_path: 'm', dataset: 'd', output_dir: 'o', per_device_train_batch_size: 2, ...extra }, 'test')
 
+/** What a stage is given; GRPO alone reads the tokenizer, the run folder and the step. */
+const context = (cfg: TrainingConfig, model: TrainableModel): StageContext => ({
+  cfg, model, padId: 0, tok: null as unknown as ChatTokenizer, runDir: '/nonexistent', emit: () => {}, step: () => 1
+})
+
 const sft = (tokens: number): Example => ({ kind: 'sft', sequence: { ids: Array.from({ length: tokens + 1 }, (_, i) => i + 1), mask: [0, ...Array(tokens).fill(1)] } })
 const pair: Example = { kind: 'pair', prompt: [1, 2], chosen: [3, 4], rejected: [5] }
 const micro = (examples: Example[], split: 'train' | 'eval' = 'train', first = 0): MicroBatch => ({ split, idx: examples.map((_, i) => first + i), examples })
 
 describe('training stages', () => {
   it('one place maps every stage of the schema to its Stage', () => {
-    for (const stage of TRAINING_STAGES) expect(createStage({ cfg: config({ stage }), model: fakeModel().model, padId: 0 })).toBeDefined()
+    for (const stage of TRAINING_STAGES)
+      expect(createStage(context(config({ stage, ...(stage === 'grpo' ? { num_generations: 2 } : {}) }), fakeModel().model))).toBeDefined()
   })
 
   it('the loop names no method: no stage or pref_loss value appears in trainer.ts', () => {
@@ -48,7 +56,7 @@ describe('training stages', () => {
 
   it('SFT weighs each micro-batch by its share of the step tokens, and reads no reference', async () => {
     const { model, calls, grads } = fakeModel()
-    const stage = createStage({ cfg: config({ stage: 'sft' }), model, padId: 0 })
+    const stage = createStage(context(config({ stage: 'sft' }), model))
     expect(stage.usesReference).toBe(false)
     const runs = stage.step([micro([sft(3)]), micro([sft(5)], 'train', 1)])
     const losses = []
@@ -61,7 +69,7 @@ describe('training stages', () => {
 
   it('DPO caches the reference once per pair; ORPO and SimPO read none', async () => {
     const { model, calls } = fakeModel()
-    const dpo = createStage({ cfg: config({ stage: 'dpo', pref_loss: 'sigmoid' }), model, padId: 0 })
+    const dpo = createStage(context(config({ stage: 'dpo', pref_loss: 'sigmoid' }), model))
     expect(dpo.usesReference).toBe(true)
     const mb = micro([pair, pair])
     await dpo.step([mb])[0]!({ train: false, dropoutSeed: 0 })
@@ -72,12 +80,12 @@ describe('training stages', () => {
     expect(out.loss).toBeCloseTo(-Math.log(1 / (1 + Math.exp(-0.1))) / 2, 12)
     expect(out.metrics['rewards/margins']).toBeCloseTo(0.1, 12)
     for (const pref_loss of ['orpo', 'simpo'])
-      expect(createStage({ cfg: config({ stage: 'dpo', pref_loss }), model, padId: 0 }).usesReference).toBe(false)
+      expect(createStage(context(config({ stage: 'dpo', pref_loss }), model)).usesReference).toBe(false)
   })
 
   it('KTO pairs each record with its neighbour for the KL estimate and caches both references', async () => {
     const { model, calls } = fakeModel()
-    const kto = createStage({ cfg: config({ stage: 'kto' }), model, padId: 0 })
+    const kto = createStage(context(config({ stage: 'kto' }), model))
     const records: Example[] = [
       { kind: 'unpaired', prompt: [1], completion: [2, 3], desirable: true },
       { kind: 'unpaired', prompt: [4], completion: [5], desirable: false }

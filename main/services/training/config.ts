@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { LineCounter, parseDocument, isMap, isScalar, type Node, type Pair } from 'yaml'
 import { engineFacts } from '../../../native/index'
+import { checkRewardConfig } from './rewards'
 import type { EngineLimits } from '../../../preload/types/engine'
 import {
   LORA_TARGET_MODULES,
@@ -139,6 +140,7 @@ export function resolveConfig(raw: Raw, file: string, lines = new Map<string, nu
 
   // Defaults that depend on other keys, as LLaMA-Factory and transformers resolve them.
   if (cfg.lora_alpha === null) cfg.lora_alpha = cfg.lora_rank * 2
+  if (cfg.epsilon_high === null) cfg.epsilon_high = cfg.epsilon
   // logging_steps, save_steps and eval_steps left unset follow the run's length, which only the
   // trainer knows once the dataset is read (stepIntervals).
   if (cfg.eval_strategy === null) cfg.eval_strategy = cfg.val_size > 0 ? 'steps' : 'no'
@@ -149,6 +151,18 @@ export function resolveConfig(raw: Raw, file: string, lines = new Map<string, nu
   if (cfg.stage === 'kto' && cfg.per_device_train_batch_size < 2)
     fail(file, at('per_device_train_batch_size'), 'per_device_train_batch_size',
       'KTO pairs each record with the completion of its neighbour for the KL estimate, so it needs at least 2')
+  if (cfg.stage === 'grpo') {
+    const completions = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    if (completions % cfg.num_generations !== 0)
+      fail(file, at('per_device_train_batch_size'), 'per_device_train_batch_size',
+        `per_device_train_batch_size × gradient_accumulation_steps (${cfg.per_device_train_batch_size} × ${cfg.gradient_accumulation_steps} = ${completions} completions) must be a multiple of num_generations (${cfg.num_generations})`)
+    if (cfg.cutoff_len <= cfg.max_completion_length)
+      fail(file, at('cutoff_len'), 'cutoff_len', `must exceed max_completion_length (${cfg.max_completion_length}) to leave room for the prompt`)
+    const rewards = checkRewardConfig(cfg.reward_funcs, cfg.reward_weights)
+    if (rewards) fail(file, at(rewards.key), rewards.key, rewards.message)
+    if (cfg.beta > 0 && cfg.finetuning_type === 'full')
+      fail(file, at('beta'), 'beta', 'the KL reference is the base with adapters off, which full fine-tuning does not keep; use finetuning_type lora or beta 0')
+  }
   if (cfg.finetuning_type === 'full' && cfg.adapter_name_or_path !== null)
     fail(file, at('adapter_name_or_path'), 'adapter_name_or_path', 'cannot load an adapter with finetuning_type full')
   if (cfg.val_size >= 1 && !Number.isInteger(cfg.val_size))

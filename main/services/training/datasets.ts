@@ -6,12 +6,12 @@ import { existsSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { DataError } from '../data/errors'
-import { parseTrlRecord, type Message, type Text, type TrainingRecord } from '../data/formats'
+import { checkText, parseTrlRecord, type Message, type Text, type TrainingRecord } from '../data/formats'
 import { inspectFile, lfEntryMapping, readDatasetInfo, readRecords, where, type LfInfoEntry } from '../data/importers'
 import { readRows, type SourceKind } from '../data/sources'
 import type { RecordInput } from '../../../preload/types/data'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
-import { buildExample, type ChatTokenizer, type Example } from './sequences'
+import { buildExample, promptExample, type ChatTokenizer, type Example, type PromptRecord } from './sequences'
 import { permutation, mixSeed, SEED_PURPOSE } from './rng'
 
 export interface DatasetSource {
@@ -43,15 +43,37 @@ export async function resolveDatasets(cfg: Pick<TrainingConfig, 'dataset' | 'dat
 
 /** A source's rows, each with a parser into a TRL record: TRL files are read as they are,
  *  LLaMA-Factory ones through the data service's importer with the entry's column mapping. */
-async function* sourceRows(source: DatasetSource): AsyncGenerator<{ kind: SourceKind; index: number; parse: () => TrainingRecord }> {
+async function* sourceRows(
+  source: DatasetSource
+): AsyncGenerator<{ kind: SourceKind; index: number; parse: () => TrainingRecord; prompt: () => PromptRecord }> {
   if (!source.llamaFactory) {
-    for await (const row of readRows(source.file)) yield { kind: row.kind, index: row.index, parse: () => parseTrlRecord(row.value) }
+    for await (const row of readRows(source.file))
+      yield { kind: row.kind, index: row.index, parse: () => parseTrlRecord(row.value), prompt: () => trlPromptRecord(row.value) }
     return
   }
   const { entry, infoFile } = source.llamaFactory
   const { format, mapping } = lfEntryMapping(entry, source.name, (await inspectFile(source.file)).columns, infoFile)
   for await (const row of readRecords(source.file, { format, mapping }))
-    yield { kind: row.kind, index: row.index, parse: () => storeRecordToTrl(row.record) }
+    yield { kind: row.kind, index: row.index, parse: () => storeRecordToTrl(row.record), prompt: () => storePromptRecord(row.record) }
+}
+
+/** A GRPO row of a TRL file: `prompt` (text or messages; or a conversation, asked up to its
+ *  last assistant turn) and the other columns as they are. */
+function trlPromptRecord(value: unknown): PromptRecord {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new DataError('expected a JSON object')
+  const { prompt, ...columns } = value as Record<string, unknown>
+  if (prompt !== undefined) return { prompt: checkText(prompt, 'prompt'), columns }
+  return { prompt: recordPrompt(parseTrlRecord(value)), columns }
+}
+
+/** A GRPO row of a LLaMA-Factory dataset: its prompt (and system prompt); a gold answer
+ *  (alpaca's output, ...) is the `solution` the accuracy reward checks. */
+function storePromptRecord(r: RecordInput): PromptRecord {
+  const prompt: Text =
+    typeof r.prompt === 'string' && !r.system
+      ? r.prompt
+      : [...(r.system ? [{ role: 'system', content: r.system }] : []), ...(typeof r.prompt === 'string' ? [{ role: 'user', content: r.prompt }] : r.prompt)]
+  return { prompt, columns: typeof r.gold === 'string' ? { solution: r.gold } : {} }
 }
 
 /** Tokenising runs on the main process (the app, serve mode), so it goes in chunks with a
@@ -78,7 +100,8 @@ export function recordPrompt(rec: TrainingRecord): Text {
 }
 
 export async function loadExamples(
-  cfg: Pick<TrainingConfig, 'dataset' | 'dataset_dir' | 'stage' | 'cutoff_len' | 'max_samples' | 'val_size' | 'seed'>,
+  cfg: Pick<TrainingConfig, 'dataset' | 'dataset_dir' | 'stage' | 'cutoff_len' | 'max_samples' | 'val_size' | 'seed'> &
+    Partial<Pick<TrainingConfig, 'max_completion_length'>>,
   tok: ChatTokenizer
 ): Promise<LoadedExamples> {
   const all: Example[][] = []
@@ -97,9 +120,16 @@ export async function loadExamples(
       }
       inChunk++
       try {
-        const record = row.parse()
-        all.push(buildExample(tok, record, cfg.stage, cfg.cutoff_len))
-        prompts.push(recordPrompt(record))
+        if (cfg.stage === 'grpo') {
+          const record = row.prompt()
+          if (cfg.max_completion_length === undefined) throw new Error('stage grpo needs max_completion_length')
+          all.push([promptExample(tok, record, cfg.cutoff_len, cfg.max_completion_length)])
+          prompts.push(record.prompt)
+        } else {
+          const record = row.parse()
+          all.push(buildExample(tok, record, cfg.stage, cfg.cutoff_len))
+          prompts.push(recordPrompt(record))
+        }
       } catch (e) {
         const at = where(source.file, row.kind, row.index)
         if (e instanceof DataError) throw e.at(at)

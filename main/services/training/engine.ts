@@ -1,9 +1,9 @@
 // The part of the native engine's Model (native/index.ts, where its API is documented) the training loop
 // uses, as a structural interface so the loop type-checks on its own.
-import type { Batch, GenerateOptions, GenerateStep, GeneratedRow, LoraOptions, LoraTarget, OptimizerOptions } from '../../../native/index'
+import type { Batch, GenerateOptions, GenerateStep, GeneratedRow, LogpsOptions, LoraOptions, LoraTarget, OptimizerOptions, TokenScores } from '../../../native/index'
 
 // The engine's own types, declared once in its wrapper (type-only: nothing of the addon loads).
-export type { Batch, LoraOptions, LoraTarget, OptimizerOptions }
+export type { Batch, GeneratedRow, LogpsOptions, LoraOptions, LoraTarget, OptimizerOptions, TokenScores }
 
 export interface TrainableModel {
   addLora(opts: LoraOptions): void
@@ -11,7 +11,9 @@ export interface TrainableModel {
   saveAdapter(dir: string, baseModelNameOrPath: string): Promise<void>
   setTrainable(mode: 'lora' | 'full'): void
   setGradientCheckpointing(on: boolean): void
-  logps(batch: Batch, opts: { adapters: boolean; train: boolean; dropoutSeed?: number }): Promise<Float32Array>
+  logps(batch: Batch, opts: LogpsOptions): Promise<Float32Array>
+  /** logps and each token's entropy (GRPO). */
+  scoreTokens(batch: Batch, opts: LogpsOptions): Promise<TokenScores>
   backward(gradLogps: Float32Array): Promise<void>
   zeroGrad(): void
   optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }>

@@ -34,4 +34,4 @@ export function permutation(n: number, seed: number): number[] {
   return out
 }
 
-export const SEED_PURPOSE = { split: 1, shuffle: 2, dropout: 3 } as const
+export const SEED_PURPOSE = { split: 1, shuffle: 2, dropout: 3, sampling: 4, evalSampling: 5 } as const

@@ -140,6 +140,24 @@ export type Example =
   | { kind: 'sft'; sequence: Sequence }
   | { kind: 'pair'; prompt: number[]; chosen: number[]; rejected: number[] }
   | { kind: 'unpaired'; prompt: number[]; completion: number[]; desirable: boolean }
+  /** GRPO: a prompt to sample from, its text and the record's other columns (solution, ...). */
+  | { kind: 'prompt'; prompt: number[]; text: Text; columns: Record<string, unknown> }
+
+/** What a GRPO record gives: the prompt and every other column (what rewards read). */
+export interface PromptRecord {
+  prompt: Text
+  columns: Record<string, unknown>
+}
+
+/** A GRPO prompt as token ids: a conversation rendered with the chat template and its
+ *  generation prompt, a plain string encoded as it is (with the tokenizer's special tokens),
+ *  as TRL does; the start is cut so that max_completion_length tokens fit in cutoff_len. */
+export function promptExample(tok: ChatTokenizer, rec: PromptRecord, cutoffLen: number, maxCompletionLength: number): Example {
+  const ids = Array.isArray(rec.prompt) ? tok.encode(tok.renderChat(rec.prompt, true), false) : tok.encode(rec.prompt, true)
+  if (!ids.length) throw new Error('the prompt is empty once tokenised')
+  const keep = cutoffLen - maxCompletionLength
+  return { kind: 'prompt', prompt: ids.slice(Math.max(0, ids.length - keep)), text: rec.prompt, columns: rec.columns }
+}
 
 /** Tokenises a prompt and its completion (plain strings or messages) as docs/algorithms.md says. */
 export function tokenizePromptCompletion(tok: ChatTokenizer, prompt: Text, completion: Text): PromptCompletion {
@@ -231,6 +249,8 @@ export function buildExample(tok: ChatTokenizer, rec: TrainingRecord, stage: Tra
       const r = tokenizePromptCompletion(tok, rec.prompt, rec.rejected)
       return [{ kind: 'pair', prompt: c.prompt, chosen: c.completion, rejected: r.completion }]
     }
+    case 'grpo':
+      throw new Error('stage grpo reads prompts (promptExample), not training records')
     case 'kto': {
       if (rec.type === 'unpaired') {
         const pc = tokenizePromptCompletion(tok, rec.prompt, rec.completion)

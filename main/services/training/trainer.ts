@@ -13,6 +13,7 @@ import { loadExamples } from './datasets'
 import { loadNativeModel, loraTargets, type ModelLoader, type TrainableModel } from './engine'
 import { mixSeed, permutation, SEED_PURPOSE } from './rng'
 import { SAMPLES_FILE, SampleGenerations } from './samples'
+import { COMPLETIONS_DIR, completionsStep } from './completions'
 import { formatDuration, lrFactor, stepsPerEpoch, totalSteps as countTotalSteps, warmupSteps } from './schedule'
 import { ChatTokenizer, type Example } from './sequences'
 import { createStage, NonFiniteError, type MicroBatch, type MicroOutcome, type Stage } from './stages'
@@ -178,6 +179,7 @@ export class Trainer {
       const step = resume.state.global_step
       await keepLines(log, (l: TrainerLogEntry) => l.current_steps <= step)
       await keepLines(samples, (l: SampleGeneration) => l.step <= step)
+      await removeCompletions(cfg.output_dir, (s) => s > step)
     } else {
       const existing = existsSync(join(cfg.output_dir, 'run.json')) || existsSync(log)
       if (existing && !cfg.overwrite_output_dir)
@@ -187,6 +189,7 @@ export class Trainer {
       for (const c of await listCheckpoints(cfg.output_dir)) await rm(join(cfg.output_dir, c.name), { recursive: true, force: true })
       await writeFileAtomic(log, '')
       await writeFileAtomic(samples, '')
+      await removeCompletions(cfg.output_dir, () => true)
     }
     await writeFileAtomic(join(cfg.output_dir, 'run.json'), JSON.stringify(cfg, null, 2) + '\n')
   }
@@ -224,7 +227,9 @@ export class Trainer {
     }
     model.setTrainable(cfg.finetuning_type)
     model.setGradientCheckpointing(!cfg.disable_gradient_checkpointing)
-    this.stage = createStage({ cfg, model, padId: tok.padId })
+    this.stage = createStage({
+      cfg, model, padId: tok.padId, tok, runDir: this.runDir, emit: this.emit, step: () => this.status.step + 1
+    })
     const stage = this.stage
     // The base answers come first, from the weights as loaded: before the reference pass, a
     // restored checkpoint or any update.
@@ -237,10 +242,13 @@ export class Trainer {
     await this.samples?.generateBase()
     this.checkCancel()
 
-    const B = cfg.per_device_train_batch_size
-    const GA = cfg.gradient_accumulation_steps
+    const layout = stage.layout ?? { examplesPerMicro: cfg.per_device_train_batch_size, microsPerStep: cfg.gradient_accumulation_steps, reuse: 1 }
+    const B = layout.examplesPerMicro
+    const GA = layout.microsPerStep
     const microPerEpoch = Math.ceil(this.train.length / B)
-    const perEpoch = stepsPerEpoch(microPerEpoch, GA)
+    // Steps that read new data, per epoch; each is taken `reuse` times.
+    const dataSteps = stepsPerEpoch(microPerEpoch, GA)
+    const perEpoch = dataSteps * layout.reuse
     const total = countTotalSteps(cfg.max_steps, cfg.num_train_epochs, perEpoch)
     const warmup = warmupSteps(cfg.warmup_steps, cfg.warmup_ratio, total)
     // Unset intervals follow the run's length; run.json and the started event carry the
@@ -256,21 +264,30 @@ export class Trainer {
         : permutation(this.train.length, mixSeed(cfg.seed, SEED_PURPOSE.shuffle, epoch))
     /** The micro-batches of optimiser step `s`, and the epoch position after it. */
     const plan = (s: number) => {
-      const epoch = Math.floor(s / perEpoch)
-      const first = (s % perEpoch) * GA
+      const d = Math.floor(s / layout.reuse)
+      const epoch = Math.floor(d / dataSteps)
+      const first = (d % dataSteps) * GA
       const last = Math.min(first + GA, microPerEpoch)
       const order = orderOf(epoch)
       const micro: MicroBatch[] = []
       for (let m = first; m < last; m++) micro.push(this.microBatch('train', order.slice(m * B, (m + 1) * B)))
-      return { epoch, micro, epochFloat: epoch + last / microPerEpoch, nextMicro: last % microPerEpoch }
+      const taken = ((s % layout.reuse) + 1) / layout.reuse
+      const reused = (s + 1) % layout.reuse !== 0
+      return {
+        epoch, micro, epochFloat: epoch + (first + (last - first) * taken) / microPerEpoch,
+        // The data position after this step: the same micro-batches while they are reused.
+        nextMicro: reused ? first : last % microPerEpoch, nextEpoch: !reused && last === microPerEpoch ? epoch + 1 : epoch
+      }
     }
 
     let startStep = 0
     if (resume) {
       const { state } = resume
-      if (state.train_examples !== this.train.length || state.per_device_train_batch_size !== B || state.gradient_accumulation_steps !== GA)
+      const B0 = cfg.per_device_train_batch_size
+      const GA0 = cfg.gradient_accumulation_steps
+      if (state.train_examples !== this.train.length || state.per_device_train_batch_size !== B0 || state.gradient_accumulation_steps !== GA0)
         throw new TrainingError(
-          `resume_from_checkpoint: ${resume.dir} was written for ${state.train_examples} examples, batch ${state.per_device_train_batch_size} × ${state.gradient_accumulation_steps}; the config now gives ${this.train.length}, ${B} × ${GA}`
+          `resume_from_checkpoint: ${resume.dir} was written for ${state.train_examples} examples, batch ${state.per_device_train_batch_size} × ${state.gradient_accumulation_steps}; the config now gives ${this.train.length}, ${B0} × ${GA0}`
         )
       startStep = state.global_step
     }
@@ -280,7 +297,10 @@ export class Trainer {
       for (let s = 0; s < total; s++) for (const mb of plan(s).micro) await stage.reference(mb)
       for (const mb of this.evalBatches()) await stage.reference(mb)
     }
-    if (resumeDir) await model.loadTrainingState(join(resumeDir, 'training_state.bin'))
+    if (resumeDir) {
+      await model.loadTrainingState(join(resumeDir, 'training_state.bin'))
+      await stage.checkpoint?.load(resumeDir)
+    }
 
     this.status.totalSteps = total
     this.status.step = startStep
@@ -309,7 +329,7 @@ export class Trainer {
           if (!(err instanceof NonFiniteError)) throw err
           throw this.nonFinite(step, err.message)
         }
-        stepLoss += out.loss
+        stepLoss += out.loss ?? 0
         window.tokens += out.tokens
         for (const [name, v] of Object.entries(out.metrics)) {
           const w = window.metrics.get(name) ?? { sum: 0, n: 0 }
@@ -371,10 +391,10 @@ export class Trainer {
       if (done % every.save === 0 && done < total) {
         const state: TrainerState = {
           global_step: done, total_steps: total, epoch: p.epochFloat,
-          epoch_index: p.nextMicro === 0 ? p.epoch + 1 : p.epoch, micro_batch: p.nextMicro, seed: cfg.seed,
+          epoch_index: p.nextEpoch, micro_batch: p.nextMicro, seed: cfg.seed,
           lr_scheduler: { type: cfg.lr_scheduler_type, warmup_steps: warmup, total_steps: total, step: done },
           train_examples: this.train.length, micro_batches_per_epoch: microPerEpoch,
-          gradient_accumulation_steps: GA, per_device_train_batch_size: B
+          gradient_accumulation_steps: cfg.gradient_accumulation_steps, per_device_train_batch_size: cfg.per_device_train_batch_size
         }
         await this.saveCheckpoint(state)
       }
@@ -409,7 +429,7 @@ export class Trainer {
   }
 
   private async evaluate(step: number, total: number, epoch: number, t: { elapsed: number; remaining: number }): Promise<TrainerLogEntry> {
-    let lossSum = 0
+    let lossSum: number | null = 0
     let count = 0
     const metrics = new Map<string, { sum: number; n: number }>()
     for (const mb of this.evalBatches()) {
@@ -418,7 +438,7 @@ export class Trainer {
       const out = await this.stage.step([mb])[0]!({ train: false, dropoutSeed: 0 })
       const n = mb.idx.length
       // Weighted by examples, as transformers averages eval losses over samples.
-      lossSum += out.loss * n
+      lossSum = out.loss === null || lossSum === null ? null : lossSum + out.loss * n
       count += n
       for (const [name, v] of Object.entries(out.metrics)) {
         const w = metrics.get(name) ?? { sum: 0, n: 0 }
@@ -428,7 +448,7 @@ export class Trainer {
       }
     }
     const entry: TrainerLogEntry = {
-      current_steps: step, total_steps: total, eval_loss: lossSum / count, epoch: round(epoch, 4),
+      current_steps: step, total_steps: total, ...(lossSum === null ? {} : { eval_loss: lossSum / count }), epoch: round(epoch, 4),
       percentage: round((step / total) * 100, 2), elapsed_time: formatDuration(t.elapsed), remaining_time: formatDuration(t.remaining)
     }
     for (const [name, w] of metrics) entry[`eval_${name}`] = w.sum / w.n
@@ -443,6 +463,7 @@ export class Trainer {
     if (this.cfg.finetuning_type === 'lora') await this.model.saveAdapter(tmp, this.cfg.model_name_or_path)
     await mkdir(tmp, { recursive: true })
     await this.model.saveTrainingState(join(tmp, 'training_state.bin'))
+    await this.stage.checkpoint?.save(tmp)
     await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
     await rm(final, { recursive: true, force: true })
     await rename(tmp, final)
@@ -476,6 +497,16 @@ export async function readJsonLines<T>(file: string): Promise<T[]> {
     }
   }
   return out
+}
+
+/** Removes the completions/step-N.jsonl files (GRPO) whose step `drop` accepts. */
+async function removeCompletions(runDir: string, drop: (step: number) => boolean): Promise<void> {
+  const dir = join(runDir, COMPLETIONS_DIR)
+  if (!existsSync(dir)) return
+  for (const name of await readdir(dir)) {
+    const step = completionsStep(name)
+    if (step !== null && drop(step)) await rm(join(dir, name), { force: true })
+  }
 }
 
 /** Rewrites a run's JSONL file with the lines that `keep` accepts. */

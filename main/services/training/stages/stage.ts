@@ -7,7 +7,8 @@ import type { TrainingConfig } from '../../../../preload/types/trainingSchema'
 import { sequenceSums } from '../batches'
 import type { Batch, TrainableModel } from '../engine'
 import type { Metrics } from '../losses'
-import type { Example } from '../sequences'
+import type { ChatTokenizer, Example } from '../sequences'
+import type { RunEvent } from '../../../../preload/types/training'
 
 export type Split = 'train' | 'eval'
 
@@ -20,8 +21,9 @@ export interface MicroBatch {
 }
 
 export interface MicroOutcome {
-  /** This micro-batch's share of the step loss (already weighted within the step). */
-  loss: number
+  /** This micro-batch's share of the step loss (already weighted within the step); null for
+   *  an evaluation that has no loss (GRPO evaluates its rewards). */
+  loss: number | null
   metrics: Metrics
   /** Completion tokens the micro-batch scored (tokens/s). */
   tokens: number
@@ -37,10 +39,29 @@ export interface RunOptions {
  *  when training, has accumulated its gradients into the model. */
 export type MicroRun = (o: RunOptions) => Promise<MicroOutcome>
 
+/** How the loop cuts the training set into steps. The default (SFT, DPO, KTO) is
+ *  per_device_train_batch_size examples per micro-batch and gradient_accumulation_steps
+ *  micro-batches per step; GRPO's micro-batch is every prompt of a generation batch, one per
+ *  step, and `reuse` (num_iterations) steps read the same one. */
+export interface StageLayout {
+  examplesPerMicro: number
+  microsPerStep: number
+  reuse: number
+}
+
+/** What a stage keeps between steps that a checkpoint must carry (GRPO's generation batch
+ *  while num_iterations reuses it). */
+export interface StageCheckpoint {
+  save(dir: string): Promise<void>
+  load(dir: string): Promise<void>
+}
+
 export interface Stage {
   /** The loss reads the reference policy (the base with adapters off). With full fine-tuning
    *  the loop takes every reference log-prob before the first update moves the weights. */
   readonly usesReference: boolean
+  readonly layout?: StageLayout
+  readonly checkpoint?: StageCheckpoint
   /** Computes and caches the reference log-probs these examples need (once per example). */
   reference(mb: MicroBatch): Promise<void>
   /** The micro-batches of one optimiser step, in order; an evaluation batch is a step alone. */
@@ -51,6 +72,12 @@ export interface StageContext {
   cfg: TrainingConfig
   model: TrainableModel
   padId: number
+  /** The run's tokenizer, folder and event sink (GRPO decodes, writes completions/ and streams them). */
+  tok: ChatTokenizer
+  runDir: string
+  emit: (e: RunEvent) => void
+  /** Where the run's step counter stands (1-based step being trained). */
+  step: () => number
 }
 
 /** A loss or log-prob that is NaN/Inf: caught by the loop, which names the step. */
