@@ -67,7 +67,7 @@ export function advantages(t: RewardTable, scale: ScaleRewards, names: string[])
     for (let j = 0; j < G; j++) {
       const i = g * G + j
       let a = total[i]! - m
-      if (scale === 'group') a /= s
+      if (scale === 'group') a /= s + 1e-4
       else if (scale === 'batch') a /= batchStd + 1e-4
       advantage[i] = rewarded[i] ? a : 0
     }

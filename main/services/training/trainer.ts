@@ -228,7 +228,7 @@ export class Trainer {
     model.setTrainable(cfg.finetuning_type)
     model.setGradientCheckpointing(!cfg.disable_gradient_checkpointing)
     this.stage = createStage({
-      cfg, model, padId: tok.padId, tok, runDir: this.runDir, emit: this.emit, step: () => this.status.step + 1
+      cfg, model, padId: tok.padId, tok, runDir: this.runDir, emit: this.emit, step: () => this.status.step + 1, signal: this.opts.signal
     })
     const stage = this.stage
     // The base answers come first, from the weights as loaded: before the reference pass, a

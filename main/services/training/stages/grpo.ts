@@ -125,7 +125,7 @@ export class GrpoStage implements Stage {
     })
     const perFunc: (number | null)[][] = []
     for (const f of this.funcs) {
-      const values = await f.score(items)
+      const values = await f.score(items, this.ctx.signal)
       if (values.length !== items.length) throw new Error(`reward ${f.name}: ${values.length} rewards for ${items.length} completions`)
       perFunc.push(values)
     }

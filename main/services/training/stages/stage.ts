@@ -78,6 +78,8 @@ export interface StageContext {
   emit: (e: RunEvent) => void
   /** Where the run's step counter stands (1-based step being trained). */
   step: () => number
+  /** The run's cancel signal (a reward program in flight is killed with it). */
+  signal?: AbortSignal
 }
 
 /** A loss or log-prob that is NaN/Inf: caught by the loop, which names the step. */
