@@ -35,7 +35,7 @@ import type {
   GenerateAnswersRequest,
   GenerateAnswersResult
 } from './types/generation'
-import type { AdapterExport, ConfigCheck, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
+import type { AdapterExport, ConfigCheck, GrpoCompletion, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
@@ -98,6 +98,10 @@ export interface InvokeMap {
   'runs.list': { args: []; result: RunSummary[] }
   /** A run's summary, resolved config (run.json), trainer_log.jsonl entries and status. */
   'runs.get': { args: [id: string]; result: RunDetail }
+  /** The steps of a GRPO run that have a completions/step-NNNNN.jsonl file, ascending. */
+  'runs.completionSteps': { args: [id: string]; result: number[] }
+  /** One step's scored completions (prompt, completion, each reward, advantage, tokens). */
+  'runs.completions': { args: [id: string, step: number]; result: GrpoCompletion[] }
   /** Checks a config from the form against the schema; the error names the key. */
   'runs.validate': { args: [config: Record<string, unknown>]; result: ConfigCheck }
   /** Starts training in main; step events follow on runs.event. */
@@ -163,6 +167,8 @@ export const invokeChannels = [
   'data.cancelGenerate',
   'runs.list',
   'runs.get',
+  'runs.completionSteps',
+  'runs.completions',
   'runs.validate',
   'runs.start',
   'runs.stop',

@@ -4,11 +4,12 @@ import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
-import type { AdapterExport, RunDetail, RunStatus, RunSummary, SampleGeneration, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
+import type { AdapterExport, GrpoCompletion, RunDetail, RunStatus, RunSummary, SampleGeneration, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
 import { fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { processAlive } from '../process'
 import type { TrainingConfig } from '../../../preload/types/trainingSchema'
 import { ConfigError, resolveConfig } from './config'
+import { COMPLETIONS_DIR, completionsFile, completionsStep } from './completions'
 import { SAMPLES_FILE } from './samples'
 import { listCheckpoints, readJsonLines, Trainer } from './trainer'
 
@@ -21,6 +22,42 @@ async function readJsonIfAny<T>(file: string): Promise<T | null> {
 }
 
 export const readTrainerLog = (dir: string): Promise<TrainerLogEntry[]> => readJsonLines(join(dir, 'trainer_log.jsonl'))
+
+/** The steps of a run folder that have a completions file, ascending; none when the run kept
+ *  none. Only the names the trainer writes count (step-00007.jsonl, not step-7.jsonl), so every
+ *  step listed reads. */
+export async function completionSteps(dir: string): Promise<number[]> {
+  let names: string[]
+  try {
+    names = await readdir(join(dir, COMPLETIONS_DIR))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+  const steps = names.flatMap((name) => {
+    const step = completionsStep(name)
+    return step !== null && step >= 1 && basename(completionsFile(dir, step)) === name ? [step] : []
+  })
+  return steps.sort((a, b) => a - b)
+}
+
+/** One step's completions as written (a torn last line, from a run killed while writing it, is
+ *  skipped); an error naming the step and the steps there are when it has no file. */
+export async function readCompletions(dir: string, step: number): Promise<GrpoCompletion[]> {
+  if (!Number.isSafeInteger(step) || step < 1) throw new Error(`bad step ${JSON.stringify(step)}: a step is a whole number from 1`)
+  const file = completionsFile(dir, step)
+  if (!existsSync(file)) {
+    const steps = await completionSteps(dir)
+    const have = steps.length ? `steps with completions: ${listSteps(steps)}` : 'it has no completions yet (GRPO runs write them at each step)'
+    throw new Error(`${basename(dir)} has no completions for step ${step} (${file} is missing); ${have}`)
+  }
+  return readJsonLines<GrpoCompletion>(file)
+}
+
+/** "1, 2, 3" or "1, 2, …, 40" for long lists, so an error message stays one line. */
+function listSteps(steps: number[]): string {
+  return steps.length <= 8 ? steps.join(', ') : `${steps.slice(0, 3).join(', ')}, …, ${steps.slice(-3).join(', ')}`
+}
 
 export async function readRun(dir: string, live?: Set<string>): Promise<RunDetail> {
   const config = await readJsonIfAny<TrainingConfig>(join(dir, 'run.json'))
@@ -127,9 +164,23 @@ export class RunsService {
   }
 
   async get(id: string): Promise<RunDetail> {
+    return readRun(this.existingDir(id), new Set(this.live.keys()))
+  }
+
+  /** The steps of a run that have a completions file (GRPO), ascending. */
+  async completionSteps(id: string): Promise<number[]> {
+    return completionSteps(this.existingDir(id))
+  }
+
+  /** The completions of one step of a GRPO run, with their rewards and advantages. */
+  async completions(id: string, step: number): Promise<GrpoCompletion[]> {
+    return readCompletions(this.existingDir(id), step)
+  }
+
+  private existingDir(id: string): string {
     const dir = this.dirOf(id)
     if (!existsSync(dir)) throw new Error(`no run "${id}" (${dir})`)
-    return readRun(dir, new Set(this.live.keys()))
+    return dir
   }
 
   /** Checks a config from the form; the error names the key. */
@@ -236,7 +287,10 @@ export class RunsService {
 
 const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors']
 
-type RunHandlers = Pick<Handlers, 'runs.list' | 'runs.get' | 'runs.validate' | 'runs.start' | 'runs.stop' | 'runs.resume' | 'runs.exportAdapter'>
+type RunHandlers = Pick<
+  Handlers,
+  'runs.list' | 'runs.get' | 'runs.completionSteps' | 'runs.completions' | 'runs.validate' | 'runs.start' | 'runs.stop' | 'runs.resume' | 'runs.exportAdapter'
+>
 
 export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: () => Promise<void>) => void): RunHandlers {
   const runs = new RunsService(opts)
@@ -244,6 +298,8 @@ export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: ()
   return {
     'runs.list': () => runs.list(),
     'runs.get': (id) => runs.get(id),
+    'runs.completionSteps': (id) => runs.completionSteps(id),
+    'runs.completions': (id, step) => runs.completions(id, step),
     'runs.validate': async (config) => {
       try {
         return { ok: true, error: null, key: null, config: runs.validate(config) }

@@ -27,6 +27,33 @@ describe('run metrics', () => {
     expect(charts[0].series.map((s) => s.name)).toEqual(['loss', 'eval_loss'])
   })
 
+  it("draws a GRPO log's reward, per-function, length, clipping, entropy and throughput charts, reward first", () => {
+    const grpo = [1, 2].map((step) => ({
+      current_steps: step, total_steps: 2, loss: 0.01, lr: 1e-4, grad_norm: 0.3, reward: 0.5 * step, reward_std: 0.4,
+      'rewards/accuracy/mean': 0.25 * step, 'rewards/accuracy/std': 0.4, 'rewards/regex:^\\d+/x$/mean': 1, 'rewards/regex:^\\d+/x$/std': 0,
+      frac_reward_zero_std: 0.5, 'completions/mean_length': 30, 'completions/min_length': 8, 'completions/max_length': 64,
+      'completions/clipped_ratio': 0.25, 'completions/mean_terminated_length': 25, entropy: 1.2,
+      'clip_ratio/low_mean': 0, 'clip_ratio/high_mean': 0.01, 'clip_ratio/region_mean': 0.01,
+      'tokens_per_second/generation': 120, 'tokens_per_second/training': 300, epoch: step / 2, percentage: step * 50
+    }))
+    const charts = chartsFor(grpo)
+    expect(charts.map((c) => c.spec.id)).toEqual([
+      'reward', 'reward_funcs', 'reward_std', 'reward_funcs_std', 'frac_reward_zero_std', 'completion_length', 'clipped_ratio', 'clip_ratio',
+      'loss', 'entropy', 'lr', 'grad_norm', 'throughput'
+    ])
+    const of = (id: string) => charts.find((c) => c.spec.id === id)!.series
+    // One series per reward function, named by the function as reward_funcs writes it.
+    expect(of('reward_funcs').map((s) => s.name)).toEqual(['accuracy', 'regex:^\\d+/x$'])
+    expect(of('reward_funcs')[0]!.points).toEqual([[1, 0.25], [2, 0.5]])
+    // Legends without what the title says.
+    expect(of('completion_length').map((s) => s.name)).toEqual(['mean', 'min', 'max', 'mean (ended)'])
+    expect(of('clip_ratio').map((s) => s.name)).toEqual(['region', 'low', 'high'])
+    expect(of('throughput').map((s) => s.name)).toEqual(['generation', 'training'])
+    expect(of('loss').map((s) => s.name)).toEqual(['loss'])
+    // kl only when the log has it (beta > 0).
+    expect(chartsFor(grpo.map((e) => ({ ...e, kl: 0.01 }))).some((c) => c.spec.id === 'kl')).toBe(true)
+  })
+
   it('reads progress from the newest line, with the ETA from the average pace when not logged', () => {
     const p = runProgress(log)
     expect(p.step).toBe(3)

@@ -13,18 +13,49 @@ export interface ChartSpec {
   title: string
   /** Metric keys drawn in this chart, in legend order. */
   metrics: string[]
+  /** Keys whose name a method makes up (GRPO's rewards/<func>/mean): drawn here too, in order
+   *  of first appearance, with the legend name `legend` gives them. */
+  pattern?: RegExp
+  legend?: (key: string) => string
 }
 
-/** The dashboard's fixed charts; metrics a method adds beyond these get charts of their own. */
+/** The reward function of a GRPO per-function metric (rewards/<func>/mean; func may hold '/'). */
+const rewardFunc = (key: string) => key.replace(/^rewards\//, '').replace(/\/(mean|std)$/, '')
+/** A legend name without the group the chart's title already says ('completions/min_length' → 'min'). */
+const after = (prefix: string, suffix = '') => (key: string) =>
+  key.startsWith(prefix) ? key.slice(prefix.length, suffix && key.endsWith(suffix) ? -suffix.length : undefined).replace(/_/g, ' ') : key
+
+/** The dashboard's fixed charts; metrics a method adds beyond these get charts of their own.
+ *  GRPO's come first: a GRPO run is read by its reward, its loss says little. */
 export const dashboardCharts: readonly ChartSpec[] = [
+  { id: 'reward', title: 'Reward (mean over completions)', metrics: ['reward'] },
+  { id: 'reward_funcs', title: 'Reward per function (mean)', metrics: [], pattern: /^rewards\/.+\/mean$/, legend: rewardFunc },
+  { id: 'reward_std', title: 'Reward std within groups', metrics: ['reward_std'] },
+  { id: 'reward_funcs_std', title: 'Reward std per function', metrics: [], pattern: /^rewards\/.+\/std$/, legend: rewardFunc },
+  { id: 'frac_reward_zero_std', title: 'Groups with one reward for all (no signal)', metrics: ['frac_reward_zero_std'] },
+  {
+    id: 'completion_length', title: 'Completion length (tokens)',
+    metrics: ['completions/mean_length', 'completions/min_length', 'completions/max_length', 'completions/mean_terminated_length'],
+    legend: (key) => (key === 'completions/mean_terminated_length' ? 'mean (ended)' : after('completions/', '_length')(key))
+  },
+  { id: 'clipped_ratio', title: 'Clipped completions (no eos, share)', metrics: ['completions/clipped_ratio'] },
+  {
+    id: 'clip_ratio', title: 'Ratio clipping (share of tokens)', metrics: ['clip_ratio/region_mean', 'clip_ratio/low_mean', 'clip_ratio/high_mean'],
+    legend: after('clip_ratio/', '_mean')
+  },
   { id: 'loss', title: 'Loss', metrics: ['loss', 'eval_loss'] },
   { id: 'rewards', title: 'Rewards', metrics: ['rewards/chosen', 'rewards/rejected', 'eval_rewards/chosen', 'eval_rewards/rejected'] },
   { id: 'margins', title: 'Reward margins', metrics: ['rewards/margins', 'eval_rewards/margins'] },
   { id: 'accuracies', title: 'Reward accuracies', metrics: ['rewards/accuracies', 'eval_rewards/accuracies'] },
   { id: 'kl', title: 'KL', metrics: ['kl', 'eval_kl'] },
+  { id: 'entropy', title: 'Entropy (per completion token)', metrics: ['entropy'] },
   { id: 'lr', title: 'Learning rate', metrics: ['lr', 'learning_rate'] },
   { id: 'grad_norm', title: 'Grad norm', metrics: ['grad_norm'] },
-  { id: 'throughput', title: 'Tokens/s', metrics: ['tokens_per_second', 'tokens_per_sec', 'tokens/s', 'train_tokens_per_second'] }
+  {
+    id: 'throughput', title: 'Tokens/s',
+    metrics: ['tokens_per_second', 'tokens_per_sec', 'tokens/s', 'train_tokens_per_second', 'tokens_per_second/generation', 'tokens_per_second/training'],
+    legend: after('tokens_per_second/')
+  }
 ]
 
 function stepOf(entry: LogEntry): number | null {
@@ -51,10 +82,15 @@ export function metricSeries(entries: readonly LogEntry[], key: string): Point[]
   return out
 }
 
+/** The metric keys of the log a chart draws: its fixed ones, then those its pattern matches. */
+function chartKeys(spec: ChartSpec, keys: readonly string[]): string[] {
+  return [...spec.metrics.filter((m) => keys.includes(m)), ...(spec.pattern ? keys.filter((k) => spec.pattern!.test(k) && !spec.metrics.includes(k)) : [])]
+}
+
 /** The charts to draw for a log: the fixed ones that have data, then one per other metric. */
 export function chartsFor(entries: readonly LogEntry[]): { spec: ChartSpec; series: { name: string; points: Point[] }[] }[] {
   const keys = metricKeys(entries)
-  const placed = new Set(dashboardCharts.flatMap((c) => c.metrics))
+  const placed = new Set(dashboardCharts.flatMap((c) => chartKeys(c, keys)))
   const specs: ChartSpec[] = [
     ...dashboardCharts,
     ...keys.filter((k) => !placed.has(k)).map((k) => ({ id: `metric:${k}`, title: k, metrics: [k] }))
@@ -62,7 +98,7 @@ export function chartsFor(entries: readonly LogEntry[]): { spec: ChartSpec; seri
   return specs
     .map((spec) => ({
       spec,
-      series: spec.metrics.filter((m) => keys.includes(m)).map((m) => ({ name: m, points: metricSeries(entries, m) }))
+      series: chartKeys(spec, keys).map((m) => ({ name: spec.legend?.(m) ?? m, points: metricSeries(entries, m) }))
     }))
     .filter((c) => c.series.length > 0)
 }

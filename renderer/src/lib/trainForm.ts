@@ -12,8 +12,10 @@ import {
   type StepIntervals,
   type TrainingStage
 } from '../../../preload/types/trainingSchema'
+import { grpoPresets, presetRewardValues } from './grpoPresets'
+import { rewardErrors, rewardsToConfig, type RewardEditorState } from './rewardEditor'
 
-export type MethodId = 'sft' | 'dpo' | 'kto' | 'orpo' | 'simpo'
+export type MethodId = 'sft' | 'dpo' | 'kto' | 'orpo' | 'simpo' | 'grpo'
 
 export interface Method {
   id: MethodId
@@ -53,6 +55,12 @@ export const methods: readonly Method[] = [
     id: 'simpo', label: 'SimPO', stage: 'dpo', losses: ['simpo'],
     summary: 'Simple preference optimisation: length-normalised margin with a target γ; no reference model.',
     preset: { learning_rate: 1e-6, num_train_epochs: 1, pref_beta: 2.0, simpo_gamma: 0.5, lr_scheduler_type: 'cosine', warmup_ratio: 0.1 }
+  },
+  {
+    id: 'grpo', label: 'GRPO', stage: 'grpo', losses: [],
+    summary: 'Group relative policy optimisation: samples answers to prompts, scores them with reward functions, reinforces the best.',
+    // The first task preset (grpoPresets.ts); the page offers the others.
+    preset: { ...grpoPresets[0]!.values, ...presetRewardValues(grpoPresets[0]!) }
   }
 ]
 
@@ -146,16 +154,25 @@ function sameAsDefault(spec: ConfigKeySpec, value: unknown): boolean {
   return value === spec.default
 }
 
-/** Validates the form and builds the config object in schema order. */
+/** Keys the GRPO reward editor stands for: the form shows the editor instead of their fields. */
+export const rewardEditorKeys = new Set(['reward_funcs', 'reward_weights'])
+
+/**
+ * Validates the form and builds the config object in schema order. For GRPO, `rewards` (the
+ * reward editor) gives reward_funcs and reward_weights; without it they are read from `values`.
+ */
 export function buildConfig(
   method: Method,
   loss: PrefLoss | null,
   values: FormValues,
-  schema: readonly ConfigKeySpec[] = trainingConfigSchema
+  schema: readonly ConfigKeySpec[] = trainingConfigSchema,
+  rewards: RewardEditorState | null = null
 ): BuiltConfig {
   const config: Record<string, unknown> = {}
   const errors: Record<string, string> = {}
   const shown = new Set(fieldsFor(method, schema).map((s) => s.name))
+  const fromEditor = rewards ? rewardsToConfig(rewards) : null
+  if (rewards && shown.has('reward_funcs')) Object.assign(errors, rewardErrors(rewards))
   for (const spec of schema) {
     if (spec.name === 'stage') {
       config.stage = method.stage
@@ -166,9 +183,19 @@ export function buildConfig(
       continue
     }
     if (!shown.has(spec.name)) continue
+    if (fromEditor && rewardEditorKeys.has(spec.name)) {
+      const value = spec.name === 'reward_funcs' ? fromEditor.reward_funcs : fromEditor.reward_weights
+      if (value && value.length && !errors[spec.name]) config[spec.name] = value
+      continue
+    }
     const { value, error } = parseField(spec, values[spec.name] ?? '')
     if (error) errors[spec.name] = error
-    else if (value !== undefined && (spec.required || !sameAsDefault(spec, value))) config[spec.name] = value
+    // The reward functions are what a GRPO run is about: written even when they are the default.
+    else if (value !== undefined && (spec.required || spec.name === 'reward_funcs' || !sameAsDefault(spec, value))) config[spec.name] = value
+  }
+  if (method.stage === 'grpo') {
+    const batch = grpoBatch(config)
+    if (batch && !batch.divides) errors.num_generations ??= batch.message
   }
   // Checks across keys, as the config parser makes them, shown next to the field they name.
   if (method.stage === 'kto' && typeof config.per_device_train_batch_size === 'number' && config.per_device_train_batch_size < 2)
@@ -176,6 +203,56 @@ export function buildConfig(
   if (config.finetuning_type === 'full' && config.adapter_name_or_path !== undefined)
     errors.adapter_name_or_path ??= 'cannot load an adapter with finetuning_type full'
   return { config, errors }
+}
+
+/** A config key's value, or the schema's default when the config leaves it out. */
+function keyOf<T>(config: Record<string, unknown>, name: string): T {
+  return (config[name] ?? trainingConfigSchema.find((s) => s.name === name)!.default) as T
+}
+
+/** How a GRPO step is made: completions per step (batch × accumulation), in groups of
+ *  num_generations, one group per prompt. */
+export interface GrpoBatch {
+  batch: number
+  accumulation: number
+  generations: number
+  completions: number
+  /** Prompts per optimiser step; not whole when the groups do not divide the step. */
+  prompts: number
+  divides: boolean
+  /** One line for the form: the derivation, or why it does not divide and what would. */
+  message: string
+}
+
+/** The GRPO step of a config, or null while one of its keys is not a positive whole number. */
+export function grpoBatch(config: Record<string, unknown>): GrpoBatch | null {
+  const batch = keyOf<number>(config, 'per_device_train_batch_size')
+  const accumulation = keyOf<number>(config, 'gradient_accumulation_steps')
+  const generations = keyOf<number>(config, 'num_generations')
+  if (![batch, accumulation, generations].every((n) => Number.isInteger(n) && n > 0)) return null
+  const completions = batch * accumulation
+  const prompts = completions / generations
+  const divides = Number.isInteger(prompts)
+  const message = divides
+    ? `Prompts per step = per_device_train_batch_size × gradient_accumulation_steps / num_generations = ${batch} × ${accumulation} / ${generations} = ${prompts}`
+    : `per_device_train_batch_size × gradient_accumulation_steps = ${batch} × ${accumulation} = ${completions} is not a multiple of num_generations (${generations}): ` +
+      `each step trains on whole groups of ${generations} completions, one group per prompt. ` +
+      `Set per_device_train_batch_size to ${nearestMultiple(batch, generations, accumulation)} or num_generations to a divisor of ${completions} (${divisors(completions).join(', ')}).`
+  return { batch, accumulation, generations, completions, prompts, divides, message }
+}
+
+/** The batch size nearest to `batch` (at least one group) that makes batch × accumulation a multiple of g. */
+function nearestMultiple(batch: number, g: number, accumulation: number): number {
+  for (let d = 0; ; d++) {
+    for (const b of [batch - d, batch + d]) if (b >= 1 && (b * accumulation) % g === 0) return b
+  }
+}
+
+/** The divisors of n from 2 (num_generations is at least 2). */
+function divisors(n: number): number[] {
+  const out: number[] = []
+  for (let d = 2; d <= n; d++) if (n % d === 0) out.push(d)
+  return out
 }
 
 /** A run's length and the logging / save / eval intervals the trainer will use for it. */
@@ -190,7 +267,7 @@ export interface RunIntervals {
  * max_steps and no count, or no example to train on).
  */
 export function runIntervals(config: Record<string, unknown>, examples: number | null): RunIntervals | null {
-  const key = <T>(name: string): T => (config[name] ?? trainingConfigSchema.find((s) => s.name === name)!.default) as T
+  const key = <T>(name: string): T => keyOf<T>(config, name)
   const maxSteps = key<number>('max_steps')
   let train = examples ?? 0
   if (maxSteps <= 0) {
@@ -226,7 +303,9 @@ export function everySteps(n: number): string {
  *  Keys the app resolves itself are named in comments, with their values when known. */
 export function configYaml(config: Record<string, unknown>, intervals: RunIntervals | null = null): string {
   const flat: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(config)) flat[k] = Array.isArray(v) ? v.join(',') : v
+  // A list item holding a comma (a regex reward such as \d{1,3}) cannot go in a comma string:
+  // that list is written as a YAML list, which the config parser reads too.
+  for (const [k, v] of Object.entries(config)) flat[k] = Array.isArray(v) && !v.some((item) => String(item).includes(',')) ? v.join(',') : v
   let yaml = stringify(flat, { lineWidth: 0 })
   if (config.output_dir === undefined)
     yaml += '# output_dir: left to the app (a new folder under its runs folder); set it to run this file with tunebench train\n'

@@ -4,6 +4,20 @@ import { ref } from 'vue'
 import type { DemoResources } from '../../../preload/types/app'
 import { api } from '../api'
 import { errorMessage } from '../lib/guarded'
+import type { TrainingStage } from '../../../preload/types/trainingSchema'
+
+/** The method each bundled dataset is made for (resources/demo/datasets.json describes them);
+ *  candidates.jsonl is for labeling, not training. */
+const demoStages: Record<string, TrainingStage> = {
+  'sft.jsonl': 'sft',
+  'preference.jsonl': 'dpo',
+  'kto.jsonl': 'kto',
+  'grpo.jsonl': 'grpo'
+}
+
+export function demoStageOf(name: string): TrainingStage | null {
+  return demoStages[name] ?? null
+}
 
 export const useDemoStore = defineStore('demo', () => {
   const resources = ref<DemoResources | null>(null)

@@ -1,12 +1,16 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
-import type { RunDetail, RunEvent, RunSummary, TrainerLogEntry } from '../../../preload/types/training'
+import type { GrpoCompletion, RunDetail, RunEvent, RunSummary, TrainerLogEntry } from '../../../preload/types/training'
 
 // An in-memory runs service: the run's log on disk is `disk`, events are pushed by the test.
 let listener: ((e: RunEvent) => void) | null = null
 let disk: TrainerLogEntry[] = []
+/** The run's method, and a GRPO run's completions/ folder: lines by step. */
+let stage = 'dpo'
+let completionsDisk: Record<number, GrpoCompletion[]> = {}
+let completionReads = 0
 const summary = (over: Partial<RunSummary> = {}): RunSummary => ({
-  id: 'dpo-1', dir: '/runs/dpo-1', state: 'running', stage: 'dpo', prefLoss: 'sigmoid', model: '/m', step: 0, totalSteps: 4,
+  id: 'dpo-1', dir: '/runs/dpo-1', state: 'running', stage, prefLoss: 'sigmoid', model: '/m', step: 0, totalSteps: 4,
   lastLoss: null, startedAt: null, updatedAt: null, error: null, checkpoints: [], hasAdapter: false, ...over
 })
 const entry = (step: number, loss: number): TrainerLogEntry => ({
@@ -21,7 +25,13 @@ vi.mock('../api', () => ({
       get: async (dir: string): Promise<RunDetail> => ({ summary: summary({ dir }), config: null, log: disk.map((e) => ({ ...e })), samples: [], status: null }),
       start: async () => summary(),
       stop: async () => true,
-      resume: async () => summary()
+      resume: async () => summary(),
+      completionSteps: async () => Object.keys(completionsDisk).map(Number).sort((a, b) => a - b),
+      completions: async (_dir: string, step: number) => {
+        completionReads++
+        if (!completionsDisk[step]) throw new Error(`no completions for step ${step}`)
+        return completionsDisk[step]
+      }
     },
     on: (channel: string, cb: (e: RunEvent) => void) => {
       if (channel === 'runs.event') listener = cb
@@ -38,6 +48,9 @@ describe('runs store', () => {
     setActivePinia(createPinia())
     disk = []
     listener = null
+    stage = 'dpo'
+    completionsDisk = {}
+    completionReads = 0
   })
 
   it('appends live log lines to a loaded run and drops lines the log already held', async () => {
@@ -133,5 +146,47 @@ describe('runs store', () => {
     push(at(3, 'x'))
     push({ ...at(1, 'y'), runDir: '/elsewhere' })
     expect(runs.samplesOf('/runs/dpo-1').map((l) => l.step)).toEqual([2, 3])
+  })
+
+  it('GRPO: lists the steps with completions, reads a step once, adds streamed steps and drops those after a resumed checkpoint', async () => {
+    stage = 'grpo'
+    const c = (step: number, reward: number): GrpoCompletion => ({
+      step, group: 0, index: 0, prompt: 'p', completion: 'c', rewards: { accuracy: reward }, reward, advantage: 0, tokens: 3, clipped: false
+    })
+    completionsDisk = { 1: [c(1, 0)], 2: [c(2, 1)] }
+    const runs = useRunsStore()
+    await runs.refresh()
+    await runs.select('/runs/dpo-1')
+    expect(runs.completionStepsOf('/runs/dpo-1')).toEqual([1, 2])
+    expect(runs.completionsOf('/runs/dpo-1', 2)).toBeNull()
+    expect(await runs.loadCompletions('/runs/dpo-1', 2)).toBeNull()
+    expect(await runs.loadCompletions('/runs/dpo-1', 2)).toBeNull()
+    expect(completionReads).toBe(1)
+    expect(runs.completionsOf('/runs/dpo-1', 2)).toEqual([c(2, 1)])
+    expect(await runs.loadCompletions('/runs/dpo-1', 9)).toBe('no completions for step 9')
+    // A step scored live arrives whole: no read needed.
+    push({ type: 'completions', runDir: '/runs/dpo-1', step: 3, completions: [c(3, 1)] })
+    expect(runs.completionStepsOf('/runs/dpo-1')).toEqual([1, 2, 3])
+    expect(await runs.loadCompletions('/runs/dpo-1', 3)).toBeNull()
+    expect(completionReads).toBe(2)
+    push({ type: 'started', runDir: '/runs/dpo-1', totalSteps: 4, config: {} as never, resumedFrom: '/runs/dpo-1/checkpoint-2' })
+    expect(runs.completionStepsOf('/runs/dpo-1')).toEqual([1, 2])
+    expect(runs.completionsOf('/runs/dpo-1', 3)).toBeNull()
+    expect(runs.completionsOf('/runs/dpo-1', 2)).toEqual([c(2, 1)])
+  })
+
+  it('GRPO: a run started here takes the completions it streams; another method has none', async () => {
+    const runs = useRunsStore()
+    await runs.start({})
+    expect(runs.completionStepsOf('/runs/dpo-1')).toBeNull()
+    push({ type: 'completions', runDir: '/runs/dpo-1', step: 1, completions: [] })
+    expect(runs.completionStepsOf('/runs/dpo-1')).toBeNull()
+    setActivePinia(createPinia())
+    stage = 'grpo'
+    const grpo = useRunsStore()
+    await grpo.start({})
+    expect(grpo.completionStepsOf('/runs/dpo-1')).toEqual([])
+    push({ type: 'completions', runDir: '/runs/dpo-1', step: 1, completions: [] })
+    expect(grpo.completionStepsOf('/runs/dpo-1')).toEqual([1])
   })
 })

@@ -2,13 +2,14 @@
 // events of running ones. A dashboard draws from `logs`, which is filled from the run's
 // trainer_log.jsonl when first shown and then grows with 'runs.event' — so a reload draws
 // exactly what it drew before; `samples` (samples.jsonl, the answers to the run's fixed
-// prompts at each evaluation) are kept the same way. Runs are keyed by their folder (absolute path): the runs
+// prompts at each evaluation) are kept the same way, and so are a GRPO run's completion steps
+// (completions/step-NNNNN.jsonl), each step's lines read when first shown. Runs are keyed by their folder (absolute path): the runs
 // service accepts it wherever the run lives, and events name the same absolute folder.
 import { defineStore } from 'pinia'
 import { ref, shallowRef, triggerRef } from 'vue'
 import { api } from '../api'
-import { guarded } from '../lib/guarded'
-import type { RunDetail, RunEvent, RunSummary, SampleGeneration, TrainingConfig } from '../../../preload/types/training'
+import { errorMessage, guarded } from '../lib/guarded'
+import type { GrpoCompletion, RunDetail, RunEvent, RunSummary, SampleGeneration, TrainingConfig } from '../../../preload/types/training'
 import type { LogEntry } from '../lib/runMetrics'
 
 /** Live progress of a running run (progress events come more often than log lines). */
@@ -30,6 +31,11 @@ export const useRunsStore = defineStore('runs', () => {
   /** The config of each run as its folder or its 'started' event gave it. */
   const configs = ref<Record<string, TrainingConfig | null>>({})
   const live = ref<Record<string, LiveProgress>>({})
+  /** GRPO: the steps with completions per run folder, ascending (absent = not loaded). */
+  const completionSteps = ref<Record<string, number[]>>({})
+  /** GRPO: the completions of the steps read or streamed, per run folder and step. Replaced
+   *  whole on change (shallow: hundreds of lines need no deep reactivity). */
+  const completions = shallowRef<Record<string, Record<number, GrpoCompletion[]>>>({})
   const revision = ref(0)
   const error = ref<string | null>(null)
   const busy = ref(false)
@@ -68,6 +74,16 @@ export const useRunsStore = defineStore('runs', () => {
         }
         const held = samples.value[run.dir]
         if (from && held) samples.value = { ...samples.value, [run.dir]: held.filter((l) => l.step <= Number(from[1])) }
+        // The steps after the checkpoint are sampled again.
+        if (from) keepCompletions(run.dir, (step) => step <= Number(from[1]))
+        return
+      }
+      case 'completions': {
+        const steps = run && completionSteps.value[run.dir]
+        // A run whose steps were never loaded gets them all on first load instead.
+        if (!steps) return
+        if (!steps.includes(event.step)) completionSteps.value = { ...completionSteps.value, [run.dir]: [...steps, event.step].sort((a, b) => a - b) }
+        completions.value = { ...completions.value, [run.dir]: { ...completions.value[run.dir], [event.step]: event.completions } }
         return
       }
       case 'log':
@@ -125,6 +141,14 @@ export const useRunsStore = defineStore('runs', () => {
     logs.value.set(dir, [...(detail.log as LogEntry[])])
     samples.value = { ...samples.value, [dir]: detail.samples }
     configs.value = { ...configs.value, [dir]: detail.config }
+    if (detail.summary.stage === 'grpo') {
+      const steps = await guard(() => api.runs.completionSteps(dir))
+      if (steps) {
+        completionSteps.value = { ...completionSteps.value, [dir]: steps }
+        // Read again on demand: a step's file may have been rewritten by a resume.
+        completions.value = { ...completions.value, [dir]: {} }
+      }
+    }
     upsert(detail.summary)
     revision.value++
     triggerRef(logs)
@@ -145,6 +169,10 @@ export const useRunsStore = defineStore('runs', () => {
         // The folder is being created now; the run's lines come as events from here on.
         logs.value.set(run.dir, [])
         samples.value = { ...samples.value, [run.dir]: [] }
+        if (run.stage === 'grpo') {
+          completionSteps.value = { ...completionSteps.value, [run.dir]: [] }
+          completions.value = { ...completions.value, [run.dir]: {} }
+        }
         selected.value = run.dir
         revision.value++
         triggerRef(logs)
@@ -173,13 +201,41 @@ export const useRunsStore = defineStore('runs', () => {
     }
   }
 
+  function keepCompletions(dir: string, keep: (step: number) => boolean): void {
+    const steps = completionSteps.value[dir]
+    if (!steps) return
+    completionSteps.value = { ...completionSteps.value, [dir]: steps.filter(keep) }
+    const held = completions.value[dir] ?? {}
+    completions.value = { ...completions.value, [dir]: Object.fromEntries(Object.entries(held).filter(([step]) => keep(Number(step)))) }
+  }
+
+  /** Reads one step's completions (once; streamed steps are already there). Resolves to the
+   *  error message when it cannot, for the panel to show beside the step. */
+  async function loadCompletions(dir: string, step: number): Promise<string | null> {
+    if (completions.value[dir]?.[step]) return null
+    try {
+      const lines = await api.runs.completions(dir, step)
+      completions.value = { ...completions.value, [dir]: { ...completions.value[dir], [step]: lines } }
+      return null
+    } catch (err) {
+      return errorMessage(err)
+    }
+  }
+
   const logOf = (dir: string): LogEntry[] => logs.value.get(dir) ?? []
   const runOf = (dir: string | null): RunSummary | null => runs.value.find((r) => r.dir === dir) ?? null
   const liveOf = (dir: string): LiveProgress | null => live.value[dir] ?? null
   const samplesOf = (dir: string): SampleGeneration[] => samples.value[dir] ?? []
   const configOf = (dir: string): TrainingConfig | null => configs.value[dir] ?? null
+  /** null while the run's steps are not loaded (or it is not a GRPO run). */
+  const completionStepsOf = (dir: string): number[] | null => completionSteps.value[dir] ?? null
+  const completionsOf = (dir: string, step: number | null): GrpoCompletion[] | null =>
+    step === null ? null : (completions.value[dir]?.[step] ?? null)
 
-  return { runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, logOf, runOf, liveOf, samplesOf, configOf, receive }
+  return {
+    runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, loadCompletions,
+    logOf, runOf, liveOf, samplesOf, configOf, completionStepsOf, completionsOf, receive
+  }
 })
 
 function sameEntry(a: object, b: object): boolean {

@@ -4,7 +4,9 @@ import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
 import type { EngineLimits } from '../../../preload/types/engine'
 import { schemaForEngine, trainingConfigSchema, type PrefLoss } from '../../../preload/types/trainingSchema'
-import { buildConfig, configYaml, fieldsFor, initialValues, methodById, methods, runIntervals, type FormValues, type MethodId } from '../lib/trainForm'
+import { grpoPresetById, grpoPresets, presetRewardValues } from '../lib/grpoPresets'
+import { isRewardEditorState, reserveIds, rewardsFromConfig, type RewardEditorState } from '../lib/rewardEditor'
+import { buildConfig, configYaml, fieldsFor, grpoBatch, initialValues, methodById, methods, runIntervals, type FormValues, type MethodId } from '../lib/trainForm'
 
 const storageKey = 'tunebench.trainForm'
 
@@ -14,6 +16,9 @@ interface SavedForm {
   values: FormValues
   /** Values the app filled in itself, by key (see fillDefault). */
   filled: Record<string, string>
+  /** GRPO: the reward editor and the task preset it started from. */
+  rewards?: RewardEditorState
+  grpoPreset?: string
 }
 
 // The form outlives a reload: what was typed is kept in the browser's storage. Anything that
@@ -31,10 +36,19 @@ function loadSaved(): SavedForm | null {
     const loss = method.losses.includes(raw.loss as PrefLoss) ? (raw.loss as PrefLoss) : (method.losses[0] ?? 'sigmoid')
     const filled: Record<string, string> = {}
     for (const [k, v] of Object.entries(raw.filled ?? {})) if (k in defaults && typeof v === 'string') filled[k] = v
-    return { methodId: method.id, loss, values, filled }
+    const rewards = isRewardEditorState(raw.rewards) ? raw.rewards : undefined
+    if (rewards) reserveIds(rewards)
+    const grpoPreset = grpoPresetById(raw.grpoPreset ?? '')?.id
+    return { methodId: method.id, loss, values, filled, rewards, grpoPreset }
   } catch {
     return null
   }
+}
+
+/** The reward editor of the form values' reward_funcs / reward_weights (a method's preset). */
+function rewardsOf(values: FormValues): RewardEditorState {
+  const list = (v: unknown) => (typeof v === 'string' && v.trim() ? v.split(',').map((s) => s.trim()) : null)
+  return rewardsFromConfig(list(values.reward_funcs) ?? [], list(values.reward_weights)).state
 }
 
 /** Groups whose values are the user's own (paths, data) and survive a change of method. */
@@ -46,9 +60,15 @@ export const useTrainStore = defineStore('train', () => {
   const loss = ref<PrefLoss>(saved?.loss ?? 'sigmoid')
   const values = ref<FormValues>(saved?.values ?? initialValues(methodById('dpo')))
   const filled = ref<Record<string, string>>(saved?.filled ?? {})
+  /** The GRPO reward editor; it makes reward_funcs and reward_weights (replaced, never mutated). */
+  const rewards = ref<RewardEditorState>(saved?.rewards ?? rewardsOf(values.value))
+  /** The GRPO task preset applied last. */
+  const grpoPreset = ref<string>(saved?.grpoPreset ?? grpoPresets[0]!.id)
   if (typeof localStorage !== 'undefined')
-    watch([methodId, loss, values, filled], () => {
-      const form: SavedForm = { methodId: methodId.value, loss: loss.value, values: values.value, filled: filled.value }
+    watch([methodId, loss, values, filled, rewards, grpoPreset], () => {
+      const form: SavedForm = {
+        methodId: methodId.value, loss: loss.value, values: values.value, filled: filled.value, rewards: rewards.value, grpoPreset: grpoPreset.value
+      }
       localStorage.setItem(storageKey, JSON.stringify(form))
     })
 
@@ -57,7 +77,9 @@ export const useTrainStore = defineStore('train', () => {
   const schema = computed(() => (engine.value ? schemaForEngine(engine.value) : trainingConfigSchema))
   const method = computed(() => methodById(methodId.value))
   const fields = computed(() => fieldsFor(method.value, schema.value))
-  const built = computed(() => buildConfig(method.value, method.value.stage === 'dpo' ? loss.value : null, values.value, schema.value))
+  const built = computed(() =>
+    buildConfig(method.value, method.value.stage === 'dpo' ? loss.value : null, values.value, schema.value, method.value.stage === 'grpo' ? rewards.value : null)
+  )
   const errors = computed(() => built.value.errors)
   const valid = computed(() => Object.keys(errors.value).length === 0)
   /** Training examples in the dataset when the app knows (the open project's labels), else null. */
@@ -65,21 +87,42 @@ export const useTrainStore = defineStore('train', () => {
   /** The run's length and its log / checkpoint intervals, as the trainer will resolve them. */
   const intervals = computed(() => runIntervals(built.value.config, examples.value))
   const yaml = computed(() => configYaml(built.value.config, intervals.value))
+  /** GRPO: completions and prompts per step, or null (another method, or a key not yet a number). */
+  const grpo = computed(() => (method.value.stage === 'grpo' ? grpoBatch(built.value.config) : null))
 
-  /** Switches method: its preset replaces the training settings, paths and data stay. */
-  function setMethod(id: MethodId): void {
+  /** Switches method: its preset replaces the training settings, paths and data stay. A GRPO
+   *  task preset's values go on top of the method's. */
+  function setMethod(id: MethodId, over: Record<string, string | number | boolean> = {}): void {
     const next = methodById(id)
-    const preset = initialValues(next)
+    const preset = initialValues({ ...next, preset: { ...next.preset, ...over } })
     const kept: FormValues = {}
     for (const spec of fieldsFor(next)) if (keptGroups.has(spec.group) && spec.name in values.value) kept[spec.name] = values.value[spec.name]
     methodId.value = id
     loss.value = next.losses[0] ?? 'sigmoid'
     values.value = { ...preset, ...kept }
+    if (next.stage === 'grpo') {
+      rewards.value = rewardsOf(values.value)
+      // The method's own preset is the first task preset; applyGrpoPreset names another.
+      grpoPreset.value = grpoPresets[0]!.id
+    }
   }
 
-  /** Puts the method's preset back, keeping paths and data. */
+  /** Puts the method's preset back (for GRPO the task preset applied last), keeping paths and data. */
   function applyPreset(): void {
-    setMethod(methodId.value)
+    if (method.value.stage === 'grpo') applyGrpoPreset(grpoPreset.value)
+    else setMethod(methodId.value)
+  }
+
+  /** Starts GRPO from a task preset: its reward functions and settings; paths and data stay. */
+  function applyGrpoPreset(id: string): void {
+    const preset = grpoPresetById(id)
+    if (!preset) return
+    setMethod('grpo', { ...preset.values, ...presetRewardValues(preset) })
+    grpoPreset.value = preset.id
+  }
+
+  function setRewards(next: RewardEditorState): void {
+    rewards.value = next
   }
 
   function set(key: string, value: string | boolean): void {
@@ -103,5 +146,8 @@ export const useTrainStore = defineStore('train', () => {
     engine.value = limits
   }
 
-  return { methodId, loss, values, method, fields, built, errors, valid, examples, intervals, yaml, setMethod, applyPreset, set, isFilled, fillDefault, setEngine }
+  return {
+    methodId, loss, values, method, fields, built, errors, valid, examples, intervals, yaml, grpo, rewards, grpoPreset,
+    setMethod, applyPreset, applyGrpoPreset, setRewards, set, isFilled, fillDefault, setEngine
+  }
 })
