@@ -31,8 +31,8 @@ describe('bundled demo', () => {
     await page.getByRole('button', { name: 'Open the demo model' }).click()
     await page.getByRole('heading', { name: 'demo-model' }).waitFor()
     const fact = (key: string) => page.locator(`[data-fact="${key}"]`).innerText()
-    assert.equal(await fact('architecture'), 'LlamaForCausalLM (llama)')
-    assert.equal(await fact('layers'), '2')
+    assert.equal(await fact('architecture'), 'Qwen3ForCausalLM (qwen3)')
+    assert.equal(await fact('layers'), '4')
     assert.equal(await fact('chatTemplate'), 'present')
     assert.equal(await page.getByLabel('Folder path').inputValue(), demoModel)
     // The same open flow as a typed folder: it joins the recent models.

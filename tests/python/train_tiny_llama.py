@@ -2,10 +2,9 @@
 tokenizer.json (byte-level BPE trained here on a small built-in corpus), tokenizer_config.json
 with a ChatML chat_template, generation_config.json.
 
-Used for resources/demo-model (with a short pretraining on the corpus so it answers with
-words rather than noise) and by the training tests (random weights, any size).
-
-    python3 tests/python/train_tiny_llama.py --out resources/demo-model --pretrain-steps 400
+Used by the training tests (random weights, any size; tests/unit/training.fixtures.ts). The
+bundled demo model in resources/demo-model is made by scripts/make-demo.py instead; with
+--pretrain-steps this script still gives a Llama that answers its built-in corpus with words.
 """
 import argparse
 import json

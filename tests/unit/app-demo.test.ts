@@ -28,12 +28,12 @@ describe('app.demo', () => {
     expect(findResourcesDir({ TUNEBENCH_RESOURCES: '/elsewhere/resources' })).toBe('/elsewhere/resources')
   })
 
-  it('gives the demo model folder, which opens as the 2-layer Llama, and every dataset file in resources/demo', async () => {
+  it('gives the demo model folder, which opens as the 4-layer Qwen3, and every dataset file in resources/demo', async () => {
     const demo = await demoResources()
     expect(demo.modelDir).toBe(join(root, 'resources', 'demo-model'))
     const facts = await inspectModelFolder(demo.modelDir)
-    expect(facts.architecture).toBe('LlamaForCausalLM')
-    expect(facts.layers).toBe(2)
+    expect(facts.architecture).toBe('Qwen3ForCausalLM')
+    expect(facts.layers).toBe(4)
 
     const onDisk = readdirSync(join(root, 'resources', 'demo')).filter((n) => /\.(jsonl|json|parquet)$/.test(n) && n !== 'datasets.json')
     expect(demo.datasets.map((d) => d.name).sort()).toEqual(onDisk.sort())

@@ -59,7 +59,7 @@ describe('first run', () => {
     // Through the normal import path: the import log names the file and format.
     expect(page.records[0]).toMatchObject({ source: 'candidates.jsonl', sourceIndex: 1, status: 'unlabeled' })
     // The demo model, opened, so it is also the last (and a recent) model.
-    expect(await h['models.last']()).toMatchObject({ dir: demoModel, architecture: 'LlamaForCausalLM' })
+    expect(await h['models.last']()).toMatchObject({ dir: demoModel, architecture: 'Qwen3ForCausalLM' })
     expect((await h['models.recent']()).map((m) => m.dir)).toEqual([demoModel])
   })
 

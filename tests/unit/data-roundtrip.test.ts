@@ -315,14 +315,12 @@ describe('round trip import -> export -> import', () => {
       exportProject(p, { format, out })
       return readTrainingRecords(out)
     }
+    const lines = (name: string) => readFileSync(join(demo, name), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
     const dpo = await read('trl-dpo')
     expect(dpo).toHaveLength(30)
-    expect(dpo[0]).toEqual({
-      type: 'preference',
-      prompt: 'What is the capital of Australia?',
-      chosen: expect.stringContaining('Canberra'),
-      rejected: 'The capital of Australia is Sydney.'
-    })
+    const pair = lines('preference.jsonl')[0]
+    expect(dpo[0]).toEqual({ type: 'preference', prompt: pair.prompt, chosen: pair.chosen, rejected: pair.rejected })
+    expect(dpo[0]).toMatchObject({ chosen: expect.stringMatching(/^<think>\n[\s\S]*\n<\/think>\n<answer>\n\d+\n<\/answer>$/) })
     const kto = await read('trl-kto')
     // 16 unpaired records plus two per pair.
     expect(kto).toHaveLength(16 + 2 * 30)
@@ -330,7 +328,8 @@ describe('round trip import -> export -> import', () => {
     expect(kto.filter((r) => r.type === 'unpaired' && r.label).length).toBe(8 + 30)
     const sft = await read('trl-sft')
     expect(sft).toHaveLength(13)
-    expect(sft[12]).toEqual({ type: 'messages', messages: expect.arrayContaining([{ role: 'user', content: 'What food travels well?' }]) })
+    const user = lines('sft.jsonl')[12].messages.find((m: { role: string }) => m.role === 'user')
+    expect(sft[12]).toEqual({ type: 'messages', messages: expect.arrayContaining([user]) })
     await expect(readTrainingRecords(join(demo, 'missing.jsonl'))).rejects.toThrow(/file not found/)
     p.close()
   })
@@ -345,7 +344,9 @@ describe('round trip import -> export -> import', () => {
       'sft.jsonl': 'trl-sft',
       'candidates.jsonl': 'candidates'
     }
-    expect(readdirSync(demo).filter((f) => f.endsWith('.jsonl')).sort()).toEqual(Object.keys(files).sort())
+    // grpo.jsonl (prompts with a solution column) is read by the GRPO trainer, not round-tripped
+    // through a project: the store keeps prompts and answers, not a solution column.
+    expect(readdirSync(demo).filter((f) => f.endsWith('.jsonl')).sort()).toEqual([...Object.keys(files), 'grpo.jsonl'].sort())
     for (const [name, format] of Object.entries(files)) {
       const p = new Project(join(dir, name))
       await p.importFiles([join(demo, name)])

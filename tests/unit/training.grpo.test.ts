@@ -50,7 +50,7 @@ describe.runIf(engineBuilt())('grpo training', () => {
     model_name_or_path: demoModel, stage: 'grpo', dataset: prompts, output_dir: out,
     num_generations: 4, per_device_train_batch_size: 4, gradient_accumulation_steps: 2, max_completion_length: 16,
     learning_rate: 5e-3, lora_rank: 4, max_steps: 8, logging_steps: 1, threads: 1, seed: 3, sample_prompts: 0,
-    reward_funcs: ['regex:Berlin'], ...extra
+    reward_funcs: ['regex:<answer>'], ...extra
   })
 
   beforeAll(() => {
@@ -72,8 +72,8 @@ describe.runIf(engineBuilt())('grpo training', () => {
     const first = readLines<GrpoCompletion>(join(out, 'completions', files[0]!))
     expect(first).toHaveLength(8)
     for (const c of first) {
-      expect(c.rewards['regex:Berlin']).toBe(/Berlin/.test(c.completion) ? 1 : 0)
-      expect(c.reward).toBe(c.rewards['regex:Berlin'])
+      expect(c.rewards['regex:<answer>']).toBe(/<answer>/.test(c.completion) ? 1 : 0)
+      expect(c.reward).toBe(c.rewards['regex:<answer>'])
     }
     // Group-relative: the advantages of each group sum to zero.
     for (const g of [0, 1]) expect(Math.abs(first.filter((c) => c.group === g).reduce((a, c) => a + c.advantage, 0))).toBeLessThan(1e-9)
@@ -81,9 +81,9 @@ describe.runIf(engineBuilt())('grpo training', () => {
 
   it('logs TRL metrics; num_iterations reuses a batch (one completions file per generation)', async () => {
     const out = join(dir, 'metrics')
-    await train(resolveConfig(base(out, { num_iterations: 2, beta: 0.05, max_steps: 4, reward_funcs: ['regex:Berlin', 'length'], reward_weights: ['1', '0.5'] }), 'metrics'))
+    await train(resolveConfig(base(out, { num_iterations: 2, beta: 0.05, max_steps: 4, reward_funcs: ['regex:<answer>', 'length'], reward_weights: ['1', '0.5'] }), 'metrics'))
     const log = readLog(out)
-    for (const key of ['reward', 'reward_std', 'rewards/regex:Berlin/mean', 'rewards/length/std', 'frac_reward_zero_std', 'completions/mean_length',
+    for (const key of ['reward', 'reward_std', 'rewards/regex:<answer>/mean', 'rewards/length/std', 'frac_reward_zero_std', 'completions/mean_length',
       'completions/clipped_ratio', 'tokens_per_second/generation'])
       expect(log[0]![key], key).toBeTypeOf('number')
     for (const key of ['kl', 'entropy', 'clip_ratio/region_mean', 'tokens_per_second/training']) expect(log[1]![key], key).toBeTypeOf('number')
@@ -91,7 +91,7 @@ describe.runIf(engineBuilt())('grpo training', () => {
     expect(log[1]!.reward).toBeUndefined()
     expect(readdirSync(join(out, 'completions')).sort()).toEqual(['step-00001.jsonl', 'step-00003.jsonl'])
     const lines = readLines<GrpoCompletion>(join(out, 'completions', 'step-00003.jsonl'))
-    for (const c of lines) expect(c.reward).toBeCloseTo(c.rewards['regex:Berlin']! + 0.5 * c.rewards.length!, 12)
+    for (const c of lines) expect(c.reward).toBeCloseTo(c.rewards['regex:<answer>']! + 0.5 * c.rewards.length!, 12)
   })
 
   it('stopped while a batch is reused, resumed: the same losses as an uninterrupted run', async () => {
@@ -121,7 +121,7 @@ describe.runIf(engineBuilt())('grpo training', () => {
     const evals = readLog(out).filter((e) => 'eval_reward' in e)
     expect(evals).toHaveLength(1)
     expect(evals[0]!.eval_loss).toBeUndefined()
-    expect(evals[0]!['eval_rewards/regex:Berlin/mean']).toBeTypeOf('number')
+    expect(evals[0]!['eval_rewards/regex:<answer>/mean']).toBeTypeOf('number')
   })
 
   it('a reward program that fails stops the run with its stderr', async () => {

@@ -33,16 +33,16 @@ describe('GRPO task presets', () => {
     }
   })
 
-  it('fit a tiny model on a laptop CPU: small groups, short completions, whole groups per step, a LoRA learning rate, a short run', () => {
+  it('fit a tiny model on a laptop CPU: groups of 4-8, short completions, whole groups per step, a LoRA learning rate, a run of minutes', () => {
     for (const p of grpoPresets) {
       const v = p.values as Record<string, number>
       expect(v.num_generations, p.id).toBeGreaterThanOrEqual(4)
       expect(v.num_generations, p.id).toBeLessThanOrEqual(8)
       expect(v.max_completion_length, p.id).toBeLessThanOrEqual(64)
       expect(v.learning_rate, p.id).toBeGreaterThanOrEqual(5e-5)
-      expect(v.learning_rate, p.id).toBeLessThanOrEqual(1e-4)
+      expect(v.learning_rate, p.id).toBeLessThanOrEqual(1e-3)
       expect(v.max_steps, p.id).toBeGreaterThanOrEqual(20)
-      expect(v.max_steps, p.id).toBeLessThanOrEqual(40)
+      expect(v.max_steps * v.per_device_train_batch_size, p.id).toBeLessThanOrEqual(300 * 32)
       const batch = grpoBatch(v)!
       expect(batch.divides, p.id).toBe(true)
       expect(batch.prompts, p.id).toBeGreaterThanOrEqual(1)
@@ -51,7 +51,9 @@ describe('GRPO task presets', () => {
 
   it('the GRPO method starts from the first preset', () => {
     const { config } = buildConfig(grpo, null, initialValues(grpo, fixed))
-    expect(config).toMatchObject({ stage: 'grpo', reward_funcs: ['accuracy', 'format'], reward_weights: ['1', '0.5'], num_generations: 4, max_completion_length: 64 })
+    expect(config).toMatchObject({ stage: 'grpo', reward_funcs: ['accuracy', 'format'], reward_weights: ['1', '0.25'], max_completion_length: 40, per_device_train_batch_size: 32 })
+    // num_generations is the preset's 8, which is the default, so the config leaves it out.
+    expect(config.num_generations).toBeUndefined()
   })
 })
 

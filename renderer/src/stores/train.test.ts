@@ -42,7 +42,7 @@ describe('useTrainStore', () => {
     train.set('dataset', 'grpo.jsonl')
     train.set('output_dir', 'runs/g')
     train.setMethod('grpo')
-    expect(train.rewards.builtins.filter((b) => b.enabled).map((b) => [b.name, b.weight])).toEqual([['accuracy', '1'], ['format', '0.5']])
+    expect(train.rewards.builtins.filter((b) => b.enabled).map((b) => [b.name, b.weight])).toEqual([['accuracy', '1'], ['format', '0.25']])
     train.setRewards(edit(train.rewards, (s) => {
       s.builtins.find((b) => b.name === 'format')!.enabled = false
       s.regexes.push(customRow('^\\d{1,3}$', '2'))
@@ -69,11 +69,12 @@ describe('useTrainStore', () => {
     expect(cfg).toMatchObject({ model_name_or_path: '/m', dataset: 'grpo.jsonl', reward_funcs: 'accuracy,length', length_target: 16, max_completion_length: 48 })
     train.set('num_generations', '3')
     expect(train.grpo?.divides).toBe(false)
-    expect(train.errors.num_generations).toMatch(/per_device_train_batch_size × gradient_accumulation_steps = 8 × 1 = 8 is not a multiple of num_generations \(3\)/)
+    expect(train.errors.num_generations).toMatch(/per_device_train_batch_size × gradient_accumulation_steps = 32 × 1 = 32 is not a multiple of num_generations \(3\)/)
     train.applyPreset()
     cfg = parse(train.yaml)
-    expect(cfg.num_generations).toBe(4)
-    expect(train.grpo).toMatchObject({ prompts: 2, divides: true })
+    // Back to the preset's 8, the default, which the YAML leaves out.
+    expect(cfg.num_generations).toBeUndefined()
+    expect(train.grpo).toMatchObject({ prompts: 4, divides: true })
     expect(train.grpoPreset).toBe('short')
   })
 
