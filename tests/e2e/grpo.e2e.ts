@@ -162,14 +162,14 @@ describe('GRPO: Train page and run dashboard', () => {
     // The raw list fields give way to the editor.
     assert.equal(await page.locator('#cfg-reward_funcs').count(), 0)
     assert.equal(await page.locator('#cfg-reward_weights').count(), 0)
-    // The first preset: accuracy + format at 1 and 0.5.
+    // The first preset: accuracy + format at 1 and 0.25.
     assert.equal(await page.getByRole('button', { name: 'Math with reasoning (accuracy + format)' }).getAttribute('aria-pressed'), 'true')
-    assert.equal((await page.getByTestId('reward-formula').innerText()).trim(), "Each completion's reward = 1 × accuracy + 0.5 × format")
+    assert.equal((await page.getByTestId('reward-formula').innerText()).trim(), "Each completion's reward = 1 × accuracy + 0.25 × format")
     let yaml = await page.getByTestId('config-yaml').innerText()
-    for (const line of ['stage: grpo', 'reward_funcs: accuracy,format', 'reward_weights: 1,0.5', 'num_generations: 4', 'max_completion_length: 64'])
+    for (const line of ['stage: grpo', 'reward_funcs: accuracy,format', 'reward_weights: 1,0.25', 'max_completion_length: 40'])
       assert.ok(yaml.split('\n').includes(line), `YAML has "${line}":\n${yaml}`)
     assert.equal((await page.getByTestId('grpo-prompts-per-step').innerText()).trim(),
-      'Prompts per step = per_device_train_batch_size × gradient_accumulation_steps / num_generations = 8 × 1 / 4 = 2')
+      'Prompts per step = per_device_train_batch_size × gradient_accumulation_steps / num_generations = 32 × 1 / 8 = 4')
     // The bundled GRPO prompts fill the dataset (the project's labels are no GRPO data) and are
     // the only demo dataset offered for GRPO.
     assert.equal(await page.locator('#cfg-dataset').inputValue(), resources.grpo)
@@ -221,13 +221,13 @@ describe('GRPO: Train page and run dashboard', () => {
     assert.ok(yaml.includes('reward_weights: 1,2,0.5,1,0.25\n'), yaml)
     assert.equal(await start.isDisabled(), false)
 
-    // Prompts per step: 6 completions do not make whole groups of 4 — said at the field, before Start.
+    // Prompts per step: 6 completions do not make whole groups of 8 — said at the field, before Start.
     await page.locator('#cfg-per_device_train_batch_size').fill('6')
     const error = page.locator('#cfg-num_generations-error')
     assert.equal((await error.innerText()).trim(),
-      'num_generations: per_device_train_batch_size × gradient_accumulation_steps = 6 × 1 = 6 is not a multiple of num_generations (4): ' +
-      'each step trains on whole groups of 4 completions, one group per prompt. Set per_device_train_batch_size to 4 or num_generations to a divisor of 6 (2, 3, 6).')
-    assert.match(await page.getByTestId('grpo-batch-check').innerText(), /do not make whole groups of 4/)
+      'num_generations: per_device_train_batch_size × gradient_accumulation_steps = 6 × 1 = 6 is not a multiple of num_generations (8): ' +
+      'each step trains on whole groups of 8 completions, one group per prompt. Set per_device_train_batch_size to 8 or num_generations to a divisor of 6 (2, 3, 6).')
+    assert.match(await page.getByTestId('grpo-batch-check').innerText(), /do not make whole groups of 8/)
     assert.equal(await start.isDisabled(), true)
     await shot(app, 'train-grpo-batch-error', page.locator('[data-group="method"]'))
     await page.locator('#cfg-num_generations').fill('3')
@@ -352,6 +352,39 @@ describe('GRPO: Train page and run dashboard', () => {
     const empty = page.getByTestId('completions-empty')
     await empty.filter({ hasText: 'kept no completions' }).waitFor()
     assert.equal((await empty.innerText()).trim(), 'This run kept no completions (its completions/ folder is empty or missing), so there is nothing to show.')
+    assert.deepEqual(app.pageErrors.filter((e) => !/Failed to load resource/.test(e)), [])
+  })
+})
+
+describe('GRPO: a real run of the bundled preset', () => {
+  let app: AppSession
+  before(async () => {
+    app = await startApp()
+  })
+  after(async () => {
+    await app?.close()
+  })
+
+  it('starts the math preset on the bundled prompts, draws its reward curves and opens a step of completions', async () => {
+    const { page } = app
+    await go(page, 'Train')
+    await page.getByRole('radio', { name: /GRPO/ }).check()
+    await page.getByRole('button', { name: 'Math with reasoning (accuracy + format)' }).click()
+    // Nothing typed but a shorter run: the open model and the bundled prompts fill the form.
+    assert.equal(await page.locator('#cfg-dataset').inputValue(), join(repoRoot, 'resources/demo/grpo.jsonl'))
+    await page.locator('#cfg-max_steps').fill('6')
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
+    const dash = page.getByTestId('run-dashboard')
+    await dash.getByTestId('run-status').getByText('finished').waitFor({ timeout: 240_000 })
+    for (const id of ['reward', 'reward_funcs', 'completion_length', 'entropy', 'throughput'])
+      await dash.locator(`[data-chart="${id}"][data-points]:not([data-points="0"])`).waitFor()
+    assert.equal(await dash.locator('[data-chart="reward"]').getAttribute('data-points'), '6')
+    // The newest step's batch: the preset's 4 prompts x 8 completions, each with its rewards.
+    const shown = await panel(page, 6)
+    assert.equal(shown.groups.length, 4)
+    for (const g of shown.groups) assert.equal(g.rows.length, 8)
+    for (const g of shown.groups) for (const r of g.rows) assert.match(r.reward, /^-?\d/)
+    await shot(app, 'real-run-completions', page.getByTestId('completions-panel'))
     assert.deepEqual(app.pageErrors.filter((e) => !/Failed to load resource/.test(e)), [])
   })
 })

@@ -52,6 +52,8 @@ describe('GRPO completions panel', () => {
     expect(p.cut).toBe(true)
     expect(p.text.length).toBeLessThanOrEqual(280)
     expect(p.text.endsWith('word')).toBe(true)
-    expect(preview('a\nb\nc\nd\ne\nf')).toEqual({ text: 'a\nb\nc\nd', cut: true })
+    expect(preview('1\n2\n3\n4\n5\n6\n7\n8\n9\n10')).toEqual({ text: '1\n2\n3\n4\n5\n6\n7\n8', cut: true })
+    // The <think>/<answer> shape of a short answer (6 lines) shows whole.
+    expect(preview('<think>\n2 + 3 = 5\n</think>\n<answer>\n5\n</answer>').cut).toBe(false)
   })
 })

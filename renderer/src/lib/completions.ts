@@ -74,7 +74,7 @@ export function formatReward(x: number | null | undefined, signed = false): stri
 }
 
 /** The first part of a long completion, cut at a line or word end, for the collapsed row. */
-export function preview(text: string, maxChars = 280, maxLines = 4): { text: string; cut: boolean } {
+export function preview(text: string, maxChars = 280, maxLines = 8): { text: string; cut: boolean } {
   const lines = text.split('\n')
   let head = lines.slice(0, maxLines).join('\n')
   if (head.length > maxChars) {
