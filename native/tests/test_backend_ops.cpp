@@ -1087,6 +1087,9 @@ std::vector<std::unique_ptr<OpCase>> make_cases() {
   add(new Gemm(true, false, 29, 1, 11, -2.0f, 1.0f, 2));
   add(new Gemm(false, false, 4, 6, 0, 1.0f, 0.0f, 1));
   add(new Gemm(false, false, 4, 6, 0, 1.0f, 1.0f, 1));
+  // Thin products against wide B (decoding): column blocks of 2048, the last one ragged.
+  add(new Gemm(false, true, 3, 4500, 20, 1.0f, 0.0f, 1));
+  add(new Gemm(true, false, 16, 2049, 9, 0.5f, 1.0f, 2));
 
   add(new Embedding(4, 6, {1, 3, 1, 5, 0}));
   add(new Embedding(13, 3, {2}));
