@@ -100,12 +100,13 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
     gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Split the larger output dimension into one block per thread (blocks multiple of 16), or a
-  // thin product's columns into blocks of kThinColumns dealt out to the threads.
+  // Split the larger output dimension into one block per thread (blocks multiple of 16); a thin
+  // product's columns into equal blocks of about kThinColumns at most, as many per thread.
   bool by_rows = !thin && M >= N;
   int dim = by_rows ? M : N;
-  int parts = thin ? (N + kThinColumns - 1) / kThinColumns : std::min(nt, std::max(1, dim / 16));
-  int block = thin ? kThinColumns : ((dim + parts - 1) / parts + 15) / 16 * 16;
+  int parts = std::min(nt, std::max(1, dim / 16));
+  if (thin) parts = ((N + kThinColumns - 1) / kThinColumns + nt - 1) / nt * nt;
+  int block = ((dim + parts - 1) / parts + 15) / 16 * 16;
 #pragma omp parallel for schedule(static, 1) num_threads(std::min(nt, parts)) if (nt > 1)
   for (int p = 0; p < parts; p++) {
     int s = p * block, e = std::min(dim, s + block);
