@@ -103,6 +103,26 @@ describe.runIf(engineBuilt())('training resume', () => {
     resumed.forEach((e, i) => expect(e.loss, `step ${i + 1}`).toBe(reference[i]!.loss))
   }, 120_000)
 
+  it('the saved data position and seed are checked on resume: a tampered value is refused, naming the file', async () => {
+    const out = join(dir, 'tamper')
+    // Steps of 2 micro-batches of 1 pair over 4 pairs (2 steps an epoch): after step 3 the data
+    // position is epoch 1, micro-batch 2.
+    await train(resolveConfig(base(out, { max_steps: 5, save_steps: 3 }), 'tamper'))
+    const file = join(out, 'checkpoint-3', 'trainer_state.json')
+    const state = JSON.parse(readFileSync(file, 'utf8'))
+    expect([state.epoch_index, state.micro_batch, state.seed]).toEqual([1, 2, 7])
+    const resumeWith = async (edit: Record<string, number>) => {
+      writeFileSync(file, JSON.stringify({ ...state, ...edit }))
+      return train(resolveConfig(base(out, { max_steps: 5, save_steps: 3, resume_from_checkpoint: 'last' }), 'tamper'))
+    }
+    await expect(resumeWith({ micro_batch: 0 })).rejects.toThrow(/trainer_state\.json puts step 3 at epoch_index 1, micro_batch 0; this config's data order puts it at 1, 2/)
+    await expect(resumeWith({ epoch_index: 0 })).rejects.toThrow(/epoch_index 0, micro_batch 2/)
+    await expect(resumeWith({ seed: 8 })).rejects.toThrow(/has seed 8; the config has 7/)
+    // Restored, it resumes.
+    await resumeWith({})
+    expect(readLog(out).map((e) => e.current_steps)).toEqual([1, 2, 3, 4, 5])
+  })
+
   it('NaN loss stops the run with a clear error and keeps the last good checkpoint', async () => {
     const out = join(dir, 'nan')
     const cfg = resolveConfig(base(out, { learning_rate: 1e30, max_grad_norm: 0, save_steps: 1, max_steps: 8, gradient_accumulation_steps: 1 }), 'nan')

@@ -290,6 +290,16 @@ export class Trainer {
           `resume_from_checkpoint: ${resume.dir} was written for ${state.train_examples} examples, batch ${state.per_device_train_batch_size} × ${state.gradient_accumulation_steps}; the config now gives ${this.train.length}, ${B0} × ${GA0}`
         )
       startStep = state.global_step
+      // The data position and the seed (the whole RNG state) follow from the step and the
+      // config; a checkpoint that says otherwise was written by another run or edited.
+      const at = startStep > 0 ? plan(startStep - 1) : { nextEpoch: 0, nextMicro: 0 }
+      const saved = join(resume.dir, 'trainer_state.json')
+      if (state.seed !== cfg.seed)
+        throw new TrainingError(`resume_from_checkpoint: ${saved} has seed ${state.seed}; the config has ${cfg.seed}, which would not replay the run`)
+      if (state.epoch_index !== at.nextEpoch || state.micro_batch !== at.nextMicro)
+        throw new TrainingError(
+          `resume_from_checkpoint: ${saved} puts step ${startStep} at epoch_index ${state.epoch_index}, micro_batch ${state.micro_batch}; this config's data order puts it at ${at.nextEpoch}, ${at.nextMicro}`
+        )
     }
     // Full fine-tuning moves the weights the reference is read from: take every reference
     // log-prob the run will need from the initial weights before any update (or restore).
