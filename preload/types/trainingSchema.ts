@@ -256,12 +256,20 @@ export function totalSteps(maxSteps: number, epochs: number, perEpoch: number): 
   return maxSteps > 0 ? maxSteps : Math.max(1, Math.ceil(epochs * perEpoch))
 }
 
-/** The steps of a run of `examples` training examples under these keys. */
+/** The steps of a run of `examples` training examples under these keys. GRPO's step takes
+ *  batch × accumulation / num_generations prompts, num_iterations times (as the trainer's
+ *  stage layout does). */
 export function runSteps(
-  cfg: Pick<TrainingConfig, 'max_steps' | 'num_train_epochs' | 'per_device_train_batch_size' | 'gradient_accumulation_steps'>,
+  cfg: Pick<TrainingConfig, 'max_steps' | 'num_train_epochs' | 'per_device_train_batch_size' | 'gradient_accumulation_steps'> &
+    Partial<Pick<TrainingConfig, 'stage' | 'num_generations' | 'num_iterations'>>,
   examples: number
 ): number {
-  const perEpoch = stepsPerEpoch(Math.ceil(examples / cfg.per_device_train_batch_size), cfg.gradient_accumulation_steps)
+  const B = cfg.per_device_train_batch_size
+  const GA = cfg.gradient_accumulation_steps
+  const perEpoch =
+    cfg.stage === 'grpo'
+      ? Math.ceil(examples / Math.max(1, Math.floor((B * GA) / (cfg.num_generations ?? 8)))) * (cfg.num_iterations ?? 1)
+      : stepsPerEpoch(Math.ceil(examples / B), GA)
   return totalSteps(cfg.max_steps, cfg.num_train_epochs, perEpoch)
 }
 

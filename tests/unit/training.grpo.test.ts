@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, resolveConfig } from '../../main/services/training/config'
 import { CancelledError, Trainer, train } from '../../main/services/training/trainer'
 import type { GrpoCompletion, TrainerLogEntry } from '../../preload/types/training'
+import { runSteps } from '../../preload/types/trainingSchema'
 import { engineBuilt } from './trainingPython'
 
 const root = join(import.meta.dirname, '..', '..')
@@ -113,6 +114,15 @@ describe.runIf(engineBuilt())('grpo training', () => {
     })
     for (const f of readdirSync(join(full, 'completions')))
       expect(readFileSync(join(split, 'completions', f), 'utf8'), f).toBe(readFileSync(join(full, 'completions', f), 'utf8'))
+  })
+
+  it('an epoch is every prompt once, each batch taken num_iterations times, as the Train form counts it', async () => {
+    const out = join(dir, 'epoch')
+    const cfg = resolveConfig(base(out, { max_steps: -1, num_train_epochs: 1, num_iterations: 2 }), 'epoch')
+    await train(cfg)
+    // 24 prompts, 4 x 2 / 4 = 2 prompts a step: 12 batches, each trained on twice.
+    expect(runSteps(cfg, 24)).toBe(24)
+    expect(readLog(out).map((e) => e.total_steps)[0]).toBe(24)
   })
 
   it('evaluation samples the held-out prompts and logs their rewards (no eval_loss)', async () => {

@@ -283,7 +283,10 @@ export function runIntervals(config: Record<string, unknown>, examples: number |
       max_steps: maxSteps,
       num_train_epochs: key<number>('num_train_epochs'),
       per_device_train_batch_size: key<number>('per_device_train_batch_size'),
-      gradient_accumulation_steps: key<number>('gradient_accumulation_steps')
+      gradient_accumulation_steps: key<number>('gradient_accumulation_steps'),
+      stage: key<TrainingStage>('stage'),
+      num_generations: key<number>('num_generations'),
+      num_iterations: key<number>('num_iterations')
     },
     train
   )
