@@ -1,14 +1,19 @@
 // Runs the native test runner (finite-difference gradient checks of every op and of tiny
-// models). Builds the native project first when the runner is missing, e.g. in a fresh clone
-// installed with --ignore-scripts.
+// models). It always runs `npm run build:native` first: cmake-js builds incrementally, so when
+// nothing changed this costs a second or two, and when native/src changed the addon and the
+// runner are rebuilt before anything tests them (npm test runs this step before the unit
+// tests, which load the addon). A fresh clone installed with --ignore-scripts is built here too.
+// --no-build skips that step; either way the runner refuses binaries older than their sources.
 //
-// With --all-gemm (and always under CI) it also builds the runner against each other GEMM
-// library (OpenBLAS, the built-in kernel) in native/build/gemm-<name> and runs it there, so
-// that the fallbacks stay correct while the default build uses the fastest library found.
+// With --all-gemm (and always under CI: native/scripts/ci.js, CI set to anything but
+// ''/false/0) it also builds the runner against each other GEMM library (OpenBLAS, the
+// built-in kernel) in native/build/gemm-<name> (incrementally, with cmake --build) and runs it
+// there, so that the fallbacks stay correct while the default build uses the fastest library found.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { mustRun, requireOrSkip } from './ci.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const env = { ...process.env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '2' }
@@ -23,13 +28,44 @@ function run(cmd, args, label) {
 }
 
 const runner = join(root, 'native', 'build', 'Release', 'tunebench_tests')
-if (!existsSync(runner)) {
+if (!process.argv.includes('--no-build')) {
   const status = run('npm', ['run', 'build:native'], 'npm run build:native')
   if (status !== 0) process.exit(status)
 }
+
+// Refuse to test stale binaries: each must be newer than every source it is built from (the
+// runner: the engine and native/tests; the addon: all of native/src), else the build step above
+// did not run or did not rebuild.
+function newest(paths) {
+  let best = { path: '', mtime: 0 }
+  for (const p of paths) {
+    const st = statSync(p)
+    if (st.isDirectory()) {
+      for (const e of readdirSync(p)) {
+        const n = newest([join(p, e)])
+        if (n.mtime > best.mtime) best = n
+      }
+    } else if (st.mtimeMs > best.mtime) best = { path: p, mtime: st.mtimeMs }
+  }
+  return best
+}
+const native = join(root, 'native')
+const addon = join(native, 'build', 'Release', 'tunebench.node')
+for (const [binary, sources] of [
+  [runner, [join(native, 'src', 'engine'), join(native, 'tests'), join(native, 'CMakeLists.txt')]],
+  [addon, [join(native, 'src'), join(native, 'CMakeLists.txt')]],
+]) {
+  const src = newest(sources)
+  const built = existsSync(binary) ? statSync(binary).mtimeMs : 0
+  if (src.mtime > built) {
+    console.error(`native tests: ${binary} is ${built ? 'older than' : 'missing, but'} ${src.path}: stale binary (run npm run build:native)`)
+    process.exit(1)
+  }
+}
+
 let status = run(runner, [], runner)
 
-if (status === 0 && (process.argv.includes('--all-gemm') || process.env.CI)) {
+if (status === 0 && (process.argv.includes('--all-gemm') || mustRun())) {
   for (const gemm of ['openblas', 'builtin']) {
     const dir = join(root, 'native', 'build', `gemm-${gemm}`)
     console.log(`\nnative tests with TUNEBENCH_GEMM=${gemm} (${dir})`)
@@ -41,8 +77,12 @@ if (status === 0 && (process.argv.includes('--all-gemm') || process.env.CI)) {
     if (configured.status !== 0) {
       // A library that is not installed is skipped here, but CI installs them all.
       console.log(configured.stdout + configured.stderr)
-      if (process.env.CI) process.exit(1)
-      console.log(`skipped: TUNEBENCH_GEMM=${gemm} does not configure on this machine`)
+      try {
+        requireOrSkip(`native tests with TUNEBENCH_GEMM=${gemm}`, `TUNEBENCH_GEMM=${gemm} does not configure on this machine`)
+      } catch (e) {
+        console.error(e.message)
+        process.exit(1)
+      }
       continue
     }
     status = run('cmake', ['--build', dir, '--target', 'tunebench_tests', '--parallel', '2'], `the ${gemm} build`)

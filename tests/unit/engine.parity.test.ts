@@ -9,14 +9,15 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Model, type Batch } from '../../native/index'
 import { readSafetensors } from './engine-fixture'
+import { mustRun } from '../../native/scripts/ci.js'
 
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const script = join(import.meta.dirname, '..', 'python', 'engine_parity.py')
 const probe = spawnSync(python, ['-c', 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("torch", "transformers", "peft", "safetensors")) else 1)'])
 const havePython = probe.status === 0
-const inCI = !!process.env.CI && process.env.CI !== 'false'
+const inCI = mustRun()
 if (!havePython && !inCI) {
-  console.warn(`engine parity tests SKIPPED: ${python} with torch, transformers, peft and safetensors is not available (set TUNEBENCH_PYTHON; under CI they are required)`)
+  console.warn(`engine parity tests SKIPPED: ${python} with torch, transformers, peft and safetensors is not available (set TUNEBENCH_PYTHON; under CI, i.e. CI set to anything but ''/false/0, they are required)`)
 }
 
 interface Expected {

@@ -10,11 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generate } from '../../main/services/generation/generate'
 import { GenerationPool, readEosIds } from '../../main/services/generation/pool'
 import { writeIdTokenizer } from './generation-fixture'
-import { engineBuilt, pythonExe, runPython, torchAvailable } from './trainingPython'
+import { engineBuilt, runPython, torchAvailable } from './trainingPython'
 
 // Under CI a missing torch throws here and fails the file; elsewhere the suite skips, saying why.
-const havePython = torchAvailable()
-if (!havePython) console.warn(`generation parity tests SKIPPED: ${pythonExe} with torch, transformers, peft, safetensors and tokenizers is not available (set TUNEBENCH_PYTHON or put .venv/bin on PATH; under CI they are required)`)
+const havePython = torchAvailable('generation parity tests')
 
 interface Expected { prompts: number[][]; eos: number[]; maxNewTokens: number; base: number[][]; lora: number[][] }
 

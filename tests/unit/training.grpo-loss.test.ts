@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import { advantages, grpoLoss, type GrpoLoss, type GrpoLossOptions, type TokenBatch } from '../../main/services/training/grpoLoss'
 import { GRPO_LOSS_TYPES, SCALE_REWARDS, type GrpoLossType, type ScaleRewards } from '../../preload/types/trainingSchema'
-import { pythonExe, runPythonJson, torchAvailable } from './trainingPython'
+import { runPythonJson, torchAvailable } from './trainingPython'
 
 /** |actual − expected| ≤ rel·|expected| + abs. */
 function close(actual: number | undefined, expected: number, rel = 1e-9, abs = 1e-14) {
@@ -376,8 +376,7 @@ describe('GRPO gradients: central finite differences of grpoLoss().loss w.r.t. e
 
 // ---------------------------------------------------------------------------------------------
 // Under CI a missing torch throws here and fails the file; elsewhere the suite skips, saying why.
-const havePython = torchAvailable()
-if (!havePython) console.warn(`GRPO PyTorch reference tests SKIPPED: ${pythonExe} with torch, transformers, peft, safetensors and tokenizers is not available (set TUNEBENCH_PYTHON or put .venv/bin on PATH; under CI they are required)`)
+const havePython = torchAvailable('GRPO PyTorch reference tests')
 
 interface RefMicro { loss: number; grad: number[][]; metrics: Record<string, number>; trl: Record<string, number> }
 interface RefCase {

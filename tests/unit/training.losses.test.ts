@@ -85,7 +85,10 @@ describe('log1mexp', () => {
   })
 })
 
-describe.runIf(torchAvailable())('losses against the PyTorch reference (TRL definitions)', () => {
+// Under CI a missing torch throws here and fails the file; elsewhere the suite skips, saying why.
+const havePython = torchAvailable('losses against the PyTorch reference')
+
+describe.runIf(havePython)('losses against the PyTorch reference (TRL definitions)', () => {
   type PairRef = { loss: number; metrics: Record<string, number>; gradChosen: number[]; gradRejected: number[] }
   type KtoRef = { loss: number; metrics: Record<string, number>; grad: number[] }
   const ktoVariants = [
@@ -98,7 +101,8 @@ describe.runIf(torchAvailable())('losses against the PyTorch reference (TRL defi
     // a batch where the KL estimate is negative: z₀ clamps at 0
     { kind: 'kto', ...kto, policyKl: kto.refKl.map((x) => x - 1), beta: 0.1, desirableWeight: 1, undesirableWeight: 1 }
   ]
-  const refs = runPythonJson<(PairRef | KtoRef)[]>('train_losses_reference.py', cases)
+  // Vitest runs a skipped describe's body to collect its tests: the reference runs only with torch.
+  const refs = havePython ? runPythonJson<(PairRef | KtoRef)[]>('train_losses_reference.py', cases) : []
 
   variants.forEach((v, k) => {
     it(`${v.kind} β=${v.beta} ε=${v.labelSmoothing} ftx=${v.ftx}`, () => {

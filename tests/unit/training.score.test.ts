@@ -19,7 +19,7 @@ function cli(args: string[]): Promise<{ code: number | null; stderr: string }> {
   })
 }
 
-describe.runIf(torchAvailable() && engineBuilt())('tunebench score', () => {
+describe.runIf(torchAvailable('tunebench score against transformers + PEFT') && engineBuilt('tunebench score against transformers + PEFT'))('tunebench score', () => {
   let dir: string
   let model: string
   let adapter: string

@@ -29,7 +29,7 @@ const methods: { name: string; data: string; config: Record<string, unknown> }[]
   { name: 'simpo', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'simpo', pref_beta: 2.0, simpo_gamma: 0.5, pref_ftx: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2, lr_scheduler_type: 'constant_with_warmup', warmup_ratio: 0.2 } }
 ]
 
-describe.runIf(torchAvailable() && engineBuilt())('training trajectories against PyTorch + PEFT', () => {
+describe.runIf(torchAvailable('training trajectories against PyTorch + PEFT') && engineBuilt('training trajectories against PyTorch + PEFT'))('training trajectories against PyTorch + PEFT', () => {
   let dir: string
   let model: string
   let adapter: string

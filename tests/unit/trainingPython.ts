@@ -1,22 +1,28 @@
 // Runs the PyTorch reference scripts of tests/python for the training tests. Without python
-// and torch the tests skip locally, but under CI=true they fail: a reference that silently
-// disappears would turn the parity tests into tests that cannot fail.
+// and torch (or without the native addon) the tests skip locally, printing why, but under CI
+// (CI set to anything but ''/false/0: native/scripts/ci.js, the rule the native test runner
+// follows too) they fail: a reference that silently disappears would turn the parity tests
+// into tests that cannot fail.
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { mustRun, requireOrSkip } from '../../native/scripts/ci.js'
+
+export { mustRun, requireOrSkip }
 
 export const pythonExe = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const root = join(import.meta.dirname, '..', '..')
 
-let available: boolean | null = null
-export function torchAvailable(): boolean {
-  if (available === null) {
+let probe: { ok: boolean; why: string } | null = null
+/** Python with torch, transformers, peft, safetensors and tokenizers is there. When it is not,
+ *  throws under CI (the file fails) and elsewhere prints why `what` is skipped. */
+export function torchAvailable(what = 'PyTorch reference tests'): boolean {
+  if (probe === null) {
     const r = spawnSync(pythonExe, ['-c', 'import torch, transformers, peft, safetensors, tokenizers'], { encoding: 'utf8' })
-    available = r.status === 0
-    if (!available && process.env.CI === 'true')
-      throw new Error(`python reference unavailable under CI (${pythonExe}): ${r.stderr || r.error?.message}`)
+    const err = (r.stderr || r.error?.message || '').trim().split('\n').pop()
+    probe = { ok: r.status === 0, why: `${pythonExe} with torch, transformers, peft, safetensors and tokenizers is not available (${err}; set TUNEBENCH_PYTHON or put .venv/bin on PATH)` }
   }
-  return available
+  return probe.ok || requireOrSkip(what, probe.why)
 }
 
 /** Runs tests/python/<script> with JSON on stdin; returns its parsed stdout. */
@@ -49,9 +55,9 @@ export async function runPythonJsonAsync<T>(script: string, input: unknown): Pro
   return JSON.parse(await runPython([join(root, 'tests', 'python', script)], JSON.stringify(input))) as T
 }
 
-/** The native addon is built (the training loop tests need it); under CI it must be. */
-export function engineBuilt(): boolean {
+/** The native addon is built (the training loop tests need it); under CI it must be, elsewhere
+ *  `what` is skipped, saying why. */
+export function engineBuilt(what = 'native engine tests'): boolean {
   const ok = existsSync(join(root, 'native', 'build', 'Release', 'tunebench.node')) || Boolean(process.env.TUNEBENCH_NATIVE)
-  if (!ok && process.env.CI === 'true') throw new Error('native addon not built (npm run build:native) under CI')
-  return ok
+  return ok || requireOrSkip(what, 'the native addon is not built (npm run build:native)')
 }
