@@ -6,8 +6,7 @@
 // step's groups, another step picked by button, slider and key, the "clipped" and "reward 0"
 // filters, a long completion expanded.
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -337,7 +336,13 @@ describe('GRPO: Train page and run dashboard', () => {
     assert.equal(await completions.getByTestId('filter-clipped').getAttribute('aria-pressed'), 'false')
     assert.deepEqual((await panel(page, STEPS)).groups.map((g) => g.rows.length), [4, 4])
     assert.deepEqual(await unnamedControls(page), [])
-    assert.ok(existsSync(join(dir, 'completions', 'step-00006.jsonl')))
+    // Viewing is read-only: every step's completions file is still exactly what was written.
+    for (let step = 1; step <= STEPS; step++)
+      assert.equal(
+        await readFile(join(dir, 'completions', `step-${String(step).padStart(5, '0')}.jsonl`), 'utf8'),
+        batch(step).map((c) => JSON.stringify(c) + '\n').join(''),
+        `step ${step}'s completions file changed`
+      )
   })
 
   it('names a GRPO run without completions and what will appear', async () => {

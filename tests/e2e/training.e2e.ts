@@ -4,8 +4,8 @@
 // of two runs, and the PEFT adapter exported to a folder.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readdir, readFile } from 'node:fs/promises'
+import { isAbsolute, join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { Page } from 'playwright-core'
 import { repoRoot, resultsDir, startApp, type AppSession } from './fixture'
@@ -256,7 +256,11 @@ describe('Train, Runs and Export pages', () => {
     await go(page, 'Export')
     const dest = join(app.workDir, 'my-adapter')
     const runOption = page.getByLabel('Run').locator('option', { hasText: firstRun })
-    await page.getByLabel('Run').selectOption(await runOption.getAttribute('value'))
+    const runValue = (await runOption.getAttribute('value'))!
+    await page.getByLabel('Run').selectOption(runValue)
+    const runDir = isAbsolute(runValue) ? runValue : join(app.dataDir, 'runs', runValue)
+    // The folder does not exist before the export: everything found there afterwards came from it.
+    assert.equal(existsSync(dest), false)
     await page.getByLabel('Destination folder').fill(dest)
     await page.getByRole('button', { name: 'Export adapter' }).click()
     const result = page.getByTestId('adapter-export')
@@ -272,7 +276,10 @@ describe('Train, Runs and Export pages', () => {
     const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, unknown>
     const keys = Object.keys(header).filter((k) => k !== '__metadata__')
     assert.ok(keys.length > 0 && keys.every((k) => /^base_model\.model\.model\.layers\.\d+\..+\.lora_[AB]\.weight$/.test(k)), keys.join('\n'))
-    assert.ok(existsSync(join(dest, 'adapter_model.safetensors')))
+    // Exactly the PEFT files, no temp file left, each a byte-for-byte copy of the run's adapter.
+    assert.deepEqual((await readdir(dest)).sort(), ['adapter_config.json', 'adapter_model.safetensors'])
+    for (const name of ['adapter_config.json', 'adapter_model.safetensors'])
+      assert.ok((await readFile(join(dest, name))).equals(await readFile(join(runDir, name))), `${name} differs from the run's`)
     assert.deepEqual(await unnamedControls(page), [])
     assert.deepEqual(app.pageErrors, [])
   })

@@ -1,8 +1,8 @@
 // Labels, undo, filters, counts, migrations and exports of the project store.
 import Database from 'better-sqlite3'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { exportProject } from '../../main/services/data/export'
 import { createDataHandlers } from '../../main/services/data/handlers'
 import { MIGRATIONS, migrate } from '../../main/services/data/schema'
@@ -176,11 +176,53 @@ describe('exports follow the labels', () => {
   it('an export replaces its file whole (temp file + rename)', async () => {
     const out = join(dir, 'dpo.jsonl')
     p.setLabel(3, { kind: 'pair', chosen: cand(3, 0), rejected: cand(3, 1) })
-    exportProject(p, { format: 'trl-dpo', out })
-    const first = readFileSync(out, 'utf8')
     p.setLabel(1, { kind: 'pair', chosen: cand(1, 0), rejected: cand(1, 1) })
+    const expected =
+      '{"prompt":"What is the boiling point of water?","chosen":"100 C","rejected":"50 C"}\n' +
+      '{"prompt":"Name a colour","chosen":"Blue","rejected":"Table"}\n'
+    // A longer file with other content is already there: an append, or an in-place write that
+    // does not truncate, would leave some of it behind.
+    const old = 'an older export that is longer than the new one\n'.repeat(20)
+    writeFileSync(out, old)
+    const oldIno = statSync(out).ino
+
+    // Watch the destination while the export is being produced: a reader must see the old file
+    // whole at every point until the rename, never an empty or half-written one.
+    const seen: string[] = []
+    const iterate = p.iterateRecords.bind(p)
+    const spy = vi.spyOn(p, 'iterateRecords').mockImplementation(function* (opts) {
+      for (const rec of iterate(opts)) {
+        seen.push(readFileSync(out, 'utf8'))
+        yield rec
+      }
+    })
     exportProject(p, { format: 'trl-dpo', out })
-    expect(readFileSync(out, 'utf8').endsWith(first)).toBe(true)
+    const passes = spy.mock.calls.length
+    expect(seen.length).toBeGreaterThan(0)
+    for (const s of seen) expect(s).toBe(old)
+    expect(readFileSync(out, 'utf8')).toBe(expected)
+    // Replaced by a rename: a new inode, and no temp file left beside it.
+    const newIno = statSync(out).ino
+    expect(newIno).not.toBe(oldIno)
+    expect(readdirSync(dir).filter((n) => n !== 'proj')).toEqual(['dpo.jsonl'])
+
+    // An export that fails midway (the last pass over the records is the one that writes) keeps
+    // the previous export intact under the real name and cleans up its temp file.
+    let call = 0
+    spy.mockImplementation(function* (opts) {
+      const failing = ++call === passes
+      let n = 0
+      for (const rec of iterate(opts)) {
+        if (failing && n++ === 1) throw new Error('disk went away')
+        yield rec
+      }
+    })
+    expect(() => exportProject(p, { format: 'trl-dpo', out })).toThrow('disk went away')
+    expect(call).toBe(passes)
+    expect(readFileSync(out, 'utf8')).toBe(expected)
+    expect(statSync(out).ino).toBe(newIno)
+    expect(readdirSync(dir).filter((n) => n !== 'proj')).toEqual(['dpo.jsonl'])
+    spy.mockRestore()
   })
 })
 

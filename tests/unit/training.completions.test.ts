@@ -120,9 +120,14 @@ describe('GRPO completions over serve mode', () => {
         replies.set(reply.id, reply)
       })
       const call = (id: number, channel: string, args: unknown[]) =>
-        new Promise<BridgeResponse>((resolve) => {
+        new Promise<BridgeResponse>((resolve, reject) => {
           socket.send(JSON.stringify({ id, channel, args }))
-          const tick = () => (replies.has(id) ? resolve(replies.get(id)!) : setTimeout(tick, 5))
+          const end = Date.now() + 5000
+          const tick = () => {
+            if (replies.has(id)) resolve(replies.get(id)!)
+            else if (Date.now() > end) reject(new Error(`no reply to ${channel} (id ${id}) within 5 s`))
+            else setTimeout(tick, 5)
+          }
           tick()
         })
       expect(await call(1, 'runs.completionSteps', ['grpo-ws'])).toEqual({ id: 1, ok: true, result: [2] })

@@ -289,6 +289,13 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Polls `cond` every 10 ms until it holds or `limitMs` have passed; says whether it held. */
+async function eventually(cond: () => boolean, limitMs: number): Promise<boolean> {
+  for (const end = Date.now() + limitMs; !cond(); await new Promise((r) => setTimeout(r, 10)))
+    if (Date.now() > end) return cond()
+  return true
+}
+
 describe.skipIf(process.platform === 'win32')('command rewards', () => {
   let tmp: string
   beforeAll(() => {
@@ -340,8 +347,8 @@ describe.skipIf(process.platform === 'win32')('command rewards', () => {
     )
     expect(Date.now() - t0).toBeLessThan(3000)
     const sleeper = Number(readFileSync(pidFile, 'utf8'))
-    await new Promise((r) => setTimeout(r, 200))
-    expect(alive(sleeper)).toBe(false)
+    // Its child is killed with it: gone within a second (it would sleep 30 s otherwise).
+    expect(await eventually(() => !alive(sleeper), 1000)).toBe(true)
   })
 
   it('an abort kills it', async () => {
@@ -353,8 +360,8 @@ describe.skipIf(process.platform === 'win32')('command rewards', () => {
     const t0 = Date.now()
     await expect(f!.score([item('a')], controller.signal)).rejects.toThrow(/command:slow\.sh: aborted/)
     expect(Date.now() - t0).toBeLessThan(3000)
-    await new Promise((r) => setTimeout(r, 200))
-    expect(alive(Number(readFileSync(pidFile, 'utf8')))).toBe(false)
+    const sleeper = Number(readFileSync(pidFile, 'utf8'))
+    expect(await eventually(() => !alive(sleeper), 1000)).toBe(true)
     await expect(f!.score([item('a')], controller.signal)).rejects.toThrow(/aborted/)
   })
 

@@ -14,11 +14,14 @@ import { engineBuilt } from './trainingPython'
 
 const demoModel = join(import.meta.dirname, '..', '..', 'resources', 'demo-model')
 
-function waitFor(events: RunEvent[], pred: (e: RunEvent) => boolean): Promise<RunEvent> {
-  return new Promise((resolve) => {
+/** The first event that satisfies `pred`, polled every 5 ms; fails after `limitMs` naming what came. */
+function waitFor(events: RunEvent[], pred: (e: RunEvent) => boolean, limitMs = 50_000): Promise<RunEvent> {
+  const end = Date.now() + limitMs
+  return new Promise((resolve, reject) => {
     const tick = () => {
       const hit = events.find(pred)
       if (hit) resolve(hit)
+      else if (Date.now() > end) reject(new Error(`no such event within ${limitMs} ms; got: ${events.map((e) => e.type).join(', ')}`))
       else setTimeout(tick, 5)
     }
     tick()
