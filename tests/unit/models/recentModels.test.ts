@@ -28,7 +28,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     }) as typeof h.writeFile
     h.write = (async (data: string | Uint8Array, ...rest: unknown[]) => {
       if (!fault.diskFull) return (hWrite as (...a: unknown[]) => unknown).call(h, data, ...rest)
-      await hWrite.call(h, half(data) as Uint8Array)
+      await (hWrite as (...a: unknown[]) => Promise<unknown>).call(h, half(data))
       throw enospc()
     }) as typeof h.write
     return h
