@@ -2,7 +2,7 @@
 // optimiser settings, sized for the bundled demo model on a laptop CPU (4 prompts x 8 completions
 // per step, short completions, a LoRA learning rate, a run of a few minutes). On the demo's
 // arithmetic prompts the math preset raises the accuracy reward from about 0.5 to about 0.6 in
-// its 300 steps (3.5 minutes on 2 cores; tests/unit/training.grpo.test.ts checks a shorter run).
+// its 300 steps (75 s on one thread here; tests/unit/training.grpo-demo.test.ts checks that run).
 
 export interface GrpoPreset {
   id: string
