@@ -12,8 +12,20 @@ const cases: [string | undefined, boolean][] = [
   ['1', true], ['yes', true], ['true', true], ['True', true]
 ]
 
+/** Runs `fn` with CI unset when the case is undefined (the suite itself may run under CI). */
+function unsetWhenUndefined<T>(ci: string | undefined, fn: () => T): T {
+  if (ci !== undefined) return fn()
+  const saved = process.env.CI
+  delete process.env.CI
+  try {
+    return fn()
+  } finally {
+    if (saved !== undefined) process.env.CI = saved
+  }
+}
+
 describe('mustRun', () => {
-  it.each(cases)('CI=%j → %s', (ci, expected) => expect(mustRun(ci)).toBe(expected))
+  it.each(cases)('CI=%j → %s', (ci, expected) => expect(unsetWhenUndefined(ci, () => mustRun(ci))).toBe(expected))
 
   it('reads process.env.CI by default', () => {
     vi.stubEnv('CI', '1')
@@ -29,10 +41,10 @@ describe('requireOrSkip', () => {
   it.each(cases)('CI=%j: %s → throws, else prints the reason and returns false', (ci, throws) => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
     if (throws) {
-      expect(() => requireOrSkip('some suite', 'torch is missing', ci)).toThrow(/some suite.*torch is missing/)
+      expect(() => unsetWhenUndefined(ci, () => requireOrSkip('some suite', 'torch is missing', ci))).toThrow(/some suite.*torch is missing/)
       expect(warn).not.toHaveBeenCalled()
     } else {
-      expect(requireOrSkip('some suite', 'torch is missing', ci)).toBe(false)
+      expect(unsetWhenUndefined(ci, () => requireOrSkip('some suite', 'torch is missing', ci))).toBe(false)
       expect(warn).toHaveBeenCalledWith(expect.stringMatching(/some suite SKIPPED: torch is missing/))
     }
   })
