@@ -69,11 +69,16 @@ function trlPromptRecord(value: unknown): PromptRecord {
 /** A GRPO row of a LLaMA-Factory dataset: its prompt (and system prompt); a gold answer
  *  (alpaca's output, ...) is the `solution` the accuracy reward checks. */
 function storePromptRecord(r: RecordInput): PromptRecord {
-  const prompt: Text =
-    typeof r.prompt === 'string' && !r.system
-      ? r.prompt
-      : [...(r.system ? [{ role: 'system', content: r.system }] : []), ...(typeof r.prompt === 'string' ? [{ role: 'user', content: r.prompt }] : r.prompt)]
+  const prompt: Text = typeof r.prompt === 'string' && !r.system ? r.prompt : storeConversation(r)
   return { prompt, columns: typeof r.gold === 'string' ? { solution: r.gold } : {} }
+}
+
+/** A LLaMA-Factory record's prompt as messages: its system prompt first, a string as one user turn. */
+function storeConversation(r: RecordInput): Message[] {
+  return [
+    ...(r.system ? [{ role: 'system', content: r.system }] : []),
+    ...(typeof r.prompt === 'string' ? [{ role: 'user', content: r.prompt }] : r.prompt)
+  ]
 }
 
 /** Tokenising runs on the main process (the app, serve mode), so it goes in chunks with a
@@ -159,10 +164,7 @@ export async function loadExamples(
 /** A LLaMA-Factory record (as the data service's importer reads it) in TRL's conversational
  *  form: LLaMA-Factory always formats through a chat template, so do we. */
 export function storeRecordToTrl(r: RecordInput): TrainingRecord {
-  const prompt: Message[] = [
-    ...(r.system ? [{ role: 'system', content: r.system }] : []),
-    ...(typeof r.prompt === 'string' ? [{ role: 'user', content: r.prompt }] : r.prompt)
-  ]
+  const prompt = storeConversation(r)
   const answer = (content: string): Message[] => [{ role: 'assistant', content }]
   if (r.pair) {
     const chosen = r.candidates[r.pair.chosen]
