@@ -27,7 +27,6 @@ type PromptExample = Extract<Example, { kind: 'prompt' }>
 
 /** One sampled completion with what the loss needs of it. */
 interface Completion {
-  group: number
   prompt: number[]
   tokens: number[]
   /** Sampling-time log-probs (the old policy when num_iterations > 1). */
@@ -116,8 +115,9 @@ export class GrpoStage implements Stage {
       seeds: prompts.map((_, r) => mixSeed(cfg.seed, seedPurpose, step, r))
     })
     const seconds = (performance.now() - t0) / 1000
+    const exampleOf = (r: number) => examples[Math.floor(r / this.G)]!
     const items: RewardItem[] = rows.map((row, r) => {
-      const e = examples[Math.floor(r / this.G)]!
+      const e = exampleOf(r)
       return {
         prompt: promptText(e.text), rawPrompt: e.text, completion: tok.decode(Array.from(row.tokens), true),
         tokens: row.tokens.length, clipped: row.finish === 'length', columns: e.columns
@@ -132,8 +132,7 @@ export class GrpoStage implements Stage {
     const names = this.funcs.map((f) => f.name)
     const adv = advantages({ perFunc, weights: this.weights, groupSize: this.G }, cfg.scale_rewards, names)
     const completions: Completion[] = rows.map((row, r) => ({
-      group: Math.floor(r / this.G), prompt: examples[Math.floor(r / this.G)]!.prompt,
-      tokens: Array.from(row.tokens), logps: Array.from(row.logps), clipped: row.finish === 'length', advantage: adv.advantage[r]!
+      prompt: exampleOf(r).prompt, tokens: Array.from(row.tokens), logps: Array.from(row.logps), clipped: items[r]!.clipped, advantage: adv.advantage[r]!
     }))
     const lines: GrpoCompletion[] = items.map((it, r) => ({
       step, group: Math.floor(r / this.G), index: r % this.G, prompt: it.rawPrompt as GrpoCompletion['prompt'],
