@@ -12,12 +12,8 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { argv, flag } from './args'
 
-const argv = process.argv.slice(2)
-const flag = (name: string, dflt: string): string => {
-  const i = argv.indexOf(name)
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt
-}
 const quick = argv.includes('--quick')
 const threads = Number(flag('--threads', '2'))
 const repeat = Number(flag('--repeat', '2'))
