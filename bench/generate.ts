@@ -7,10 +7,14 @@
 //   node --import tsx bench/generate.ts [--quick] [--qwen3] [--threads N] [--repeat N]
 // The bench shape is bench/engine.ts's (hidden 512, 8 layers, vocabulary 32k; --quick: its
 // small one); --qwen3 adds a random checkpoint of Qwen3-0.6B's shape (2.4 GB in f32).
+// At batch 1, llama.cpp (node-llama-cpp's prebuilt CPU build) decodes our own f32 GGUF export
+// of the same checkpoint (`tunebench export --format gguf --dtype f32`) as a third side: the
+// best CPU inference engine is the mark to reach. The checkpoint gets a byte-level tokenizer
+// of its vocabulary size for the GGUF (the prompts are token ids, so its merges do not matter).
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { argv, flag } from './args'
 
@@ -21,6 +25,15 @@ const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const here = fileURLToPath(import.meta.url)
 
 interface Timing { prefill_s: number; total_s: number }
+
+/** After a warm-up, the best of `reps` timings of 1 new token (prefill) and of 1 + decode. */
+async function bestOf(timed: (tokens: number) => Promise<number>, decode: number, reps: number): Promise<Timing> {
+  await timed(2)
+  let prefill = Infinity, total = Infinity
+  for (let i = 0; i < reps; i++) prefill = Math.min(prefill, await timed(1))
+  for (let i = 0; i < reps; i++) total = Math.min(total, await timed(1 + decode))
+  return { prefill_s: prefill, total_s: total }
+}
 
 /** Best-of-`reps` seconds of the engine's generate at max_new_tokens 1 and 1 + decode. */
 async function ours(dir: string, batch: number, prompt: number, decode: number, reps: number): Promise<void> {
@@ -34,12 +47,76 @@ async function ours(dir: string, batch: number, prompt: number, decode: number, 
     if (rows.some((r) => r.tokens.length !== n)) throw new Error('a row ended early')
     return (performance.now() - t0) / 1000
   }
-  await timed(2)
-  let prefill = Infinity, total = Infinity
-  for (let i = 0; i < reps; i++) prefill = Math.min(prefill, await timed(1))
-  for (let i = 0; i < reps; i++) total = Math.min(total, await timed(1 + decode))
-  console.log(JSON.stringify({ prefill_s: prefill, total_s: total }))
+  console.log(JSON.stringify(await bestOf(timed, decode, reps)))
   m.dispose()
+}
+
+/** Best-of-`reps` seconds of llama.cpp's greedy decoding of the GGUF at batch 1. */
+async function llamacpp(gguf: string, prompt: number, decode: number, reps: number): Promise<void> {
+  const { getLlama } = await import('node-llama-cpp')
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never })
+  const model = await llama.loadModel({ modelPath: gguf })
+  const ctx = await model.createContext({ contextSize: prompt + decode + 16, batchSize: prompt, threads: { ideal: threads, min: threads } })
+  const seq = ctx.getSequence()
+  // The same prompt ids as the engine's side (the checkpoint folder holds gguf-f32/model.gguf).
+  const { vocab_size: vocab } = JSON.parse(readFileSync(join(dirname(dirname(gguf)), 'config.json'), 'utf8')) as { vocab_size: number }
+  let s = 1
+  const tokens = Array.from({ length: prompt }, () => ((s = (s * 48271) % 2147483647), s % vocab)) as never[]
+  const timed = async (n: number): Promise<number> => {
+    await seq.clearHistory()
+    const t0 = performance.now()
+    let k = 0
+    for await (const _ of seq.evaluate(tokens, { temperature: 0 })) if (++k >= n) break
+    if (k !== n) throw new Error(`llama.cpp stopped after ${k} of ${n} tokens`)
+    return (performance.now() - t0) / 1000
+  }
+  console.log(JSON.stringify(await bestOf(timed, decode, reps)))
+  await ctx.dispose()
+  await model.dispose()
+}
+
+/** A byte-level BPE tokenizer of `vocab` tokens (the 256 bytes, then two-byte fillers) for a bench
+ *  checkpoint that has none, so that its GGUF carries a vocabulary of the right size. */
+function ensureTokenizer(dir: string, vocab: number): void {
+  if (existsSync(join(dir, 'tokenizer.json'))) return
+  const bytes: number[] = []
+  for (let b = 33; b <= 126; b++) bytes.push(b)
+  for (let b = 161; b <= 172; b++) bytes.push(b)
+  for (let b = 174; b <= 255; b++) bytes.push(b)
+  const chars = new Map<number, string>(bytes.map((b) => [b, String.fromCodePoint(b)]))
+  let extra = 0
+  for (let b = 0; b < 256; b++) if (!chars.has(b)) chars.set(b, String.fromCodePoint(256 + extra++))
+  const entries: [string, number][] = [...Array(256).keys()].map((b) => [chars.get(b)!, b])
+  // the fillers: two-byte tokens, each made by one merge
+  const merges: string[] = []
+  for (let i = 256; i < vocab - 1; i++) {
+    const a = chars.get(((i - 256) >> 8) & 255)!, b = chars.get((i - 256) & 255)!
+    entries.push([a + b, i])
+    merges.push(`${a} ${b}`)
+  }
+  entries.push(['<|endoftext|>', vocab - 1])
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: [{ id: vocab - 1, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true },
+    post_processor: null, decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: Object.fromEntries(entries), merges }
+  }))
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', bos_token: null, add_bos_token: false, tokenizer_class: 'PreTrainedTokenizerFast' }))
+}
+
+/** Our f32 GGUF of the checkpoint, made once. */
+async function ggufOf(dir: string): Promise<string> {
+  const file = join(dir, 'gguf-f32', 'model.gguf')
+  if (existsSync(file)) return file
+  const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { vocab_size: number }
+  ensureTokenizer(dir, c.vocab_size)
+  const { exportModel } = await import('../main/services/export/index')
+  const staging = join(dir, `gguf-f32.tmp-${process.pid}`)
+  rmSync(staging, { recursive: true, force: true })
+  await exportModel({ format: 'gguf', model: dir, out: staging, dtype: 'f32' })
+  renameSync(staging, join(dir, 'gguf-f32'))
+  return file
 }
 
 function lastJson<T>(out: string): T {
@@ -48,12 +125,15 @@ function lastJson<T>(out: string): T {
   return JSON.parse(line) as T
 }
 
-function runSide(args: string[], node: boolean): Timing {
+type Side = 'tunebench' | 'transformers' | 'llama.cpp'
+
+function runSide(args: string[], side: Side): Timing {
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) }
-  const r = node
-    ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', ...args], { encoding: 'utf8', env, maxBuffer: 16 << 20 })
-    : spawnSync(python, [join(import.meta.dirname, 'generate_torch.py'), 'run', args[0]!, String(threads), ...args.slice(1), String(repeat)], { encoding: 'utf8', env, maxBuffer: 16 << 20 })
-  if (r.status !== 0) throw new Error(`${node ? 'engine' : 'transformers'} run failed:\n${r.stderr}`)
+  const opts = { encoding: 'utf8' as const, env, maxBuffer: 16 << 20 }
+  const r = side === 'tunebench' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', ...args], opts)
+    : side === 'llama.cpp' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--llamacpp', ...args], opts)
+    : spawnSync(python, [join(import.meta.dirname, 'generate_torch.py'), 'run', args[0]!, String(threads), ...args.slice(1), String(repeat)], opts)
+  if (r.status !== 0) throw new Error(`${side} run failed:\n${r.stderr}`)
   return lastJson<Timing>(r.stdout)
 }
 
@@ -83,6 +163,7 @@ const f = (x: number, d = 0): string => x.toLocaleString('en-US', { maximumFract
 
 async function main(): Promise<void> {
   if (argv[0] === '--ours') return ours(argv[1]!, Number(argv[2]), Number(argv[3]), Number(argv[4]), Number(argv[5]))
+  if (argv[0] === '--llamacpp') return llamacpp(argv[1]!, Number(argv[3]), Number(argv[4]), Number(argv[5]))
   const shapes: { name: string; dir: string; prompt: number; decode: number }[] = [
     quick ? { name: 'bench shape (quick)', dir: checkpoint('quick'), prompt: 64, decode: 32 }
       : { name: 'bench shape', dir: checkpoint('full'), prompt: 128, decode: 64 }
@@ -97,17 +178,20 @@ async function main(): Promise<void> {
     const bytes = weightBytes(s.dir)
     console.log(`\n${s.name}: prompt ${s.prompt}, decode ${s.decode} tokens, ${f(bytes / 1e6)} MB of f32 weights read per decode step`)
     console.log('batch  side          prefill tok/s  decode tok/s  decode GB/s of weights (batch 1)')
+    const gguf = await ggufOf(s.dir)
     for (const batch of [1, 8]) {
       const args = [s.dir, String(batch), String(s.prompt), String(s.decode)]
-      const eng = runSide([...args, String(repeat)], true)
-      const hf = runSide(args, false)
       const rate = (t: Timing) => ({ prefill: (batch * s.prompt) / t.prefill_s, decode: (batch * s.decode) / (t.total_s - t.prefill_s) })
-      const e = rate(eng), h = rate(hf)
-      for (const [side, r] of [['tunebench', e], ['transformers', h]] as const) {
+      const e = rate(runSide([...args, String(repeat)], 'tunebench'))
+      const h = rate(runSide(args, 'transformers'))
+      const l = batch === 1 ? rate(runSide([gguf, ...args.slice(1), String(repeat)], 'llama.cpp')) : null
+      for (const [side, r] of [['tunebench', e], ['transformers', h], ['llama.cpp', l]] as const) {
+        if (!r) continue
         const gb = batch === 1 ? `${f((bytes * r.decode) / 1e9, 1)} GB/s = ${f((100 * bytes * r.decode) / 1e9 / gbs)}% of measured` : ''
         console.log(`${String(batch).padEnd(6)} ${side.padEnd(13)} ${f(r.prefill).padStart(13)}  ${f(r.decode, 1).padStart(12)}  ${gb}`)
       }
-      console.log(`${''.padEnd(6)} ratio         ${(f(e.prefill / h.prefill, 2) + 'x').padStart(13)}  ${(f(e.decode / h.decode, 2) + 'x').padStart(12)}`)
+      console.log(`${''.padEnd(6)} vs transformers ${(f(e.prefill / h.prefill, 2) + 'x').padStart(11)}  ${(f(e.decode / h.decode, 2) + 'x').padStart(12)}`)
+      if (l) console.log(`${''.padEnd(6)} vs llama.cpp ${(f(e.prefill / l.prefill, 2) + 'x').padStart(14)}  ${(f(e.decode / l.decode, 2) + 'x').padStart(12)}`)
     }
   }
 }

@@ -8,6 +8,7 @@ const commands: Record<string, () => Promise<{ run: Command }>> = {
   train: () => import('./cli/train'),
   score: () => import('./cli/score'),
   generate: () => import('./cli/generate'),
+  export: () => import('./cli/export'),
   serve: () => import('./serve').then((m) => ({ run: m.serve })),
 }
 

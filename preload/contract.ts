@@ -35,7 +35,8 @@ import type {
   GenerateAnswersRequest,
   GenerateAnswersResult
 } from './types/generation'
-import type { AdapterExport, ConfigCheck, GrpoCompletion, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
+import type { ImportAdapterRequest, ModelExportProgress, ModelExportRequest, ModelExportResult } from './types/export'
+import type { ConfigCheck, GrpoCompletion, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
@@ -110,8 +111,14 @@ export interface InvokeMap {
   'runs.stop': { args: [id: string]; result: boolean }
   /** Continues a stopped, failed or interrupted run from its last checkpoint. */
   'runs.resume': { args: [id: string]; result: RunSummary }
-  /** Copies a run's PEFT adapter (adapter_config.json + adapter_model.safetensors) to a folder. */
-  'runs.exportAdapter': { args: [id: string, dest: string]; result: AdapterExport }
+  /** Adds a PEFT adapter trained elsewhere to the runs (for the Playground and export). */
+  'runs.importAdapter': { args: [request: ImportAdapterRequest]; result: RunSummary }
+  // export
+  /** Writes a run's or adapter's export (PEFT, merged, GGUF, GGUF LoRA, Ollama, LLaMA-Factory);
+   *  progress on export.progress. */
+  'export.start': { args: [request: ModelExportRequest]; result: ModelExportResult }
+  /** Stops the export writing to `out` (nothing is left under a final name); false when none runs. */
+  'export.cancel': { args: [out: string]; result: boolean }
   // generation (Playground)
   /** Answers the conversation's last user turn; the text streams on generation.delta. */
   'generation.chat': { args: [request: ChatRequest]; result: ChatReply }
@@ -126,6 +133,7 @@ export interface EventMap {
   'data.generateProgress': GenerateAnswersProgress
   /** Streamed events of training runs (started, log, eval, checkpoint, progress, finished, ...). */
   'runs.event': RunEvent
+  'export.progress': ModelExportProgress
   /** Text of a chat answer as it is written. */
   'generation.delta': ChatDelta
 }
@@ -173,7 +181,9 @@ export const invokeChannels = [
   'runs.start',
   'runs.stop',
   'runs.resume',
-  'runs.exportAdapter',
+  'runs.importAdapter',
+  'export.start',
+  'export.cancel',
   'generation.chat',
   'generation.cancelChat'
 ] as const satisfies readonly InvokeChannel[]
@@ -183,6 +193,7 @@ export const eventChannels = [
   'data.importProgress',
   'data.generateProgress',
   'runs.event',
+  'export.progress',
   'generation.delta'
 ] as const satisfies readonly EventChannel[]
 

@@ -8,6 +8,7 @@ import { createDataHandlers } from './data/handlers'
 import { DEMO_CANDIDATES } from './data/lastProject'
 import { createRunHandlers } from './training/runs'
 import { createGenerationHandlers } from './generation/handlers'
+import { createExportHandlers } from './export/handlers'
 import { GenerationPool } from './generation/pool'
 import { join } from 'node:path'
 
@@ -69,6 +70,7 @@ export function createServices(options: ServiceOptions): Services {
       pool
     }, onClose),
     ...createGenerationHandlers({ emit: options.emit, pool }, onClose),
+    ...createExportHandlers({ emit: options.emit }, onClose),
     ...createRunHandlers({ runsRoot: join(options.dataDir, 'runs'), indexFile: join(options.dataDir, 'runs-index.json'), emit: options.emit }, onClose)
   }
   return {

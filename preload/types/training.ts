@@ -38,6 +38,16 @@ export interface RunStatus {
   totalSteps: number
   /** Newest complete checkpoint folder name, if any. */
   lastCheckpoint: string | null
+  /** An adapter trained elsewhere and added with `runs.importAdapter` (state 'finished', no
+   *  log): the folder it was copied from. Absent for runs trained here. */
+  imported?: ImportedAdapter
+}
+
+export interface ImportedAdapter {
+  /** The PEFT folder the adapter was copied from. */
+  from: string
+  /** When it was imported (ISO time). */
+  at: string
 }
 
 /** One line of samples.jsonl: at an evaluation (or the end of the run), one of the run's fixed
@@ -106,6 +116,8 @@ export interface RunSummary {
   error: string | null
   checkpoints: string[]
   hasAdapter: boolean
+  /** For an imported adapter (RunStatus.imported): the folder it was copied from. */
+  importedFrom?: string
 }
 
 export interface RunDetail {
@@ -133,10 +145,4 @@ export interface ConfigCheck {
   error: string | null
   key: string | null
   config: TrainingConfig | null
-}
-
-/** Where `runs.exportAdapter` wrote the adapter, and the files with their sizes. */
-export interface AdapterExport {
-  dir: string
-  files: { name: string; bytes: number }[]
 }

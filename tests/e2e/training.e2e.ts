@@ -255,17 +255,20 @@ describe('Train, Runs and Export pages', () => {
     const { page } = app
     await go(page, 'Export')
     const dest = join(app.workDir, 'my-adapter')
-    const runOption = page.getByLabel('Run').locator('option', { hasText: firstRun })
+    const runOption = page.getByLabel('Run', { exact: true }).locator('option', { hasText: firstRun })
     const runValue = (await runOption.getAttribute('value'))!
-    await page.getByLabel('Run').selectOption(runValue)
+    await page.getByLabel('Run', { exact: true }).selectOption(runValue)
     const runDir = isAbsolute(runValue) ? runValue : join(app.dataDir, 'runs', runValue)
     // The folder does not exist before the export: everything found there afterwards came from it.
     assert.equal(existsSync(dest), false)
+    // The destination is suggested inside the run's folder; the format starts at PEFT.
+    assert.equal(await page.getByLabel('Destination folder').inputValue(), `${runDir}/exports/peft`)
     await page.getByLabel('Destination folder').fill(dest)
-    await page.getByRole('button', { name: 'Export adapter' }).click()
-    const result = page.getByTestId('adapter-export')
+    await page.getByRole('button', { name: 'Export', exact: true }).click()
+    const result = page.getByTestId('export-result')
     await result.waitFor()
     assert.match(await result.innerText(), /adapter_config\.json/)
+    assert.match(await result.innerText(), /PeftModel\.from_pretrained/)
     await app.screenshot('export-page')
 
     const config = JSON.parse(await readFile(join(dest, 'adapter_config.json'), 'utf8')) as Record<string, unknown>

@@ -1,7 +1,7 @@
 """Writes a PEFT LoRA adapter for a model folder with a NON-ZERO B (so the first step's
 gradients reach A as well), for the trajectory tests.
 
-    python3 train_make_adapter.py MODEL_DIR OUT_DIR --rank 4 --alpha 8 --seed 1
+    python3 train_make_adapter.py MODEL_DIR OUT_DIR --rank 4 --alpha 8 --seed 1 [--rslora] [--dora]
 """
 import argparse
 
@@ -19,11 +19,13 @@ def main():
     ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--b-std", type=float, default=0.1)
+    ap.add_argument("--rslora", action="store_true")
+    ap.add_argument("--dora", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     base = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     cfg = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, target_modules=args.targets.split(","),
-                     task_type="CAUSAL_LM")
+                     task_type="CAUSAL_LM", use_rslora=args.rslora, use_dora=args.dora)
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -1,16 +1,21 @@
 // The runs service the app uses: start streams events (log, eval on the val_size split,
 // checkpoint, finished), runs are listed and read back from disk, stop keeps checkpoints,
-// resume continues to the end, export copies the PEFT adapter without replacing files.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+// resume continues to the end; importAdapter adds a PEFT adapter trained elsewhere as a
+// finished run that the engine (the Playground) loads, and refuses folders it could not.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Model } from '../../native/index'
+import { readWeights } from '../../main/services/models/inspect'
 import { RunsService, createRunHandlers } from '../../main/services/training/runs'
 import { resolveConfig } from '../../main/services/training/config'
 import { Trainer } from '../../main/services/training/trainer'
-import type { RunEvent } from '../../preload/types/training'
+import type { RunEvent, RunStatus, TrainingConfig } from '../../preload/types/training'
+import { encodeSafetensors, type Tensor } from './engine-fixture'
+import { writeByteLevelModel } from './generation-fixture'
 import { writeDatasets } from './training.fixtures'
-import { engineBuilt } from './trainingPython'
+import { engineBuilt, runPython, torchAvailable } from './trainingPython'
 
 const demoModel = join(import.meta.dirname, '..', '..', 'resources', 'demo-model')
 
@@ -37,7 +42,7 @@ describe.runIf(engineBuilt())('runs service', () => {
   })
   afterAll(() => rmSync(root, { recursive: true, force: true }))
 
-  it('start → events → list/get from disk → export', async () => {
+  it('start → events → list/get from disk → import its adapter back', async () => {
     const events: RunEvent[] = []
     const runs = new RunsService({ runsRoot: join(root, 'runs'), emit: (channel, payload) => channel === 'runs.event' && events.push(payload as RunEvent) })
     const summary = await runs.start({
@@ -69,12 +74,12 @@ describe.runIf(engineBuilt())('runs service', () => {
     expect(detail.log).toHaveLength(4) // 2 train lines + 2 eval lines
     expect(detail.config?.stage).toBe('kto')
 
-    const dest = join(root, 'exported')
-    const exported = await runs.exportAdapter(summary.id, dest)
-    expect(exported.files.map((f) => f.name)).toEqual(['adapter_config.json', 'adapter_model.safetensors'])
-    expect(readFileSync(join(dest, 'adapter_model.safetensors')).equals(readFileSync(join(summary.dir, 'adapter_model.safetensors')))).toBe(true)
-    await expect(runs.exportAdapter(summary.id, dest)).rejects.toThrow(/already exists/)
-    expect(JSON.parse(readFileSync(join(dest, 'adapter_config.json'), 'utf8'))).toMatchObject({ peft_type: 'LORA', r: 4 })
+    // The adapter the run wrote, imported as a PEFT folder from elsewhere: its base is found
+    // through the adapter's own base_model_name_or_path.
+    const again = await runs.importAdapter({ dir: summary.dir })
+    expect(again).toMatchObject({ state: 'finished', stage: 'sft', hasAdapter: true, model: demoModel, importedFrom: summary.dir })
+    expect(readFileSync(join(again.dir, 'adapter_model.safetensors')).equals(readFileSync(join(summary.dir, 'adapter_model.safetensors')))).toBe(true)
+    expect((await runs.get(again.id)).config).toMatchObject({ lora_rank: 4, lora_alpha: 8, lora_target: ['all'] })
   })
 
   it('stop keeps the checkpoints; resume continues to the end', async () => {
@@ -165,5 +170,164 @@ describe('trainer', () => {
     const trainer = new Trainer({ ...cfg, output_dir: 'saves/relative-run' })
     expect(trainer.runDir).toBe(resolve('saves/relative-run'))
     expect(trainer.cfg.output_dir).toBe(resolve('saves/relative-run'))
+  })
+})
+
+/** A PEFT LoRA folder for `base`: A and B for `targets` of the given layers (every layer by
+ *  default), shaped from the base's weights unless `shapeOf` says otherwise. */
+function writeAdapter(
+  dir: string,
+  base: { dir: string; tensors: Map<string, { shape: number[] }>; layers: number },
+  o: { targets?: string[]; rank?: number; layers?: number[]; config?: Record<string, unknown>; shapeOf?: (name: string, shape: number[]) => number[] } = {}
+): string {
+  const targets = o.targets ?? ['q_proj', 'v_proj']
+  const r = o.rank ?? 2
+  const tensors = new Map<string, Tensor>()
+  let k = 0
+  const t = (shape: number[]): Tensor => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => ((k++ % 7) - 3) * 0.01) })
+  for (const l of o.layers ?? Array.from({ length: base.layers }, (_, i) => i))
+    for (const m of targets) {
+      const name = `model.layers.${l}.${m.endsWith('proj') && ['q_proj', 'k_proj', 'v_proj', 'o_proj'].includes(m) ? 'self_attn' : 'mlp'}.${m}`
+      const shape = o.shapeOf?.(name, base.tensors.get(`${name}.weight`)!.shape) ?? base.tensors.get(`${name}.weight`)!.shape
+      tensors.set(`base_model.model.${name}.lora_A.weight`, t([r, shape[1]!]))
+      tensors.set(`base_model.model.${name}.lora_B.weight`, t([shape[0]!, r]))
+      // a DoRA adapter has its magnitudes too (a complete one, refused for being DoRA)
+      if (o.config?.use_dora === true) tensors.set(`base_model.model.${name}.lora_magnitude_vector`, t([shape[0]!]))
+    }
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors))
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', r, lora_alpha: 2 * r, lora_dropout: 0.05, target_modules: targets,
+    bias: 'none', use_rslora: false, use_dora: false, modules_to_save: null, layers_to_transform: null,
+    base_model_name_or_path: base.dir, ...o.config
+  }, null, 2))
+  return dir
+}
+
+describe.runIf(engineBuilt('adapter import tests'))('importAdapter', () => {
+  let root: string
+  let runsRoot: string
+  let base: { dir: string; tensors: Map<string, { shape: number[] }>; layers: number }
+  let runs: RunsService
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'tb-import-'))
+    runsRoot = join(root, 'runs')
+    const w = await readWeights(demoModel)
+    base = { dir: demoModel, tensors: w.tensors, layers: (JSON.parse(readFileSync(join(demoModel, 'config.json'), 'utf8')) as { num_hidden_layers: number }).num_hidden_layers }
+    runs = new RunsService({ runsRoot })
+  })
+  afterAll(() => rmSync(root, { recursive: true, force: true }))
+  /** The runs root holds exactly these run folders, and no half-written import. */
+  const runFolders = () => (existsSync(runsRoot) ? readdirSync(runsRoot).sort() : [])
+
+  it('adds a finished run with the adapter, its LoRA config and where it came from; the engine loads it', async () => {
+    const src = writeAdapter(join(root, 'trained-elsewhere', 'my-lora'), base, { targets: ['q_proj', 'v_proj', 'down_proj'], rank: 2 })
+    const summary = await runs.importAdapter({ dir: src })
+    expect(summary).toMatchObject({
+      id: 'my-lora', dir: join(runsRoot, 'my-lora'), state: 'finished', stage: 'sft', model: demoModel, hasAdapter: true,
+      importedFrom: src, step: 0, checkpoints: [], error: null
+    })
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
+      expect(readFileSync(join(summary.dir, f)).equals(readFileSync(join(src, f))), f).toBe(true)
+    const config = JSON.parse(readFileSync(join(summary.dir, 'run.json'), 'utf8')) as TrainingConfig
+    expect(config).toMatchObject({
+      model_name_or_path: demoModel, stage: 'sft', finetuning_type: 'lora', lora_rank: 2, lora_alpha: 4, lora_dropout: 0.05,
+      lora_target: ['q_proj', 'v_proj', 'down_proj'], use_rslora: false, dataset: [], output_dir: summary.dir
+    })
+    const status = JSON.parse(readFileSync(join(summary.dir, 'status.json'), 'utf8')) as RunStatus
+    expect(status).toMatchObject({ state: 'finished', imported: { from: src } })
+    // Listed like any run, after a restart too, and read back with its config.
+    expect((await new RunsService({ runsRoot }).list()).map((r) => r.id)).toEqual(['my-lora'])
+    expect((await runs.get('my-lora')).config?.lora_target).toEqual(['q_proj', 'v_proj', 'down_proj'])
+    expect(runFolders()).toEqual(['my-lora'])
+    // What the Playground does with a run that has an adapter: load the base, then the run's folder.
+    const model = await Model.load(summary.model, { threads: 1 })
+    try {
+      expect(await model.loadAdapter(summary.dir)).toMatchObject({ rank: 2, alpha: 4, targets: ['q', 'v', 'down'] })
+    } finally {
+      model.dispose()
+    }
+
+    // The same folder again is a second run; a generic folder name takes its parent's.
+    expect((await runs.importAdapter({ dir: src })).id).toBe('my-lora-2')
+    const generic = writeAdapter(join(root, 'job-7', 'checkpoint-500'), base, { targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] })
+    const named = await createRunHandlers({ runsRoot })['runs.importAdapter']({ dir: generic })
+    expect(named.id).toBe('job-7-checkpoint-500')
+    expect((await runs.get(named.id)).config?.lora_target).toEqual(['all'])
+    expect(runFolders()).toEqual(['job-7-checkpoint-500', 'my-lora', 'my-lora-2'])
+  })
+
+  it('takes the base model folder given when the adapter names a Hub model', async () => {
+    const src = writeAdapter(join(root, 'hub-named'), base, { config: { base_model_name_or_path: 'Qwen/Qwen3-0.6B' } })
+    await expect(runs.importAdapter({ dir: src })).rejects.toThrow(
+      'The adapter\'s base model "Qwen/Qwen3-0.6B" is not a local model folder: give the base model folder'
+    )
+    const summary = await runs.importAdapter({ dir: `  ${src}  `, model: demoModel })
+    expect(summary).toMatchObject({ id: 'hub-named', model: demoModel, hasAdapter: true })
+  })
+
+  it('refuses folders without the PEFT files, or that are not there', async () => {
+    const before = runFolders()
+    const noWeights = writeAdapter(join(root, 'no-weights'), base)
+    rmSync(join(noWeights, 'adapter_model.safetensors'))
+    await expect(runs.importAdapter({ dir: noWeights })).rejects.toThrow(`${noWeights} is not a PEFT adapter folder: adapter_model.safetensors is missing`)
+    const noConfig = writeAdapter(join(root, 'no-config'), base)
+    rmSync(join(noConfig, 'adapter_config.json'))
+    await expect(runs.importAdapter({ dir: noConfig })).rejects.toThrow(`${noConfig} is not a PEFT adapter folder: adapter_config.json is missing`)
+    await expect(runs.importAdapter({ dir: join(root, 'nowhere') })).rejects.toThrow(`Adapter folder not found: ${join(root, 'nowhere')}`)
+    await expect(runs.importAdapter({ dir: join(noWeights, 'adapter_config.json') })).rejects.toThrow(/^Not a folder: /)
+    await expect(runs.importAdapter({ dir: '  ' })).rejects.toThrow('No adapter folder given')
+    expect(runFolders()).toEqual(before)
+  })
+
+  it('refuses configs the engine cannot load, naming the file and the field', async () => {
+    const before = runFolders()
+    const cases: [Record<string, unknown>, string | RegExp][] = [
+      [{ peft_type: 'IA3' }, 'peft_type "IA3" is not LORA'],
+      [{ r: 0 }, 'field "r" must be a positive integer'],
+      [{ use_dora: true }, 'use_dora adapters are not supported'],
+      [{ bias: 'all' }, 'bias "all" is not supported (none only)'],
+      [{ modules_to_save: ['lm_head'] }, 'modules_to_save (lm_head) is not supported'],
+      [{ layers_to_transform: [0, 1] }, 'layers_to_transform is not supported'],
+      [{ target_modules: ['q_proj', 'embed_tokens'] }, 'target module embed_tokens is not supported'],
+      [{ target_modules: '.*proj' }, 'target_modules must be a list of module names or "all-linear"'],
+      [{ target_modules: ['q_proj'] }, 'adapts model.layers.0.self_attn.v_proj, which is not one of its target_modules (q_proj)']
+    ]
+    for (const [i, [config, message]] of cases.entries()) {
+      const src = writeAdapter(join(root, `bad-${i}`), base, { config })
+      await expect(runs.importAdapter({ dir: src }), JSON.stringify(config)).rejects.toThrow(message)
+      await expect(runs.importAdapter({ dir: src })).rejects.toThrow(join(src, typeof message === 'string' && message.startsWith('adapts') ? 'adapter_model.safetensors' : 'adapter_config.json'))
+    }
+    const broken = writeAdapter(join(root, 'bad-json'), base)
+    writeFileSync(join(broken, 'adapter_config.json'), '{"peft_type": "LORA",')
+    await expect(runs.importAdapter({ dir: broken })).rejects.toThrow(join(broken, 'adapter_config.json'))
+    expect(runFolders()).toEqual(before)
+  })
+
+  it('refuses a base that is missing or is not the model the adapter was trained on', async () => {
+    const before = runFolders()
+    const src = writeAdapter(join(root, 'for-demo'), base)
+    await expect(runs.importAdapter({ dir: src, model: join(root, 'no-model') })).rejects.toThrow(`Base model ${join(root, 'no-model')}: Folder not found`)
+    const unnamed = writeAdapter(join(root, 'unnamed'), base, { config: { base_model_name_or_path: null } })
+    await expect(runs.importAdapter({ dir: unnamed })).rejects.toThrow('names no base_model_name_or_path: give the base model folder')
+    // Another model (hidden 32, 2 layers): the adapter's shapes do not fit it.
+    const other = writeByteLevelModel(join(root, 'other-model'))
+    await expect(runs.importAdapter({ dir: src, model: other })).rejects.toThrow(/is \[32, 32\] in the base model .* but the adapter is for \[128, 128\] \(is it the model the adapter was trained on\?\)/)
+    const partial = writeAdapter(join(root, 'partial'), base, { layers: [0, 1, 2] })
+    await expect(runs.importAdapter({ dir: partial })).rejects.toThrow(`q_proj is adapted in 3 of the base model's ${base.layers} layers`)
+    expect(runFolders()).toEqual(before)
+  })
+
+  it.runIf(torchAvailable('PEFT-made adapter import test'))('imports an adapter written by PEFT itself', async () => {
+    const src = join(root, 'peft-made')
+    await runPython([join(import.meta.dirname, '..', 'python', 'train_make_adapter.py'), demoModel, src, '--rank', '3', '--alpha', '6', '--targets', 'q_proj,k_proj,gate_proj'])
+    const summary = await runs.importAdapter({ dir: src })
+    expect(summary).toMatchObject({ id: 'peft-made', model: demoModel, hasAdapter: true, importedFrom: src })
+    const model = await Model.load(demoModel, { threads: 1 })
+    try {
+      expect(await model.loadAdapter(summary.dir)).toMatchObject({ rank: 3, alpha: 6, targets: ['q', 'k', 'gate'] })
+    } finally {
+      model.dispose()
+    }
   })
 })

@@ -161,7 +161,8 @@ function positiveInt(config: Record<string, unknown>, name: string, fallback?: n
   return value
 }
 
-interface Weights {
+/** The tensors of a model folder (model.safetensors or a sharded index), by name. */
+export interface Weights {
   tensors: Map<string, TensorEntry>
   shards: number
   /** The file named in messages about tensors. */
@@ -170,7 +171,7 @@ interface Weights {
   fileOf(name: string): string
 }
 
-async function readWeights(dir: string): Promise<Weights> {
+export async function readWeights(dir: string): Promise<Weights> {
   const single = join(dir, 'model.safetensors')
   if (await exists(single)) {
     const header = await readSafetensorsHeader(single).catch(rethrowAsFolderError)

@@ -1,13 +1,19 @@
 // Training runs as folders: list and read them from disk (so the dashboard comes back after a
-// restart), start runs in this process with their events forwarded, cancel them.
+// restart), start runs in this process with their events forwarded, cancel them, and add
+// adapters trained elsewhere (a PEFT folder) as finished runs.
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
-import type { AdapterExport, GrpoCompletion, RunDetail, RunStatus, RunSummary, SampleGeneration, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
+import type { ImportAdapterRequest } from '../../../preload/types/export'
+import type { GrpoCompletion, RunDetail, RunStatus, RunSummary, SampleGeneration, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readPeftAdapter, type PeftAdapter } from '../export/adapter'
 import { fsyncDir, writeFileAtomic } from '../fsAtomic'
+import { inspectModelFolder, readWeights, type Weights } from '../models/inspect'
 import { processAlive } from '../process'
-import type { TrainingConfig } from '../../../preload/types/trainingSchema'
+import { LORA_TARGET_MODULES, type TrainingConfig } from '../../../preload/types/trainingSchema'
 import { ConfigError, resolveConfig } from './config'
 import { COMPLETIONS_DIR, completionsFile, completionsStep } from './completions'
 import { SAMPLES_FILE } from './samples'
@@ -86,7 +92,8 @@ export async function readRun(dir: string, live?: Set<string>): Promise<RunDetai
       updatedAt: status?.updatedAt ?? null,
       error: status?.error ?? null,
       checkpoints,
-      hasAdapter: existsSync(join(dir, 'adapter_model.safetensors'))
+      hasAdapter: existsSync(join(dir, 'adapter_model.safetensors')),
+      ...(typeof status?.imported?.from === 'string' ? { importedFrom: status.imported.from } : {})
     },
     config,
     log,
@@ -152,7 +159,8 @@ export class RunsService {
     const isRun = async (dir: string) =>
       (await stat(dir)).isDirectory() && (existsSync(join(dir, 'run.json')) || existsSync(join(dir, 'status.json')))
     if (existsSync(root)) {
-      for (const name of await readdir(root)) if (await isRun(join(root, name))) dirs.add(resolve(root, name))
+      // Dot-folders are imports being written (importAdapter), never runs.
+      for (const name of await readdir(root)) if (!name.startsWith('.') && (await isRun(join(root, name)))) dirs.add(resolve(root, name))
     }
     // Runs elsewhere that the service started; one whose folder is gone (deleted, a drive not
     // mounted) is left out of the list but stays in the index.
@@ -250,23 +258,64 @@ export class RunsService {
     }
   }
 
-  /** Copies the run's final adapter into dest; never replaces an adapter already there. */
-  async exportAdapter(id: string, dest: string): Promise<AdapterExport> {
-    const dir = this.dirOf(id)
-    const target = resolve(dest)
-    const files: AdapterExport['files'] = []
-    for (const name of ADAPTER_FILES) if (!existsSync(join(dir, name))) throw new Error(`${dir} has no ${name}: the run has not finished`)
-    await mkdir(target, { recursive: true })
-    for (const name of ADAPTER_FILES)
-      if (existsSync(join(target, name))) throw new Error(`${join(target, name)} already exists; choose an empty folder`)
-    for (const name of ADAPTER_FILES) {
-      const tmp = join(target, `.${name}.tmp-${process.pid}`)
-      await copyFile(join(dir, name), tmp)
-      await rename(tmp, join(target, name))
-      files.push({ name, bytes: (await stat(join(target, name))).size })
+  /**
+   * Adds a PEFT LoRA adapter trained elsewhere as a finished run in the runs root, so it is
+   * listed, chats in the Playground and exports like a run trained here. The adapter must be
+   * one the engine loads (LoRA on q/k/v/o/gate/up/down of every layer) and fit its base model:
+   * `model`, or else the adapter's base_model_name_or_path when that is a local folder. The
+   * files are copied into a hidden folder that is renamed into place once complete.
+   */
+  async importAdapter(req: ImportAdapterRequest): Promise<RunSummary> {
+    if (typeof req?.dir !== 'string' || !req.dir.trim()) throw new Error('No adapter folder given: enter the path of a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)')
+    const from = typedPath(req.dir)
+    const fromStat = await stat(from).catch(() => null)
+    if (!fromStat) throw new Error(`Adapter folder not found: ${from}`)
+    if (!fromStat.isDirectory()) throw new Error(`Not a folder: ${from} (give the folder that holds ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS})`)
+    const adapter = await readPeftAdapter(from)
+    const targets = engineTargets(adapter)
+    const modelDir = await baseModelOf(adapter, req.model)
+    const facts = await inspectModelFolder(modelDir).catch((err: Error) => {
+      throw new Error(`Base model ${modelDir}: ${err.message}`)
+    })
+    checkFitsBase(adapter, targets, await readWeights(facts.dir), facts.layers, facts.dir)
+
+    const root = resolve(this.opts.runsRoot)
+    await mkdir(root, { recursive: true })
+    const name = importName(from)
+    const tmp = join(root, `.import-${name}-${process.pid}-${randomBytes(4).toString('hex')}`)
+    try {
+      await mkdir(tmp)
+      for (const f of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) {
+        await copyFile(join(from, f), join(tmp, f))
+        await fsyncFile(join(tmp, f))
+      }
+      const now = new Date().toISOString()
+      const status: RunStatus = {
+        state: 'finished', error: null, pid: process.pid, startedAt: now, updatedAt: now, step: 0, totalSteps: 0,
+        lastCheckpoint: null, imported: { from, at: now }
+      }
+      await writeDurable(join(tmp, 'status.json'), JSON.stringify(status, null, 2) + '\n')
+      // The folder name is taken only by the rename; another import may take a name first.
+      for (let i = 1; ; i++) {
+        const dir = join(root, i === 1 ? name : `${name}-${i}`)
+        if (existsSync(dir)) continue
+        const config = importedConfig(adapter, targets, facts.dir, dir)
+        await writeDurable(join(tmp, 'run.json'), JSON.stringify(config, null, 2) + '\n')
+        await fsyncDir(tmp)
+        try {
+          await rename(tmp, dir)
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code
+          if (code === 'EEXIST' || code === 'ENOTEMPTY') continue
+          throw err
+        }
+        await fsyncDir(root)
+        return (await readRun(dir, new Set(this.live.keys()))).summary
+      }
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true })
+      throw err
     }
-    await fsyncDir(target)
-    return { dir: target, files }
   }
 
   async stop(id: string): Promise<boolean> {
@@ -285,11 +334,115 @@ export class RunsService {
   }
 }
 
-const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors']
+/** A path as typed or pasted: trimmed, ~ expanded as a shell would. */
+function typedPath(p: string): string {
+  const t = p.trim()
+  return resolve(t === '~' || t.startsWith('~/') ? homedir() + t.slice(1) : t)
+}
+
+async function fsyncFile(file: string): Promise<void> {
+  const h = await open(file, 'r+')
+  try {
+    await h.sync()
+  } finally {
+    await h.close()
+  }
+}
+
+async function writeDurable(file: string, text: string): Promise<void> {
+  await writeFile(file, text)
+  await fsyncFile(file)
+}
+
+/** The run folder's name: the adapter folder's, with its parent's when it is a generic one
+ *  (adapter, checkpoint-500, ...). */
+function importName(from: string): string {
+  const base = basename(from)
+  const generic = /^(adapter|adapters|lora|peft|output|outputs|final|checkpoint-\d+)$/i.test(base)
+  const raw = generic && basename(dirname(from)) ? `${basename(dirname(from))}-${base}` : base
+  return raw.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[.-]+/, '') || 'adapter'
+}
+
+/** The modules the engine attaches LoRA to, as adapter_config.json names them. */
+type Target = (typeof LORA_TARGET_MODULES)[number]
+
+/** What the engine's loader (native load_adapter) refuses, said before anything is copied; the
+ *  LoRA targets the adapter names. */
+function engineTargets(adapter: PeftAdapter): Target[] {
+  const cfg = adapter.config
+  const file = join(adapter.dir, ADAPTER_CONFIG)
+  if (adapter.dora) throw new Error(`${file}: use_dora adapters are not supported (the engine loads plain LoRA)`)
+  if (typeof cfg.bias === 'string' && cfg.bias !== 'none') throw new Error(`${file}: bias "${cfg.bias}" is not supported (none only)`)
+  if (cfg.layers_to_transform !== undefined && cfg.layers_to_transform !== null)
+    throw new Error(`${file}: layers_to_transform is not supported (the engine adapts every layer)`)
+  if (cfg.lora_bias === true) throw new Error(`${file}: lora_bias is not supported`)
+  if (Array.isArray(cfg.modules_to_save) && cfg.modules_to_save.length)
+    throw new Error(`${file}: modules_to_save (${cfg.modules_to_save.join(', ')}) is not supported: the engine loads LoRA weights only`)
+  const tm = cfg.target_modules
+  if (tm === 'all-linear') return [...LORA_TARGET_MODULES]
+  if (!Array.isArray(tm) || tm.some((m) => typeof m !== 'string'))
+    throw new Error(`${file}: target_modules must be a list of module names or "all-linear" (got ${JSON.stringify(tm)})`)
+  const unknown = (tm as string[]).filter((m) => !(LORA_TARGET_MODULES as readonly string[]).includes(m))
+  if (unknown.length)
+    throw new Error(`${file}: target module${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not supported (${LORA_TARGET_MODULES.join(', ')})`)
+  return LORA_TARGET_MODULES.filter((m) => (tm as string[]).includes(m))
+}
+
+/** The base model folder: the one given, else the adapter's base_model_name_or_path when it is
+ *  a local folder (relative to the adapter folder, as the export resolves it). */
+async function baseModelOf(adapter: PeftAdapter, model: string | undefined): Promise<string> {
+  if (typeof model === 'string' && model.trim()) return typedPath(model)
+  const named = adapter.config.base_model_name_or_path
+  const file = join(adapter.dir, ADAPTER_CONFIG)
+  if (typeof named !== 'string' || !named.trim()) throw new Error(`${file} names no base_model_name_or_path: give the base model folder`)
+  const dir = isAbsolute(named) ? named : resolve(adapter.dir, named)
+  if (!existsSync(join(dir, 'config.json')))
+    throw new Error(`The adapter's base model ${JSON.stringify(named)} is not a local model folder: give the base model folder`)
+  return dir
+}
+
+const LAYER_WEIGHT = /^model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.weight$/
+
+/** Every LoRA pair adapts a weight of the base with its shape, and every targeted module of
+ *  every layer has one (the engine attaches LoRA to whole modules). */
+function checkFitsBase(adapter: PeftAdapter, targets: Target[], base: Weights, layers: number, modelDir: string): void {
+  const weights = join(adapter.dir, ADAPTER_WEIGHTS)
+  const seen = new Map<Target, Set<number>>(targets.map((t) => [t, new Set()]))
+  for (const p of adapter.pairs.values()) {
+    const m = LAYER_WEIGHT.exec(p.base)
+    const module = m?.[3] as Target | undefined
+    if (!m || !module || !seen.has(module))
+      throw new Error(`${weights}: adapts ${p.base.replace(/\.weight$/, '')}, which is not one of its target_modules (${targets.join(', ')}) in a layer`)
+    const w = base.tensors.get(p.base)
+    if (!w) throw new Error(`${weights}: adapts ${p.base}, which the base model ${modelDir} does not have (is it the model the adapter was trained on?)`)
+    if (w.shape[0] !== p.outFeatures || w.shape[1] !== p.inFeatures)
+      throw new Error(`${weights}: ${p.base} is [${w.shape.join(', ')}] in the base model ${modelDir} but the adapter is for [${p.outFeatures}, ${p.inFeatures}] (is it the model the adapter was trained on?)`)
+    seen.get(module)!.add(Number(m[1]))
+  }
+  for (const [t, got] of seen)
+    if (got.size !== layers)
+      throw new Error(`${weights}: ${t} is adapted in ${got.size} of the base model's ${layers} layers; the engine loads adapters that cover every layer`)
+}
+
+/** run.json of an imported adapter: the config's defaults with the adapter's LoRA settings and
+ *  no data (nothing to resume, or to hand to another trainer). */
+function importedConfig(adapter: PeftAdapter, targets: Target[], modelDir: string, dir: string): TrainingConfig {
+  const cfg = resolveConfig({ model_name_or_path: modelDir, stage: 'sft', finetuning_type: 'lora', dataset: 'imported', output_dir: dir }, 'imported adapter')
+  const dropout = adapter.config.lora_dropout
+  return {
+    ...cfg,
+    dataset: [],
+    lora_rank: adapter.rank,
+    lora_alpha: adapter.alpha,
+    lora_dropout: typeof dropout === 'number' ? dropout : 0,
+    lora_target: targets.length === LORA_TARGET_MODULES.length ? ['all'] : targets,
+    use_rslora: adapter.rslora
+  }
+}
 
 type RunHandlers = Pick<
   Handlers,
-  'runs.list' | 'runs.get' | 'runs.completionSteps' | 'runs.completions' | 'runs.validate' | 'runs.start' | 'runs.stop' | 'runs.resume' | 'runs.exportAdapter'
+  'runs.list' | 'runs.get' | 'runs.completionSteps' | 'runs.completions' | 'runs.validate' | 'runs.start' | 'runs.stop' | 'runs.resume' | 'runs.importAdapter'
 >
 
 export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: () => Promise<void>) => void): RunHandlers {
@@ -310,6 +463,6 @@ export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: ()
     'runs.start': (req) => runs.start(req),
     'runs.stop': (id) => runs.stop(id),
     'runs.resume': (id) => runs.resume(id),
-    'runs.exportAdapter': (id, dest) => runs.exportAdapter(id, dest)
+    'runs.importAdapter': (req) => runs.importAdapter(req)
   }
 }

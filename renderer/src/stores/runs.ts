@@ -9,6 +9,7 @@ import { defineStore } from 'pinia'
 import { ref, shallowRef, triggerRef } from 'vue'
 import { api } from '../api'
 import { errorMessage, guarded } from '../lib/guarded'
+import type { ImportAdapterRequest } from '../../../preload/types/export'
 import type { GrpoCompletion, RunDetail, RunEvent, RunSummary, SampleGeneration, TrainingConfig } from '../../../preload/types/training'
 import type { LogEntry } from '../lib/runMetrics'
 
@@ -201,6 +202,20 @@ export const useRunsStore = defineStore('runs', () => {
     }
   }
 
+  /** Adds a PEFT adapter trained elsewhere as a run and selects it. Throws the service's
+   *  message (the import dialog shows it where the paths were typed). */
+  async function importAdapter(request: ImportAdapterRequest): Promise<RunSummary> {
+    busy.value = true
+    try {
+      const run = await api.runs.importAdapter(request)
+      upsert(run)
+      await select(run.dir)
+      return run
+    } finally {
+      busy.value = false
+    }
+  }
+
   function keepCompletions(dir: string, keep: (step: number) => boolean): void {
     const steps = completionSteps.value[dir]
     if (!steps) return
@@ -233,7 +248,7 @@ export const useRunsStore = defineStore('runs', () => {
     step === null ? null : (completions.value[dir]?.[step] ?? null)
 
   return {
-    runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, loadCompletions,
+    runs, selected, details, revision, error, busy, refresh, load, select, start, stop, resume, importAdapter, loadCompletions,
     logOf, runOf, liveOf, samplesOf, configOf, completionStepsOf, completionsOf, receive
   }
 })
@@ -244,6 +259,7 @@ function sameEntry(a: object, b: object): boolean {
 
 /** How a run is named in lists: its method and folder. */
 export function methodName(run: RunSummary): string {
+  if (run.importedFrom) return 'Imported LoRA'
   if (run.stage !== 'dpo') return run.stage.toUpperCase()
   if (run.prefLoss === 'orpo') return 'ORPO'
   if (run.prefLoss === 'simpo') return 'SimPO'

@@ -1,0 +1,3 @@
+module tunebench/tests/ollama-template
+
+go 1.19
