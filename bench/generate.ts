@@ -4,7 +4,7 @@
 // batch x D / (time(1 + D) - time(1)). For batch 1, the fraction of the measured memory
 // bandwidth the decode reaches: f32 weight bytes read per token (every weight but the input
 // embedding table, of which one row is read) x tokens/s / GB/s of summing a 1 GiB array.
-//   node --import tsx bench/generate.ts [--quick] [--qwen3] [--threads N] [--repeat N]
+//   node --import tsx bench/generate.ts [--quick] [--qwen3] [--threads N] [--repeat N] [--gguf f32,f16,q8_0]
 // The bench shape is bench/engine.ts's (hidden 512, 8 layers, vocabulary 32k; --quick: its
 // small one); --qwen3 adds a random checkpoint of Qwen3-0.6B's shape (2.4 GB in f32).
 // At batch 1, llama.cpp (node-llama-cpp's prebuilt CPU build) decodes our own f32 GGUF export
@@ -21,6 +21,12 @@ import { argv, flag } from './args'
 const quick = argv.includes('--quick')
 const threads = Number(flag('--threads', '2'))
 const repeat = Number(flag('--repeat', '2'))
+// llama.cpp's side: our f32 GGUF (the same numbers as the engine) and, for the mark to reach,
+// its 16- and 8-bit paths on our f16 / q8_0 exports (--gguf f32,f16,q8_0).
+const ggufDtypes = flag('--gguf', 'f32').split(',').map((d) => {
+  if (d !== 'f32' && d !== 'f16' && d !== 'q8_0') throw new Error(`--gguf: f32, f16 or q8_0, got ${d}`)
+  return d
+})
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const here = fileURLToPath(import.meta.url)
 
@@ -58,7 +64,7 @@ async function llamacpp(gguf: string, prompt: number, decode: number, reps: numb
   const model = await llama.loadModel({ modelPath: gguf })
   const ctx = await model.createContext({ contextSize: prompt + decode + 16, batchSize: prompt, threads: { ideal: threads, min: threads } })
   const seq = ctx.getSequence()
-  // The same prompt ids as the engine's side (the checkpoint folder holds gguf-f32/model.gguf).
+  // The same prompt ids as the engine's side (the checkpoint folder holds gguf-<dtype>/model.gguf).
   const { vocab_size: vocab } = JSON.parse(readFileSync(join(dirname(dirname(gguf)), 'config.json'), 'utf8')) as { vocab_size: number }
   let s = 1
   const tokens = Array.from({ length: prompt }, () => ((s = (s * 48271) % 2147483647), s % vocab)) as never[]
@@ -105,19 +111,23 @@ function ensureTokenizer(dir: string, vocab: number): void {
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', bos_token: null, add_bos_token: false, tokenizer_class: 'PreTrainedTokenizerFast' }))
 }
 
-/** Our f32 GGUF of the checkpoint, made once. */
-async function ggufOf(dir: string): Promise<string> {
-  const file = join(dir, 'gguf-f32', 'model.gguf')
+/** Our GGUF of the checkpoint in `dtype`, made once. */
+async function ggufOf(dir: string, dtype: 'f32' | 'f16' | 'q8_0'): Promise<string> {
+  const folder = join(dir, `gguf-${dtype}`)
+  const file = join(folder, 'model.gguf')
   if (existsSync(file)) return file
   const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { vocab_size: number }
   ensureTokenizer(dir, c.vocab_size)
   const { exportModel } = await import('../main/services/export/index')
-  const staging = join(dir, `gguf-f32.tmp-${process.pid}`)
+  const staging = `${folder}.tmp-${process.pid}`
   rmSync(staging, { recursive: true, force: true })
-  await exportModel({ format: 'gguf', model: dir, out: staging, dtype: 'f32' })
-  renameSync(staging, join(dir, 'gguf-f32'))
+  await exportModel({ format: 'gguf', model: dir, out: staging, dtype })
+  renameSync(staging, folder)
   return file
 }
+
+/** Bytes per weight of each GGUF dtype relative to f32 (Q8_0: 34 bytes per 32 weights). */
+const GGUF_BYTES: Record<string, number> = { f32: 1, f16: 0.5, q8_0: 34 / 32 / 4 }
 
 function lastJson<T>(out: string): T {
   const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop()
@@ -177,21 +187,22 @@ async function main(): Promise<void> {
   for (const s of shapes) {
     const bytes = weightBytes(s.dir)
     console.log(`\n${s.name}: prompt ${s.prompt}, decode ${s.decode} tokens, ${f(bytes / 1e6)} MB of f32 weights read per decode step`)
-    console.log('batch  side          prefill tok/s  decode tok/s  decode GB/s of weights (batch 1)')
-    const gguf = await ggufOf(s.dir)
+    console.log('batch  side            prefill tok/s  decode tok/s  decode GB/s of weights read (batch 1)')
+    const ggufs = await Promise.all(ggufDtypes.map(async (d) => ({ dtype: d, file: await ggufOf(s.dir, d) })))
     for (const batch of [1, 8]) {
       const args = [s.dir, String(batch), String(s.prompt), String(s.decode)]
       const rate = (t: Timing) => ({ prefill: (batch * s.prompt) / t.prefill_s, decode: (batch * s.decode) / (t.total_s - t.prefill_s) })
       const e = rate(runSide([...args, String(repeat)], 'tunebench'))
       const h = rate(runSide(args, 'transformers'))
-      const l = batch === 1 ? rate(runSide([gguf, ...args.slice(1), String(repeat)], 'llama.cpp')) : null
-      for (const [side, r] of [['tunebench', e], ['transformers', h], ['llama.cpp', l]] as const) {
-        if (!r) continue
-        const gb = batch === 1 ? `${f((bytes * r.decode) / 1e9, 1)} GB/s = ${f((100 * bytes * r.decode) / 1e9 / gbs)}% of measured` : ''
-        console.log(`${String(batch).padEnd(6)} ${side.padEnd(13)} ${f(r.prefill).padStart(13)}  ${f(r.decode, 1).padStart(12)}  ${gb}`)
+      // llama.cpp decodes one sequence per context here: batch 1 only.
+      const ls = batch === 1 ? ggufs.map((g) => ({ ...g, r: rate(runSide([g.file, ...args.slice(1), String(repeat)], 'llama.cpp')) })) : []
+      const rows: [string, { prefill: number; decode: number }, number][] = [['tunebench', e, 1], ['transformers', h, 1], ...ls.map((l) => [`llama.cpp ${l.dtype}`, l.r, GGUF_BYTES[l.dtype]!] as [string, { prefill: number; decode: number }, number])]
+      for (const [side, r, scale] of rows) {
+        const gb = batch === 1 ? `${f((bytes * scale * r.decode) / 1e9, 1)} GB/s = ${f((100 * bytes * scale * r.decode) / 1e9 / gbs)}% of measured` : ''
+        console.log(`${String(batch).padEnd(6)} ${side.padEnd(15)} ${f(r.prefill).padStart(11)}  ${f(r.decode, 1).padStart(12)}  ${gb}`)
       }
       console.log(`${''.padEnd(6)} vs transformers ${(f(e.prefill / h.prefill, 2) + 'x').padStart(11)}  ${(f(e.decode / h.decode, 2) + 'x').padStart(12)}`)
-      if (l) console.log(`${''.padEnd(6)} vs llama.cpp ${(f(e.prefill / l.prefill, 2) + 'x').padStart(14)}  ${(f(e.decode / l.decode, 2) + 'x').padStart(12)}`)
+      for (const l of ls) console.log(`${''.padEnd(6)} vs llama.cpp ${l.dtype.padEnd(4)} ${(f(e.prefill / l.r.prefill, 2) + 'x').padStart(9)}  ${(f(e.decode / l.r.decode, 2) + 'x').padStart(12)}`)
     }
   }
 }
