@@ -447,7 +447,8 @@ export async function planGgufLora(inputs: ExportInputs, dtype?: ExportDtype): P
     bytes: file.bytes,
     warnings: [],
     usage: (dir) => [
-      `llama-server -m <base>.gguf --lora ${dir}/${GGUF_ADAPTER_FILE}   (<base>.gguf: ${inputs.modelDir} as GGUF, in f32 or f16 for the closest match)`
+      `tunebench export --model ${inputs.modelDir} --format gguf --out ${dir}/base   (the base model as GGUF, once)`,
+      `llama-server -m ${dir}/base/${GGUF_MODEL_FILE} --lora ${dir}/${GGUF_ADAPTER_FILE}`
     ],
     write: (folder) => folder.stream(GGUF_ADAPTER_FILE, (write) => writeGgufFile(file, write))
   }
