@@ -39,3 +39,35 @@ export function dump(project: Project): string {
   const tables = ['records', 'candidates', 'label_history', 'imports']
   return JSON.stringify(tables.map((t) => project.db.prepare(`SELECT * FROM ${t} ORDER BY id`).all()))
 }
+
+/** One candidate as contentOf shows it, written out: source 'import' and no KTO label unless given. */
+export function cand(content: string, over: { source?: string; kto?: boolean | null } = {}): { content: string; source: string; kto: boolean | null } {
+  return { content, source: over.source ?? 'import', kto: over.kto ?? null }
+}
+
+/**
+ * An expected record in contentOf's shape, written out by hand in a test (never read from the
+ * store): only what a case sets differs from an unlabeled train record with no answers. A
+ * string candidate is cand(string); `pair` is [chosen, rejected] by candidate index.
+ */
+export function rec(r: {
+  prompt: string | { role: string; content: string }[]
+  system?: string | null
+  candidates?: (string | ReturnType<typeof cand>)[]
+  pair?: [number, number] | null
+  gold?: string | null
+  status: 'labeled' | 'unlabeled' | 'skipped'
+  split?: 'train' | 'val'
+}): unknown {
+  return {
+    prompt: r.prompt,
+    system: r.system ?? null,
+    candidates: (r.candidates ?? []).map((c) => (typeof c === 'string' ? cand(c) : c)),
+    pair: r.pair ? { chosen: r.pair[0], rejected: r.pair[1] } : null,
+    tie: false,
+    skipped: false,
+    gold: r.gold ?? null,
+    split: r.split ?? 'train',
+    status: r.status
+  }
+}

@@ -9,7 +9,7 @@ import { inspectFile } from '../../main/services/data/importers'
 import { previewImport } from '../../main/services/data/preview'
 import { Project } from '../../main/services/data/store'
 import type { DataFormatId, DataRecord } from '../../preload/types/data'
-import { contentOf, tempDir, writeJsonl } from './data-helpers'
+import { cand, contentOf, rec, tempDir, writeJsonl } from './data-helpers'
 
 const cleanups: (() => void)[] = []
 afterEach(() => cleanups.splice(0).forEach((c) => c()))
@@ -138,13 +138,25 @@ describe('prompt-only import', () => {
       { prompt: [msg('user', 'Q')], system: 'S', completions: [] },
       { prompt: 'Answered', completions: [{ text: 'a', model: 'm1' }, 'b'] }
     ])
+    // The source rows as store records, written out: they import so from the source and again
+    // from the export.
+    const expected = [
+      rec({ prompt: 'Only a prompt.', status: 'unlabeled' }),
+      rec({ prompt: [msg('user', 'Q')], system: 'S', status: 'unlabeled' }),
+      rec({ prompt: 'Answered', candidates: [cand('a', { source: 'm1' }), 'b'], status: 'unlabeled' })
+    ]
+    expect(contentOf(project).slice(0, 3)).toEqual(expected)
     const again = new Project(join(dir, 'again'))
     cleanups.unshift(() => again.close())
     await again.importFiles([out])
-    expect(contentOf(again)).toEqual(contentOf(project).slice(0, 3))
+    expect(contentOf(again)).toEqual(expected)
     const out2 = join(dir, 'out2.jsonl')
     exportProject(again, { format: 'candidates', out: out2 })
-    expect(readFileSync(out2, 'utf8')).toBe(readFileSync(out, 'utf8'))
+    expect(readFileSync(out2, 'utf8')).toBe(
+      '{"prompt":"Only a prompt.","completions":[]}\n' +
+        '{"prompt":[{"role":"user","content":"Q"}],"system":"S","completions":[]}\n' +
+        '{"prompt":"Answered","completions":[{"text":"a","model":"m1"},"b"]}\n'
+    )
   })
 
   it('the Data page list shows them among the unlabeled records, with zero answers', async () => {

@@ -1,114 +1,384 @@
-// import -> export -> import gives the same records, and the second export the same bytes,
-// for every format Tunebench reads.
+// Every import format Tunebench reads, checked against the SOURCE rows written out here: each
+// case gives the rows of a file, the store records they must import as, and the lines each
+// export must write, all as literals (never values read back from the app). The export is then
+// imported again and must give the same literal records, and exported again the same literal
+// lines. Formats: TRL preference (explicit and implicit prompt, plain and conversational),
+// unpaired, prompt-completion and messages; OpenAI chat messages and preference fine-tuning;
+// LLaMA-Factory alpaca (ranking, older output-list ranking, kto_tag, SFT, history and system)
+// and sharegpt (from/value and role/content tags, ranking, kto_tag, system, tool turns);
+// unlabeled candidates.
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { exportProject } from '../../main/services/data/export'
 import { readTrainingRecords } from '../../main/services/data/formats'
 import { inspectFile } from '../../main/services/data/importers'
 import { previewImport } from '../../main/services/data/preview'
 import { Project } from '../../main/services/data/store'
-import type { ExportFormat } from '../../preload/types/data'
-import { contentOf, tempDir, writeJsonl } from './data-helpers'
+import type { DataFormatId, ExportFormat } from '../../preload/types/data'
+import { cand, contentOf, rec, tempDir, writeJsonl } from './data-helpers'
 
-const conv = (role: string, content: string) => ({ role, content })
+type Msg = { role: string; content: string }
+const sys = (content: string): Msg => ({ role: 'system', content })
+const u = (content: string): Msg => ({ role: 'user', content })
+const a = (content: string): Msg => ({ role: 'assistant', content })
 
-// For llamafactory, `method` picks the file to read back: a pair is also written as KTO records.
-const cases: { name: string; format: string; export: ExportFormat; method?: 'dpo' | 'kto' | 'sft'; rows: unknown[] }[] = [
+type Method = 'dpo' | 'kto' | 'sft'
+type Line = Record<string, unknown>
+
+/** The dataset_info.json `tags` of a LLaMA-Factory sharegpt entry with OpenAI role/content tags. */
+const OPENAI_TAGS = {
+  role_tag: 'role',
+  content_tag: 'content',
+  user_tag: 'user',
+  assistant_tag: 'assistant',
+  system_tag: 'system',
+  observation_tag: 'tool',
+  function_tag: 'function_call'
+}
+
+interface Case {
+  name: string
+  /** The source rows, as a user's file holds them. */
+  rows: Line[]
+  /** The format detected from the source file's columns. */
+  format: DataFormatId
+  /** The store records the rows import as (contentOf's shape), in file order. */
+  records: unknown[]
+  export: ExportFormat
+  /** TRL and candidates exports: the lines of the file. */
+  lines?: Line[]
+  /** llamafactory export: the lines of each file written (by method) and its dataset_info.json entry. */
+  lf?: Partial<Record<Method, { lines: Line[]; info: Record<string, unknown> }>>
+  /** llamafactory: the file imported back (default: the only one written). */
+  method?: Method
+  /** The format of the exported file on import (from its columns, or its dataset_info.json entry). */
+  reformat: DataFormatId
+  /** The records the export imports back as, where they differ from `records`. */
+  reimported?: unknown[]
+}
+
+const cases: Case[] = [
   {
-    name: 'TRL preference, plain',
-    format: 'trl-preference',
-    export: 'trl-dpo',
+    name: 'TRL preference, plain, explicit prompt',
     rows: [
       { prompt: 'The sky is', chosen: ' blue.', rejected: ' green.' },
       { prompt: 'Name a fruit:', chosen: ' apple', rejected: ' chair' }
-    ]
-  },
-  {
-    name: 'TRL preference, conversational with system',
+    ],
     format: 'trl-preference',
+    records: [
+      rec({ prompt: 'The sky is', candidates: [' blue.', ' green.'], pair: [0, 1], status: 'labeled' }),
+      rec({ prompt: 'Name a fruit:', candidates: [' apple', ' chair'], pair: [0, 1], status: 'labeled' })
+    ],
     export: 'trl-dpo',
-    rows: [
-      {
-        prompt: [conv('system', 'Be brief.'), conv('user', 'Hi?')],
-        chosen: [conv('assistant', 'Hello!')],
-        rejected: [conv('assistant', 'Go away.')]
-      },
-      { prompt: [conv('user', 'A'), conv('assistant', 'B'), conv('user', 'C?')], chosen: [conv('assistant', 'D')], rejected: [conv('assistant', 'E')] }
-    ]
+    lines: [
+      { prompt: 'The sky is', chosen: ' blue.', rejected: ' green.' },
+      { prompt: 'Name a fruit:', chosen: ' apple', rejected: ' chair' }
+    ],
+    reformat: 'trl-preference'
   },
   {
-    name: 'TRL unpaired (KTO)',
-    format: 'trl-unpaired',
-    export: 'trl-kto',
+    name: 'TRL preference, plain, implicit prompt (the common prefix, the space kept with the answers)',
+    rows: [{ chosen: 'The sky is blue.', rejected: 'The sky is green.' }],
+    format: 'trl-preference',
+    records: [rec({ prompt: 'The sky is', candidates: [' blue.', ' green.'], pair: [0, 1], status: 'labeled' })],
+    export: 'trl-dpo',
+    lines: [{ prompt: 'The sky is', chosen: ' blue.', rejected: ' green.' }],
+    reformat: 'trl-preference'
+  },
+  {
+    name: 'TRL preference, conversational, implicit prompt with a system message',
+    rows: [{ chosen: [sys('Be kind.'), u('Q'), a('Yes.')], rejected: [sys('Be kind.'), u('Q'), a('No.')] }],
+    format: 'trl-preference',
+    records: [rec({ prompt: [u('Q')], system: 'Be kind.', candidates: ['Yes.', 'No.'], pair: [0, 1], status: 'labeled' })],
+    export: 'trl-dpo',
+    lines: [{ prompt: [sys('Be kind.'), u('Q')], chosen: [a('Yes.')], rejected: [a('No.')] }],
+    reformat: 'trl-preference'
+  },
+  {
+    name: 'TRL preference, conversational with system, multi-turn prompt',
+    rows: [
+      { prompt: [sys('Be brief.'), u('Hi?')], chosen: [a('Hello!')], rejected: [a('Go away.')] },
+      { prompt: [u('A'), a('B'), u('C?')], chosen: [a('D')], rejected: [a('E')] }
+    ],
+    format: 'trl-preference',
+    records: [
+      rec({ prompt: [u('Hi?')], system: 'Be brief.', candidates: ['Hello!', 'Go away.'], pair: [0, 1], status: 'labeled' }),
+      rec({ prompt: [u('A'), a('B'), u('C?')], candidates: ['D', 'E'], pair: [0, 1], status: 'labeled' })
+    ],
+    export: 'trl-dpo',
+    lines: [
+      { prompt: [sys('Be brief.'), u('Hi?')], chosen: [a('Hello!')], rejected: [a('Go away.')] },
+      { prompt: [u('A'), a('B'), u('C?')], chosen: [a('D')], rejected: [a('E')] }
+    ],
+    reformat: 'trl-preference'
+  },
+  {
+    name: 'TRL unpaired (KTO), plain',
     rows: [
       { prompt: 'Q1', completion: 'good', label: true },
       { prompt: 'Q1', completion: 'bad', label: false },
       { prompt: 'Q2 ünïcode ✓', completion: 'fine', label: true }
-    ]
+    ],
+    format: 'trl-unpaired',
+    records: [
+      rec({ prompt: 'Q1', candidates: [cand('good', { kto: true })], status: 'labeled' }),
+      rec({ prompt: 'Q1', candidates: [cand('bad', { kto: false })], status: 'labeled' }),
+      rec({ prompt: 'Q2 ünïcode ✓', candidates: [cand('fine', { kto: true })], status: 'labeled' })
+    ],
+    export: 'trl-kto',
+    lines: [
+      { prompt: 'Q1', completion: 'good', label: true },
+      { prompt: 'Q1', completion: 'bad', label: false },
+      { prompt: 'Q2 ünïcode ✓', completion: 'fine', label: true }
+    ],
+    reformat: 'trl-unpaired'
   },
   {
-    name: 'TRL unpaired, conversational',
+    name: 'TRL unpaired, conversational with a system message',
+    rows: [
+      { prompt: [sys('S'), u('Q')], completion: [a('A')], label: false },
+      { prompt: [u('R')], completion: [a('B')], label: true }
+    ],
     format: 'trl-unpaired',
+    records: [
+      rec({ prompt: [u('Q')], system: 'S', candidates: [cand('A', { kto: false })], status: 'labeled' }),
+      rec({ prompt: [u('R')], candidates: [cand('B', { kto: true })], status: 'labeled' })
+    ],
     export: 'trl-kto',
-    rows: [{ prompt: [conv('user', 'Q')], completion: [conv('assistant', 'A')], label: false }]
+    lines: [
+      { prompt: [sys('S'), u('Q')], completion: [a('A')], label: false },
+      { prompt: [u('R')], completion: [a('B')], label: true }
+    ],
+    reformat: 'trl-unpaired'
   },
   {
     name: 'TRL prompt-completion (SFT), plain',
-    format: 'trl-prompt-completion',
-    export: 'trl-sft',
     rows: [
       { prompt: 'Once upon a time', completion: ' there was a fox.' },
       { prompt: '2+2=', completion: '4' }
-    ]
-  },
-  {
-    name: 'TRL prompt-completion (SFT), conversational',
+    ],
     format: 'trl-prompt-completion',
+    records: [
+      rec({ prompt: 'Once upon a time', gold: ' there was a fox.', status: 'labeled' }),
+      rec({ prompt: '2+2=', gold: '4', status: 'labeled' })
+    ],
     export: 'trl-sft',
-    rows: [{ prompt: [conv('user', 'Hi')], completion: [conv('assistant', 'Hello')] }]
+    lines: [
+      { prompt: 'Once upon a time', completion: ' there was a fox.' },
+      { prompt: '2+2=', completion: '4' }
+    ],
+    reformat: 'trl-prompt-completion'
   },
   {
-    name: 'TRL messages (SFT), multi-turn',
-    format: 'trl-messages',
-    export: 'trl-sft',
+    name: 'TRL prompt-completion, conversational: exported as TRL messages',
     rows: [
-      { messages: [conv('system', 'S'), conv('user', 'u1'), conv('assistant', 'a1'), conv('user', 'u2'), conv('assistant', 'a2')] },
-      { messages: [conv('user', 'x'), conv('assistant', 'y')] }
-    ]
+      { prompt: [u('Hi')], completion: [a('Hello')] },
+      { prompt: [sys('Terse.'), u('Why?')], completion: [a('Because.')] }
+    ],
+    format: 'trl-prompt-completion',
+    records: [
+      rec({ prompt: [u('Hi')], gold: 'Hello', status: 'labeled' }),
+      rec({ prompt: [u('Why?')], system: 'Terse.', gold: 'Because.', status: 'labeled' })
+    ],
+    export: 'trl-sft',
+    lines: [{ messages: [u('Hi'), a('Hello')] }, { messages: [sys('Terse.'), u('Why?'), a('Because.')] }],
+    reformat: 'trl-messages'
   },
   {
-    name: 'LLaMA-Factory alpaca ranking',
-    method: 'dpo',
-    format: 'alpaca',
-    export: 'llamafactory',
+    name: 'TRL messages (SFT), multi-turn with system',
+    rows: [
+      { messages: [sys('S'), u('u1'), a('a1'), u('u2'), a('a2')] },
+      { messages: [u('x'), a('y')] }
+    ],
+    format: 'trl-messages',
+    records: [
+      rec({ prompt: [u('u1'), a('a1'), u('u2')], system: 'S', gold: 'a2', status: 'labeled' }),
+      rec({ prompt: [u('x')], gold: 'y', status: 'labeled' })
+    ],
+    export: 'trl-sft',
+    lines: [{ messages: [sys('S'), u('u1'), a('a1'), u('u2'), a('a2')] }, { messages: [u('x'), a('y')] }],
+    reformat: 'trl-messages'
+  },
+  {
+    name: 'OpenAI chat messages, content as text parts',
+    rows: [
+      {
+        messages: [
+          { role: 'system', content: [{ type: 'text', text: 'Be ' }, { type: 'text', text: 'nice.' }] },
+          { role: 'user', content: [{ type: 'text', text: 'Hel' }, { type: 'text', text: 'lo' }] },
+          { role: 'assistant', content: 'Hi there' }
+        ]
+      }
+    ],
+    format: 'trl-messages',
+    records: [rec({ prompt: [u('Hello')], system: 'Be nice.', gold: 'Hi there', status: 'labeled' })],
+    export: 'trl-sft',
+    lines: [{ messages: [sys('Be nice.'), u('Hello'), a('Hi there')] }],
+    reformat: 'trl-messages'
+  },
+  {
+    name: 'OpenAI preference fine-tuning, with and without a system message',
+    rows: [
+      {
+        input: { messages: [sys('Be terse.'), u('Capital of France?')] },
+        preferred_output: [a('Paris')],
+        non_preferred_output: [a('Lyon')]
+      },
+      { input: { messages: [u('2+2?')] }, preferred_output: [a('4')], non_preferred_output: [a('5')] }
+    ],
+    format: 'openai-preference',
+    records: [
+      rec({ prompt: [u('Capital of France?')], system: 'Be terse.', candidates: ['Paris', 'Lyon'], pair: [0, 1], status: 'labeled' }),
+      rec({ prompt: [u('2+2?')], candidates: ['4', '5'], pair: [0, 1], status: 'labeled' })
+    ],
+    export: 'trl-dpo',
+    lines: [
+      { prompt: [sys('Be terse.'), u('Capital of France?')], chosen: [a('Paris')], rejected: [a('Lyon')] },
+      { prompt: [u('2+2?')], chosen: [a('4')], rejected: [a('5')] }
+    ],
+    reformat: 'trl-preference'
+  },
+  {
+    name: 'LLaMA-Factory alpaca ranking (chosen/rejected columns); a pair is also written as two KTO records',
     rows: [
       { instruction: 'Translate', input: 'cat', chosen: 'chat', rejected: 'chien' },
       { instruction: 'Add 1+1', input: '', chosen: '2', rejected: '3' }
-    ]
+    ],
+    format: 'alpaca',
+    records: [
+      rec({ prompt: 'Translate\ncat', candidates: ['chat', 'chien'], pair: [0, 1], status: 'labeled' }),
+      rec({ prompt: 'Add 1+1', candidates: ['2', '3'], pair: [0, 1], status: 'labeled' })
+    ],
+    export: 'llamafactory',
+    method: 'dpo',
+    lf: {
+      dpo: {
+        lines: [
+          { instruction: 'Translate\ncat', input: '', chosen: 'chat', rejected: 'chien' },
+          { instruction: 'Add 1+1', input: '', chosen: '2', rejected: '3' }
+        ],
+        info: { file_name: 'tunebench_dpo.jsonl', ranking: true, columns: { prompt: 'instruction', query: 'input', chosen: 'chosen', rejected: 'rejected' } }
+      },
+      kto: {
+        lines: [
+          { instruction: 'Translate\ncat', input: '', output: 'chat', kto_tag: true },
+          { instruction: 'Translate\ncat', input: '', output: 'chien', kto_tag: false },
+          { instruction: 'Add 1+1', input: '', output: '2', kto_tag: true },
+          { instruction: 'Add 1+1', input: '', output: '3', kto_tag: false }
+        ],
+        info: { file_name: 'tunebench_kto.jsonl', columns: { prompt: 'instruction', query: 'input', response: 'output', kto_tag: 'kto_tag' } }
+      }
+    },
+    reformat: 'alpaca'
   },
   {
-    name: 'LLaMA-Factory alpaca SFT with history and system',
-    method: 'sft',
+    name: 'LLaMA-Factory alpaca ranking, older form: output = [chosen, rejected]',
+    rows: [{ instruction: 'Pick one', input: 'a or b', output: ['a', 'b'] }],
     format: 'alpaca',
+    records: [rec({ prompt: 'Pick one\na or b', candidates: ['a', 'b'], pair: [0, 1], status: 'labeled' })],
     export: 'llamafactory',
-    rows: [{ instruction: 'And now?', input: '', output: 'Now this.', system: 'Sys', history: [['First?', 'First.']] }]
+    method: 'dpo',
+    lf: {
+      dpo: {
+        lines: [{ instruction: 'Pick one\na or b', input: '', chosen: 'a', rejected: 'b' }],
+        info: { file_name: 'tunebench_dpo.jsonl', ranking: true, columns: { prompt: 'instruction', query: 'input', chosen: 'chosen', rejected: 'rejected' } }
+      },
+      kto: {
+        lines: [
+          { instruction: 'Pick one\na or b', input: '', output: 'a', kto_tag: true },
+          { instruction: 'Pick one\na or b', input: '', output: 'b', kto_tag: false }
+        ],
+        info: { file_name: 'tunebench_kto.jsonl', columns: { prompt: 'instruction', query: 'input', response: 'output', kto_tag: 'kto_tag' } }
+      }
+    },
+    reformat: 'alpaca'
+  },
+  {
+    name: 'LLaMA-Factory alpaca SFT, plain',
+    rows: [
+      { instruction: 'Say hi', input: 'to Bob', output: 'Hi Bob' },
+      { instruction: 'Count to 3', input: '', output: '1 2 3' }
+    ],
+    format: 'alpaca',
+    records: [rec({ prompt: 'Say hi\nto Bob', gold: 'Hi Bob', status: 'labeled' }), rec({ prompt: 'Count to 3', gold: '1 2 3', status: 'labeled' })],
+    export: 'llamafactory',
+    lf: {
+      sft: {
+        lines: [
+          { instruction: 'Say hi\nto Bob', input: '', output: 'Hi Bob' },
+          { instruction: 'Count to 3', input: '', output: '1 2 3' }
+        ],
+        info: { file_name: 'tunebench_sft.jsonl', columns: { prompt: 'instruction', query: 'input', response: 'output' } }
+      }
+    },
+    reformat: 'alpaca'
+  },
+  {
+    name: 'LLaMA-Factory alpaca SFT with history and system: history turns come before the instruction',
+    rows: [
+      { instruction: 'And now?', input: '', output: 'Now this.', system: 'Sys', history: [['First?', 'First.']] },
+      { instruction: 'Translate', input: 'dog', output: 'chien', history: [['Hi', 'Hello'], ['Ready?', 'Yes']] }
+    ],
+    format: 'alpaca',
+    records: [
+      rec({ prompt: [u('First?'), a('First.'), u('And now?')], system: 'Sys', gold: 'Now this.', status: 'labeled' }),
+      rec({ prompt: [u('Hi'), a('Hello'), u('Ready?'), a('Yes'), u('Translate\ndog')], gold: 'chien', status: 'labeled' })
+    ],
+    export: 'llamafactory',
+    lf: {
+      sft: {
+        lines: [
+          { messages: [sys('Sys'), u('First?'), a('First.'), u('And now?'), a('Now this.')] },
+          { messages: [u('Hi'), a('Hello'), u('Ready?'), a('Yes'), u('Translate\ndog'), a('chien')] }
+        ],
+        info: { file_name: 'tunebench_sft.jsonl', formatting: 'sharegpt', columns: { messages: 'messages' }, tags: OPENAI_TAGS }
+      }
+    },
+    reformat: 'sharegpt'
+  },
+  {
+    // A system prompt needs the conversational form, so the plain prompt comes back as one user
+    // message: the same conversation, in the other shape.
+    name: 'LLaMA-Factory alpaca SFT with a system column and no history',
+    rows: [{ instruction: 'Greet', input: 'Ann', output: 'Good day, Ann.', system: 'Be formal.' }],
+    format: 'alpaca',
+    records: [rec({ prompt: 'Greet\nAnn', system: 'Be formal.', gold: 'Good day, Ann.', status: 'labeled' })],
+    export: 'llamafactory',
+    lf: {
+      sft: {
+        lines: [{ messages: [sys('Be formal.'), u('Greet\nAnn'), a('Good day, Ann.')] }],
+        info: { file_name: 'tunebench_sft.jsonl', formatting: 'sharegpt', columns: { messages: 'messages' }, tags: OPENAI_TAGS }
+      }
+    },
+    reformat: 'sharegpt',
+    reimported: [rec({ prompt: [u('Greet\nAnn')], system: 'Be formal.', gold: 'Good day, Ann.', status: 'labeled' })]
   },
   {
     name: 'LLaMA-Factory alpaca kto_tag',
-    method: 'kto',
-    format: 'alpaca',
-    export: 'llamafactory',
     rows: [
       { instruction: 'Q', input: '', output: 'good', kto_tag: true },
-      { instruction: 'Q', input: '', output: 'bad', kto_tag: false }
-    ]
+      { instruction: 'Q', input: 'more', output: 'bad', kto_tag: false }
+    ],
+    format: 'alpaca',
+    records: [
+      rec({ prompt: 'Q', candidates: [cand('good', { kto: true })], status: 'labeled' }),
+      rec({ prompt: 'Q\nmore', candidates: [cand('bad', { kto: false })], status: 'labeled' })
+    ],
+    export: 'llamafactory',
+    lf: {
+      kto: {
+        lines: [
+          { instruction: 'Q', input: '', output: 'good', kto_tag: true },
+          { instruction: 'Q\nmore', input: '', output: 'bad', kto_tag: false }
+        ],
+        info: { file_name: 'tunebench_kto.jsonl', columns: { prompt: 'instruction', query: 'input', response: 'output', kto_tag: 'kto_tag' } }
+      }
+    },
+    reformat: 'alpaca'
   },
   {
-    name: 'LLaMA-Factory sharegpt ranking (from/value)',
-    method: 'dpo',
-    format: 'sharegpt',
-    export: 'llamafactory',
+    name: 'LLaMA-Factory sharegpt ranking (from/value) with a system column',
     rows: [
       {
         conversations: [{ from: 'human', value: 'Hi' }],
@@ -116,48 +386,178 @@ const cases: { name: string; format: string; export: ExportFormat; method?: 'dpo
         rejected: { from: 'gpt', value: 'Bye' },
         system: 'Polite.'
       }
-    ]
+    ],
+    format: 'sharegpt',
+    records: [rec({ prompt: [u('Hi')], system: 'Polite.', candidates: ['Hello', 'Bye'], pair: [0, 1], status: 'labeled' })],
+    export: 'llamafactory',
+    method: 'dpo',
+    lf: {
+      dpo: {
+        lines: [{ messages: [sys('Polite.'), u('Hi')], chosen: a('Hello'), rejected: a('Bye') }],
+        info: {
+          file_name: 'tunebench_dpo.jsonl',
+          formatting: 'sharegpt',
+          ranking: true,
+          columns: { messages: 'messages', chosen: 'chosen', rejected: 'rejected' },
+          tags: OPENAI_TAGS
+        }
+      },
+      kto: {
+        lines: [
+          { messages: [sys('Polite.'), u('Hi'), a('Hello')], kto_tag: true },
+          { messages: [sys('Polite.'), u('Hi'), a('Bye')], kto_tag: false }
+        ],
+        info: { file_name: 'tunebench_kto.jsonl', formatting: 'sharegpt', columns: { messages: 'messages', kto_tag: 'kto_tag' }, tags: OPENAI_TAGS }
+      }
+    },
+    reformat: 'sharegpt'
+  },
+  {
+    name: 'LLaMA-Factory sharegpt ranking with OpenAI tags (messages, role/content, a system message)',
+    rows: [{ messages: [sys('Sys'), u('Q')], chosen: a('good'), rejected: a('bad') }],
+    format: 'sharegpt',
+    records: [rec({ prompt: [u('Q')], system: 'Sys', candidates: ['good', 'bad'], pair: [0, 1], status: 'labeled' })],
+    export: 'llamafactory',
+    method: 'dpo',
+    lf: {
+      dpo: {
+        lines: [{ messages: [sys('Sys'), u('Q')], chosen: a('good'), rejected: a('bad') }],
+        info: {
+          file_name: 'tunebench_dpo.jsonl',
+          formatting: 'sharegpt',
+          ranking: true,
+          columns: { messages: 'messages', chosen: 'chosen', rejected: 'rejected' },
+          tags: OPENAI_TAGS
+        }
+      },
+      kto: {
+        lines: [
+          { messages: [sys('Sys'), u('Q'), a('good')], kto_tag: true },
+          { messages: [sys('Sys'), u('Q'), a('bad')], kto_tag: false }
+        ],
+        info: { file_name: 'tunebench_kto.jsonl', formatting: 'sharegpt', columns: { messages: 'messages', kto_tag: 'kto_tag' }, tags: OPENAI_TAGS }
+      }
+    },
+    reformat: 'sharegpt'
   },
   {
     name: 'LLaMA-Factory sharegpt kto_tag',
-    method: 'kto',
+    rows: [
+      { conversations: [{ from: 'human', value: 'Hi' }, { from: 'gpt', value: 'Hello' }], kto_tag: true },
+      { conversations: [{ from: 'human', value: 'Hi' }, { from: 'gpt', value: 'Go.' }], system: 'Kind.', kto_tag: false }
+    ],
     format: 'sharegpt',
+    records: [
+      rec({ prompt: [u('Hi')], candidates: [cand('Hello', { kto: true })], status: 'labeled' }),
+      rec({ prompt: [u('Hi')], system: 'Kind.', candidates: [cand('Go.', { kto: false })], status: 'labeled' })
+    ],
     export: 'llamafactory',
-    rows: [{ conversations: [{ from: 'human', value: 'Hi' }, { from: 'gpt', value: 'Hello' }], kto_tag: true }]
+    lf: {
+      kto: {
+        lines: [
+          { messages: [u('Hi'), a('Hello')], kto_tag: true },
+          { messages: [sys('Kind.'), u('Hi'), a('Go.')], kto_tag: false }
+        ],
+        info: { file_name: 'tunebench_kto.jsonl', formatting: 'sharegpt', columns: { messages: 'messages', kto_tag: 'kto_tag' }, tags: OPENAI_TAGS }
+      }
+    },
+    reformat: 'sharegpt'
   },
   {
-    name: 'OpenAI preference fine-tuning',
-    format: 'openai-preference',
-    export: 'trl-dpo',
+    name: 'LLaMA-Factory sharegpt SFT: multi-turn, system column, function call and observation turns',
     rows: [
       {
-        input: { messages: [conv('user', 'Capital of France?')] },
-        preferred_output: [conv('assistant', 'Paris')],
-        non_preferred_output: [conv('assistant', 'Lyon')]
+        conversations: [
+          { from: 'human', value: 'u1' },
+          { from: 'gpt', value: 'a1' },
+          { from: 'human', value: 'Weather?' },
+          { from: 'function_call', value: '{"name":"weather"}' },
+          { from: 'observation', value: 'sunny' },
+          { from: 'gpt', value: 'It is sunny.' }
+        ],
+        system: 'S'
       }
-    ]
+    ],
+    format: 'sharegpt',
+    records: [
+      rec({
+        prompt: [u('u1'), a('a1'), u('Weather?'), { role: 'function_call', content: '{"name":"weather"}' }, { role: 'tool', content: 'sunny' }],
+        system: 'S',
+        gold: 'It is sunny.',
+        status: 'labeled'
+      })
+    ],
+    export: 'llamafactory',
+    lf: {
+      sft: {
+        lines: [
+          {
+            messages: [
+              sys('S'),
+              u('u1'),
+              a('a1'),
+              u('Weather?'),
+              { role: 'function_call', content: '{"name":"weather"}' },
+              { role: 'tool', content: 'sunny' },
+              a('It is sunny.')
+            ]
+          }
+        ],
+        info: { file_name: 'tunebench_sft.jsonl', formatting: 'sharegpt', columns: { messages: 'messages' }, tags: OPENAI_TAGS }
+      }
+    },
+    reformat: 'sharegpt'
   },
   {
     name: 'Unlabeled candidates, plain strings, one or more answers, with a system prompt',
-    format: 'candidates',
-    export: 'candidates',
     rows: [
       { prompt: 'Name a colour.', completions: ['Blue.', 'Seven.'] },
       { prompt: 'Say hi.', system: 'Be brief.', completions: ['Hi!', 'Greetings, esteemed person.', 'Hello.'] },
       { prompt: 'Only one answer', completions: ['Alone'] }
-    ]
+    ],
+    format: 'candidates',
+    records: [
+      rec({ prompt: 'Name a colour.', candidates: ['Blue.', 'Seven.'], status: 'unlabeled' }),
+      rec({ prompt: 'Say hi.', system: 'Be brief.', candidates: ['Hi!', 'Greetings, esteemed person.', 'Hello.'], status: 'unlabeled' }),
+      rec({ prompt: 'Only one answer', candidates: ['Alone'], status: 'unlabeled' })
+    ],
+    export: 'candidates',
+    lines: [
+      { prompt: 'Name a colour.', completions: ['Blue.', 'Seven.'] },
+      { prompt: 'Say hi.', system: 'Be brief.', completions: ['Hi!', 'Greetings, esteemed person.', 'Hello.'] },
+      { prompt: 'Only one answer', completions: ['Alone'] }
+    ],
+    reformat: 'candidates'
   },
   {
     name: 'Unlabeled candidates, responses with model names, conversational prompt',
-    format: 'candidates',
-    export: 'candidates',
     rows: [
       {
-        prompt: [conv('system', 'S'), conv('user', 'Q1'), conv('assistant', 'A1'), conv('user', 'Q2')],
+        prompt: [sys('S'), u('Q1'), a('A1'), u('Q2')],
         responses: [{ content: 'from a', model: 'model-a' }, { text: 'from b', source: 'model-b' }, 'unnamed']
       },
-      { prompt: [conv('user', 'ünïcode ✓')], responses: [[conv('assistant', 'as a message')], { text: 'named', model: 'model-a' }] }
-    ]
+      { prompt: [u('ünïcode ✓')], responses: [[a('as a message')], { text: 'named', model: 'model-a' }] }
+    ],
+    format: 'candidates',
+    records: [
+      rec({
+        prompt: [u('Q1'), a('A1'), u('Q2')],
+        system: 'S',
+        candidates: [cand('from a', { source: 'model-a' }), cand('from b', { source: 'model-b' }), 'unnamed'],
+        status: 'unlabeled'
+      }),
+      rec({ prompt: [u('ünïcode ✓')], candidates: ['as a message', cand('named', { source: 'model-a' })], status: 'unlabeled' })
+    ],
+    export: 'candidates',
+    lines: [
+      {
+        prompt: [u('Q1'), a('A1'), u('Q2')],
+        system: 'S',
+        completions: [{ text: 'from a', model: 'model-a' }, { text: 'from b', model: 'model-b' }, 'unnamed']
+      },
+      { prompt: [u('ünïcode ✓')], completions: ['as a message', { text: 'named', model: 'model-a' }] }
+    ],
+    reformat: 'candidates'
   }
 ]
 
@@ -167,12 +567,35 @@ afterEach(() => {
   cleanups = []
 })
 
-function exportFiles(project: Project, format: ExportFormat, out: string, method?: string): string[] {
-  const r = exportProject(project, { format, out })
-  return r.files.filter((f) => !method || f.method === method).map((f) => f.path)
+const parseLines = (file: string): unknown[] =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as unknown)
+
+/**
+ * Exports `project` and checks every file written against the case's literal lines (and, for
+ * llamafactory, the literal dataset_info.json entries); returns the file to import back.
+ */
+function exportAndCheck(project: Project, c: Case, out: string): string {
+  const r = exportProject(project, { format: c.export, out })
+  if (c.export !== 'llamafactory') {
+    expect(r.files.map((f) => [f.path, f.records])).toEqual([[out, c.lines!.length]])
+    expect(r.datasetInfo).toBeNull()
+    expect(readFileSync(out, 'utf8').endsWith('\n')).toBe(true)
+    expect(parseLines(out)).toEqual(c.lines)
+    return out
+  }
+  const lf = Object.entries(c.lf!) as [Method, { lines: Line[]; info: Record<string, unknown> }][]
+  expect(r.files.map((f) => [basename(f.path), f.method, f.records])).toEqual(lf.map(([m, e]) => [`tunebench_${m}.jsonl`, m, e.lines.length]))
+  for (const [m, e] of lf) expect(parseLines(join(out, `tunebench_${m}.jsonl`)), m).toEqual(e.lines)
+  expect(r.datasetInfo).toBe(join(out, 'dataset_info.json'))
+  expect(JSON.parse(readFileSync(join(out, 'dataset_info.json'), 'utf8'))).toEqual(Object.fromEntries(lf.map(([m, e]) => [`tunebench_${m}`, e.info])))
+  const method = c.method ?? lf[0][0]
+  return join(out, `tunebench_${method}.jsonl`)
 }
 
-describe('round trip import -> export -> import', () => {
+describe('round trips, checked against the source rows and literal exports', () => {
   for (const c of cases) {
     it(c.name, async () => {
       const { dir, cleanup } = tempDir()
@@ -180,25 +603,20 @@ describe('round trip import -> export -> import', () => {
       const src = writeJsonl(join(dir, 'src.jsonl'), c.rows)
       expect((await inspectFile(src)).format).toBe(c.format)
 
-      const a = new Project(join(dir, 'a'))
-      await a.importFiles([src])
-      expect(a.db.prepare('SELECT file, format, records FROM imports').all()).toEqual([{ file: src, format: c.format, records: c.rows.length }])
-      const before = contentOf(a)
-      expect(before).toHaveLength(c.rows.length)
-      const files1 = exportFiles(a, c.export, c.export === 'llamafactory' ? join(dir, 'out1') : join(dir, 'out1.jsonl'), c.method)
-      expect(files1).toHaveLength(1)
+      const first = new Project(join(dir, 'a'))
+      cleanups.unshift(() => first.close())
+      await first.importFiles([src])
+      expect(first.db.prepare('SELECT file, format, records FROM imports').all()).toEqual([{ file: src, format: c.format, records: c.rows.length }])
+      expect(contentOf(first)).toEqual(c.records)
+      const out1 = exportAndCheck(first, c, c.export === 'llamafactory' ? join(dir, 'out1') : join(dir, 'out1.jsonl'))
 
-      const b = new Project(join(dir, 'b'))
-      await b.importFiles(files1)
-      expect(contentOf(b)).toEqual(before)
-      const files2 = exportFiles(b, c.export, c.export === 'llamafactory' ? join(dir, 'out2') : join(dir, 'out2.jsonl'), c.method)
-      expect(files2.map((f) => readFileSync(f, 'utf8'))).toEqual(files1.map((f) => readFileSync(f, 'utf8')))
-      if (c.export === 'llamafactory') {
-        const info1 = readFileSync(join(dir, 'out1', 'dataset_info.json'), 'utf8')
-        expect(readFileSync(join(dir, 'out2', 'dataset_info.json'), 'utf8')).toBe(info1)
-      }
-      a.close()
-      b.close()
+      const again = new Project(join(dir, 'b'))
+      cleanups.unshift(() => again.close())
+      await again.importFiles([out1])
+      const reimported = c.reimported ?? c.records
+      expect(again.db.prepare('SELECT file, format, records FROM imports').all()).toEqual([{ file: out1, format: c.reformat, records: reimported.length }])
+      expect(contentOf(again)).toEqual(reimported)
+      exportAndCheck(again, c, c.export === 'llamafactory' ? join(dir, 'out2') : join(dir, 'out2.jsonl'))
     })
   }
 
@@ -206,19 +624,30 @@ describe('round trip import -> export -> import', () => {
     const { dir, cleanup } = tempDir()
     cleanups.push(cleanup)
     const fixtures = join(__dirname, '..', 'fixtures', 'data')
+    // The rows of tests/fixtures/data/preference.parquet (an int64 `score` column beside them,
+    // which the store has no use for) and messages.parquet, written out.
+    const pairs: [string, string, string][] = [
+      ['What is 2 + 2?', '4.', '5.'],
+      ['Name a primary colour.', 'Red.', 'Purple.'],
+      ['Say hello in French.', 'Bonjour.', 'Hola.'],
+      ['What is the opposite of hot?', 'Cold.', 'Warm.'],
+      ['Spell "cat" backwards.', 'tac', 'cta']
+    ]
+    const pairRecords = pairs.map(([prompt, chosen, rejected]) => rec({ prompt, candidates: [chosen, rejected], pair: [0, 1], status: 'labeled' }))
     const a = new Project(join(dir, 'a'))
     await a.importFiles([join(fixtures, 'preference.parquet')])
-    expect(a.counts().pairs).toBe(5)
+    expect(contentOf(a)).toEqual(pairRecords)
     const out = join(dir, 'dpo.jsonl')
     exportProject(a, { format: 'trl-dpo', out })
+    expect(parseLines(out)).toEqual(pairs.map(([prompt, chosen, rejected]) => ({ prompt, chosen, rejected })))
     expect(readFileSync(out, 'utf8').split('\n')[0]).toBe('{"prompt":"What is 2 + 2?","chosen":"4.","rejected":"5."}')
     const b = new Project(join(dir, 'b'))
     await b.importFiles([out])
-    expect(contentOf(b)).toEqual(contentOf(a))
+    expect(contentOf(b)).toEqual(pairRecords)
 
     const m = new Project(join(dir, 'm'))
     await m.importFiles([join(fixtures, 'messages.parquet')])
-    expect(m.getRecord(1)).toMatchObject({ prompt: [{ role: 'user', content: 'What is 2 + 2?' }], gold: '4.' })
+    expect(contentOf(m)).toEqual(pairs.map(([prompt, chosen]) => rec({ prompt: [u(prompt)], gold: chosen, status: 'labeled' })))
     for (const p of [a, b, m]) p.close()
   })
 

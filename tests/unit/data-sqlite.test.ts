@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createServices } from '../../main/services'
 import { DataError } from '../../main/services/data/errors'
 import { closeProject, openProject, Project } from '../../main/services/data/store'
-import { contentOf, tempDir, writeJsonl } from './data-helpers'
+import { cand, contentOf, rec, tempDir, writeJsonl } from './data-helpers'
 
 const requireCjs = createRequire(import.meta.url)
 const defaultBuild = join(requireCjs.resolve('better-sqlite3/package.json'), '..', 'build', 'Release', 'better_sqlite3.node')
@@ -49,7 +49,11 @@ describe('loading better-sqlite3', () => {
     const src = writeJsonl(join(dir, 'pairs.jsonl'), [{ prompt: 'Say hi', chosen: 'Hi!', rejected: 'No.' }])
     const res = await p.importFiles([src])
     expect(res.counts).toMatchObject({ total: 2, pairs: 2 })
-    const before = contentOf(p)
+    const expected = [
+      rec({ prompt: 'Name a colour', candidates: [cand('Blue', { source: 'm1' }), cand('Table', { source: 'm2' })], pair: [0, 1], status: 'labeled' }),
+      rec({ prompt: 'Say hi', candidates: ['Hi!', 'No.'], pair: [0, 1], status: 'labeled' })
+    ]
+    expect(contentOf(p)).toEqual(expected)
     p.close()
 
     expect(loadedFiles()).toContain(binding)
@@ -57,7 +61,7 @@ describe('loading better-sqlite3', () => {
 
     const again = openProject(proj, { sqliteBinding: binding })
     try {
-      expect(contentOf(again)).toEqual(before)
+      expect(contentOf(again)).toEqual(expected)
     } finally {
       closeProject(proj)
     }
