@@ -25,6 +25,6 @@ export async function listSources(): Promise<SourceChoice[]> {
     if (!list.some((x) => x.key === key)) list.push({ ...s, key, label })
   }
   for (const m of recent) add({ model: m.dir, adapter: null }, `${m.name} (base)`)
-  for (const r of runs) if (r.hasAdapter && r.model) add({ model: r.model, adapter: r.dir }, `${r.id} (${r.stage} adapter)`)
+  for (const r of runs) if (r.hasAdapter && r.model) add({ model: r.model, adapter: r.dir }, `${r.id} (${r.importedFrom ? 'imported' : r.stage} adapter)`)
   return list
 }
