@@ -6,12 +6,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Emit } from '../preload/contract'
 import { createServices, type Services } from './services'
 import { bindIpc, isFromAppFrame } from './transport/ipc'
+import { appUrlMatcher, blocksNavigation, handleWindowOpen, refusePermission, secureWebPreferences } from './windowPolicy'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const rendererIndex = join(here, '../renderer/index.html')
 // electron-vite dev serves the renderer from a dev server and tells us where.
 const devUrl = !app.isPackaged ? process.env.ELECTRON_RENDERER_URL : undefined
 const appUrl = devUrl ?? pathToFileURL(rendererIndex).href
+const isAppUrl = appUrlMatcher(appUrl, devUrl)
 
 // Every renderer sandboxed, including any a future change forgets to configure.
 app.enableSandbox()
@@ -24,11 +26,6 @@ function isTrustedSender(event: IpcMainInvokeEvent): boolean {
   return isFromAppFrame(event, mainWindow && !mainWindow.isDestroyed() ? mainWindow.webContents.id : null, isAppUrl)
 }
 
-function isAppUrl(url: string): boolean {
-  if (devUrl) return new URL(url).origin === new URL(devUrl).origin
-  return url.split(/[?#]/)[0] === appUrl
-}
-
 function createWindow(): BrowserWindow {
   const win = new BrowserWindow({
     width: 1280,
@@ -37,31 +34,21 @@ function createWindow(): BrowserWindow {
     minHeight: 600,
     title: 'Tunebench',
     show: false,
-    webPreferences: {
-      preload: join(here, '../preload/index.cjs'),
-      contextIsolation: true,
-      sandbox: true,
-      nodeIntegration: false,
-      webSecurity: true,
-      spellcheck: false
-    }
+    webPreferences: secureWebPreferences(join(here, '../preload/index.cjs'))
   })
   win.once('ready-to-show', () => win.show())
   // The renderer is one page: nothing navigates it away, and links open in the user's browser.
   win.webContents.on('will-navigate', (event, url) => {
-    if (!isAppUrl(url)) event.preventDefault()
+    if (blocksNavigation(url, isAppUrl)) event.preventDefault()
   })
-  win.webContents.setWindowOpenHandler(({ url }) => {
-    if (/^https:\/\//.test(url)) void shell.openExternal(url)
-    return { action: 'deny' }
-  })
+  win.webContents.setWindowOpenHandler(({ url }) => handleWindowOpen(url, (external) => void shell.openExternal(external)))
   void (devUrl ? win.loadURL(devUrl) : win.loadFile(rendererIndex))
   return win
 }
 
 app.whenReady().then(() => {
   // No web permission (camera, notifications, ...) is ever needed.
-  session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) => callback(false))
+  session.defaultSession.setPermissionRequestHandler(refusePermission)
   app.on('web-contents-created', (_event, contents) => {
     contents.on('will-attach-webview', (event) => event.preventDefault())
   })

@@ -200,6 +200,51 @@ static void test_packing_equal(const std::string& arch) {
          (arch.substr(0, arch.find("For")) + " packed weights change nothing").c_str(), worst / scale, bytes[1], full_bytes);
 }
 
+// README Limits: Auto keeps a packed copy (4 bytes per frozen weight) only when it fits an
+// eighth of the physical memory. The rule on its own at its edges, then through a model's
+// passes with the memory it sees set around the edge: only the oneDNN backend prepares
+// matrices, so elsewhere nothing is ever packed.
+static void test_packing_policy() {
+  const int64_t n = 1000000000;  // a 4 GB copy: packs with 32 GB, not with a byte less
+  bool rule = Model::packing_fits(n, 32e9) && !Model::packing_fits(n, 32e9 - 1) && !Model::packing_fits(n, 16e9) &&
+              Model::packing_fits(n, 64e9) && Model::packing_fits(1000, 32000) && !Model::packing_fits(1000, 31999) &&
+              !Model::packing_fits(1000, 0) && !Model::packing_fits(1000, -1) && Model::packing_fits(0, 1);
+  checks++;
+  if (!rule) failures++;
+  printf("%s %-44s\n", rule ? "ok  " : "FAIL", "packing rule: the copy fits an eighth of memory");
+
+  ModelConfig c = tiny_config("LlamaForCausalLM");
+  BatchIn b = tiny_batch(c.vocab);
+  int64_t frozen = int64_t(c.vocab) * c.hidden;
+  for (int t = 0; t < NUM_TARGETS; t++) {
+    int in, out;
+    target_dims(c, t, in, out);
+    frozen += int64_t(c.layers) * in * out;
+  }
+  const double edge = 32.0 * double(frozen);  // 8 x the copy's 4 bytes per weight
+  auto m = lora_model(c, 45, 11);
+  auto packed_with = [&](Model::Packing p, double physical) {
+    m->set_weight_packing(p);
+    m->set_physical_memory_for_testing(physical);
+    m->logps(b, true, false, 0);
+    return m->packed_bytes();
+  };
+  size_t at_edge = packed_with(Model::Packing::Auto, edge);
+  size_t below = packed_with(Model::Packing::Auto, edge - 1);
+  size_t quarter = packed_with(Model::Packing::Auto, 16.0 * double(frozen));  // fits a quarter, not an eighth
+  size_t machine = packed_with(Model::Packing::Auto, 0);  // this machine's memory: the tiny copy fits
+  size_t forced = packed_with(Model::Packing::On, 1);     // On packs whatever the memory
+  size_t off = packed_with(Model::Packing::Off, 1e18);
+  bool onednn = std::string(blas_name()) == "onednn";
+  bool ok = m->frozen_weights() == frozen && below == 0 && quarter == 0 && off == 0 &&
+            (at_edge > 0) == onednn && (machine > 0) == onednn && (forced > 0) == onednn;
+  checks++;
+  if (!ok) failures++;
+  printf("%s %-44s packed bytes: edge %zu, edge-1 %zu, quarter %zu, machine %zu, on %zu, off %zu (%s)\n",
+         ok ? "ok  " : "FAIL", "auto packing follows the rule in passes", at_edge, below, quarter, machine, forced, off,
+         blas_name());
+}
+
 // AdamW through the model against a double-precision reference of PyTorch's AdamW after
 // torch.nn.utils.clip_grad_norm_: five steps with changing gradients, weight decay, beta1/beta2
 // off their defaults and clipping active on some steps only. Per step and parameter:
@@ -547,6 +592,7 @@ int main() {
   test_checkpointing_equal();
   test_packing_equal("LlamaForCausalLM");
   test_packing_equal("Qwen2ForCausalLM");  // tied head
+  test_packing_policy();
   test_adamw();
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_decode(arch);
   test_sampling();

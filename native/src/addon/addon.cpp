@@ -1,5 +1,6 @@
 #include <napi.h>
 
+#include "engine_thread.h"
 #include "facts.h"
 #include "model_binding.h"
 
@@ -31,8 +32,22 @@ Napi::Value EngineFacts(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Test probe: how the heavy calls so far ran (engine_thread.h).
+Napi::Value GetHeavyCallStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tbjs::HeavyCallStats s = tbjs::heavy_call_stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("calls", s.calls);
+  o.Set("maxInFlight", s.max_in_flight);
+  o.Set("threads", s.threads);
+  o.Set("onJsThread", s.on_js_thread);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tbjs::note_js_thread();
   exports.Set("engineFacts", Napi::Function::New(env, EngineFacts));
+  exports.Set("heavyCallStats", Napi::Function::New(env, GetHeavyCallStats));
   exports.Set("loadModel", Napi::Function::New(env, tbjs::LoadModel));
   exports.Set("NativeModel", tbjs::ModelBinding::Init(env));
   return exports;

@@ -33,8 +33,10 @@ class TaskWorker : public Napi::AsyncWorker {
           std::lock_guard<std::mutex> lock(model_->mu);
           model_->running_ticket = ticket_;
           if (model_->cancelled(ticket_)) throw tb::Cancelled();
+          HeavyCall probe;
           work_();
         } else {
+          HeavyCall probe;
           work_();
         }
       });

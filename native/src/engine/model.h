@@ -146,6 +146,13 @@ class Model {
   enum class Packing { Auto, On, Off };
   void set_weight_packing(Packing p);
   size_t packed_bytes() const;  // 0 when nothing is packed
+  // Auto's rule: a packed copy of `frozen_weights` weights (4 bytes each) fits when it needs at
+  // most an eighth of `physical_bytes`; unknown memory (0 or less) packs nothing.
+  static bool packing_fits(int64_t frozen_weights, double physical_bytes);
+  int64_t frozen_weights() const;  // the weights a packed copy holds (every layer's targets and the head)
+  // Tests: the physical memory Auto compares against, in bytes (0, the default: the machine's).
+  // Drops a packed copy, so the next pass decides again.
+  void set_physical_memory_for_testing(double bytes);
   void set_checkpointing(bool on) {
     checkpointing_ = on;
     train_state_valid_ = false;
@@ -243,6 +250,7 @@ class Model {
   int64_t step_ = 0;
   Packing packing_ = Packing::Auto;
   bool packed_ = false;  // the packing decision was taken for the current weights
+  double physical_memory_override_ = 0;  // set_physical_memory_for_testing
 
   std::shared_ptr<TrainState> ts_;
   std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes and decoding

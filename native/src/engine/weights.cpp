@@ -209,11 +209,11 @@ size_t Model::packed_bytes() const {
   return n;
 }
 
-// Prepares every frozen matrix that is multiplied untransposed; any the backend declines stays
-// plain. Full fine-tuning changes the weights, so nothing is prepared then.
-void Model::pack_weights() {
-  if (packed_ || full_ || packing_ == Packing::Off) return;
-  packed_ = true;  // also when nothing could be packed: the decision holds until the weights change
+bool Model::packing_fits(int64_t frozen_weights, double physical_bytes) {
+  return physical_bytes > 0 && 4.0 * double(frozen_weights) <= physical_bytes / 8;
+}
+
+int64_t Model::frozen_weights() const {
   const ModelConfig& c = cfg_;
   int64_t frozen = int64_t(c.vocab) * c.hidden;
   for (int t = 0; t < NUM_TARGETS; t++) {
@@ -221,8 +221,23 @@ void Model::pack_weights() {
     target_dims(c, t, in, out);
     frozen += int64_t(c.layers) * in * out;
   }
-  double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  if (packing_ == Packing::Auto && !(physical > 0 && 4.0 * double(frozen) <= physical / 8)) return;
+  return frozen;
+}
+
+void Model::set_physical_memory_for_testing(double bytes) {
+  physical_memory_override_ = bytes;
+  drop_packed_weights();
+}
+
+// Prepares every frozen matrix that is multiplied untransposed; any the backend declines stays
+// plain. Full fine-tuning changes the weights, so nothing is prepared then.
+void Model::pack_weights() {
+  if (packed_ || full_ || packing_ == Packing::Off) return;
+  packed_ = true;  // also when nothing could be packed: the decision holds until the weights change
+  const ModelConfig& c = cfg_;
+  double physical = physical_memory_override_ > 0 ? physical_memory_override_
+                                                  : double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (packing_ == Packing::Auto && !packing_fits(frozen_weights(), physical)) return;
   for (auto& w : L_)
     for (int t = 0; t < NUM_TARGETS; t++) {
       int in, out;

@@ -101,6 +101,27 @@ describe('serve mode HTTP', () => {
     expect(asset.headers['content-type']).toMatch(/^text\/javascript/)
   })
 
+  it('sets the token cookie HttpOnly, SameSite=Strict, for the whole site, and only on good requests', async () => {
+    const page = await get(`/?token=${server.token}`)
+    const header = page.headers['set-cookie']
+    expect(header).toHaveLength(1)
+    const [pair, ...attributes] = header![0]!.split(';').map((part) => part.trim())
+    expect(pair).toBe(`tunebench_token_${server.port}=${server.token}`)
+    // Attribute names are case-insensitive (RFC 6265 5.2); each must be there exactly once.
+    const named = new Map(attributes.map((a) => [a.split('=')[0]!.toLowerCase(), a.includes('=') ? a.slice(a.indexOf('=') + 1) : true]))
+    expect(named.size).toBe(attributes.length)
+    expect(named.get('httponly')).toBe(true) // page scripts (an XSS) cannot read the token
+    expect(named.get('samesite')).toBe('Strict') // no other site's request carries it
+    expect(named.get('path')).toBe('/')
+    expect(named.has('domain')).toBe(false) // this host only
+    expect(named.has('max-age') || named.has('expires')).toBe(false) // gone with the browser session
+    // A refused request never hands out the token.
+    for (const refused of [await get('/'), await get('/?token=wrong'), await get(`/?token=${server.token}`, { Origin: 'http://evil.example' })]) {
+      expect(refused.status).toBe(403)
+      expect(refused.headers['set-cookie']).toBeUndefined()
+    }
+  })
+
   it('refuses another Origin and a foreign Host name even with the token', async () => {
     expect((await get(`/?token=${server.token}`, { Origin: 'http://evil.example' })).status).toBe(403)
     expect((await get(`/?token=${server.token}`, { Host: `evil.example:${server.port}` })).status).toBe(403)
