@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -28,6 +28,13 @@ beforeEach(async () => {
   // A real repo carries files a workbench does not need; they must not be fetched.
   await writeFile(join(source, 'pytorch_model.bin'), 'not needed')
   await writeFile(join(source, 'README.md'), '# tiny')
+  // Nor are files in subfolders, even of the kinds fetched at the top level (README: "the
+  // config, tokenizer files and safetensors weights" of the repo, i.e. its top level).
+  await mkdir(join(source, 'original'), { recursive: true })
+  await writeFile(join(source, 'original', 'params.json'), '{"dim": 8}')
+  await writeFile(join(source, 'original', 'tokenizer.model'), 'sentencepiece')
+  await mkdir(join(source, 'onnx', 'fp16'), { recursive: true })
+  await writeFile(join(source, 'onnx', 'fp16', 'config.json'), '{"onnx": true}')
   const binOnly = join(root, 'bin-only')
   await writeTinyModel(binOnly)
   await unlink(join(binOnly, 'model.safetensors'))
@@ -67,20 +74,32 @@ describe('models.download from a Hub endpoint', () => {
   it('after a dropped connection, fails naming the file and resumes from the bytes on disk', async () => {
     const weights = await readFile(join(source, 'model.safetensors'))
     const cut = Math.floor(weights.length / 2)
-    hub.dropAfter('model.safetensors', cut)
-    await expect(handlers()['models.download']({ repo })).rejects.toThrow(/model\.safetensors: connection lost after \d+ bytes/)
-    expect(events.at(-1)!.state).toBe('error')
     const dir = downloadDir(join(root, 'data'), repo)
-    // Bytes still queued in the socket when it dropped may be lost; what reached disk is kept.
-    const kept = (await stat(join(dir, 'model.safetensors.part'))).size
-    expect(kept).toBeLessThanOrEqual(cut)
+    const part = join(dir, 'model.safetensors.part')
+    // The Hub sends the first `cut` bytes and holds the connection; it is dropped only once
+    // those bytes are on disk, so the resume below starts from a non-empty partial file.
+    hub.stallAfter('model.safetensors', cut)
+    const failed = handlers()['models.download']({ repo })
+    const failure = expect(failed).rejects.toThrow(new RegExp(`model\\.safetensors: connection lost after ${cut} bytes`))
+    for (let waited = 0; ((await stat(part).catch(() => null))?.size ?? 0) < cut; waited += 5) {
+      if (waited > 20_000) throw new Error('the first bytes never reached the .part file')
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    hub.dropStalled()
+    await failure
+    expect(events.at(-1)!.state).toBe('error')
+    expect((await stat(part)).size).toBe(cut)
+    expect(cut).toBeGreaterThan(0)
 
     hub.requests.length = 0
+    events = []
     await handlers()['models.download']({ repo })
     await expectSameFile('model.safetensors', dir)
     const weightGets = hub.requests.filter((r) => r.path.includes('model.safetensors') || r.path.startsWith('/cdn/'))
-    expect(weightGets.length).toBeGreaterThan(0)
-    expect(weightGets.every((r) => r.range === (kept > 0 ? `bytes=${kept}-` : null))).toBe(true)
+    // resolve (302 to the CDN, the Range kept), then the CDN answers 206 from byte `cut`.
+    expect(weightGets.map((r) => [r.range, r.status])).toEqual([[`bytes=${cut}-`, 302], [`bytes=${cut}-`, 206]])
+    expect(events.at(-1)).toMatchObject({ state: 'done', resumedBytes: expect.any(Number) })
+    expect(events.find((e) => e.file === 'model.safetensors' && e.resumedBytes >= cut)).toBeDefined()
     expect(await readdir(dir)).not.toContain('model.safetensors.part')
   })
 
@@ -98,11 +117,28 @@ describe('models.download from a Hub endpoint', () => {
     expect(facts.parameters).toBeGreaterThan(0)
     await expectSameFile('model.safetensors', dir)
     const weightGets = hub.requests.filter((r) => r.path.includes('model.safetensors') || r.path.startsWith('/cdn/'))
-    expect(weightGets.map((r) => r.range)).toEqual([`bytes=${half}-`, `bytes=${half}-`]) // resolve, then the CDN redirect
+    expect(half).toBeGreaterThan(0)
+    // resolve (302, the Range kept across the redirect), then the CDN's 206 Partial Content.
+    expect(weightGets.map((r) => [r.range, r.status])).toEqual([[`bytes=${half}-`, 302], [`bytes=${half}-`, 206]])
     expect(hub.requests.some((r) => r.path.endsWith('/config.json'))).toBe(false)
     const total = events.at(-1)!.totalBytes!
     expect(events.at(-1)).toMatchObject({ state: 'done', bytes: total, resumedBytes: total - (weights.length - half) })
     expect(await readdir(dir)).not.toContain('model.safetensors.part')
+  })
+
+  it('fetches the top-level files only: files in subfolders are listed by the Hub but not downloaded', async () => {
+    const listing = await fetch(`${hub.endpoint}/api/models/${repo}/revision/main?blobs=true`).then((r) => r.json() as Promise<{ siblings: { rfilename: string }[] }>)
+    const listed = listing.siblings.map((s) => s.rfilename)
+    expect(listed).toEqual(expect.arrayContaining(['original/params.json', 'original/tokenizer.model', 'onnx/fp16/config.json', 'config.json']))
+    hub.requests.length = 0
+    await handlers()['models.download']({ repo })
+    const dir = downloadDir(join(root, 'data'), repo)
+    const entries = await readdir(dir, { recursive: true })
+    expect(entries.sort()).toEqual(['.tunebench-download.json', 'config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    for (const name of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) await expectSameFile(name, dir)
+    const fetched = hub.requests.filter((r) => r.path.includes('/resolve/')).map((r) => r.path.replace(/^.*\/resolve\/[^/]+\//, ''))
+    expect(fetched.sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    expect(events.at(-1)).toMatchObject({ state: 'done', fileCount: 4 })
   })
 
   it('fetches again the files of a folder downloaded from another commit', async () => {
