@@ -3,7 +3,7 @@
 // out/main/cli.js from an earlier build is never what answers; in an installed package (no
 // devDependencies) runs the built out/main/cli.js.
 import { existsSync } from 'node:fs'
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { dirname, join } from 'node:path'
@@ -27,5 +27,10 @@ if (!tsx && !existsSync(built)) {
   process.exit(1)
 }
 const args = tsx ? ['--import', tsx, source, ...process.argv.slice(2)] : [built, ...process.argv.slice(2)]
-const { status, signal } = spawnSync(process.execPath, args, { stdio: 'inherit' })
-process.exit(signal ? 1 : (status ?? 1))
+const child = spawn(process.execPath, args, { stdio: 'inherit' })
+// A terminal's Ctrl-C reaches the whole process group, the CLI included, so the wrapper only
+// waits for it to finish; a signal sent to this process alone (kill PID, a process manager) is
+// passed on, so the CLI shuts down as it would on Ctrl-C rather than being left running.
+process.on('SIGINT', () => {})
+for (const sig of ['SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig))
+child.on('exit', (status, signal) => process.exit(signal ? 1 : (status ?? 1)))

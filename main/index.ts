@@ -57,7 +57,8 @@ app.whenReady().then(() => {
     if (mainWindow && !mainWindow.isDestroyed()) mainWindow.webContents.send(channel, payload)
   }
   services = createServices({
-    dataDir: app.getPath('userData'),
+    // TUNEBENCH_HOME moves the data folder, as in serve mode and the CLI (services/dataDir.ts).
+    dataDir: process.env.TUNEBENCH_HOME || app.getPath('userData'),
     emit,
     // better-sqlite3 in node_modules is built for the system Node (tests, serve mode, CLI); the
     // desktop app loads the build for its own Electron that scripts/electron-sqlite.mjs makes.

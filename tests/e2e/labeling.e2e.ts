@@ -97,16 +97,31 @@ describe('Data page: keyboard labeling', () => {
     assert.equal(await page.getByTestId('record-state').innerText(), 'unlabeled')
     assert.match(await page.getByTestId('counts').innerText(), /Ready to train: 0 pairs/)
 
-    // Five fresh pairs by keyboard; for each, note which answer (index in the file) sits on the
-    // side the key picks: that one is chosen, the other rejected.
+    // Five fresh pairs by keyboard; for each, read the answer shown on the side the key picks,
+    // as a person reads it (the text under the side's header), and find it in the file: that
+    // one is chosen, the other rejected.
     const pressed = ['2', '1', 'ArrowRight', 'ArrowLeft', '2']
     const expected = new Map<string, Pair>()
+    /** The file's answer (its index) whose text the answer box of `side` shows. */
+    const shownAnswer = async (side: 'Left' | 'Right', answers: string[]): Promise<number> => {
+      const box = page.getByRole('article', { name: new RegExp(`^${side} answer`) })
+      const all = await box.innerText()
+      const header = await box.locator('header').innerText()
+      assert.ok(all.startsWith(header), `the ${side} box starts with its header: ${JSON.stringify(all)}`)
+      const shown = oneLine(all.slice(header.length))
+      const matches = answers.flatMap((a, k) => (oneLine(a) === shown ? [k] : []))
+      assert.equal(matches.length, 1, `the ${side} box shows exactly one of the record's answers: ${JSON.stringify(shown)} among ${JSON.stringify(answers)}`)
+      return matches[0]!
+    }
     for (const [i, key] of pressed.entries()) {
       const side = key === '1' || key === 'ArrowLeft' ? 'Left' : 'Right'
-      const picked = await page.getByRole('article', { name: new RegExp(`^${side} answer`) }).getAttribute('data-candidate')
-      assert.ok(picked === '0' || picked === '1', `candidate index ${picked}`)
       const answers = rows[i].completions.map((c) => c.text)
-      expected.set(rows[i].prompt, { prompt: rows[i].prompt, chosen: answers[Number(picked)], rejected: answers[1 - Number(picked)] })
+      assert.notEqual(oneLine(answers[0]!), oneLine(answers[1]!), `the two answers of record ${i + 1} read differently`)
+      const left = await shownAnswer('Left', answers)
+      const right = await shownAnswer('Right', answers)
+      assert.deepEqual([left, right].sort(), [0, 1], `record ${i + 1} shows both of its answers, one a side`)
+      const picked = side === 'Left' ? left : right
+      expected.set(rows[i].prompt, { prompt: rows[i].prompt, chosen: answers[picked]!, rejected: answers[1 - picked]! })
       await keys.press(key)
       await page.getByText(`Record ${i + 2} of ${n} in this view`).waitFor()
       await progressIs(i + 1)

@@ -48,19 +48,71 @@ async function samplePanel(page: Page): Promise<{ steps: string[]; step: string;
 
 const progressSelector = '[role="progressbar"][aria-label="Training progress"]'
 
-async function currentStep(page: Page): Promise<number> {
+/** What the dashboard's progress bar says: the step it shows and the run's total. */
+async function progressOf(page: Page): Promise<{ step: number; total: number }> {
   const text = (await page.locator(progressSelector).getAttribute('aria-valuetext')) ?? ''
-  return Number(/step (\d+)/.exec(text)?.[1] ?? NaN)
+  const match = /step (\d+)(?: of (\d+))?/.exec(text)
+  return { step: Number(match?.[1] ?? NaN), total: Number(match?.[2] ?? NaN) }
 }
 
-/** Waits until the dashboard's progress shows a step that satisfies `ok`. */
-async function waitForStep(page: Page, ok: (step: number) => boolean): Promise<void> {
-  for (let tries = 0; tries < 1200; tries++) {
-    if (ok(await currentStep(page))) return
-    await page.waitForTimeout(50)
-  }
-  throw new Error(`the run never reached the step it was waited for (now at ${await currentStep(page)})`)
+async function currentStep(page: Page): Promise<number> {
+  return (await progressOf(page)).step
 }
+
+/** Waits, at most `timeout` ms, until the dashboard's progress shows step `min` or a later one. */
+async function waitForStep(page: Page, min: number, timeout = 60_000): Promise<void> {
+  try {
+    await page.waitForFunction(
+      ({ selector, min }) => {
+        const match = /step (\d+)/.exec(document.querySelector(selector)?.getAttribute('aria-valuetext') ?? '')
+        return match !== null && Number(match[1]) >= min
+      },
+      { selector: progressSelector, min },
+      { timeout }
+    )
+  } catch (err) {
+    throw new Error(`the run did not reach step ${min} within ${timeout} ms (the page shows step ${await currentStep(page)}): ${(err as Error).message}`)
+  }
+}
+
+/** Polls `probe` until it returns a value, at most `timeout` ms; the error names `what`. */
+async function until<T>(what: string, probe: () => Promise<T | null | undefined>, timeout = 60_000): Promise<T> {
+  const end = Date.now() + timeout
+  for (;;) {
+    const value = await probe()
+    if (value !== null && value !== undefined) return value
+    if (Date.now() > end) throw new Error(`waited ${timeout} ms for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+interface LogLine {
+  current_steps: number
+  total_steps: number
+  loss?: number
+  eval_loss?: number
+}
+
+/** The complete lines of a run's trainer_log.jsonl (a line being appended is left out). */
+async function readLog(runDir: string): Promise<LogLine[]> {
+  const text = await readFile(join(runDir, 'trainer_log.jsonl'), 'utf8')
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine)
+}
+
+/** The training lines of a log (evaluations have eval_loss instead of loss). */
+const trainLines = (log: LogLine[]) => log.filter((e) => typeof e.loss === 'number')
+
+async function readStatus(runDir: string): Promise<{ state: string; step: number; totalSteps: number; startedAt: string; lastCheckpoint: string | null }> {
+  return JSON.parse(await readFile(join(runDir, 'status.json'), 'utf8'))
+}
+
+/** The step of the newest checkpoint-N folder of a run, 0 when it has none. */
+async function lastCheckpoint(runDir: string): Promise<number> {
+  const steps = (await readdir(runDir)).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]))
+  return Math.max(0, ...steps)
+}
+
+const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
 
 describe('Train, Runs and Export pages', () => {
   let app: AppSession
@@ -209,46 +261,137 @@ describe('Train, Runs and Export pages', () => {
     assert.deepEqual(await unnamedControls(app.page), [])
   })
 
-  it('stops a run and resumes it from its last checkpoint', async () => {
+  it('stops a run while it trains and resumes it from its last checkpoint, at the step after it', async () => {
     const { page } = app
     await go(page, 'Train')
-    // Long enough that it is still running when Stop is pressed: ~2000 short steps.
-    await field(page, 'max_steps', '2000')
-    await field(page, 'save_steps', '3')
-    await field(page, 'logging_steps', '50')
+    // Long enough that it is still running when Stop is pressed (checked before each Stop): 2000
+    // short steps, a log line per step (so that the steps of a resume can be compared with
+    // those of the stopped run), a checkpoint every 3.
+    const totalSteps = 2000
+    const saveSteps = 3
+    await field(page, 'max_steps', String(totalSteps))
+    await field(page, 'save_steps', String(saveSteps))
+    await field(page, 'logging_steps', '1')
     await page.getByRole('button', { name: 'Start', exact: true }).click()
     const status = page.getByTestId('run-status')
     await status.getByText('running').waitFor()
+    const runName = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+    const runDir = join(app.dataDir, 'runs', runName)
+    assert.equal(existsSync(runDir), true, `${runDir} exists`)
     const resume = page.getByRole('button', { name: 'Resume', exact: true })
-    const stop = page.getByRole('button', { name: 'Stop', exact: true })
-    // Wait for a checkpoint (the first step past save_steps), then stop.
-    await waitForStep(page, (step) => step >= 4)
-    await stop.click()
-    await status.getByText('cancelled').waitFor()
+
+    /** Presses Stop once the run is seen training: a progress event has brought it to step
+     *  `minStep` (>= 1), it says running, and it is far from its last step, so that it cannot
+     *  end on its own before the Stop lands. Returns the step it stopped at, after checking on
+     *  disk that it was cancelled there without finishing. */
+    async function stopWhileRunning(minStep: number): Promise<number> {
+      await waitForStep(page, minStep)
+      assert.equal((await status.innerText()).trim(), 'running', 'the run says running when Stop is pressed')
+      const before = await progressOf(page)
+      assert.equal(before.total, totalSteps, 'the run is as long as asked')
+      assert.ok(before.step >= minStep && before.step < totalSteps - 500, `step ${before.step} of ${before.total} when Stop is pressed: far from the end`)
+      await page.getByRole('button', { name: 'Stop', exact: true }).click()
+      await status.getByText('cancelled').waitFor()
+      const onDisk = await readStatus(runDir)
+      assert.equal(onDisk.state, 'cancelled')
+      assert.ok(onDisk.step >= before.step && onDisk.step < totalSteps, `stopped at step ${onDisk.step} of ${totalSteps}`)
+      assert.equal(await currentStep(page), onDisk.step, 'the page shows the step the run stopped at')
+      // A run that ran to its end would have written its adapter next to the checkpoints.
+      assert.equal(existsSync(join(runDir, 'adapter_model.safetensors')), false, 'a stopped run writes no final adapter')
+      return onDisk.step
+    }
+
+    /** What a stopped run left for a resume: a training line per step up to where it stopped,
+     *  and checkpoints, the newest one at or before that step. */
+    async function stoppedRun(stoppedAt: number): Promise<{ log: LogLine[]; checkpoint: number; startedAt: string }> {
+      const log = trainLines(await readLog(runDir))
+      assert.deepEqual(log.map((e) => e.current_steps), range(1, stoppedAt), 'a training line per step up to the stop')
+      const checkpoint = await lastCheckpoint(runDir)
+      assert.ok(checkpoint >= saveSteps && checkpoint <= stoppedAt && checkpoint % saveSteps === 0, `checkpoint-${checkpoint} of a run stopped at ${stoppedAt}`)
+      return { log, checkpoint, startedAt: (await readStatus(runDir)).startedAt }
+    }
+
+    /** After Resume: the run started again (status.json rewritten) and went on from the step
+     *  after its checkpoint: the lines up to the checkpoint are those of the stopped run, the
+     *  next lines are steps checkpoint + 1, + 2, + 3, and each of them that the stopped run had
+     *  logged too has the same loss. Returns those resumed lines. */
+    async function resumedLines(stopped: { log: LogLine[]; checkpoint: number; startedAt: string }): Promise<LogLine[]> {
+      const { checkpoint } = stopped
+      // Until the resumed run has rewritten status.json, the log still holds the stopped run's lines.
+      await until('the resumed run to write its status.json', async () => {
+        const s = await readStatus(runDir).catch(() => null)
+        return s && s.state === 'running' && s.startedAt !== stopped.startedAt ? s : null
+      })
+      const want = checkpoint + 3
+      const log = await until(`a log line for step ${want} from the resumed run`, async () => {
+        const lines = trainLines(await readLog(runDir))
+        return lines.some((e) => e.current_steps >= want) ? lines : null
+      })
+      assert.deepEqual(log.slice(0, checkpoint), stopped.log.slice(0, checkpoint), `the lines up to checkpoint-${checkpoint} are the stopped run's`)
+      const resumed = log.slice(checkpoint, checkpoint + 3)
+      assert.equal(resumed[0]?.current_steps, checkpoint + 1, `the first resumed step is the one after checkpoint-${checkpoint}`)
+      assert.deepEqual(resumed.map((e) => e.current_steps), range(checkpoint + 1, want))
+      for (const e of resumed) {
+        const same = stopped.log.find((s) => s.current_steps === e.current_steps)
+        if (same) assert.equal(e.loss, same.loss, `loss of resumed step ${e.current_steps} equals the stopped run's`)
+      }
+      return resumed
+    }
+
+    // Stop once a checkpoint is written (at step 3: the first step past it shows).
+    const stoppedAt = await stopWhileRunning(saveSteps + 1)
     assert.equal(await resume.isDisabled(), false)
-    const stoppedAt = await currentStep(page)
-    // Resume goes on from the last checkpoint (at or before stoppedAt) and past it.
+    const firstStop = await stoppedRun(stoppedAt)
     await resume.click()
     await status.getByText('running').waitFor()
-    await waitForStep(page, (step) => step > stoppedAt)
+    const firstResume = await resumedLines(firstStop)
+    // Past the stop: new progress events, the page follows the resumed run.
+    await waitForStep(page, stoppedAt + 1)
     // A reload while it trains: the Train page finds the running run and follows it on.
     await page.reload()
     await page.getByRole('heading', { name: 'Train', level: 1 }).waitFor()
     await status.getByText('running').waitFor()
     const afterReload = await currentStep(page)
-    await waitForStep(page, (step) => step > afterReload)
-    await stop.click()
-    await status.getByText('cancelled').waitFor()
+    const stoppedAgain = await stopWhileRunning(afterReload + 1)
+    const secondStop = await stoppedRun(stoppedAgain)
 
-    // The Runs page offers the same for the run it shows.
-    const runName = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+    // The Runs page offers the same for the run it shows: its row and last checkpoint as on disk.
     await go(page, 'Runs')
-    await page.getByRole('table', { name: 'Run history' }).getByRole('button', { name: runName, exact: true }).click()
+    const history = page.getByRole('table', { name: 'Run history' })
+    await history.getByRole('button', { name: runName, exact: true }).click()
     await status.getByText('cancelled').waitFor()
+    const row = history.locator('tbody tr', { has: page.getByRole('button', { name: runName, exact: true }) })
+    const cells = (await row.locator('td').allInnerTexts()).map((t) => t.trim())
+    assert.equal(cells[2], 'cancelled')
+    assert.equal(cells[4], `${stoppedAgain} / ${totalSteps}`)
+    assert.equal(cells[5], secondStop.log.at(-1)!.loss!.toFixed(4))
+    await page.getByText(`last checkpoint: checkpoint-${secondStop.checkpoint}`, { exact: true }).waitFor()
     await page.getByRole('button', { name: 'Resume', exact: true }).click()
     await status.getByText('running').waitFor()
+    const secondResume = await resumedLines(secondStop)
+    await stopWhileRunning(stoppedAgain + 1)
+
+    // The same config run without a stop, as far as the resumed steps: they have its losses.
+    await go(page, 'Train')
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
+    await status.getByText('running').waitFor()
+    const referenceName = (await page.getByTestId('run-dashboard').locator('h2').innerText()).trim()
+    assert.notEqual(referenceName, runName)
+    const referenceDir = join(app.dataDir, 'runs', referenceName)
+    const last = secondResume.at(-1)!.current_steps
+    await waitForStep(page, last + 1)
+    assert.equal((await status.innerText()).trim(), 'running')
     await page.getByRole('button', { name: 'Stop', exact: true }).click()
     await status.getByText('cancelled').waitFor()
+    const config = async (dir: string) => {
+      const { output_dir: _dir, resume_from_checkpoint: _resume, ...rest } = JSON.parse(await readFile(join(dir, 'run.json'), 'utf8')) as Record<string, unknown>
+      return rest
+    }
+    assert.deepEqual(await config(referenceDir), await config(runDir), 'the reference run has the config of the resumed one')
+    const reference = trainLines(await readLog(referenceDir))
+    assert.deepEqual(reference.slice(0, last).map((e) => e.current_steps), range(1, last))
+    for (const e of [...firstResume, ...secondResume])
+      assert.equal(e.loss, reference[e.current_steps - 1]!.loss, `loss of resumed step ${e.current_steps} equals the uninterrupted run's`)
   })
 
   it('exports the adapter of a run to a folder, as PEFT files', async () => {

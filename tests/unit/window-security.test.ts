@@ -89,7 +89,8 @@ const fake = vi.hoisted(() => {
     },
     permissionHandler: null as Listener | null,
     openExternal: vi.fn(async (_url: string) => {}),
-    engineFacts: vi.fn(async () => 'the facts')
+    engineFacts: vi.fn(async () => 'the facts'),
+    servicesDataDir: null as string | null
   }
 })
 
@@ -110,7 +111,10 @@ vi.mock('electron', () => ({
 
 // The services are not what this file tests; one channel answers so that trust can be seen.
 vi.mock('../../main/services', () => ({
-  createServices: () => ({ handlers: { 'engine.facts': fake.engineFacts }, close: async () => {} })
+  createServices: (options: { dataDir: string }) => {
+    fake.servicesDataDir = options.dataDir
+    return { handlers: { 'engine.facts': fake.engineFacts }, close: async () => {} }
+  }
 }))
 
 const appPage = pathToFileURL(join(repo, 'renderer', 'index.html')).href
@@ -215,13 +219,19 @@ describe('main/index.ts wiring (fake electron)', () => {
       Object.defineProperty(process.versions, 'electron', { value: '38.0.0', configurable: true })
       stubbedVersion = true
     }
+    process.env.TUNEBENCH_HOME = '/nonexistent/tunebench-home'
     await import('../../main/index')
     await new Promise((resolve) => setTimeout(resolve, 0)) // app.whenReady().then(...)
     expect(fake.FakeBrowserWindow.windows).toHaveLength(1)
     win = fake.FakeBrowserWindow.windows[0]!
   })
   afterAll(() => {
+    delete process.env.TUNEBENCH_HOME
     if (stubbedVersion) delete (process.versions as Record<string, string | undefined>).electron
+  })
+
+  it('keeps its data in $TUNEBENCH_HOME when set, as serve mode and the CLI do', () => {
+    expect(fake.servicesDataDir).toBe('/nonexistent/tunebench-home')
   })
 
   it('enables the sandbox for every renderer', () => {
