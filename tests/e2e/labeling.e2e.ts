@@ -115,6 +115,7 @@ describe('Data page: keyboard labeling', () => {
     }
     for (const [i, key] of pressed.entries()) {
       const side = key === '1' || key === 'ArrowLeft' ? 'Left' : 'Right'
+      assert.ok(oneLine(await page.getByLabel('Prompt').innerText()).includes(oneLine(rows[i].prompt)), `record ${i + 1} shows its prompt`)
       const answers = rows[i].completions.map((c) => c.text)
       assert.notEqual(oneLine(answers[0]!), oneLine(answers[1]!), `the two answers of record ${i + 1} read differently`)
       const left = await shownAnswer('Left', answers)

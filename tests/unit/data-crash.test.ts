@@ -15,21 +15,54 @@ afterEach(() => {
   cleanups = []
 })
 
-/** Runs the child until `stopAt` says so, then SIGKILLs it; returns the lines it printed. */
-function runAndKill(args: string[], stopAt: (line: string, n: number) => boolean): Promise<{ lines: string[]; signal: string | null }> {
+interface Killed {
+  /** Every line the child printed, those read after the kill included. */
+  lines: string[]
+  /** How many lines had been read when the kill was sent. */
+  killedAfter: number
+}
+
+/**
+ * Runs the child until `stopAt` says a line is the point of interest, then waits for one more
+ * line that `working` accepts (the child still at work after that point: alive when killed),
+ * and SIGKILLs it. Rejects unless the kill was delivered (process.kill returned true) and the
+ * child ended by that signal, not by an exit of its own; and when the whole exchange takes
+ * longer than `limitMs` (the child is then killed too).
+ */
+function runAndKill(args: string[], stopAt: (line: string, n: number) => boolean, working: (line: string) => boolean, limitMs = 30_000): Promise<Killed> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     const lines: string[] = []
     let stderr = ''
+    let pointAt = 0
+    let killedAfter = 0
+    /** Fails the test; the child, if still there, is not left running. */
+    const fail = (message: string) => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+      reject(new Error(message))
+    }
+    const timer = setTimeout(
+      () => fail(`no kill within ${limitMs} ms: ${lines.length} lines, point of interest at line ${pointAt || 'never'}; last line ${JSON.stringify(lines.at(-1))}`),
+      limitMs
+    )
     proc.stderr.on('data', (d) => (stderr += d))
     createInterface({ input: proc.stdout }).on('line', (line) => {
       lines.push(line)
-      if (stopAt(line, lines.length)) proc.kill('SIGKILL')
+      if (killedAfter) return
+      if (!pointAt) {
+        if (stopAt(line, lines.length)) pointAt = lines.length
+        return
+      }
+      if (!working(line)) return fail(`after the point of interest (line ${pointAt}) the child printed ${JSON.stringify(line)}, not a sign of work in progress`)
+      killedAfter = lines.length
+      if (!proc.kill('SIGKILL')) fail(`process.kill did not deliver SIGKILL to the child (pid ${proc.pid}) after line ${killedAfter}`)
     })
     proc.on('error', reject)
     proc.on('close', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`child ended with ${code ?? signal} before it was killed: ${stderr}`))
-      else resolve({ lines, signal })
+      clearTimeout(timer)
+      if (!killedAfter) reject(new Error(`child ended with ${code ?? signal} before it was killed (${lines.length} lines, point of interest at line ${pointAt || 'never'}): ${stderr}`))
+      else if (signal !== 'SIGKILL' || code !== null) reject(new Error(`child was sent SIGKILL but ended with code ${code}, signal ${signal}: ${stderr}`))
+      else resolve({ lines, killedAfter })
     })
   })
 }
@@ -47,9 +80,13 @@ describe('SIGKILL', () => {
     p.addRecords(Array.from({ length: 3000 }, (_, i) => ({ prompt: `q${i}`, system: null, candidates: [{ content: 'a' }, { content: 'b' }] })))
     p.close()
 
-    const { lines } = await runAndKill(['label', proj], (_line, n) => n === 150)
+    // Killed once it has acknowledged a 151st label after the 150th: still labeling.
+    const { lines, killedAfter } = await runAndKill(['label', proj], (_line, n) => n === 150, (line) => line.startsWith('ack '))
+    expect(killedAfter).toBe(151)
+    expect(lines).not.toContain('done')
     const acks = lines.filter((l) => l.startsWith('ack ')).map((l) => l.split(' ').slice(1).map(Number))
-    expect(acks.length).toBeGreaterThanOrEqual(150)
+    expect(acks.length).toBeGreaterThanOrEqual(151)
+    expect(acks.length).toBeLessThan(3000)
 
     const q = new Project(proj)
     expect(integrity(q)).toBe('ok')
@@ -79,7 +116,10 @@ describe('SIGKILL', () => {
     for (let i = 0; i < 30_000; i++) rows.push(JSON.stringify({ prompt: `prompt ${i}`, chosen: `chosen ${i}`, rejected: `rejected ${i}` }))
     writeFileSync(big, rows.join('\n') + '\n')
 
-    const { lines } = await runAndKill(['import', proj, big], (line) => line.startsWith('progress'))
+    // Killed once a second batch is staged after the first: still reading the file.
+    const staging = (line: string) => /^progress \d+$/.test(line) && Number(line.split(' ')[1]) < 30_000
+    const { lines, killedAfter } = await runAndKill(['import', proj, big], staging, staging)
+    expect(killedAfter).toBe(2)
     expect(lines).not.toContain('done')
     // The killed import's scratch database is still there ...
     expect(readdirSync(proj).some((f) => f.startsWith('.import-'))).toBe(true)

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { resolveConfig } from '../../main/services/training/config'
 import { CancelledError, Trainer, TrainingError, train } from '../../main/services/training/trainer'
 import { readRun } from '../../main/services/training/runs'
-import type { TrainerLogEntry } from '../../preload/types/training'
+import type { RunEvent, TrainerLogEntry } from '../../preload/types/training'
 import { writeDatasets } from './training.fixtures'
 import { engineBuilt } from './trainingPython'
 
@@ -75,29 +75,52 @@ describe.runIf(engineBuilt())('training resume', () => {
     const cfgFile = join(dir, 'killed.json')
     writeFileSync(cfgFile, JSON.stringify(cfgOf(out)))
     const child = spawn(process.execPath, ['--import', 'tsx', 'main/cli.ts', 'train', cfgFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    // Killed once it has written checkpoint-10 and then logged step 11: still training (alive)
+    // when the kill is sent. The kill must be delivered and be what ends it, within a limit.
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })))
     let buffered = ''
-    const killedAt = await new Promise<number>((resolve, reject) => {
+    let checkpointSeen = false
+    const killedAfter = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`train did not reach step 11 after checkpoint-10 within 60 s: ${stderr.slice(-500)}`))
+      }, 60_000)
       child.stdout.on('data', (d: Buffer) => {
         buffered += d.toString()
         for (const line of buffered.split('\n').slice(0, -1)) {
-          const e = JSON.parse(line) as { event: string; step?: number }
-          if (e.event === 'checkpoint' && e.step === 10 && child.exitCode === null) {
-            child.kill('SIGKILL')
-            resolve(e.step)
+          const e = JSON.parse(line) as { event: string; step?: number; entry?: { current_steps: number } }
+          if (e.event === 'checkpoint' && e.step === 10) checkpointSeen = true
+          if (checkpointSeen && e.event === 'log' && e.entry?.current_steps === 11) {
+            clearTimeout(timer)
+            if (!child.kill('SIGKILL')) reject(new Error('process.kill did not deliver SIGKILL to train'))
+            resolve(e.entry.current_steps)
           }
         }
         buffered = buffered.slice(buffered.lastIndexOf('\n') + 1)
       })
-      child.on('exit', (code, signal) => signal !== 'SIGKILL' && reject(new Error(`train exited (${code}) before the kill`)))
+      void ended.then(({ code, signal }) => {
+        clearTimeout(timer)
+        reject(new Error(`train ended (code ${code}, signal ${signal}) before the kill: ${stderr.slice(-500)}`))
+      })
     })
-    await new Promise((r) => child.once('close', r))
-    expect(killedAt).toBe(10)
+    expect(killedAfter).toBe(11)
+    expect(await ended).toEqual({ code: null, signal: 'SIGKILL' })
     const interrupted = await readRun(out)
     expect(interrupted.summary.state).toBe('interrupted')
     expect(interrupted.summary.checkpoints).toContain('checkpoint-10')
+    // Step 11 was logged (the line the kill waited for); the status file may still say step 10.
+    expect(readLog(out).map((e) => e.current_steps)).toContain(11)
     expect(interrupted.summary.step).toBeLessThan(30)
+    const checkpoint = Math.max(...interrupted.summary.checkpoints.map((c) => Number(c.replace('checkpoint-', ''))))
 
-    await train(resolveConfig({ ...cfgOf(out), resume_from_checkpoint: 'last' }, 'killed'))
+    // The resume goes on from the newest checkpoint, at the step after it.
+    const events: RunEvent[] = []
+    await train(resolveConfig({ ...cfgOf(out), resume_from_checkpoint: 'last' }, 'killed'), { onEvent: (e) => events.push(e) })
+    const started = events.find((e) => e.type === 'started')
+    expect(started?.type === 'started' && started.resumedFrom).toBe(join(out, `checkpoint-${checkpoint}`))
+    expect(events.find((e) => e.type === 'progress')).toMatchObject({ step: checkpoint + 1 })
     const resumed = readLog(out)
     expect(resumed.map((e) => e.current_steps)).toEqual(reference.map((e) => e.current_steps))
     resumed.forEach((e, i) => expect(e.loss, `step ${i + 1}`).toBe(reference[i]!.loss))

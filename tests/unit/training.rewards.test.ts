@@ -289,6 +289,16 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The pid the reward program wrote for its child, once the file holds one (null before). */
+function pidIn(file: string): number | null {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : null
+  } catch {
+    return null
+  }
+}
+
 /** Polls `cond` every 10 ms until it holds or `limitMs` have passed; says whether it held. */
 async function eventually(cond: () => boolean, limitMs: number): Promise<boolean> {
   for (const end = Date.now() + limitMs; !cond(); await new Promise((r) => setTimeout(r, 10)))
@@ -342,13 +352,18 @@ describe.skipIf(process.platform === 'win32')('command rewards', () => {
     const pidFile = join(tmp, 'slow.pid')
     process.env.TB_REWARD_PIDFILE = pidFile
     const t0 = Date.now()
-    await expect(score('command:slow.sh', [item('a')], settings({ timeoutSeconds: 0.5 }))).rejects.toThrow(
-      new RewardError('command:slow.sh: timed out after 0.5 s')
-    )
+    let pending = true
+    const scored = score('command:slow.sh', [item('a')], settings({ timeoutSeconds: 0.5 })).finally(() => (pending = false))
+    scored.catch(() => {})
+    // Its child is seen alive while the score waits, before the timeout kills it.
+    expect(await eventually(() => pidIn(pidFile) !== null || !pending, 3000)).toBe(true)
+    const sleeper = pidIn(pidFile)
+    expect(sleeper, 'the reward program started its child before the timeout').not.toBeNull()
+    expect(pending && alive(sleeper!), 'its child is alive while the score waits').toBe(true)
+    await expect(scored).rejects.toThrow(new RewardError('command:slow.sh: timed out after 0.5 s'))
     expect(Date.now() - t0).toBeLessThan(3000)
-    const sleeper = Number(readFileSync(pidFile, 'utf8'))
     // Its child is killed with it: gone within a second (it would sleep 30 s otherwise).
-    expect(await eventually(() => !alive(sleeper), 1000)).toBe(true)
+    expect(await eventually(() => !alive(sleeper!), 1000)).toBe(true)
   })
 
   it('an abort kills it', async () => {
@@ -356,12 +371,19 @@ describe.skipIf(process.platform === 'win32')('command rewards', () => {
     process.env.TB_REWARD_PIDFILE = pidFile
     const [f] = rewardFunctions(['command:slow.sh'], settings({ timeoutSeconds: 30 }))
     const controller = new AbortController()
-    setTimeout(() => controller.abort(), 300)
+    let pending = true
+    const scored = f!.score([item('a')], controller.signal).finally(() => (pending = false))
+    scored.catch(() => {})
+    // Aborted once its child is seen alive (and the score still waits), not after a fixed time.
+    expect(await eventually(() => pidIn(pidFile) !== null || !pending, 5000)).toBe(true)
+    const sleeper = pidIn(pidFile)
+    expect(sleeper, 'the reward program started its child').not.toBeNull()
+    expect(pending && alive(sleeper!), 'its child is alive while the score waits').toBe(true)
     const t0 = Date.now()
-    await expect(f!.score([item('a')], controller.signal)).rejects.toThrow(/command:slow\.sh: aborted/)
+    controller.abort()
+    await expect(scored).rejects.toThrow(/command:slow\.sh: aborted/)
     expect(Date.now() - t0).toBeLessThan(3000)
-    const sleeper = Number(readFileSync(pidFile, 'utf8'))
-    expect(await eventually(() => !alive(sleeper), 1000)).toBe(true)
+    expect(await eventually(() => !alive(sleeper!), 1000)).toBe(true)
     await expect(f!.score([item('a')], controller.signal)).rejects.toThrow(/aborted/)
   })
 
