@@ -92,8 +92,8 @@ export async function resolveInputs(req: ModelExportRequest): Promise<ExportInpu
   let weights: TensorSource | null = adapter ? null : base
   return {
     modelDir, config, adapter, base, run,
-    // Merged on first use: a format that never reads merged weights (gguf-lora) gives its own
-    // message for an adapter that cannot be merged.
+    // Merged (and checked against the base's shapes) on first use, by the formats that write
+    // merged weights; gguf-lora and peft read the adapter alone.
     get weights() {
       return (weights ??= mergedSource(base, adapter!))
     }
