@@ -667,6 +667,29 @@ describe('round trips, checked against the source rows and literal exports', () 
     p.close()
   })
 
+  it('a LLaMA-Factory sharegpt entry with its own tags (role/content keys and role names) reads through them', async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    writeJsonl(join(dir, 'chat.jsonl'), [
+      { talk: [{ speaker: 'me', text: 'Hi' }, { speaker: 'bot', text: 'Hello' }] },
+      { talk: [{ speaker: 'rules', text: 'Be brief.' }, { speaker: 'me', text: 'Name a colour.' }, { speaker: 'bot', text: 'Red.' }] }
+    ])
+    const tags = { role_tag: 'speaker', content_tag: 'text', user_tag: 'me', assistant_tag: 'bot', system_tag: 'rules' }
+    writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({ chat: { file_name: 'chat.jsonl', formatting: 'sharegpt', columns: { messages: 'talk' }, tags } }))
+    const preview = await previewImport(join(dir, 'chat.jsonl'))
+    expect(preview).toMatchObject({ format: 'sharegpt', mapping: { messages: 'talk' }, problem: null })
+    expect(preview.sampleRecords[0]).toMatchObject({ prompt: [{ role: 'user', content: 'Hi' }], gold: 'Hello' })
+    // The import dialog passes the previewed format and mapping back: the tags still hold.
+    const p = new Project(join(dir, 'p'))
+    await p.importFiles([join(dir, 'chat.jsonl')], { format: 'sharegpt', mapping: { messages: 'talk' } })
+    expect(p.getRecord(1)).toMatchObject({ prompt: [{ role: 'user', content: 'Hi' }], gold: 'Hello' })
+    expect(p.getRecord(2)).toMatchObject({ prompt: [{ role: 'user', content: 'Name a colour.' }], system: 'Be brief.', gold: 'Red.' })
+    p.close()
+    // A role the tags do not name is an error naming the row and field.
+    writeJsonl(join(dir, 'chat.jsonl'), [{ talk: [{ speaker: 'human', text: 'Hi' }, { speaker: 'bot', text: 'Hello' }] }])
+    expect((await previewImport(join(dir, 'chat.jsonl'))).problem).toMatch(/chat\.jsonl: line 1: field 'talk\[0\]\.speaker': unknown role 'human' \(expected one of me, bot, rules, observation, function_call\)/)
+  })
+
   it('unlabeled candidates import with no label, keep their sources, and labels made here reach the pair export', async () => {
     const { dir, cleanup } = tempDir()
     cleanups.push(cleanup)

@@ -32,7 +32,7 @@ export interface ImportFormat {
   /** Whether a file with these columns is in this format. */
   detect(columns: Columns): boolean
   /** One row, read through the mapping, as a store record; errors name the column. */
-  convert(get: Getter): RecordInput
+  convert(get: Getter, tags?: SharegptTags): RecordInput
 }
 
 /** Column names the candidates format looks for, in this order. */
@@ -84,21 +84,30 @@ const LF_ROLE: Record<string, string> = {
   function_call: 'function_call'
 }
 
-/** sharegpt messages with from/value or role/content tags become {role, content}. */
-function sharegptMessages(v: unknown, column: string): Message[] {
-  if (!Array.isArray(v)) throw new DataError(`expected a list of messages, got ${v === null ? 'null' : typeof v}`, { field: column })
-  return v.map((m, i) => sharegptMessage(m, `${column}[${i}]`))
+/** A dataset_info.json entry's `tags` (LLaMA-Factory): the message keys and the role names. */
+export interface SharegptTags {
+  roleKey: string
+  contentKey: string
+  /** Role name in the file -> role. */
+  roles: Record<string, Message['role']>
 }
 
-function sharegptMessage(m: unknown, field: string): Message {
+/** sharegpt messages with from/value or role/content keys (or the entry's tags) become {role, content}. */
+function sharegptMessages(v: unknown, column: string, tags?: SharegptTags): Message[] {
+  if (!Array.isArray(v)) throw new DataError(`expected a list of messages, got ${v === null ? 'null' : typeof v}`, { field: column })
+  return v.map((m, i) => sharegptMessage(m, `${column}[${i}]`, tags))
+}
+
+function sharegptMessage(m: unknown, field: string, tags?: SharegptTags): Message {
   if (!m || typeof m !== 'object' || Array.isArray(m)) throw new DataError('expected a message object', { field })
   const o = m as Record<string, unknown>
-  const roleKey = 'from' in o ? 'from' : 'role'
-  const contentKey = 'value' in o ? 'value' : 'content'
+  const roleKey = tags?.roleKey ?? ('from' in o ? 'from' : 'role')
+  const contentKey = tags?.contentKey ?? ('value' in o ? 'value' : 'content')
+  const roles = tags?.roles ?? LF_ROLE
   const raw = o[roleKey]
   if (typeof raw !== 'string') throw new DataError(`expected a '${roleKey}' string`, { field: `${field}.${roleKey}` })
-  const role = LF_ROLE[raw]
-  if (!role) throw new DataError(`unknown role '${raw}' (expected one of ${Object.keys(LF_ROLE).join(', ')})`, { field: `${field}.${roleKey}` })
+  const role = roles[raw]
+  if (!role) throw new DataError(`unknown role '${raw}' (expected one of ${Object.keys(roles).join(', ')})`, { field: `${field}.${roleKey}` })
   return { role, content: checkString(o[contentKey] ?? '', `${field}.${contentKey}`) }
 }
 
@@ -297,9 +306,9 @@ export const FORMATS: readonly ImportFormat[] = [
       has('conversations') ||
       // sharegpt with OpenAI tags keeps chosen/rejected as single message objects, or a kto_tag.
       (!has('instruction') && has('messages') && (has('kto_tag') || sample.some((r) => r.chosen && typeof r.chosen === 'object' && !Array.isArray(r.chosen)))),
-    convert(get) {
+    convert(get, tags) {
       const m = required(get, 'messages')
-      const messages = sharegptMessages(m.value, m.column)
+      const messages = sharegptMessages(m.value, m.column, tags)
       const s = get('system')
       let system = s && s.value != null && s.value !== '' ? checkString(s.value, s.column) : null
       const c = get('chosen')
@@ -310,8 +319,8 @@ export const FORMATS: readonly ImportFormat[] = [
         if (split.system !== null) system = split.system
         if (!split.rest.length || split.rest[split.rest.length - 1].role !== 'user')
           throw new DataError('a ranking conversation must end with a user turn', { field: m.column })
-        const chosen = sharegptMessage(c.value, c.column)
-        const rejected = sharegptMessage(r.value, r.column)
+        const chosen = sharegptMessage(c.value, c.column, tags)
+        const rejected = sharegptMessage(r.value, r.column, tags)
         for (const [msg, col] of [[chosen, c.column], [rejected, r.column]] as const)
           if (msg.role !== 'assistant') throw new DataError(`expected an assistant message, got role '${msg.role}'`, { field: col })
         return { prompt: split.rest, system, candidates: [{ content: chosen.content }, { content: rejected.content }], pair: { chosen: 0, rejected: 1 } }
@@ -421,12 +430,12 @@ export function checkMapping(format: DataFormatId, mapping: FieldMapping, file?:
   }
 }
 
-export function convertRow(value: unknown, format: DataFormatId, mapping: FieldMapping): RecordInput {
+export function convertRow(value: unknown, format: DataFormatId, mapping: FieldMapping, tags?: SharegptTags): RecordInput {
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new DataError('expected a JSON object')
   const obj = value as Record<string, unknown>
   const get: Getter = (field) => {
     const column = mapping[field]
     return column ? { value: obj[column], column } : undefined
   }
-  return formatSpec(format).convert(get)
+  return formatSpec(format).convert(get, tags)
 }

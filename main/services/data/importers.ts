@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { DataError } from './errors'
-import { checkMapping, convertRow, defaultMapping, detectFormat, formatSpec } from './importFormats'
+import { checkMapping, convertRow, defaultMapping, detectFormat, formatSpec, type SharegptTags } from './importFormats'
 import { readRows, sniffKind, type SourceKind } from './sources'
 import type { DataFormatId, FieldMapping, RecordInput } from '../../../preload/types/data'
 
@@ -19,6 +19,8 @@ export interface ImportedRow {
 export interface ReadOptions {
   format?: DataFormatId
   mapping?: FieldMapping
+  /** sharegpt: a dataset_info.json entry's message keys and role names. */
+  tags?: SharegptTags
 }
 
 /** Detects (or takes) the format and mapping of a file from its first records. */
@@ -50,6 +52,30 @@ export interface LfInfoEntry {
   file_name?: unknown
   formatting?: unknown
   columns?: unknown
+  tags?: unknown
+}
+
+/** LLaMA-Factory's sharegpt tags and their defaults (its DatasetAttr). */
+const LF_TAG_DEFAULTS = {
+  role_tag: 'from', content_tag: 'value', user_tag: 'human', assistant_tag: 'gpt',
+  observation_tag: 'observation', function_tag: 'function_call', system_tag: 'system'
+} as const
+
+/** The entry's tags as keys and role names; null when the entry has none (the file's own
+ *  from/value or role/content keys are then recognised). */
+function lfTags(entry: LfInfoEntry, name: string, infoPath: string): SharegptTags | null {
+  if (entry.tags === undefined || entry.tags === null) return null
+  if (typeof entry.tags !== 'object' || Array.isArray(entry.tags)) throw new DataError('must be an object', { file: infoPath, field: `${name}.tags` })
+  const t: Record<string, string> = { ...LF_TAG_DEFAULTS }
+  for (const [key, value] of Object.entries(entry.tags as Record<string, unknown>)) {
+    if (!(key in LF_TAG_DEFAULTS)) continue // LLaMA-Factory's other tags (tools, images, ...) do not apply
+    if (typeof value !== 'string' || !value) throw new DataError('must be a non-empty string', { file: infoPath, field: `${name}.tags.${key}` })
+    t[key] = value
+  }
+  return {
+    roleKey: t.role_tag!, contentKey: t.content_tag!,
+    roles: { [t.user_tag!]: 'user', [t.assistant_tag!]: 'assistant', [t.system_tag!]: 'system', [t.observation_tag!]: 'tool', [t.function_tag!]: 'function_call' }
+  }
 }
 
 /** dataset_info.json as an object of entries; null when there is no such file. */
@@ -82,7 +108,7 @@ export function lfEntryMapping(
   name: string,
   columns: string[],
   infoPath: string
-): { format: DataFormatId; mapping: FieldMapping } {
+): { format: DataFormatId; mapping: FieldMapping; tags?: SharegptTags } {
   // LLaMA-Factory's default formatting is alpaca.
   const formatting = entry.formatting ?? 'alpaca'
   if (formatting !== 'alpaca' && formatting !== 'sharegpt')
@@ -98,14 +124,15 @@ export function lfEntryMapping(
       if (known.includes(field)) mapping[field] = column
     }
   }
-  return { format, mapping }
+  const tags = format === 'sharegpt' ? lfTags(entry, name, infoPath) : null
+  return tags ? { format, mapping, tags } : { format, mapping }
 }
 
 /**
  * A LLaMA-Factory dataset beside its dataset_info.json: the entry naming this file says the
  * formatting (alpaca or sharegpt) and the columns, whatever the file's own column names are.
  */
-export async function lfDatasetEntry(file: string, columns: string[]): Promise<{ format: DataFormatId; mapping: FieldMapping } | null> {
+export async function lfDatasetEntry(file: string, columns: string[]): Promise<{ format: DataFormatId; mapping: FieldMapping; tags?: SharegptTags } | null> {
   const infoPath = join(dirname(file), 'dataset_info.json')
   const info = await readDatasetInfo(infoPath)
   const named = Object.entries(info ?? {}).find(([, e]) => e && typeof e === 'object' && e.file_name === basename(file))
@@ -115,17 +142,25 @@ export async function lfDatasetEntry(file: string, columns: string[]): Promise<{
 /** Streams a file as store records, with the format and mapping resolved first. */
 export async function* readRecords(file: string, opts: ReadOptions = {}): AsyncGenerator<ImportedRow> {
   const info = await inspectFile(file, 20)
-  const lf = opts.format ? null : await lfDatasetEntry(file, info.columns)
+  // With a format chosen, a broken dataset_info.json beside the file does not stop the read.
+  const entry = await lfDatasetEntry(file, info.columns).catch((e: unknown) => {
+    if (opts.format) return null
+    throw e
+  })
+  const lf = opts.format ? null : entry
   const format = opts.format ?? lf?.format ?? info.format
   if (!format)
     throw new DataError(`cannot tell the format from the columns (${info.columns.join(', ')}); choose a format and a column mapping`, { file })
   const mapping = opts.mapping ?? lf?.mapping ?? defaultMapping(format, info.columns)
+  // The entry's message tags hold whenever the file is read in its entry's formatting (also
+  // when the import dialog passes that format back with the mapping the user confirmed).
+  const tags = opts.tags ?? (entry?.format === format ? entry.tags : undefined)
   checkMapping(format, mapping, file)
   const source = basename(file)
   for await (const row of readRows(file, info.kind)) {
     let record: RecordInput
     try {
-      record = convertRow(row.value, format, mapping)
+      record = convertRow(row.value, format, mapping, tags)
     } catch (e) {
       if (e instanceof DataError) throw e.at(where(file, row.kind, row.index))
       throw e

@@ -8,9 +8,15 @@ import type { DataFormatId, FieldMapping, ImportPreview, RecordInput } from '../
 
 export async function previewImport(file: string, opts: { format?: DataFormatId; mapping?: FieldMapping } = {}): Promise<ImportPreview> {
   const info = await inspectFile(file, 5)
-  const lf = opts.format ? null : await lfDatasetEntry(file, info.columns)
+  // With a format chosen, a broken dataset_info.json beside the file does not stop the read.
+  const entry = await lfDatasetEntry(file, info.columns).catch((e: unknown) => {
+    if (opts.format) return null
+    throw e
+  })
+  const lf = opts.format ? null : entry
   const format = opts.format ?? lf?.format ?? info.format
   const mapping = opts.mapping ?? (opts.format ? null : lf?.mapping) ?? (format ? defaultMapping(format, info.columns) : {})
+  const tags = format && entry?.format === format ? entry.tags : undefined
   const sampleRecords: RecordInput[] = []
   let problem: string | null = null
   if (format) {
@@ -18,7 +24,7 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
       checkMapping(format, mapping, file)
       info.sample.forEach((row, i) => {
         try {
-          sampleRecords.push(convertRow(row, format, mapping))
+          sampleRecords.push(convertRow(row, format, mapping, tags))
         } catch (e) {
           throw e instanceof DataError ? e.at(where(file, info.kind, i + 1)) : e
         }
@@ -40,7 +46,7 @@ export async function previewImport(file: string, opts: { format?: DataFormatId;
         count++
         let rec: RecordInput
         try {
-          rec = convertRow(row.value, format, mapping)
+          rec = convertRow(row.value, format, mapping, tags)
         } catch (e) {
           throw e instanceof DataError ? e.at(where(file, row.kind, row.index)) : e
         }

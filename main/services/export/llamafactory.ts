@@ -396,8 +396,8 @@ async function* sourceRecords(source: DatasetSource): AsyncGenerator<{ rec: () =
     return
   }
   const { entry, infoFile } = source.llamaFactory
-  const { format, mapping } = lfEntryMapping(entry, source.name, (await inspectFile(source.file)).columns, infoFile)
-  for await (const row of readRecords(source.file, { format, mapping }))
+  const { format, mapping, tags } = lfEntryMapping(entry, source.name, (await inspectFile(source.file)).columns, infoFile)
+  for await (const row of readRecords(source.file, { format, mapping, tags }))
     yield { rec: () => storeRecordToTrl(row.record), at: where(source.file, row.kind, row.index) }
 }
 

@@ -52,8 +52,8 @@ async function* sourceRows(
     return
   }
   const { entry, infoFile } = source.llamaFactory
-  const { format, mapping } = lfEntryMapping(entry, source.name, (await inspectFile(source.file)).columns, infoFile)
-  for await (const row of readRecords(source.file, { format, mapping }))
+  const { format, mapping, tags } = lfEntryMapping(entry, source.name, (await inspectFile(source.file)).columns, infoFile)
+  for await (const row of readRecords(source.file, { format, mapping, tags }))
     yield { kind: row.kind, index: row.index, parse: () => storeRecordToTrl(row.record), prompt: () => storePromptRecord(row.record) }
 }
 
