@@ -22,11 +22,15 @@ export class ModelFolderError extends Error {
 
 const torchDtypeOf: Record<string, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32', F64: 'float64' }
 
+/** A folder path as typed or pasted: trimmed, ~ expanded as a shell would, made absolute. */
+export function typedPath(p: string): string {
+  const t = p.trim()
+  return resolve(t === '~' || t.startsWith('~/') ? homedir() + t.slice(1) : t)
+}
+
 export async function inspectModelFolder(dirInput: string, limits: ModelLimits = engineFacts()): Promise<ModelFacts> {
   if (typeof dirInput !== 'string' || dirInput.trim() === '') throw new ModelFolderError('No folder given: enter the path of a model folder')
-  // People paste paths from a shell; expand ~ as the shell would.
-  const typed = dirInput.trim()
-  const dir = resolve(typed === '~' || typed.startsWith('~/') ? homedir() + typed.slice(1) : typed)
+  const dir = typedPath(dirInput)
   const dirStat = await stat(dir).catch(() => null)
   if (!dirStat) throw new ModelFolderError(`Folder not found: ${dir}`)
   if (!dirStat.isDirectory()) throw new ModelFolderError(`Not a folder: ${dir}`)

@@ -3,15 +3,14 @@
 // adapters trained elsewhere (a PEFT folder) as finished runs.
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
 import type { ImportAdapterRequest } from '../../../preload/types/export'
 import type { GrpoCompletion, RunDetail, RunStatus, RunSummary, SampleGeneration, StartRunRequest, TrainerLogEntry } from '../../../preload/types/training'
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readPeftAdapter, type PeftAdapter } from '../export/adapter'
 import { fsyncDir, writeFileAtomic } from '../fsAtomic'
-import { inspectModelFolder, readWeights, type Weights } from '../models/inspect'
+import { inspectModelFolder, readWeights, typedPath, type Weights } from '../models/inspect'
 import { processAlive } from '../process'
 import { LORA_TARGET_MODULES, type TrainingConfig } from '../../../preload/types/trainingSchema'
 import { ConfigError, resolveConfig } from './config'
@@ -294,13 +293,13 @@ export class RunsService {
         state: 'finished', error: null, pid: process.pid, startedAt: now, updatedAt: now, step: 0, totalSteps: 0,
         lastCheckpoint: null, imported: { from, at: now }
       }
-      await writeDurable(join(tmp, 'status.json'), JSON.stringify(status, null, 2) + '\n')
+      await writeFileAtomic(join(tmp, 'status.json'), JSON.stringify(status, null, 2) + '\n')
       // The folder name is taken only by the rename; another import may take a name first.
       for (let i = 1; ; i++) {
         const dir = join(root, i === 1 ? name : `${name}-${i}`)
         if (existsSync(dir)) continue
         const config = importedConfig(adapter, targets, facts.dir, dir)
-        await writeDurable(join(tmp, 'run.json'), JSON.stringify(config, null, 2) + '\n')
+        await writeFileAtomic(join(tmp, 'run.json'), JSON.stringify(config, null, 2) + '\n')
         await fsyncDir(tmp)
         try {
           await rename(tmp, dir)
@@ -334,12 +333,6 @@ export class RunsService {
   }
 }
 
-/** A path as typed or pasted: trimmed, ~ expanded as a shell would. */
-function typedPath(p: string): string {
-  const t = p.trim()
-  return resolve(t === '~' || t.startsWith('~/') ? homedir() + t.slice(1) : t)
-}
-
 async function fsyncFile(file: string): Promise<void> {
   const h = await open(file, 'r+')
   try {
@@ -347,11 +340,6 @@ async function fsyncFile(file: string): Promise<void> {
   } finally {
     await h.close()
   }
-}
-
-async function writeDurable(file: string, text: string): Promise<void> {
-  await writeFile(file, text)
-  await fsyncFile(file)
 }
 
 /** The run folder's name: the adapter folder's, with its parent's when it is a generic one
