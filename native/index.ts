@@ -36,7 +36,21 @@ export interface ModelConfig {
   rmsEps: number
   tiedEmbeddings: boolean
   dtype: string
+  /** How the frozen weights are held and multiplied (Model.load's precision, resolved). */
+  precision: 'f32' | 'bf16'
   parameters: number
+}
+
+/** Model.load's precision: bf16 holds the frozen projections, embedding and head in 16 bits
+ *  (a bf16 checkpoint's tensors memory-mapped in place) and multiplies them in bf16 with f32
+ *  sums; f32 is the exact path; auto = bf16 for a bf16 or f16 checkpoint, f32 otherwise. */
+export type Precision = 'auto' | 'f32' | 'bf16'
+export const PRECISIONS: readonly Precision[] = ['auto', 'f32', 'bf16']
+
+export interface LoadOptions {
+  threads?: number
+  device?: 'cpu' | 'cuda'
+  precision?: Precision
 }
 
 /** Right-padded batch. ids[b*seqLen + t]. mask[b*seqLen + t] = 1 where the log-prob of token t
@@ -137,7 +151,7 @@ interface NativeModel {
 
 interface Addon {
   engineFacts(): EngineFacts
-  loadModel(dir: string, threads: number): Promise<NativeModel>
+  loadModel(dir: string, threads: number, precision: Precision): Promise<NativeModel>
 }
 
 const ADDON_PATH = join('native', 'build', 'Release', 'tunebench.node')
@@ -204,21 +218,27 @@ function checkTemperature(t: number | undefined): number {
 }
 
 export class Model {
-  readonly config: ModelConfig
   private native: NativeModel
+  private cfg: ModelConfig
 
   private constructor(native: NativeModel) {
     this.native = native
-    this.config = native.config()
+    this.cfg = native.config()
   }
 
-  static async load(dir: string, opts: { threads?: number; device?: 'cpu' | 'cuda' } = {}): Promise<Model> {
+  get config(): ModelConfig {
+    return this.cfg
+  }
+
+  static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const { devices } = engineFacts()
     if (opts.device !== undefined && !devices.includes(opts.device))
       throw new Error(`device ${opts.device}: this engine build offers ${devices.join(', ')} only (engineFacts().devices)`)
     const threads = opts.threads ?? 0
     if (!Number.isInteger(threads) || threads < 0) throw new Error(`threads must be a non-negative integer, got ${threads}`)
-    return new Model(await load().loadModel(resolve(dir), threads))
+    const precision = opts.precision ?? 'auto'
+    if (!PRECISIONS.includes(precision)) throw new Error(`precision must be one of ${PRECISIONS.join(', ')}, got ${String(precision)}`)
+    return new Model(await load().loadModel(resolve(dir), threads, precision))
   }
 
   /** PEFT init: A kaiming-uniform(a=sqrt5) from seed, B = 0. Replaces any adapter attached. */
@@ -245,6 +265,7 @@ export class Model {
 
   setTrainable(mode: 'lora' | 'full'): void {
     this.native.setTrainable(mode)
+    this.cfg = this.native.config() // full fine-tuning trains f32 weights: precision f32
   }
 
   setGradientCheckpointing(on: boolean): void {

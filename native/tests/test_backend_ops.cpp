@@ -1201,6 +1201,131 @@ void run_case(Checker& ck, Backend& be, Backend* cpu, OpCase& c) {
   tb::set_logprob_chunk(0);
 }
 
+// ---------------------------------------------------------------- bf16 weights
+// The ops that read a frozen matrix held in BF16 (Model precision bf16): the engine rounds the
+// activation side to bf16 (nearest even) and sums the exact products in f32, so each output
+// must equal the double-precision sum over the bf16-rounded operands up to f32 summation
+// (kBf16Tol, relative to the output's largest magnitude), on every GEMM library and shape
+// path (thin rows against many columns take the column-block path). Backward is not checked
+// against finite differences here: rounding makes the forward piecewise constant in x.
+const double kBf16Tol = 2e-6;
+
+double rbf(float x) { return tb::bf16_to_f32(tb::f32_to_bf16(x)); }
+
+Buffer dev_bf16(Backend& be, const Vec& h) {
+  std::vector<uint16_t> b(h.size());
+  for (size_t i = 0; i < h.size(); i++) b[i] = tb::f32_to_bf16(h[i]);
+  Buffer out(be, DType::BF16, h.size());
+  if (!h.empty()) be.upload(out.raw(), b.data(), out.bytes());
+  return out;
+}
+
+// ref[m, n] (+ base) = sum_k rbf(x[m, k]) rbf(W[n, k]) for W [N, K]
+DVec ref_xwt(const Vec& x, const Vec& W, int M, int N, int K) {
+  DVec y(size_t(M) * N);
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double s = 0;
+      for (int k = 0; k < K; k++) s += rbf(x[size_t(m) * K + k]) * rbf(W[size_t(n) * K + k]);
+      y[size_t(m) * N + n] = s;
+    }
+  return y;
+}
+
+void run_bf16_cases(Checker& ck, Backend& be) {
+  struct Shape { int N, in, out; bool bias, acc; };
+  for (Shape sh : {Shape{5, 37, 29, false, false}, Shape{40, 96, 80, true, true}, Shape{3, 64, 4100, false, true},
+                   Shape{1, 48, 2500, true, false}}) {
+    std::string p = fmt("N=%d in=%d out=%d%s%s", sh.N, sh.in, sh.out, sh.bias ? " bias" : "", sh.acc ? " +=" : "");
+    Vec x = randv(size_t(sh.N) * sh.in, 11), W = randv(size_t(sh.out) * sh.in, 12), b = randv(sh.out, 13);
+    Buffer bx = dev(be, x), bW = dev_bf16(be, W), bb = dev(be, b);
+    OutBuf y(be, size_t(sh.N) * sh.out, sh.acc, 14);
+    be.linear_forward(y.p(), bx.f32(), bW, sh.bias ? bb.f32() : nullptr, sh.N, sh.in, sh.out, sh.acc);
+    DVec ref = ref_xwt(x, W, sh.N, sh.out, sh.in);
+    if (sh.bias)
+      for (int n = 0; n < sh.N; n++)
+        for (int o = 0; o < sh.out; o++) ref[size_t(n) * sh.out + o] += b[o];
+    ck.compare("bf16 linear forward " + p, dbl(y.result(be)), ref, kBf16Tol);
+    // dx (+)= rbf(dy) rbf(W): W [out, in] read untransposed
+    Vec dy = randv(size_t(sh.N) * sh.out, 15);
+    Buffer bdy = dev(be, dy);
+    OutBuf dx(be, x.size(), sh.acc, 16);
+    be.linear_backward(dx.p(), nullptr, nullptr, bdy.f32(), bx.f32(), bW, sh.N, sh.in, sh.out, sh.acc);
+    DVec rdx(x.size(), 0.0);
+    for (int n = 0; n < sh.N; n++)
+      for (int o = 0; o < sh.out; o++)
+        for (int i = 0; i < sh.in; i++)
+          rdx[size_t(n) * sh.in + i] += rbf(dy[size_t(n) * sh.out + o]) * rbf(W[size_t(o) * sh.in + i]);
+    ck.compare("bf16 linear dx " + p, dbl(dx.result(be)), rdx, kBf16Tol);
+    ck.report(!be.prepare(bW, sh.out, sh.in, false), "bf16 weights are not prepared " + p, "prepare() declines BF16");
+  }
+  {
+    const int N = 6, C = 33, V = 17;
+    Vec table = randv(size_t(V) * C, 21);
+    IVec ids{3, 0, 16, 3, 9, 1};
+    Buffer bt = dev_bf16(be, table), bi(be, DType::I32, ids.size());
+    be.upload(bi.raw(), ids.data(), bi.bytes());
+    OutBuf out(be, size_t(N) * C, false, 22);
+    be.embedding_forward(out.p(), bi.i32(), bt, N, C);
+    DVec ref(size_t(N) * C);
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C; c++) ref[size_t(n) * C + c] = rbf(table[size_t(ids[n]) * C + c]);
+    ck.compare("bf16 embedding forward", dbl(out.result(be)), ref, 0.0);
+  }
+  // The head: logits chunk by chunk (set_logprob_chunk forces several), lp, lse and the
+  // entropy from the online sums against double softmaxes of the bf16 logits; the expected row
+  // sums bf16-rounded probabilities (its products read the head in bf16 too), so it and the
+  // entropy taken from it (lse - h.ew) are compared at bf16's rounding (kBf16RowTol).
+  const double kBf16RowTol = 8e-3;
+  for (int chunk : {0, 7}) {
+    tb::set_logprob_chunk(chunk);
+    const int M = 5, C = 24, V = chunk ? 29 : 3000;
+    Vec h = randv(size_t(M) * C, 31), W = randv(size_t(V) * C, 32, 0.5f);
+    IVec t{0, 28, 5, 17, 2};
+    Buffer bh = dev(be, h), bW = dev_bf16(be, W), bt(be, DType::I32, t.size());
+    be.upload(bt.raw(), t.data(), bt.bytes());
+    DVec logits = ref_xwt(h, W, M, V, C);
+    DVec rlp(M), rlse(M), rent(M), rew(size_t(M) * C, 0.0);
+    for (int m = 0; m < M; m++) {
+      double mx = -INFINITY, sum = 0, pl = 0;
+      for (int v = 0; v < V; v++) mx = std::max(mx, logits[size_t(m) * V + v]);
+      for (int v = 0; v < V; v++) sum += std::exp(logits[size_t(m) * V + v] - mx);
+      rlse[m] = mx + std::log(sum);
+      rlp[m] = logits[size_t(m) * V + t[m]] - rlse[m];
+      for (int v = 0; v < V; v++) {
+        double pv = std::exp(logits[size_t(m) * V + v] - rlse[m]);
+        pl += pv * logits[size_t(m) * V + v];
+        for (int c = 0; c < C; c++) rew[size_t(m) * C + c] += pv * rbf(W[size_t(v) * C + c]);
+      }
+      rent[m] = rlse[m] - pl;
+    }
+    std::string p = fmt("M=%d C=%d V=%d chunk=%d", M, C, V, chunk);
+    for (bool with_ew : {false, true}) {
+      OutBuf lp(be, M, false, 33), lse(be, M, false, 34), ent(be, M, false, 35), ew(be, size_t(M) * C, false, 36);
+      be.logprob_forward(lp.p(), lse.p(), with_ew ? ew.p() : nullptr, ent.p(), bh.f32(), bW, bt.i32(), M, C, V);
+      std::string q = p + (with_ew ? " ew" : "");
+      ck.compare("bf16 logprob lp " + q, dbl(lp.result(be)), rlp, kBf16Tol);
+      ck.compare("bf16 logprob lse " + q, dbl(lse.result(be)), rlse, kBf16Tol);
+      ck.compare("bf16 logprob entropy " + q, dbl(ent.result(be)), rent, with_ew ? kBf16RowTol : kBf16Tol);
+      if (with_ew) ck.compare("bf16 logprob expected row " + q, dbl(ew.result(be)), rew, kBf16RowTol);
+    }
+    // dh += dlp (W[t] - ew), given ew: exact but for one rounding per entry
+    Vec dlp = randv(M, 37), ewv = randv(size_t(M) * C, 38);
+    Buffer bdlp = dev(be, dlp), bew = dev(be, ewv);
+    OutBuf dh(be, size_t(M) * C, true, 39);
+    be.logprob_backward_expected(dh.p(), bdlp.f32(), bew.f32(), bW, bt.i32(), M, C);
+    DVec rdh(size_t(M) * C);
+    for (int m = 0; m < M; m++)
+      for (int c = 0; c < C; c++)
+        rdh[size_t(m) * C + c] = double(dlp[m]) * (rbf(W[size_t(t[m]) * C + c]) - ewv[size_t(m) * C + c]);
+    ck.compare("bf16 logprob backward (frozen head) " + p, dbl(dh.result(be)), rdh, 1e-6);
+    OutBuf lg(be, size_t(M) * V, false, 40);
+    be.logits(lg.p(), bh.f32(), bW, M, C, V);
+    ck.compare("bf16 logits " + p, dbl(lg.result(be)), logits, kBf16Tol);
+  }
+  tb::set_logprob_chunk(0);
+}
+
 }  // namespace
 
 void run_backend_op_tests(int& checks, int& failures) {
@@ -1222,5 +1347,6 @@ void run_backend_op_tests(int& checks, int& failures) {
     }
     printf("-- backend ops on %s (%zu cases, GEMM %s)\n", name.c_str(), cases.size(), tb::blas_name());
     for (auto& c : cases) run_case(ck, *be, name == "cpu" ? nullptr : cpu.get(), *c);
+    run_bf16_cases(ck, *be);
   }
 }

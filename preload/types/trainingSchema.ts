@@ -15,6 +15,9 @@ export const LR_SCHEDULER_TYPES = ['linear', 'cosine', 'constant', 'constant_wit
 export const FINETUNING_TYPES = ['lora', 'full'] as const
 /** Devices a config may name; the engine build says which of them it offers (schemaForEngine). */
 export const DEVICES = ['cpu', 'cuda'] as const
+/** How the engine holds the frozen weights and multiplies them: `auto` = bf16 for a bf16 or f16
+ *  checkpoint, f32 otherwise (native/README.md, "Precision"). */
+export const PRECISIONS = ['auto', 'f32', 'bf16'] as const
 
 export type TrainingStage = (typeof TRAINING_STAGES)[number]
 export type PrefLoss = (typeof PREF_LOSSES)[number]
@@ -23,6 +26,7 @@ export type ScaleRewards = (typeof SCALE_REWARDS)[number]
 export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number]
 export type FinetuningType = (typeof FINETUNING_TYPES)[number]
 export type Device = (typeof DEVICES)[number]
+export type Precision = (typeof PRECISIONS)[number]
 
 /** int and float accept numbers (and numeric strings, as HfArgumentParser does); `list`
  *  accepts a comma-separated string or an array of strings. */
@@ -208,7 +212,11 @@ const configKeys = [
     help: 'Allow starting a fresh run in an output_dir that already holds one.' },
   // engine (Tunebench's own)
   { name: 'threads', type: 'int', default: 0, min: 0, group: 'engine', help: 'CPU threads of the engine (0 = all cores).' },
-  { name: 'device', type: 'enum', default: 'cpu', choices: DEVICES, group: 'engine', help: 'Where the engine runs.' }
+  { name: 'device', type: 'enum', default: 'cpu', choices: DEVICES, group: 'engine', help: 'Where the engine runs.' },
+  { name: 'precision', type: 'enum', default: 'auto', choices: PRECISIONS, group: 'engine',
+    help: 'Frozen weights and their products: bf16 holds them in 16 bits (half the memory, about twice the speed; f32 sums), f32 in 32 bits; auto = bf16 for a bf16 or f16 checkpoint. LoRA weights, norms and the loss stay f32.' },
+  { name: 'bf16', type: 'bool', default: false, group: 'engine',
+    help: "LLaMA-Factory's mixed-precision switch: true means precision bf16." }
 ] as const satisfies readonly ConfigKeySpec[]
 
 /** The table, read as plain specs (what the parser and the form iterate over). */

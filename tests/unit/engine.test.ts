@@ -64,12 +64,44 @@ describe('loading', () => {
       writeTinyModel(dir)
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config))
       writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors, dtype))
-      const m = await Model.load(dir, { threads: 1 })
+      const m = await Model.load(dir, { threads: 1, precision: 'f32' })
       results.push(await m.logps(batch, { adapters: false, train: false }))
       m.dispose()
     }
     expect(Array.from(results[1])).toEqual(Array.from(results[0]))
     expect(Array.from(results[2])).toEqual(Array.from(results[0]))
+  })
+
+  it('picks bf16 for BF16 and F16 files, f32 otherwise; bf16 of the same weights gives the same log-probs from any file', async () => {
+    const { config, tensors } = tinyTensors({ seed: 6 })
+    for (const t of tensors.values()) for (let i = 0; i < t.data.length; i++) t.data[i] = Math.round(t.data[i] * 128) / 128
+    const batch = tinyBatch([9, 6], 9, 64)
+    const bf16: Float32Array[] = []
+    let f32: Float32Array | null = null
+    for (const dtype of ['F32', 'BF16', 'F16'] as const) {
+      const dir = join(root, `precision-${dtype}`)
+      writeTinyModel(dir)
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(config))
+      writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors, dtype))
+      const auto = await Model.load(dir, { threads: 1 })
+      expect(auto.config.precision).toBe(dtype === 'F32' ? 'f32' : 'bf16')
+      if (dtype === 'F32') f32 = await auto.logps(batch, { adapters: false, train: false })
+      auto.dispose()
+      const m = await Model.load(dir, { threads: 1, precision: 'bf16' })
+      expect(m.config.precision).toBe('bf16')
+      bf16.push(await m.logps(batch, { adapters: false, train: false }))
+      m.setTrainable('full')
+      expect(m.config.precision).toBe('f32') // full fine-tuning trains f32 master weights
+      expect(Array.from(await m.logps(batch, { adapters: false, train: false }))).toEqual(Array.from(f32!))
+      m.dispose()
+    }
+    expect(Array.from(bf16[1])).toEqual(Array.from(bf16[0]))
+    expect(Array.from(bf16[2])).toEqual(Array.from(bf16[0]))
+    // bf16 rounds each product's activations: close to f32, not equal
+    const diff = Math.max(...Array.from(bf16[0], (v, i) => Math.abs(v - f32![i])))
+    expect(diff).toBeGreaterThan(0)
+    expect(diff).toBeLessThan(0.05)
+    await expect(Model.load(join(root, 'precision-F32'), { precision: 'fp8' as never })).rejects.toThrow(/precision must be one of auto, f32, bf16, got fp8/)
   })
 
   it('loads a sharded checkpoint through model.safetensors.index.json', async () => {

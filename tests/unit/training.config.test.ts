@@ -34,6 +34,15 @@ describe('training config', () => {
     expect(cfg.pref_loss).toBe('simpo')
   })
 
+  it('precision: auto by default, f32 or bf16; LLaMA-Factory bf16: true means bf16 and contradicts precision f32', () => {
+    expect(parseTrainingConfig(base, 'c.yaml').precision).toBe('auto')
+    expect(parseTrainingConfig(base + 'precision: f32\n', 'c.yaml').precision).toBe('f32')
+    expect(parseTrainingConfig(base + 'bf16: true\n', 'c.yaml').precision).toBe('bf16')
+    expect(parseTrainingConfig(base + 'bf16: true\nprecision: bf16\n', 'c.yaml').precision).toBe('bf16')
+    expect(() => parseTrainingConfig(base + 'precision: f32\nbf16: true\n', 'c.yaml')).toThrow(/^c\.yaml:5: bf16: true contradicts precision f32/)
+    expect(() => parseTrainingConfig(base + 'precision: fp16\n', 'c.yaml')).toThrow(/^c\.yaml:4: precision: expected one of auto, f32, bf16/)
+  })
+
   it('resume_from_checkpoint takes true, last or a path', () => {
     expect(parseTrainingConfig(base + 'resume_from_checkpoint: true\n', 'c.yaml').resume_from_checkpoint).toBe('true')
     expect(parseTrainingConfig(base + 'resume_from_checkpoint: false\n', 'c.yaml').resume_from_checkpoint).toBe(null)

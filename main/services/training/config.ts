@@ -141,6 +141,10 @@ export function resolveConfig(raw: Raw, file: string, lines = new Map<string, nu
   // Defaults that depend on other keys, as LLaMA-Factory and transformers resolve them.
   if (cfg.lora_alpha === null) cfg.lora_alpha = cfg.lora_rank * 2
   if (cfg.epsilon_high === null) cfg.epsilon_high = cfg.epsilon
+  if (cfg.bf16) {
+    if (cfg.precision === 'f32') fail(file, at('bf16'), 'bf16', 'true contradicts precision f32; keep one of them')
+    cfg.precision = 'bf16'
+  }
   // logging_steps, save_steps and eval_steps left unset follow the run's length, which only the
   // trainer knows once the dataset is read (stepIntervals).
   if (cfg.eval_strategy === null) cfg.eval_strategy = cfg.val_size > 0 ? 'steps' : 'no'

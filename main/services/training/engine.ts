@@ -1,6 +1,6 @@
 // The part of the native engine's Model (native/index.ts, where its API is documented) the training loop
 // uses, as a structural interface so the loop type-checks on its own.
-import type { Batch, GenerateOptions, GenerateStep, GeneratedRow, LogpsOptions, LoraOptions, LoraTarget, OptimizerOptions, TokenScores } from '../../../native/index'
+import type { Batch, GenerateOptions, GenerateStep, GeneratedRow, LoadOptions, LogpsOptions, LoraOptions, LoraTarget, OptimizerOptions, TokenScores } from '../../../native/index'
 
 // The engine's own types, declared once in its wrapper (type-only: nothing of the addon loads).
 export type { Batch, GeneratedRow, LogpsOptions, LoraOptions, LoraTarget, OptimizerOptions, TokenScores }
@@ -27,7 +27,7 @@ export interface TrainableModel {
   dispose(): void
 }
 
-export type ModelLoader = (dir: string, opts: { threads?: number; device?: 'cpu' | 'cuda' }) => Promise<TrainableModel>
+export type ModelLoader = (dir: string, opts: LoadOptions) => Promise<TrainableModel>
 
 /** Loads a model through the native addon (imported lazily so config and data checks run
  *  without it). */

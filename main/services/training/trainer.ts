@@ -214,7 +214,7 @@ export class Trainer {
     this.checkCancel()
 
     const load = this.opts.loadModel ?? loadNativeModel
-    this.model = await load(cfg.model_name_or_path, { threads: cfg.threads || undefined, device: cfg.device })
+    this.model = await load(cfg.model_name_or_path, { threads: cfg.threads || undefined, device: cfg.device, precision: cfg.precision })
     const model = this.model
     if (cfg.finetuning_type === 'lora') {
       const from = resumeDir ?? cfg.adapter_name_or_path

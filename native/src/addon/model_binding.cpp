@@ -200,6 +200,7 @@ Napi::Value ModelBinding::Config(const Napi::CallbackInfo& info) {
   o.Set("rmsEps", c.rms_eps);
   o.Set("tiedEmbeddings", c.tied_embeddings);
   o.Set("dtype", c.dtype);
+  o.Set("precision", m->weight_dtype() == tb::DType::BF16 ? "bf16" : "f32");
   o.Set("parameters", double(c.parameters));
   return o;
 }
@@ -472,9 +473,14 @@ Napi::Value ModelBinding::Dispose(const Napi::CallbackInfo& info) {
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   std::string dir = str_arg(info, 0, "loadModel: dir");
   int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+  std::string p = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "auto";
+  tb::Precision precision = tb::Precision::Auto;
+  if (p == "f32") precision = tb::Precision::F32;
+  else if (p == "bf16") precision = tb::Precision::BF16;
+  else if (p != "auto") throw Napi::TypeError::New(info.Env(), "loadModel: precision must be auto, f32 or bf16, got " + p);
   auto holder = std::make_shared<std::shared_ptr<tb::Model>>();
   return queue(
-      info, nullptr, [dir, threads, holder] { *holder = tb::Model::load(dir, threads); },
+      info, nullptr, [dir, threads, precision, holder] { *holder = tb::Model::load(dir, threads, precision); },
       [holder](Napi::Env env) -> Napi::Value {
         AddonData* data = env.GetInstanceData<AddonData>();
         return data->model_ctor.New({Napi::External<std::shared_ptr<tb::Model>>::New(env, holder.get())});

@@ -37,6 +37,7 @@ void Buffer::swap(Buffer& o) noexcept {
   std::swap(count_, o.count_);
   std::swap(capacity_, o.capacity_);
   std::swap(data_, o.data_);
+  std::swap(owner_, o.owner_);
   std::swap(prepared, o.prepared);
 }
 
@@ -46,8 +47,17 @@ void Buffer::bind(Backend& be, DType dt) {
   dtype_ = dt;
 }
 
+void Buffer::borrow(Backend& be, DType dt, const void* data, size_t count, std::shared_ptr<const void> owner) {
+  if (!be.host_memory()) throw std::logic_error("Buffer::borrow needs a host-memory backend");
+  bind(be, dt);
+  data_ = const_cast<void*>(data);
+  count_ = count;
+  owner_ = owner ? std::move(owner) : std::make_shared<int>(0);
+}
+
 void Buffer::resize(size_t count) {
   prepared.reset();
+  if (owner_) release();
   if (count <= capacity_) {
     count_ = count;
     return;
@@ -60,7 +70,8 @@ void Buffer::resize(size_t count) {
 }
 
 void Buffer::release() {
-  if (data_) be_->free(data_, capacity_ * dtype_size(dtype_));
+  if (data_ && !owner_) be_->free(data_, capacity_ * dtype_size(dtype_));
+  owner_.reset();
   data_ = nullptr;
   count_ = capacity_ = 0;
   prepared.reset();
@@ -85,6 +96,15 @@ int32_t* Buffer::i32() {
 const int32_t* Buffer::i32() const {
   need_type(dtype_, DType::I32);
   return static_cast<const int32_t*>(data_);
+}
+
+uint16_t* Buffer::bf16() {
+  need_type(dtype_, DType::BF16);
+  return static_cast<uint16_t*>(data_);
+}
+const uint16_t* Buffer::bf16() const {
+  need_type(dtype_, DType::BF16);
+  return static_cast<const uint16_t*>(data_);
 }
 
 HostFloats::HostFloats(const Buffer& b) : n_(b.size()) {

@@ -42,11 +42,17 @@ class Buffer {
   void bind(Backend& be, DType dt);  // an empty buffer of this backend and type
   void release();                // frees the memory, keeps backend and type
   void swap(Buffer& o) noexcept;
+  // Memory the buffer does not own (a host backend's view of a mapped checkpoint tensor):
+  // read-only, kept alive by `owner`; resize/bind/release let go of it and allocate anew.
+  void borrow(Backend& be, DType dt, const void* data, size_t count, std::shared_ptr<const void> owner);
+  bool borrowed() const { return owner_ != nullptr; }
 
   float* f32();
   const float* f32() const;
   int32_t* i32();
   const int32_t* i32() const;
+  uint16_t* bf16();
+  const uint16_t* bf16() const;
   void* raw() { return data_; }
   const void* raw() const { return data_; }
 
@@ -66,6 +72,7 @@ class Buffer {
   DType dtype_ = DType::F32;
   size_t count_ = 0, capacity_ = 0;
   void* data_ = nullptr;
+  std::shared_ptr<const void> owner_;  // set when borrowed
 };
 
 // Host-readable floats of a buffer: the buffer's own memory on a host backend, a copy otherwise.

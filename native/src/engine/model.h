@@ -123,13 +123,23 @@ struct GenerateStep {
   std::vector<float> logp;
 };
 
+// How the frozen matrices (projections, embedding, head) are held and multiplied: F32, or BF16
+// (16-bit weights, bf16 products summed in f32; a BF16 checkpoint's tensors are used in place,
+// memory-mapped). Auto = BF16 when the checkpoint's projections are BF16 or F16. Norms, biases,
+// LoRA, activations, softmax and the loss are f32 either way.
+enum class Precision { Auto, F32, BF16 };
+
 class Model {
  public:
-  static std::unique_ptr<Model> load(const std::string& dir, int threads);
+  static std::unique_ptr<Model> load(const std::string& dir, int threads, Precision precision = Precision::Auto);
   // A model from a config and random weights (tests); seed fixes the weights.
   static std::unique_ptr<Model> random(const ModelConfig& cfg, uint64_t seed, float scale, int threads = 1);
 
   const ModelConfig& config() const { return cfg_; }
+  DType weight_dtype() const { return weight_dtype_; }  // of the frozen matrices: F32 or BF16
+  // Converts the frozen matrices to F32 or BF16 (rounding to nearest even). Full fine-tuning
+  // trains f32 weights, so set_trainable(true) converts to F32.
+  void set_weight_dtype(DType dt);
   Backend& backend() const { return *be_; }
 
   void add_lora(const LoraOptions& o);
@@ -187,6 +197,7 @@ class Model {
   std::vector<Param*> trainable();
   std::vector<const Param*> trainable() const;
   std::vector<Param*> all_base_params();
+  std::vector<Param*> matrices();  // the frozen matrices: embedding, every projection, a separate head
 
   // The engine's own per-call state (passes.h, transformer.cpp), not for callers.
   struct Pass;        // one call's packed batch: rows, positions, rope tables
@@ -238,6 +249,7 @@ class Model {
 
   ModelConfig cfg_;
   std::unique_ptr<Backend> be_;
+  DType weight_dtype_ = DType::F32;
   Param embed_;       // [V, C]
   Param final_norm_;  // [C]
   Param lm_head_;     // [V, C], empty when tied

@@ -42,13 +42,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-float bf16_to_f32(uint16_t h) {
-  uint32_t bits = uint32_t(h) << 16;
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
 float f16_to_f32(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1F;
@@ -236,7 +229,8 @@ std::string Checkpoint::first_dtype() const {
   return "F32";
 }
 
-std::vector<float> Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
+const TensorInfo* Checkpoint::checked(const std::string& name, const std::vector<int64_t>& shape,
+                                      const SafetensorsFile** file) const {
   const SafetensorsFile* f = nullptr;
   const TensorInfo* t = info(name, &f);
   if (!t) {
@@ -245,9 +239,24 @@ std::vector<float> Checkpoint::load(const std::string& name, const std::vector<i
   }
   if (t->shape != shape)
     throw std::runtime_error(f->path() + ": tensor '" + name + "' has shape " + shape_str(t->shape) + ", expected " + shape_str(shape));
+  *file = f;
+  return t;
+}
+
+std::vector<float> Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
+  const SafetensorsFile* f = nullptr;
+  const TensorInfo* t = checked(name, shape, &f);
   std::vector<float> out(size_t(t->numel()));
   f->read_f32(*t, out.data());
   return out;
+}
+
+const uint16_t* Checkpoint::bf16_data(const std::string& name, const std::vector<int64_t>& shape) const {
+  const SafetensorsFile* f = nullptr;
+  const TensorInfo* t = checked(name, shape, &f);
+  if (t->dtype != DType::BF16) return nullptr;
+  const uint8_t* p = f->data() + t->begin;
+  return uintptr_t(p) % alignof(uint16_t) == 0 ? reinterpret_cast<const uint16_t*>(p) : nullptr;
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,

@@ -1,4 +1,4 @@
-// safetensors reading (mmap, f32/bf16/f16 -> f32) and writing (f32, atomic temp + rename).
+// safetensors reading (mmap, f32/bf16/f16 -> f32, or a BF16 tensor in place) and writing (f32, atomic temp + rename).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -32,6 +32,7 @@ class SafetensorsFile {
   const TensorInfo* find(const std::string& name) const;
   // Converts to f32 into out (numel floats).
   void read_f32(const TensorInfo& t, float* out) const;
+  const uint8_t* data() const { return data_; }  // the data section, mapped read-only
 
  private:
   std::string path_;
@@ -48,6 +49,9 @@ class Checkpoint {
   explicit Checkpoint(const std::string& dir);
   // Reads tensor `name` as f32 after checking its shape; errors name the file and tensor.
   std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const;
+  // The mapped bytes of a BF16 tensor (same checks), valid while this checkpoint lives; null
+  // when the tensor is stored in another type or misaligned.
+  const uint16_t* bf16_data(const std::string& name, const std::vector<int64_t>& shape) const;
   bool has(const std::string& name) const;
   const TensorInfo* info(const std::string& name, const SafetensorsFile** file = nullptr) const;
   std::string first_dtype() const;
@@ -57,6 +61,7 @@ class Checkpoint {
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
+  const TensorInfo* checked(const std::string& name, const std::vector<int64_t>& shape, const SafetensorsFile** file) const;
 };
 
 struct TensorOut {
@@ -69,7 +74,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
                        const std::map<std::string, std::string>& metadata);
 
 std::string shape_str(const std::vector<int64_t>& s);
-float bf16_to_f32(uint16_t h);
 float f16_to_f32(uint16_t h);
 
 }  // namespace tb

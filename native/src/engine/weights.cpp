@@ -2,6 +2,7 @@
 // and the packing policy of the frozen matrices.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -78,11 +79,52 @@ std::vector<Param*> Model::all_base_params() {
   return out;
 }
 
-std::unique_ptr<Model> Model::load(const std::string& dir, int threads) {
+std::vector<Param*> Model::matrices() {
+  std::vector<Param*> out{&embed_};
+  for (auto& w : L_)
+    for (auto& p : w.W) out.push_back(&p);
+  if (!lm_head_.shape.empty()) out.push_back(&lm_head_);
+  return out;
+}
+
+// Host copies in the other type, then uploaded (a device backend has no host pointer).
+static void convert_buffer(Backend& be, Buffer& b, DType to) {
+  size_t n = b.size();
+  Buffer out(be, to, n);
+  if (b.dtype() == DType::F32 && to == DType::BF16) {
+    std::vector<float> src(n);
+    be.download(src.data(), b.raw(), b.bytes());
+    std::vector<uint16_t> dst(n);
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+    be.upload(out.raw(), dst.data(), out.bytes());
+  } else if (b.dtype() == DType::BF16 && to == DType::F32) {
+    std::vector<uint16_t> src(n);
+    be.download(src.data(), b.raw(), b.bytes());
+    std::vector<float> dst(n);
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+    be.upload(out.raw(), dst.data(), out.bytes());
+  } else {
+    throw std::logic_error(std::string("no conversion from ") + dtype_name(b.dtype()) + " to " + dtype_name(to));
+  }
+  b = std::move(out);
+}
+
+void Model::set_weight_dtype(DType dt) {
+  if (dt != DType::F32 && dt != DType::BF16) throw std::logic_error("weights are held in F32 or BF16");
+  if (dt == weight_dtype_) return;
+  drop_packed_weights();
+  for (Param* p : matrices())
+    if (p->w.dtype() != dt) convert_buffer(*be_, p->w, dt);
+  weight_dtype_ = dt;
+  train_state_valid_ = false;
+}
+
+std::unique_ptr<Model> Model::load(const std::string& dir, int threads, Precision precision) {
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = parse_config(dir + "/config.json");
   m->be_ = make_cpu_backend(threads);
-  Checkpoint ck(dir);
+  auto ckp = std::make_shared<const Checkpoint>(dir);
+  const Checkpoint& ck = *ckp;
   m->init_params(false);
   if (m->cfg_.dtype.empty()) m->cfg_.dtype = ck.first_dtype();
   // Some checkpoints omit tie_word_embeddings yet have no lm_head: follow the checkpoint.
@@ -93,11 +135,32 @@ std::unique_ptr<Model> Model::load(const std::string& dir, int threads) {
   if (embed_info && embed_info->shape.size() == 2 && embed_info->shape[0] != m->cfg_.vocab)
     throw std::runtime_error(dir + ": tensor 'model.embed_tokens.weight' has shape " + shape_str(embed_info->shape) +
                              " but config.json has vocab_size " + std::to_string(m->cfg_.vocab));
+  bool bf16 = precision == Precision::BF16;
+  if (precision == Precision::Auto && !m->L_.empty()) {
+    const TensorInfo* q = ck.info(m->L_[0].W[Q].name);
+    bf16 = q && (q->dtype == DType::BF16 || q->dtype == DType::F16);
+  }
+  std::vector<Param*> mats = m->matrices();
   int64_t count = 0;
   for (Param* p : m->all_base_params()) {
-    m->upload(p->w, ck.load(p->name, p->shape));
-    count += int64_t(p->w.size());
+    count += p->numel();
+    if (!bf16 || std::find(mats.begin(), mats.end(), p) == mats.end()) {
+      m->upload(p->w, ck.load(p->name, p->shape));
+      continue;
+    }
+    // A BF16 tensor is used where it lies in the mapped file; others are rounded once.
+    if (const uint16_t* d = ck.bf16_data(p->name, p->shape)) {
+      p->w.borrow(*m->be_, DType::BF16, d, size_t(p->numel()), ckp);
+      continue;
+    }
+    std::vector<float> f = ck.load(p->name, p->shape);
+    std::vector<uint16_t> h(f.size());
+    for (size_t i = 0; i < f.size(); i++) h[i] = f32_to_bf16(f[i]);
+    p->w.bind(*m->be_, DType::BF16);
+    p->w.resize(h.size());
+    m->be_->upload(p->w.raw(), h.data(), p->w.bytes());
   }
+  m->weight_dtype_ = bf16 ? DType::BF16 : DType::F32;
   m->cfg_.parameters = count;
   return m;
 }
@@ -172,6 +235,7 @@ void Model::add_lora(const LoraOptions& o) {
 void Model::set_trainable(bool full) {
   full_ = full;
   if (full) drop_packed_weights();  // the weights will change
+  if (full) set_weight_dtype(DType::F32);  // trained as f32 master weights
   if (!full)
     for (Param* p : all_base_params())
       for (Buffer* b : {&p->grad, &p->m, &p->v}) b->release();

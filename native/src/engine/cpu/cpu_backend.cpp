@@ -30,6 +30,11 @@ const PackedMatrix* packed_matrix(const Buffer& W) {
   return p ? p->m.get() : nullptr;
 }
 
+Weights weights(const Buffer& W) {
+  if (W.dtype() == DType::BF16) return Weights{nullptr, W.bf16()};
+  return Weights{W.f32(), nullptr};
+}
+
 const PackedHead* packed_head(const Buffer& W) {
   auto* p = dynamic_cast<const PreparedHead*>(W.prepared.get());
   return p ? p->h.get() : nullptr;
@@ -111,6 +116,7 @@ class CpuBackend final : public Backend {
     tb::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
   std::shared_ptr<const Prepared> prepare(const Buffer& W, int rows, int cols, bool head) override {
+    if (W.dtype() != DType::F32) return nullptr;  // bf16 products read the weights as they are
     if (head) {
       auto p = std::make_shared<PreparedHead>();
       p->h = PackedHead::pack(W.f32(), rows, cols);
@@ -123,7 +129,7 @@ class CpuBackend final : public Backend {
 
   void embedding_forward(float* out, const int32_t* ids, const Buffer& table, int N, int C) override {
     team();
-    tb::embedding_forward(out, ids, table.f32(), N, C);
+    tb::embedding_forward(out, ids, weights(table), N, C);
   }
   void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int N, int C) override {
     team();
@@ -141,12 +147,12 @@ class CpuBackend final : public Backend {
   void linear_forward(float* y, const float* x, const Buffer& W, const float* b, int N, int in, int out,
                       bool accumulate) override {
     team();
-    tb::linear_forward(y, x, W.f32(), b, N, in, out, accumulate);
+    tb::linear_forward(y, x, weights(W), b, N, in, out, accumulate);
   }
   void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const Buffer& W, int N, int in,
                        int out, bool dx_accumulate) override {
     team();
-    tb::linear_backward(dx, dW, db, dy, x, W.f32(), N, in, out, dx_accumulate, packed_matrix(W));
+    tb::linear_backward(dx, dW, db, dy, x, weights(W), N, in, out, dx_accumulate, packed_matrix(W));
   }
   void lora_forward(float* y, float* ax, const float* x, const float* A, const float* B, float s, int N, int in,
                     int out, int r, float dropout, uint64_t seed, bool accumulate) override {
@@ -201,21 +207,21 @@ class CpuBackend final : public Backend {
   void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const Buffer& W,
                        const int32_t* target, int M, int C, int V) override {
     team();
-    tb::logprob_forward(lp, lse, ew, ent, h, W.f32(), target, M, C, V, &head_scratch_, packed_head(W));
+    tb::logprob_forward(lp, lse, ew, ent, h, weights(W), target, M, C, V, &head_scratch_, packed_head(W));
   }
   void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const Buffer& W, const int32_t* target,
                                  int M, int C) override {
     team();
-    tb::logprob_backward_expected(dh, dlp, ew, W.f32(), target, M, C);
+    tb::logprob_backward_expected(dh, dlp, ew, weights(W), target, M, C);
   }
   void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const Buffer& W, const int32_t* target,
                         const float* lse, int M, int C, int V) override {
     team();
-    tb::logprob_backward(dh, dW, dlp, h, W.f32(), target, lse, M, C, V, &head_scratch_);
+    tb::logprob_backward(dh, dW, dlp, h, weights(W), target, lse, M, C, V, &head_scratch_);
   }
   void logits(float* out, const float* h, const Buffer& W, int M, int C, int V) override {
     team();
-    tb::gemm(false, true, M, V, C, 1.0f, h, C, W.f32(), C, 0.0f, out, V);
+    mul_wt(M, V, C, h, C, weights(W), false, out, V);
   }
   void adamw(float* w, float* g, float* m, float* v, size_t n, const AdamW& o) override {
     team();

@@ -3,12 +3,17 @@
 // otherwise a blocked OpenMP kernel so the engine always builds.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 namespace tb {
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
+// C[M,N] (+)= bf16(A)[M,K] op(B) with B in bf16: [N,K] when tb (x W^T), else [K,N] (x W).
+// A is rounded to bf16 (nearest even) and the products are summed in f32 (gemm_bf16.cpp).
+void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb, bool accumulate,
+               float* C, int ldc);
 // out[N,W] (+)= alpha * Y[N,r] @ M[r,W] with M contiguous (ld W) and r small (the LoRA rank);
 // without accumulate, out is written without being read (rank.cpp).
 void rank_expand(int N, int W, int r, float alpha, const float* Y, int ldy, const float* M, float* out, int ldo,

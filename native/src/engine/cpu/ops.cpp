@@ -50,9 +50,23 @@ void copy_floats(float* y, const float* x, size_t n) {
 }
 
 // ---------------------------------------------------------------- embedding
-void embedding_forward(float* out, const int32_t* ids, const float* table, int N, int C) {
+void mul_wt(int M, int N, int K, const float* x, int ldx, const Weights& W, bool accumulate, float* y, int ldy) {
+  if (W.h) gemm_bf16(true, M, N, K, x, ldx, W.h, K, accumulate, y, ldy);
+  else gemm(false, true, M, N, K, 1.0f, x, ldx, W.f, K, accumulate ? 1.0f : 0.0f, y, ldy);
+}
+
+void mul_w(int M, int N, int K, const float* x, int ldx, const Weights& W, bool accumulate, float* y, int ldy) {
+  if (W.h) gemm_bf16(false, M, N, K, x, ldx, W.h, N, accumulate, y, ldy);
+  else gemm(false, false, M, N, K, 1.0f, x, ldx, W.f, N, accumulate ? 1.0f : 0.0f, y, ldy);
+}
+
+void embedding_forward(float* out, const int32_t* ids, const Weights& table, int N, int C) {
 #pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) memcpy(out + size_t(n) * C, table + size_t(ids[n]) * C, sizeof(float) * C);
+  for (int n = 0; n < N; n++) {
+    size_t r = size_t(ids[n]) * C;
+    if (table.h) row_from_bf16(out + size_t(n) * C, table.h + r, C);
+    else memcpy(out + size_t(n) * C, table.f + r, sizeof(float) * C);
+  }
 }
 
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int N, int C) {
@@ -98,8 +112,8 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
 }
 
 // ---------------------------------------------------------------- linear
-void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out, bool accumulate) {
-  gemm(false, true, N, out, in, 1.0f, x, in, W, in, accumulate ? 1.0f : 0.0f, y, out);
+void linear_forward(float* y, const float* x, const Weights& W, const float* b, int N, int in, int out, bool accumulate) {
+  mul_wt(N, out, in, x, in, W, accumulate, y, out);
   if (b) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
@@ -107,10 +121,10 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
   }
 }
 
-void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const Weights& W,
                      int N, int in, int out, bool dx_accumulate, const PackedMatrix* Wp) {
   if (dx && Wp) Wp->multiply(N, dy, out, dx, in, dx_accumulate);
-  else if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, W, in, dx_accumulate ? 1.0f : 0.0f, dx, in);
+  else if (dx) mul_w(N, in, out, dy, out, W, dx_accumulate, dx, in);
   if (dW) gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
   if (db) {
 #pragma omp parallel for schedule(static)
@@ -402,7 +416,7 @@ size_t PackedHead::bytes() const {
   return n;
 }
 
-void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const float* W,
+void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const Weights& W,
                      const int32_t* target, int M, int C, int V, std::vector<float>* scratch, const PackedHead* packed) {
   if (M == 0) return;
   int chunk = packed ? packed->rows : vocab_chunk(M, V);
@@ -416,7 +430,7 @@ void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* 
   if (ew) memset(ew, 0, sizeof(float) * size_t(M) * C);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int vc = std::min(chunk, V - v0);
-    gemm(false, true, M, vc, C, 1.0f, h, C, W + size_t(v0) * C, C, 0.0f, logits.data(), vc);
+    mul_wt(M, vc, C, h, C, W.from_row(size_t(v0), C), false, logits.data(), vc);
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
       float* l = logits.data() + size_t(m) * vc;
@@ -438,7 +452,7 @@ void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* 
     // ew accumulates sum_v p_v W_v, the expected head row, so that backward needs no logits.
     const PackedMatrix* pw = packed ? packed->chunks[size_t(v0 / chunk)].get() : nullptr;
     if (ew && pw) pw->multiply(M, logits.data(), vc, ew, C, true);
-    else if (ew) gemm(false, false, M, C, vc, 1.0f, logits.data(), vc, W + size_t(v0) * C, C, 1.0f, ew, C);
+    else if (ew) mul_w(M, C, vc, logits.data(), vc, W.from_row(size_t(v0), C), true, ew, C);
   }
   for (int m = 0; m < M; m++) {
     lse[m] = mx[m] + std::log(sum[m]);
@@ -455,17 +469,19 @@ void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* 
   }
 }
 
-void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
+void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const Weights& W, const int32_t* target,
                                int M, int C) {
 #pragma omp parallel for schedule(static)
   for (int m = 0; m < M; m++) {
     float* d = dh + size_t(m) * C;
-    row_axpy(d, W + size_t(target[m]) * C, C, dlp[m]);
+    size_t r = size_t(target[m]) * C;
+    if (W.h) row_axpy_bf16(d, W.h + r, C, dlp[m]);
+    else row_axpy(d, W.f + r, C, dlp[m]);
     row_axpy(d, ew + size_t(m) * C, C, -dlp[m]);
   }
 }
 
-void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const float* W,
+void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const Weights& W,
                       const int32_t* target, const float* lse, int M, int C, int V, std::vector<float>* scratch) {
   if (M == 0) return;
   int chunk = vocab_chunk(M, V);
@@ -474,7 +490,7 @@ void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, co
   if (logits.size() < size_t(M) * chunk) logits.resize(size_t(M) * chunk);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int vc = std::min(chunk, V - v0);
-    gemm(false, true, M, vc, C, 1.0f, h, C, W + size_t(v0) * C, C, 0.0f, logits.data(), vc);
+    mul_wt(M, vc, C, h, C, W.from_row(size_t(v0), C), false, logits.data(), vc);
     // dlogits = dlp * (onehot(target) - softmax)
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
@@ -483,7 +499,7 @@ void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, co
       int t = target[m] - v0;
       if (t >= 0 && t < vc) l[t] += dlp[m];
     }
-    gemm(false, false, M, C, vc, 1.0f, logits.data(), vc, W + size_t(v0) * C, C, 1.0f, dh, C);
+    mul_w(M, C, vc, logits.data(), vc, W.from_row(size_t(v0), C), true, dh, C);
     if (dW) gemm(true, false, vc, C, M, 1.0f, logits.data(), vc, h, C, 1.0f, dW + size_t(v0) * C, C);
   }
 }

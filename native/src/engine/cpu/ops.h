@@ -14,6 +14,19 @@
 
 namespace tb {
 
+// A frozen matrix [rows, cols] as the model holds it: f32 or bf16 (exactly one set).
+struct Weights {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+  Weights from_row(size_t r, int cols) const {  // the rows from r on
+    return Weights{f ? f + r * size_t(cols) : nullptr, h ? h + r * size_t(cols) : nullptr};
+  }
+};
+// y[M,N] (+)= x[M,K] W^T with W [N,K] (rows of x at stride ldx, of y at ldy).
+void mul_wt(int M, int N, int K, const float* x, int ldx, const Weights& W, bool accumulate, float* y, int ldy);
+// y[M,N] (+)= x[M,K] W with W [K,N].
+void mul_w(int M, int N, int K, const float* x, int ldx, const Weights& W, bool accumulate, float* y, int ldy);
+
 // Elementwise passes over long buffers, split across the threads: y += x, y = 0, y = x.
 void add_inplace(float* y, const float* x, size_t n);
 void scale_inplace(float* y, float a, size_t n);
@@ -21,7 +34,7 @@ void fill_zero(float* y, size_t n);
 void copy_floats(float* y, const float* x, size_t n);
 
 // out[n,:] = table[ids[n],:]
-void embedding_forward(float* out, const int32_t* ids, const float* table, int N, int C);
+void embedding_forward(float* out, const int32_t* ids, const Weights& table, int N, int C);
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int N, int C);
 
 // RMSNorm (fp32 as transformers): out = x * rsqrt(mean(x^2) + eps) * w; rstd[n] saved.
@@ -31,9 +44,9 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
 
 // y[N,out] (+)= x[N,in] W[out,in]^T + b. A frozen W may also come packed (gemm.h) as Wp, which
 // backward then uses for dx.
-void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int in, int out,
+void linear_forward(float* y, const float* x, const Weights& W, const float* b, int N, int in, int out,
                     bool accumulate = false);
-void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const Weights& W,
                      int N, int in, int out, bool dx_accumulate = true, const PackedMatrix* Wp = nullptr);
 
 // LoRA branch as PEFT: y += s * (dropout(x) A^T) B^T with A [r,in], B [out,r]. ax [N,r] is saved
@@ -97,13 +110,13 @@ struct PackedHead {
 // computed anyway, else from sum_v p_v logit_v accumulated with the online logsumexp.
 // scratch (optional) holds the logits chunk between calls, so that a step does not allocate, page
 // in and zero 16 MB again. With `packed` (W packed by PackedHead::pack) its chunks are used.
-void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const float* W,
+void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const Weights& W,
                      const int32_t* target, int M, int C, int V, std::vector<float>* scratch = nullptr, const PackedHead* packed = nullptr);
 // dh += dlp * (W[target] - ew): the backward for a head that is not trained.
-void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const float* W, const int32_t* target,
+void logprob_backward_expected(float* dh, const float* dlp, const float* ew, const Weights& W, const int32_t* target,
                                int M, int C);
 // dh += d lp / d h * dlp ; dW += ... (when non-null), recomputing each logits chunk.
-void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const float* W,
+void logprob_backward(float* dh, float* dW, const float* dlp, const float* h, const Weights& W,
                       const int32_t* target, const float* lse, int M, int C, int V,
                       std::vector<float>* scratch = nullptr);
 

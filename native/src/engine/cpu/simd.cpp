@@ -147,4 +147,30 @@ TB_HOT void chunk_adamw(float* w, float* g, float* m, float* v, size_t n, float 
   }
 }
 
+// The conversions of dtype.h in loops the compiler vectorises (integer ops and selects only).
+TB_HOT void row_to_bf16(uint16_t* out, const float* x, int n) {
+  for (int i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, x + i, 4);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    out[i] = uint16_t((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+  }
+}
+
+TB_HOT void row_from_bf16(float* out, const uint16_t* x, int n) {
+  for (int i = 0; i < n; i++) {
+    uint32_t u = uint32_t(x[i]) << 16;
+    memcpy(out + i, &u, 4);
+  }
+}
+
+TB_HOT void row_axpy_bf16(float* y, const uint16_t* x, int n, float a) {
+  for (int i = 0; i < n; i++) {
+    uint32_t u = uint32_t(x[i]) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    y[i] += a * f;
+  }
+}
+
 }  // namespace tb

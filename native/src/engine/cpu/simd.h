@@ -4,6 +4,7 @@
 // cloned themselves, the row kernels they call are.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define TB_HOT __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
@@ -29,6 +30,10 @@ void chunk_swiglu_backward(float* dg, float* du, const float* dh, const float* g
 void row_softmax_backward(float* dp, const float* p, int n, float Dt, float scale);
 // dlogits row of the log-prob head: l = -g * exp(l - lse)
 void row_neg_softmax(float* l, int n, float lse, float g);
+// bf16 rows: out = bf16(x) (round to nearest even), out = float(x), y += a * float(x)
+void row_to_bf16(uint16_t* out, const float* x, int n);
+void row_from_bf16(float* out, const uint16_t* x, int n);
+void row_axpy_bf16(float* y, const uint16_t* x, int n, float a);
 void chunk_adamw(float* w, float* g, float* m, float* v, size_t n, float clip, float b1, float b2, float decay,
                  float step_size, float bc2_sqrt, float eps);
 

@@ -1,0 +1,181 @@
+// The bf16 GEMM of the frozen weights (gemm.h: gemm_bf16), and oneDNN's matmul plumbing
+// (matmul.h). The activations are rounded to bf16 once per product; the products of two bf16
+// values are exact in f32, so every build computes the same sums up to their order: oneDNN's
+// bf16 matmul (AVX512-BF16 / AMX where the CPU has them), elsewhere the same bf16 values
+// widened to f32 block by block and multiplied by gemm().
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "gemm.h"
+#include "matmul.h"
+#include "simd.h"
+
+namespace tb {
+
+#if defined(TUNEBENCH_ONEDNN)
+namespace onednn {
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+memory::desc plain(int rows, int cols, int ld, memory::data_type dt) {
+  return memory::desc({rows, cols}, dt, memory::dims{ld, 1});
+}
+
+// Bounded: a run with many batch lengths starts over.
+Product product(const std::string& key, const memory::desc& src, const memory::desc& wei, const memory::desc& dst,
+                bool accumulate) {
+  static std::mutex mu;
+  static std::map<std::string, Product> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= 1024) cache.clear();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.0f);
+    attr.set_post_ops(ops);
+  }
+#if DNNL_VERSION_MAJOR >= 3
+  dnnl::matmul::primitive_desc pd(engine(), src, wei, dst, attr);
+#else
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), attr, engine());
+#endif
+  return cache.emplace(key, Product{dnnl::matmul(pd), pd.scratchpad_desc()}).first->second;
+}
+
+void execute(const Product& p, const memory& src, const memory& wei, const memory& dst) {
+  thread_local std::vector<char> scratch;
+  if (scratch.size() < p.scratchpad.get_size()) scratch.resize(p.scratchpad.get_size());
+  memory pad(p.scratchpad, engine(), scratch.data());
+  dnnl::stream s(engine());
+  p.mm.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}});
+  s.wait();
+}
+
+}  // namespace onednn
+#endif
+
+namespace {
+
+bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return false;
+#endif
+}
+
+// A thin product (decoding's few rows) against many output columns runs in column blocks of
+// about this many, spread over the team (as gemm() does for f32): one product over all of
+// them reads the weights at half the speed.
+constexpr int kThinRows = 16, kThinColumns = 2048;
+
+#if defined(TUNEBENCH_ONEDNN)
+using onednn::memory;
+
+// C (+)= a16 op(B) for columns [n0, n0+n) of C, one primitive (threads: the caller's).
+void product_bf16(bool tb, int M, int n0, int n, int K, const uint16_t* a16, const uint16_t* B, int ldb, bool accumulate,
+                  float* C, int ldc) {
+  memory::desc src = onednn::plain(M, K, K, memory::data_type::bf16);
+  // weights [K, n]: B [N, K] read transposed, or B [K, N] as it is
+  memory::desc wei({K, n}, memory::data_type::bf16, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+  memory::desc dst = onednn::plain(M, n, ldc, memory::data_type::f32);
+  std::string key = std::string(tb ? "bf16t " : "bf16 ") + std::to_string(M) + " " + std::to_string(n) + " " +
+                    std::to_string(K) + " " + std::to_string(ldb) + " " + std::to_string(ldc) + (accumulate ? " +" : "");
+  const uint16_t* b = tb ? B + size_t(n0) * ldb : B + n0;
+  try {
+    auto p = onednn::product(key, src, wei, dst, accumulate);
+    onednn::execute(p, memory(src, onednn::engine(), const_cast<uint16_t*>(a16)),
+                    memory(wei, onednn::engine(), const_cast<uint16_t*>(b)), memory(dst, onednn::engine(), C + n0));
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error("oneDNN bf16 matmul (" + std::to_string(M) + "x" + std::to_string(K) + " by " +
+                             std::to_string(K) + "x" + std::to_string(n) + "): " + e.what());
+  }
+}
+#endif
+
+}  // namespace
+
+void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb, bool accumulate,
+               float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int i = 0; i < M; i++) std::fill(C + size_t(i) * ldc, C + size_t(i) * ldc + N, 0.0f);
+    return;
+  }
+  int nt = in_parallel() ? 1 : max_threads();
+#if defined(TUNEBENCH_ONEDNN)
+  // The calling thread's copy (the team's threads write into it through a plain pointer).
+  thread_local std::vector<uint16_t> a16;
+  a16.resize(size_t(M) * K);
+  uint16_t* a = a16.data();
+#pragma omp parallel for schedule(static) if (nt > 1 && size_t(M) * K > 65536)
+  for (int i = 0; i < M; i++) row_to_bf16(a + size_t(i) * K, A + size_t(i) * lda, K);
+  if (nt > 1 && M <= kThinRows && N > kThinColumns) {
+    int parts = ((N + kThinColumns - 1) / kThinColumns + nt - 1) / nt * nt;
+    int block = ((N + parts - 1) / parts + 15) / 16 * 16;
+    // A primitive run inside the team uses one thread; an error leaves the region as a flag.
+    bool failed = false;
+    std::string what;
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    for (int p = 0; p < parts; p++) {
+      int s = p * block, e = std::min(N, s + block);
+      if (s >= e) continue;
+      try {
+        product_bf16(tb, M, s, e - s, K, a, B, ldb, accumulate, C, ldc);
+      } catch (const std::exception& ex) {
+#pragma omp critical
+        {
+          failed = true;
+          what = ex.what();
+        }
+      }
+    }
+    if (failed) throw std::runtime_error(what);
+    return;
+  }
+  product_bf16(tb, M, 0, N, K, a, B, ldb, accumulate, C, ldc);
+#else
+  // The same bf16 values widened to f32: A rounded once, B in blocks of rows.
+  std::vector<float> a(size_t(M) * K);
+  std::vector<uint16_t> tmp(static_cast<size_t>(K));
+  for (int i = 0; i < M; i++) {
+    row_to_bf16(tmp.data(), A + size_t(i) * lda, K);
+    row_from_bf16(a.data() + size_t(i) * K, tmp.data(), K);
+  }
+  const int rows = 256;
+  if (tb) {  // B [N, K]: blocks of output columns
+    std::vector<float> blk(size_t(std::min(rows, N)) * K);
+    for (int j0 = 0; j0 < N; j0 += rows) {
+      int nb = std::min(rows, N - j0);
+#pragma omp parallel for schedule(static) if (nt > 1)
+      for (int j = 0; j < nb; j++) row_from_bf16(blk.data() + size_t(j) * K, B + size_t(j0 + j) * ldb, K);
+      gemm(false, true, M, nb, K, 1.0f, a.data(), K, blk.data(), K, accumulate ? 1.0f : 0.0f, C + j0, ldc);
+    }
+  } else {  // B [K, N]: blocks of the inner dimension
+    std::vector<float> blk(size_t(std::min(rows, K)) * N);
+    for (int k0 = 0; k0 < K; k0 += rows) {
+      int kb = std::min(rows, K - k0);
+#pragma omp parallel for schedule(static) if (nt > 1)
+      for (int k = 0; k < kb; k++) row_from_bf16(blk.data() + size_t(k) * N, B + size_t(k0 + k) * ldb, N);
+      gemm(false, false, M, N, kb, 1.0f, a.data() + k0, K, blk.data(), N, accumulate || k0 > 0 ? 1.0f : 0.0f, C, ldc);
+    }
+  }
+#endif
+}
+
+}  // namespace tb
