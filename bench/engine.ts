@@ -5,8 +5,24 @@
 // --baseline DIR runs a second checkout of the project with its addon built (e.g. main before a
 // change: `git worktree add DIR main`, then build it) in the same rounds, so that a change's
 // effect on the ratio is measured under one machine state.
+//
+// Real model shapes, bf16 and f32 on both engines (four sides, each in its own process, run one
+// after another, never two at once):
+//   TUNEBENCH_PYTHON=.venv/bin/python node --import tsx bench/engine.ts --shape qwen3-0.6b
+//   TUNEBENCH_PYTHON=.venv/bin/python node --import tsx bench/engine.ts --shape qwen3-1.7b --sides ours-bf16,ours-f32,torch-bf16
+//   ... [--sides ours-bf16,ours-f32,torch-bf16,torch-f32] [--threads N] [--iters N] [--repeat N]
+// --shape qwen3-0.6b / qwen3-1.7b: a Qwen3ForCausalLM of that model's shape (28 layers, 16/8
+// heads, head_dim 128, vocab 151936, tied embeddings; hidden/intermediate 1024/3072 and
+// 2048/6144), random weights written once by engine_torch.py in bfloat16 safetensors under
+// the OS tmpdir (tunebench-bench-<shape>-bf16, 1.2 GB and 3.4 GB), batch 2 x 512 tokens, LoRA
+// r16 on all projections, gradient checkpointing on both sides (the training default). Sides: ours-bf16 (Model.load precision 'bf16'), ours-f32 (precision
+// 'f32'), torch-bf16 (PyTorch + PEFT, bf16 weights, f32 LoRA, torch.autocast bf16; see
+// engine_torch.py), torch-f32 (weights loaded as float32). --sides picks some (torch-f32 at
+// 1.7B takes long and ~2x the memory); --iters timed steps after one warm-up step (default 2),
+// --repeat rounds (default 1). Prints s/step, tokens/s and peak RSS per side, and the ratios
+// ours-bf16/torch-bf16, ours-bf16/torch-f32, ours-f32/torch-f32 (and ours-bf16/ours-f32).
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,8 +31,12 @@ import { argv, flag } from './args'
 const quick = argv.includes('--quick')
 const threads = Number(flag('--threads', '2'))
 const iters = Number(flag('--iters', quick ? '3' : '2'))
-const batch = quick ? 2 : 4
-const seq = quick ? 128 : 256
+// '' is the original bench (--quick or full, Llama shapes, f32, both engines).
+const SHAPES = ['qwen3-0.6b', 'qwen3-1.7b'] as const
+const shape = flag('--shape', '')
+if (shape && !(SHAPES as readonly string[]).includes(shape)) throw new Error(`--shape ${shape}: one of ${SHAPES.join(', ')}`)
+const batch = shape ? 2 : quick ? 2 : 4
+const seq = shape ? 512 : quick ? 128 : 256
 const rank = 16
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const here = fileURLToPath(import.meta.url)
@@ -25,7 +45,11 @@ interface Result { seconds_per_step: number; cpu_seconds_per_step: number; token
 
 async function ours(modelDir: string): Promise<void> {
   const { Model } = await import('../native/index')
-  const m = await Model.load(modelDir, { threads })
+  // --precision (the --shape runs): Model.load's precision; the shapes train as the Train page
+  // does by default, with gradient checkpointing (both sides).
+  const precision = flag('--precision', '') as '' | 'bf16' | 'f32'
+  const m = await Model.load(modelDir, { threads, ...(precision ? { precision } : {}) })
+  if (shape) m.setGradientCheckpointing(true)
   m.addLora({ rank, alpha: 2 * rank, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], rslora: false, seed: 1 })
   const V = m.config.vocab
   const ids = new Int32Array(batch * seq)
@@ -41,7 +65,14 @@ async function ours(modelDir: string): Promise<void> {
     await m.backward(grad)
     m.zeroGrad()
   }
-  await step()
+  if (shape) {
+    // The warm-up step, checked: random bf16 weights must give finite log-probs and gradients.
+    const lp = await m.logps(b, { adapters: true, train: true })
+    await m.backward(grad)
+    const norm = m.gradNorm()
+    m.zeroGrad()
+    if (!lp.every(Number.isFinite) || !Number.isFinite(norm)) throw new Error(`non-finite log-probs or gradient norm (${norm})`)
+  } else await step()
   const t0 = performance.now()
   const c0 = process.cpuUsage()
   for (let i = 0; i < iters; i++) await step()
@@ -49,7 +80,8 @@ async function ours(modelDir: string): Promise<void> {
   const cu = process.cpuUsage(c0)
   const cpu = (cu.user + cu.system) / 1e6 / iters
   const peak = process.resourceUsage().maxRSS / 1024
-  console.log(JSON.stringify({ seconds_per_step: dt, cpu_seconds_per_step: cpu, tokens_per_s: (batch * seq) / dt, peak_rss_mb: peak }))
+  const reported = shape ? { engine_precision: m.config.precision, checkpoint_dtype: m.config.dtype } : {}
+  console.log(JSON.stringify({ seconds_per_step: dt, cpu_seconds_per_step: cpu, tokens_per_s: (batch * seq) / dt, peak_rss_mb: peak, ...reported }))
 }
 
 function lastJson(out: string): Result {
@@ -58,8 +90,93 @@ function lastJson(out: string): Result {
   return JSON.parse(line) as Result
 }
 
+type Side = 'ours-bf16' | 'ours-f32' | 'torch-bf16' | 'torch-f32'
+const SIDES: readonly Side[] = ['ours-bf16', 'ours-f32', 'torch-bf16', 'torch-f32']
+const SIDE_NAMES: Record<Side, string> = {
+  'ours-bf16': 'tunebench bf16         ',
+  'ours-f32': 'tunebench f32          ',
+  'torch-bf16': 'pytorch+peft bf16 autoc',
+  'torch-f32': 'pytorch+peft f32       ',
+}
+
+/** --shape: the Qwen3-shaped checkpoint (bf16), made once; sides one after another. */
+async function shapeBench(): Promise<void> {
+  if (quick || argv.includes('--baseline')) throw new Error('--shape does not combine with --quick or --baseline')
+  const sides = flag('--sides', SIDES.join(',')).split(',').map((x) => x.trim()).filter(Boolean)
+  for (const x of sides) if (!(SIDES as readonly string[]).includes(x)) throw new Error(`--sides: unknown side '${x}' (${SIDES.join(', ')})`)
+  const chosen = SIDES.filter((x) => sides.includes(x))
+  const runs = Number(flag('--repeat', '1'))
+  if (!(Number.isInteger(runs) && runs >= 1)) throw new Error('--repeat must be at least 1')
+  const modelDir = join(tmpdir(), `tunebench-bench-${shape}-bf16`)
+  if (!existsSync(join(modelDir, 'model.safetensors')) || !existsSync(join(modelDir, 'config.json'))) {
+    // Written to a temporary folder and renamed, so that an interrupted write is not reused.
+    const part = `${modelDir}.part-${process.pid}`
+    rmSync(part, { recursive: true, force: true })
+    mkdirSync(part, { recursive: true })
+    console.log(`writing the ${shape} checkpoint (bf16) to ${modelDir}`)
+    const r = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'make', part, shape], { stdio: 'inherit' })
+    if (r.status !== 0) throw new Error('making the bench checkpoint failed')
+    rmSync(modelDir, { recursive: true, force: true })
+    renameSync(part, modelDir)
+  }
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads) }
+  const passOn = ['--shape', shape, '--threads', String(threads), '--iters', String(iters)]
+  const runSide = (side: Side): Result | Error => {
+    const r = side.startsWith('ours')
+      ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', modelDir, ...passOn, '--precision', side === 'ours-bf16' ? 'bf16' : 'f32'], { encoding: 'utf8', env })
+      : spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank),
+        side === 'torch-bf16' ? 'bf16-autocast' : 'f32', 'checkpointing'], { encoding: 'utf8', env })
+    if (r.status !== 0) return new Error(`${side} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr.slice(-4000)}`)
+    try { return lastJson(r.stdout) } catch (e) { return e as Error }
+  }
+  const line = (name: string, r: Result): string =>
+    `${name}: ${r.seconds_per_step.toFixed(2)} s/step wall, ${r.tokens_per_s.toFixed(1)} tokens/s, ${r.cpu_seconds_per_step.toFixed(2)} s/step CPU, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`
+  const best = new Map<Side, Result>()
+  const failed = new Map<Side, Error>()
+  const rounds: Map<Side, Result>[] = []
+  console.log(`shape: ${shape} (bf16 checkpoint ${modelDir}; batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps after 1 warm-up, ${runs} round(s), sides ${chosen.join(',')}`)
+  for (let round = 0; round < runs; round++) {
+    const got = new Map<Side, Result>()
+    for (const side of chosen) {
+      if (failed.has(side)) continue
+      const r = runSide(side)
+      if (r instanceof Error) { failed.set(side, r); console.log(`${SIDE_NAMES[side]}: FAILED\n${r.message}`); continue }
+      got.set(side, r)
+      const prev = best.get(side)
+      if (!prev || r.seconds_per_step < prev.seconds_per_step) best.set(side, r)
+      const extra = 'engine_precision' in r ? ` (precision ${String((r as Record<string, unknown>).engine_precision)})` : ''
+      console.log(`${line(SIDE_NAMES[side], r)}   [round ${round + 1}]${extra}`)
+    }
+    rounds.push(got)
+  }
+  console.log(`--- best of ${runs} round(s) per side`)
+  for (const side of chosen) {
+    const r = best.get(side)
+    console.log(r ? line(SIDE_NAMES[side], r) : `${SIDE_NAMES[side]}: failed`)
+  }
+  const ratio = (a: Side, b: Side, label: string): void => {
+    const x = best.get(a)
+    const y = best.get(b)
+    if (!x || !y) return
+    let s = `${label}: ${(x.tokens_per_s / y.tokens_per_s).toFixed(2)}x tokens/s (wall), ${(y.cpu_seconds_per_step / x.cpu_seconds_per_step).toFixed(2)}x less CPU time per step, ${(x.peak_rss_mb / y.peak_rss_mb).toFixed(2)}x peak memory`
+    const pairs = rounds.filter((g) => g.has(a) && g.has(b)).map((g) => g.get(a)!.tokens_per_s / g.get(b)!.tokens_per_s).sort((p, q) => p - q)
+    if (pairs.length > 1) {
+      const median = pairs.length % 2 ? pairs[(pairs.length - 1) / 2] : (pairs[pairs.length / 2 - 1] + pairs[pairs.length / 2]) / 2
+      s += `; ${median.toFixed(2)}x median of ${pairs.length} rounds (${pairs[0].toFixed(2)}x-${pairs[pairs.length - 1].toFixed(2)}x)`
+    }
+    console.log(s)
+  }
+  ratio('ours-bf16', 'torch-bf16', 'ours bf16 / torch bf16 autocast')
+  ratio('ours-bf16', 'torch-f32', 'ours bf16 / torch f32          ')
+  ratio('ours-f32', 'torch-f32', 'ours f32  / torch f32          ')
+  ratio('ours-bf16', 'ours-f32', 'ours bf16 / ours f32           ')
+  console.log('(figures depend on other load on the machine)')
+  if (failed.size) process.exitCode = 1
+}
+
 async function main(): Promise<void> {
   if (argv[0] === '--ours') return ours(argv[1])
+  if (shape) return shapeBench()
   const size = quick ? 'quick' : 'full'
   const modelDir = join(tmpdir(), `tunebench-bench-${size}`)
   if (!existsSync(join(modelDir, 'model.safetensors'))) {
