@@ -36,7 +36,7 @@ import type {
   GenerateAnswersResult
 } from './types/generation'
 import type { ImportAdapterRequest, ModelExportProgress, ModelExportRequest, ModelExportResult } from './types/export'
-import type { ConfigCheck, GrpoCompletion, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
+import type { ConfigCheck, GrpoCompletion, MemoryCheck, RunDetail, RunEvent, RunSummary, StartRunRequest } from './types/training'
 
 /** Request/response channels: channel name -> [arguments, result]. */
 export interface InvokeMap {
@@ -105,6 +105,9 @@ export interface InvokeMap {
   'runs.completions': { args: [id: string, step: number]; result: GrpoCompletion[] }
   /** Checks a config from the form against the schema; the error names the key. */
   'runs.validate': { args: [config: Record<string, unknown>]; result: ConfigCheck }
+  /** The memory a run of the form's config will need (planned from the model's config.json,
+   *  nothing loaded) against the free memory; runs.start refuses one that does not fit. */
+  'runs.memoryPlan': { args: [config: Record<string, unknown>]; result: MemoryCheck }
   /** Starts training in main; step events follow on runs.event. */
   'runs.start': { args: [request: StartRunRequest]; result: RunSummary }
   /** Cancels a live run (its checkpoints stay); false when it was not running. */
@@ -178,6 +181,7 @@ export const invokeChannels = [
   'runs.completionSteps',
   'runs.completions',
   'runs.validate',
+  'runs.memoryPlan',
   'runs.start',
   'runs.stop',
   'runs.resume',

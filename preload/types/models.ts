@@ -31,6 +31,21 @@ export interface ModelFacts {
   tiedEmbeddings: boolean
   /** tokenizer_config.json has a chat_template, or chat_template.jinja exists. */
   chatTemplate: boolean
+  /** Planned memory (main/services/training/memoryPlan.ts) to chat with it and to train a LoRA
+   *  adapter with the default settings. */
+  memory: ModelMemory
+}
+
+/** Bytes a model needs (peak resident memory of the process), planned from its config. */
+export interface ModelMemory {
+  /** Weights, a KV cache of one sequence of `inferenceTokens` and the process. */
+  inference: number
+  inferenceTokens: number
+  /** LoRA training with the default settings (SFT, rank 8 on every projection, 8 × 2048 tokens,
+   *  gradient checkpointing). */
+  loraTraining: number
+  /** How the frozen weights are held (precision auto: bf16 for a BF16/F16 checkpoint). */
+  precision: 'f32' | 'bf16'
 }
 
 /** An entry of the recently opened models list (kept in the app data dir). */
@@ -41,6 +56,8 @@ export interface RecentModel {
   parameters: number
   /** ISO time of the last open. */
   openedAt: string
+  /** Planned memory, read from the folder when the list is asked for (absent when it no longer reads). */
+  memory?: ModelMemory
 }
 
 export interface DownloadRequest {

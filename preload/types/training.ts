@@ -146,3 +146,53 @@ export interface ConfigCheck {
   key: string | null
   config: TrainingConfig | null
 }
+
+/** How the engine holds the frozen weights in a plan (the config's precision, auto resolved). */
+export type MemoryPrecision = 'f32' | 'bf16'
+
+/** Memory a training run will hold at its peak, in bytes, planned before anything is allocated
+ *  (main/services/training/memoryPlan.ts documents each term). */
+export interface MemoryPlan {
+  precision: MemoryPrecision
+  /** The base weights as the engine holds them (2 bytes per matrix element in bf16). */
+  weights: number
+  /** oneDNN's packed copy of the frozen f32 weights (0 in bf16, full fine-tuning or other builds). */
+  packed: number
+  /** LoRA weights, gradients and AdamW moments (full fine-tuning: every weight's gradient and moments). */
+  trainable: number
+  /** Activations kept for backward, the no-grad passes' state and the passes' scratch. */
+  activations: number
+  /** KV caches of the generations (GRPO's completions, the sample answers). */
+  kvCache: number
+  /** The process itself (Node, the engine, oneDNN): already running when a run starts. */
+  runtime: number
+  /** Peak resident memory of a process running it. */
+  total: number
+  /** What starting it takes from free memory: total − runtime. */
+  need: number
+  detail: {
+    parameters: number
+    trainableParameters: number
+    /** Sequences and tokens of the pass that keeps activations (worst case: every one cutoff_len long). */
+    trainSequences: number
+    trainTokens: number
+    /** Tokens of the largest pass without gradients (reference, KL, evaluation, prefill). */
+    inferTokens: number
+    decodeSequences: number
+    decodeTokens: number
+    checkpointing: boolean
+  }
+}
+
+/** The Train form's memory estimate against the machine's free memory (runs.memoryPlan). */
+export interface MemoryCheck {
+  /** Null when there is nothing to plan (no model yet, unreadable config.json); error says why. */
+  plan: MemoryPlan | null
+  /** Bytes free now (Linux MemAvailable). */
+  available: number
+  /** plan.need fits in available. */
+  fits: boolean
+  /** When it does not fit: the changes that would save memory, most first. */
+  advice: { change: string; saves: number }[]
+  error: string | null
+}

@@ -149,6 +149,15 @@ describe.runIf(run)('llamafactory export', () => {
     expect(await tunebenchRecords({ dataset: ['lf_alpaca', 'sft_messages'], dataset_dir: out })).toEqual(await tunebenchRecords(r.config))
   })
 
+  it('precision bf16 (or LLaMA-Factory\'s bf16: true) is written as bf16: true; auto and f32 write nothing', async () => {
+    for (const [raw, bf16] of [[{ precision: 'bf16' }, true], [{ bf16: true }, true], [{ precision: 'auto' }, undefined], [{ precision: 'f32' }, undefined]] as const) {
+      const r = makeRun({ stage: 'sft', dataset: [data.sft_messages!], ...raw })
+      const { plan, yaml } = await exportRun(r)
+      expect(yaml.bf16, JSON.stringify(raw)).toBe(bf16)
+      expect(plan.warnings).toEqual([DROPPED])
+    }
+  })
+
   it('DPO: plain pairs as alpaca ranking (template: empty), chat pairs as sharegpt ranking; ORPO and SimPO keep their keys', async () => {
     const plain = makeRun({ stage: 'dpo', dataset: data.pairs_plain, pref_beta: 0.2, pref_ftx: 0.5, dpo_label_smoothing: 0.1 })
     const p = await exportRun(plain)

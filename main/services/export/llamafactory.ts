@@ -75,6 +75,7 @@ const LF_KEYS: Partial<Record<Key, Section>> = {
   warmup_ratio: 'train',
   warmup_steps: 'train',
   seed: 'train',
+  bf16: 'train',
   val_size: 'eval',
   per_device_eval_batch_size: 'eval',
   eval_strategy: 'eval',
@@ -132,6 +133,7 @@ export async function planLlamaFactory(inputs: Pick<ExportInputs, 'run' | 'model
     const value = cfg[key]
     // Keys of another stage (GRPO's for a DPO run, ...) do not apply to the run at all.
     if (spec?.stages && !spec.stages.includes(cfg.stage)) continue
+    if (key === 'precision') continue // written as LLaMA-Factory's bf16 below
     if (LF_KEYS[key]) values[key] = value
     else if (value !== null && value !== undefined) dropped.push(key)
   }
@@ -149,6 +151,8 @@ export async function planLlamaFactory(inputs: Pick<ExportInputs, 'run' | 'model
   if (cfg.warmup_steps > 0 || cfg.warmup_ratio <= 0) delete values.warmup_ratio
   if (cfg.warmup_steps <= 0) delete values.warmup_steps
   if (!cfg.overwrite_output_dir) delete values.overwrite_output_dir
+  if (cfg.precision === 'bf16') values.bf16 = true
+  else delete values.bf16
   if (cfg.val_size <= 0 || cfg.eval_strategy === 'no') {
     for (const k of ['per_device_eval_batch_size', 'eval_strategy', 'eval_steps'] as const) delete values[k]
     if (cfg.val_size <= 0) delete values.val_size

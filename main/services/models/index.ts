@@ -2,6 +2,10 @@
 // from a Hub endpoint. Knows nothing of Electron; the folder dialog is injected by the desktop app.
 import { join } from 'node:path'
 import type { Emit, Handlers } from '../../../preload/contract'
+import type { RecentModel } from '../../../preload/types/models'
+import { readModelShape } from '../training/memoryCheck'
+import { modelMemory } from '../training/memoryPlan'
+import { engineForPlan } from '../training/planEngine'
 import { checkRepoId, downloadHubModel } from './hubDownload'
 import { inspectModelFolder } from './inspect'
 import { RecentModels } from './recentModels'
@@ -30,6 +34,18 @@ export function downloadDir(dataDir: string, repo: string): string {
   return join(dataDir, 'models', repo.replace('/', '--'))
 }
 
+/** The recent list with each folder's planned memory, read now (left out where it no longer reads). */
+async function withMemory(list: RecentModel[]): Promise<RecentModel[]> {
+  const engine = engineForPlan()
+  return Promise.all(list.map(async (m) => {
+    try {
+      return { ...m, memory: modelMemory(await readModelShape(m.dir), engine) }
+    } catch {
+      return m
+    }
+  }))
+}
+
 export function createModelHandlers(options: ModelServiceOptions, onClose: (close: () => void) => void = () => {}): ModelHandlers {
   const recent = new RecentModels(join(options.dataDir, 'recent-models.json'))
   const running = new Map<string, AbortController>()
@@ -45,7 +61,7 @@ export function createModelHandlers(options: ModelServiceOptions, onClose: (clos
   return {
     'models.inspect': (dir) => inspectModelFolder(dir),
     'models.open': open,
-    'models.recent': () => recent.list(),
+    'models.recent': async () => withMemory(await recent.list()),
     // The recent list's head is the model opened last; a folder that no longer validates says
     // why rather than quietly opening another.
     'models.last': async () => {
@@ -53,7 +69,7 @@ export function createModelHandlers(options: ModelServiceOptions, onClose: (clos
       if (head) return inspectModelFolder(head.dir)
       return options.demoModelDir ? open(options.demoModelDir) : null
     },
-    'models.forget': (dir) => recent.forget(dir),
+    'models.forget': async (dir) => withMemory(await recent.forget(dir)),
     'models.pickFolder': async () => {
       if (!options.pickFolder) throw new Error('No folder dialog in the browser: type the folder path instead')
       return options.pickFolder()

@@ -8,6 +8,8 @@ import { basename, join, resolve } from 'node:path'
 import { engineFacts } from '../../../native/index'
 import type { EngineLimits } from '../../../preload/types/engine'
 import type { ModelFacts } from '../../../preload/types/models'
+import { modelMemory, modelShape, type EngineFactsForPlan } from '../training/memoryPlan'
+import { engineForPlan } from '../training/planEngine'
 import { readSafetensorsHeader, type TensorEntry } from './safetensors'
 
 /** The engine facts a model folder is checked against. */
@@ -28,7 +30,9 @@ export function typedPath(p: string): string {
   return resolve(t === '~' || t.startsWith('~/') ? homedir() + t.slice(1) : t)
 }
 
-export async function inspectModelFolder(dirInput: string, limits: ModelLimits = engineFacts()): Promise<ModelFacts> {
+export async function inspectModelFolder(
+  dirInput: string, limits: ModelLimits = engineFacts(), planEngine: EngineFactsForPlan = engineForPlan()
+): Promise<ModelFacts> {
   if (typeof dirInput !== 'string' || dirInput.trim() === '') throw new ModelFolderError('No folder given: enter the path of a model folder')
   const dir = typedPath(dirInput)
   const dirStat = await stat(dir).catch(() => null)
@@ -115,7 +119,8 @@ export async function inspectModelFolder(dirInput: string, limits: ModelLimits =
     shards: weights.shards,
     weightBytes,
     tiedEmbeddings,
-    chatTemplate
+    chatTemplate,
+    memory: modelMemory(modelShape(config, weights.tensors.get('model.layers.0.self_attn.q_proj.weight')?.dtype ?? commonDtype), planEngine)
   }
 }
 

@@ -16,7 +16,8 @@ import { LORA_TARGET_MODULES, type TrainingConfig } from '../../../preload/types
 import { ConfigError, resolveConfig } from './config'
 import { COMPLETIONS_DIR, completionsFile, completionsStep } from './completions'
 import { SAMPLES_FILE } from './samples'
-import { listCheckpoints, readJsonLines, Trainer } from './trainer'
+import { checkMemory } from './memoryCheck'
+import { listCheckpoints, readJsonLines, refuseIfTooLarge, Trainer } from './trainer'
 
 async function readJsonIfAny<T>(file: string): Promise<T | null> {
   try {
@@ -203,6 +204,8 @@ export class RunsService {
   /** Starts a run in this process; resolves at once with its summary (events follow). */
   async start(req: StartRunRequest): Promise<RunSummary> {
     const cfg = this.validate(req.config)
+    // Refused here (the request rejects with the estimate) rather than by a run that fails at once.
+    await refuseIfTooLarge(cfg)
     await this.remember(cfg.output_dir)
     return this.launch(cfg)
   }
@@ -232,6 +235,7 @@ export class RunsService {
     if (!config) throw new Error(`${join(dir, 'run.json')}: missing or unreadable; the run cannot be resumed`)
     if ((await listCheckpoints(dir)).length === 0) throw new Error(`${dir} has no checkpoint to resume from (save_steps was not reached)`)
     const cfg = resolveConfig({ ...config, output_dir: dir, resume_from_checkpoint: 'last' }, join(dir, 'run.json'))
+    await refuseIfTooLarge(cfg)
     await this.remember(dir)
     return this.launch(cfg)
   }
@@ -430,7 +434,8 @@ function importedConfig(adapter: PeftAdapter, targets: Target[], modelDir: strin
 
 type RunHandlers = Pick<
   Handlers,
-  'runs.list' | 'runs.get' | 'runs.completionSteps' | 'runs.completions' | 'runs.validate' | 'runs.start' | 'runs.stop' | 'runs.resume' | 'runs.importAdapter'
+  | 'runs.list' | 'runs.get' | 'runs.completionSteps' | 'runs.completions' | 'runs.validate' | 'runs.memoryPlan' | 'runs.start'
+  | 'runs.stop' | 'runs.resume' | 'runs.importAdapter'
 >
 
 export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: () => Promise<void>) => void): RunHandlers {
@@ -448,6 +453,7 @@ export function createRunHandlers(opts: RunsServiceOptions, onClose?: (close: ()
         return { ok: false, error: (err as Error).message, key: err instanceof ConfigError ? err.key : null, config: null }
       }
     },
+    'runs.memoryPlan': (config) => checkMemory(config ?? {}),
     'runs.start': (req) => runs.start(req),
     'runs.stop': (id) => runs.stop(id),
     'runs.resume': (id) => runs.resume(id),

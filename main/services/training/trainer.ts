@@ -11,6 +11,7 @@ import type { RunEvent, RunStatus, SampleGeneration, TrainerLogEntry } from '../
 import { appendLineDurable, fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { loadExamples } from './datasets'
 import { loadNativeModel, loraTargets, type ModelLoader, type TrainableModel } from './engine'
+import { checkMemory, memoryRefusal } from './memoryCheck'
 import { mixSeed, permutation, SEED_PURPOSE } from './rng'
 import { SAMPLES_FILE, SampleGenerations } from './samples'
 import { COMPLETIONS_DIR, completionsStep } from './completions'
@@ -40,6 +41,9 @@ export interface TrainOptions {
   signal?: AbortSignal
   /** Engine loader; the native addon by default. */
   loadModel?: ModelLoader
+  /** Free memory in bytes for the check before the model loads; availableMemory() by default
+   *  ($TUNEBENCH_MEMORY_AVAILABLE, else MemAvailable). */
+  availableMemory?: () => number
 }
 
 export interface TrainResult {
@@ -67,6 +71,13 @@ export interface TrainerState {
 }
 
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/
+
+/** Throws a TrainingError when the run's planned memory exceeds the free memory. A model folder
+ *  whose config cannot be read is left to the load, which names what is wrong. */
+export async function refuseIfTooLarge(cfg: TrainingConfig, available?: number): Promise<void> {
+  const check = await checkMemory(cfg as unknown as Record<string, unknown>, { available })
+  if (check.plan && !check.fits) throw new TrainingError(memoryRefusal(check))
+}
 
 export async function listCheckpoints(outputDir: string): Promise<{ name: string; step: number }[]> {
   if (!existsSync(outputDir)) return []
@@ -133,6 +144,9 @@ export class Trainer {
       this.model?.cancel()
     }
     if (this.opts.signal?.aborted) throw new CancelledError()
+    // Before anything is written to output_dir or allocated: a run that cannot fit is refused
+    // with its estimate, the free memory and what to change (memoryPlan.ts).
+    await refuseIfTooLarge(cfg, this.opts.availableMemory?.())
     this.opts.signal?.addEventListener('abort', onAbort, { once: true })
     const resume = await resolveResume(cfg)
     await this.prepareOutputDir(resume)

@@ -21,3 +21,10 @@ export function formatBytes(n: number): string {
 export function countOf(n: number, plural: string): string {
   return `${n} ${n === 1 ? plural.replace(/s$/, '') : plural}`
 }
+
+/** Memory sizes as the memory estimates say them: "2.1 GB", "340 MB" (decimal units). */
+export function formatMemory(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(bytes >= 1e10 ? 0 : 1)} GB`
+  if (bytes >= 1e6) return `${Math.round(bytes / 1e6)} MB`
+  return `${Math.max(0, Math.round(bytes / 1e3))} kB`
+}
