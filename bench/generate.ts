@@ -4,7 +4,10 @@
 // batch x D / (time(1 + D) - time(1)). For batch 1, the fraction of the measured memory
 // bandwidth the decode reaches: f32 weight bytes read per token (every weight but the input
 // embedding table, of which one row is read) x tokens/s / GB/s of summing a 1 GiB array.
-//   node --import tsx bench/generate.ts [--quick] [--qwen3] [--threads N] [--repeat N] [--gguf f32,f16,q8_0]
+//   node --import tsx bench/generate.ts [--quick] [--qwen3] [--threads N] [--repeat N] [--gguf f32,f16,q8_0] [--precision bf16]
+// --precision bf16: the engine in precision bf16 (its weights rounded to bf16 once) against
+// transformers with the model loaded in bfloat16, and llama.cpp on the f16 GGUF by default; the
+// bandwidth fraction then counts 2 bytes per weight.
 // The bench shape is bench/engine.ts's (hidden 512, 8 layers, vocabulary 32k; --quick: its
 // small one); --qwen3 adds a random checkpoint of Qwen3-0.6B's shape (2.4 GB in f32).
 // At batch 1, llama.cpp (node-llama-cpp's prebuilt CPU build) decodes our own f32 GGUF export
@@ -23,7 +26,10 @@ const threads = Number(flag('--threads', '2'))
 const repeat = Number(flag('--repeat', '2'))
 // llama.cpp's side: our f32 GGUF (the same numbers as the engine) and, for the mark to reach,
 // its 16- and 8-bit paths on our f16 / q8_0 exports (--gguf f32,f16,q8_0).
-const ggufDtypes = flag('--gguf', 'f32').split(',').map((d) => {
+const precisionFlag = flag('--precision', 'f32')
+if (precisionFlag !== 'f32' && precisionFlag !== 'bf16') throw new Error(`--precision: f32 or bf16, got ${precisionFlag}`)
+const precision: 'f32' | 'bf16' = precisionFlag
+const ggufDtypes = flag('--gguf', precision === 'bf16' ? 'f16' : 'f32').split(',').map((d) => {
   if (d !== 'f32' && d !== 'f16' && d !== 'q8_0') throw new Error(`--gguf: f32, f16 or q8_0, got ${d}`)
   return d
 })
@@ -44,7 +50,7 @@ async function bestOf(timed: (tokens: number) => Promise<number>, decode: number
 /** Best-of-`reps` seconds of the engine's generate at max_new_tokens 1 and 1 + decode. */
 async function ours(dir: string, batch: number, prompt: number, decode: number, reps: number): Promise<void> {
   const { Model } = await import('../native/index')
-  const m = await Model.load(dir, { threads })
+  const m = await Model.load(dir, { threads, precision })
   let s = 1
   const prompts = Array.from({ length: batch }, () => Int32Array.from({ length: prompt }, () => ((s = (s * 48271) % 2147483647), s % m.config.vocab)))
   const timed = async (n: number): Promise<number> => {
@@ -142,7 +148,7 @@ function runSide(args: string[], side: Side): Timing {
   const opts = { encoding: 'utf8' as const, env, maxBuffer: 16 << 20 }
   const r = side === 'tunebench' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', ...args], opts)
     : side === 'llama.cpp' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--llamacpp', ...args], opts)
-    : spawnSync(python, [join(import.meta.dirname, 'generate_torch.py'), 'run', args[0]!, String(threads), ...args.slice(1), String(repeat)], opts)
+    : spawnSync(python, [join(import.meta.dirname, 'generate_torch.py'), 'run', args[0]!, String(threads), ...args.slice(1), String(repeat), precision], opts)
   if (r.status !== 0) throw new Error(`${side} run failed:\n${r.stderr}`)
   return lastJson<Timing>(r.stdout)
 }
@@ -186,7 +192,8 @@ async function main(): Promise<void> {
   console.log(`threads ${threads}, best of ${repeat}; memory bandwidth (sum of 1 GiB f32): numpy ${f(numpy_gbs, 1)} GB/s, torch ${f(torch_gbs, 1)} GB/s`)
   for (const s of shapes) {
     const bytes = weightBytes(s.dir)
-    console.log(`\n${s.name}: prompt ${s.prompt}, decode ${s.decode} tokens, ${f(bytes / 1e6)} MB of f32 weights read per decode step`)
+    const own = precision === 'bf16' ? 0.5 : 1 // the engine's and transformers' bytes per weight relative to f32
+    console.log(`\n${s.name}: prompt ${s.prompt}, decode ${s.decode} tokens, ${f((bytes * own) / 1e6)} MB of ${precision} weights read per decode step`)
     console.log('batch  side            prefill tok/s  decode tok/s  decode GB/s of weights read (batch 1)')
     const ggufs = await Promise.all(ggufDtypes.map(async (d) => ({ dtype: d, file: await ggufOf(s.dir, d) })))
     for (const batch of [1, 8]) {
@@ -196,7 +203,7 @@ async function main(): Promise<void> {
       const h = rate(runSide(args, 'transformers'))
       // llama.cpp decodes one sequence per context here: batch 1 only.
       const ls = batch === 1 ? ggufs.map((g) => ({ ...g, r: rate(runSide([g.file, ...args.slice(1), String(repeat)], 'llama.cpp')) })) : []
-      const rows: [string, { prefill: number; decode: number }, number][] = [['tunebench', e, 1], ['transformers', h, 1], ...ls.map((l) => [`llama.cpp ${l.dtype}`, l.r, GGUF_BYTES[l.dtype]!] as [string, { prefill: number; decode: number }, number])]
+      const rows: [string, { prefill: number; decode: number }, number][] = [['tunebench', e, own], ['transformers', h, own], ...ls.map((l) => [`llama.cpp ${l.dtype}`, l.r, GGUF_BYTES[l.dtype]!] as [string, { prefill: number; decode: number }, number])]
       for (const [side, r, scale] of rows) {
         const gb = batch === 1 ? `${f((bytes * scale * r.decode) / 1e9, 1)} GB/s = ${f((100 * bytes * scale * r.decode) / 1e9 / gbs)}% of measured` : ''
         console.log(`${String(batch).padEnd(6)} ${side.padEnd(15)} ${f(r.prefill).padStart(11)}  ${f(r.decode, 1).padStart(12)}  ${gb}`)

@@ -23,11 +23,12 @@ def make_qwen3(out):
     tf.Qwen3ForCausalLM(cfg).float().save_pretrained(out, safe_serialization=True)
 
 
-def run(model_dir, threads, batch, prompt, decode, repeat):
+def run(model_dir, threads, batch, prompt, decode, repeat, precision="f32"):
     import transformers as tf
 
     torch.set_num_threads(threads)
-    model = tf.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa").eval()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = tf.AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa").eval()
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, model.config.vocab_size, (batch, prompt), generator=g)
     attn = torch.ones_like(ids)
@@ -70,7 +71,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "make-qwen3":
         make_qwen3(sys.argv[2])
     elif sys.argv[1] == "run":
-        run(sys.argv[2], *(int(x) for x in sys.argv[3:8]))
+        run(sys.argv[2], *(int(x) for x in sys.argv[3:8]), *sys.argv[8:9])
     elif sys.argv[1] == "bandwidth":
         bandwidth(int(sys.argv[2]))
     else:
