@@ -146,7 +146,7 @@ type Side = 'tunebench' | 'transformers' | 'llama.cpp'
 function runSide(args: string[], side: Side): Timing {
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) }
   const opts = { encoding: 'utf8' as const, env, maxBuffer: 16 << 20 }
-  const r = side === 'tunebench' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', ...args], opts)
+  const r = side === 'tunebench' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', ...args, '--precision', precision], opts)
     : side === 'llama.cpp' ? spawnSync(process.execPath, ['--import', 'tsx', here, '--llamacpp', ...args], opts)
     : spawnSync(python, [join(import.meta.dirname, 'generate_torch.py'), 'run', args[0]!, String(threads), ...args.slice(1), String(repeat), precision], opts)
   if (r.status !== 0) throw new Error(`${side} run failed:\n${r.stderr}`)

@@ -1234,8 +1234,10 @@ DVec ref_xwt(const Vec& x, const Vec& W, int M, int N, int K) {
 
 void run_bf16_cases(Checker& ck, Backend& be) {
   struct Shape { int N, in, out; bool bias, acc; };
+  // up to 8 rows x W^T: dot products over W's rows; 9-16 rows against more than 2048 columns
+  // (and dx of few rows against many): oneDNN in column blocks; more rows: one product
   for (Shape sh : {Shape{5, 37, 29, false, false}, Shape{40, 96, 80, true, true}, Shape{3, 64, 4100, false, true},
-                   Shape{1, 48, 2500, true, false}}) {
+                   Shape{1, 48, 2500, true, false}, Shape{12, 64, 4100, true, true}, Shape{3, 4100, 40, false, false}}) {
     std::string p = fmt("N=%d in=%d out=%d%s%s", sh.N, sh.in, sh.out, sh.bias ? " bias" : "", sh.acc ? " +=" : "");
     Vec x = randv(size_t(sh.N) * sh.in, 11), W = randv(size_t(sh.out) * sh.in, 12), b = randv(sh.out, 13);
     Buffer bx = dev(be, x), bW = dev_bf16(be, W), bb = dev(be, b);

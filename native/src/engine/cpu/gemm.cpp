@@ -52,6 +52,14 @@ int max_threads() {
 #endif
 }
 
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // Taken when the library loads, before set_threads() changes any thread's setting.
 static const int kDefaultThreads = max_threads();
 int default_threads() { return kDefaultThreads; }

@@ -44,6 +44,7 @@ class PackedMatrix {
 // Sets the threads of both OpenMP and the BLAS for the calling thread's subsequent work.
 void set_threads(int n);
 int max_threads();  // of the calling thread, as set_threads() left it
+int thread_index();  // inside an OpenMP region, this thread's number in its team (0 outside)
 int default_threads();  // OMP_NUM_THREADS or the cores: what threads = 0 means
 const char* blas_name();
 

@@ -83,6 +83,48 @@ bool in_parallel() {
 // them reads the weights at half the speed.
 constexpr int kThinRows = 16, kThinColumns = 2048;
 
+// Up to this many rows times W^T (decoding a few sequences) run as dot products over
+// the weights' rows, widened four at a time into a per-thread block, so that the weights stream
+// from memory once at the memory's speed: oneDNN's bf16 matmul reads them at half of it for so
+// few rows. The rows are rounded to bf16 first, so the products are those of every other path.
+constexpr int kDotRows = 4;
+
+// A [M, K] rounded to bf16 and widened back to f32, contiguous.
+std::vector<float> bf16_values(int M, int K, const float* A, int lda) {
+  std::vector<float> a(size_t(M) * K);
+  std::vector<uint16_t> tmp(static_cast<size_t>(K));
+  for (int i = 0; i < M; i++) {
+    row_to_bf16(tmp.data(), A + size_t(i) * lda, K);
+    row_from_bf16(a.data() + size_t(i) * K, tmp.data(), K);
+  }
+  return a;
+}
+
+void rows_times_wt(int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb, bool accumulate, float* C,
+                   int ldc, int nt) {
+  std::vector<float> a = bf16_values(M, K, A, lda);
+  std::vector<float> blocks(size_t(std::max(nt, 1)) * 4 * K);
+  int nb = (N + 3) / 4;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* w = blocks.data() + size_t(thread_index()) * 4 * K;
+#pragma omp for schedule(static)
+    for (int b = 0; b < nb; b++) {
+      int o0 = b * 4, rows = std::min(4, N - o0);
+      for (int r = 0; r < 4; r++) {
+        if (r < rows) row_from_bf16(w + size_t(r) * K, B + size_t(o0 + r) * ldb, K);
+        else std::fill(w + size_t(r) * K, w + size_t(r + 1) * K, 0.0f);
+      }
+      float out[4];
+      for (int m = 0; m < M; m++) {
+        row_dot4(a.data() + size_t(m) * K, w, K, out);
+        float* c = C + size_t(m) * ldc + o0;
+        for (int r = 0; r < rows; r++) c[r] = accumulate ? c[r] + out[r] : out[r];
+      }
+    }
+  }
+}
+
 #if defined(TUNEBENCH_ONEDNN)
 using onednn::memory;
 
@@ -118,6 +160,10 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
     return;
   }
   int nt = in_parallel() ? 1 : max_threads();
+  if (tb && M <= kDotRows) {
+    rows_times_wt(M, N, K, A, lda, B, ldb, accumulate, C, ldc, nt);
+    return;
+  }
 #if defined(TUNEBENCH_ONEDNN)
   // The calling thread's copy (the team's threads write into it through a plain pointer).
   thread_local std::vector<uint16_t> a16;
@@ -151,12 +197,7 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
   product_bf16(tb, M, 0, N, K, a, B, ldb, accumulate, C, ldc);
 #else
   // The same bf16 values widened to f32: A rounded once, B in blocks of rows.
-  std::vector<float> a(size_t(M) * K);
-  std::vector<uint16_t> tmp(static_cast<size_t>(K));
-  for (int i = 0; i < M; i++) {
-    row_to_bf16(tmp.data(), A + size_t(i) * lda, K);
-    row_from_bf16(a.data() + size_t(i) * K, tmp.data(), K);
-  }
+  std::vector<float> a = bf16_values(M, K, A, lda);
   const int rows = 256;
   if (tb) {  // B [N, K]: blocks of output columns
     std::vector<float> blk(size_t(std::min(rows, N)) * K);

@@ -16,14 +16,6 @@
 
 namespace tb {
 
-static int thread_index() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 // ---------------------------------------------------------------- elementwise
 // Spans of 16k floats: large enough to amortise the scheduling, small enough to balance.
 template <class F>

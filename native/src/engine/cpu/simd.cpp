@@ -173,4 +173,29 @@ TB_HOT void row_axpy_bf16(float* y, const uint16_t* x, int n, float a) {
   }
 }
 
+TB_HOT void row_dot4(const float* x, const float* w, int n, float* out) {
+  float a0[kLanes] = {}, a1[kLanes] = {}, a2[kLanes] = {}, a3[kLanes] = {};
+  const float *w0 = w, *w1 = w + n, *w2 = w + 2 * size_t(n), *w3 = w + 3 * size_t(n);
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; j++) {
+      float xv = x[i + j];
+      a0[j] += xv * w0[i + j];
+      a1[j] += xv * w1[i + j];
+      a2[j] += xv * w2[i + j];
+      a3[j] += xv * w3[i + j];
+    }
+  float s0 = lanes_sum(a0), s1 = lanes_sum(a1), s2 = lanes_sum(a2), s3 = lanes_sum(a3);
+  for (; i < n; i++) {
+    s0 += x[i] * w0[i];
+    s1 += x[i] * w1[i];
+    s2 += x[i] * w2[i];
+    s3 += x[i] * w3[i];
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+
 }  // namespace tb

@@ -34,6 +34,8 @@ void row_neg_softmax(float* l, int n, float lse, float g);
 void row_to_bf16(uint16_t* out, const float* x, int n);
 void row_from_bf16(float* out, const uint16_t* x, int n);
 void row_axpy_bf16(float* y, const uint16_t* x, int n, float a);
+// out[r] = sum_k x[k] w[r * n + k] for the 4 contiguous rows r of w
+void row_dot4(const float* x, const float* w, int n, float* out);
 void chunk_adamw(float* w, float* g, float* m, float* v, size_t n, float clip, float b1, float b2, float decay,
                  float step_size, float bc2_sqrt, float eps);
 
