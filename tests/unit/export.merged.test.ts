@@ -24,7 +24,8 @@ interface Ref { logps: number[][]; peft_logps?: number[][]; dtypes: Record<strin
 
 async function engineLogps(model: string, adapter?: string): Promise<number[][]> {
   const { Model } = await import('../../native/index')
-  const m = await Model.load(model, { threads: 1 })
+  // f32 precision: the references run transformers in float32 on the same (16-bit) weights
+  const m = await Model.load(model, { threads: 1, precision: 'f32' })
   try {
     if (adapter) await m.loadAdapter(adapter)
     const out: number[][] = []

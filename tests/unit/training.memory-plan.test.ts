@@ -8,7 +8,6 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PRECISIONS } from '../../native/index'
 import { resolveConfig } from '../../main/services/training/config'
 import { availableMemory, checkMemory, parseBytes, planConfigOf, readModelShape } from '../../main/services/training/memoryCheck'
 import {
@@ -144,9 +143,6 @@ function measure(dir: string, cfg: Record<string, unknown>): Promise<Measured> {
   })
 }
 
-/** Whether the engine's Model.load takes precision bf16 (native/index.ts); the bf16 cases wait for it. */
-const bf16Engine = (PRECISIONS as readonly string[]).includes('bf16')
-
 interface Case {
   name: string
   shape: ShapeConfig
@@ -195,8 +191,7 @@ describe.runIf(engineBuilt('memory plan calibration'))('memory plan against the 
   }, 60_000)
 
   for (const c of cases) {
-    const pending = c.bf16 && !bf16Engine
-    it.skipIf(pending)(`${c.name}${pending ? ' (pending: Model.load takes no precision option yet)' : ''}`, async () => {
+    it(c.name, async () => {
       const dir = writeRandomCheckpoint(join(root, c.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40)), c.shape, c.dtype ?? 'F32')
       const cfg = { ...DEFAULT_PLAN_CONFIG, sample_prompts: 0, ...c.cfg }
       const shape = await readModelShape(dir)
