@@ -87,26 +87,33 @@ std::vector<Param*> Model::matrices() {
   return out;
 }
 
-// Host copies in the other type, then uploaded (a device backend has no host pointer).
+// A BF16 buffer of the backend holding bf16(src), rounded on the host (a device backend has no
+// host pointer); what dst held before is released.
+static void upload_bf16(Backend& be, Buffer& dst, const std::vector<float>& src) {
+  std::vector<uint16_t> h(src.size());
+  for (size_t i = 0; i < h.size(); i++) h[i] = f32_to_bf16(src[i]);
+  dst.bind(be, DType::BF16);
+  dst.resize(h.size());
+  be.upload(dst.raw(), h.data(), dst.bytes());
+}
+
 static void convert_buffer(Backend& be, Buffer& b, DType to) {
   size_t n = b.size();
-  Buffer out(be, to, n);
   if (b.dtype() == DType::F32 && to == DType::BF16) {
     std::vector<float> src(n);
     be.download(src.data(), b.raw(), b.bytes());
-    std::vector<uint16_t> dst(n);
-    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
-    be.upload(out.raw(), dst.data(), out.bytes());
+    upload_bf16(be, b, src);
   } else if (b.dtype() == DType::BF16 && to == DType::F32) {
     std::vector<uint16_t> src(n);
     be.download(src.data(), b.raw(), b.bytes());
     std::vector<float> dst(n);
     for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
-    be.upload(out.raw(), dst.data(), out.bytes());
+    b.bind(be, DType::F32);
+    b.resize(n);
+    be.upload(b.raw(), dst.data(), b.bytes());
   } else {
     throw std::logic_error(std::string("no conversion from ") + dtype_name(b.dtype()) + " to " + dtype_name(to));
   }
-  b = std::move(out);
 }
 
 void Model::set_weight_dtype(DType dt) {
@@ -153,12 +160,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, int threads, Precisio
       p->w.borrow(*m->be_, DType::BF16, d, size_t(p->numel()), ckp);
       continue;
     }
-    std::vector<float> f = ck.load(p->name, p->shape);
-    std::vector<uint16_t> h(f.size());
-    for (size_t i = 0; i < f.size(); i++) h[i] = f32_to_bf16(f[i]);
-    p->w.bind(*m->be_, DType::BF16);
-    p->w.resize(h.size());
-    m->be_->upload(p->w.raw(), h.data(), p->w.bytes());
+    upload_bf16(*m->be_, p->w, ck.load(p->name, p->shape));
   }
   m->weight_dtype_ = bf16 ? DType::BF16 : DType::F32;
   m->cfg_.parameters = count;
