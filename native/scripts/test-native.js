@@ -8,7 +8,10 @@
 // With --all-gemm (and always under CI: native/scripts/ci.js, CI set to anything but
 // ''/false/0) it also builds the runner against each other GEMM library (OpenBLAS, the
 // built-in kernel) in native/build/gemm-<name> (incrementally, with cmake --build) and runs it
-// there, so that the fallbacks stay correct while the default build uses the fastest library found.
+// there, so that the fallbacks stay correct while the default build uses the fastest library
+// found; then without OpenMP (native/build/no-openmp, as Apple clang builds), and cross-compiles
+// the engine and the runner for Windows with MinGW-w64 (native/build/windows; built, not run:
+// there is no Windows or Wine here). --windows runs that cross-compile alone.
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -65,29 +68,55 @@ for (const [binary, sources] of [
 
 let status = run(runner, [], runner)
 
-if (status === 0 && (process.argv.includes('--all-gemm') || mustRun())) {
-  for (const gemm of ['openblas', 'builtin']) {
-    const dir = join(root, 'native', 'build', `gemm-${gemm}`)
-    console.log(`\nnative tests with TUNEBENCH_GEMM=${gemm} (${dir})`)
-    const configured = spawnSync('cmake', ['-S', join(root, 'native'), '-B', dir, '-DCMAKE_BUILD_TYPE=Release', `-DTUNEBENCH_GEMM=${gemm}`], {
-      cwd: root,
-      encoding: 'utf8',
-      env,
-    })
-    if (configured.status !== 0) {
-      // A library that is not installed is skipped here, but CI installs them all.
-      console.log(configured.stdout + configured.stderr)
-      try {
-        requireOrSkip(`native tests with TUNEBENCH_GEMM=${gemm}`, `TUNEBENCH_GEMM=${gemm} does not configure on this machine`)
-      } catch (e) {
-        console.error(e.message)
-        process.exit(1)
-      }
-      continue
-    }
-    status = run('cmake', ['--build', dir, '--target', 'tunebench_tests', '--parallel', '2'], `the ${gemm} build`)
-    if (status === 0) status = run(join(dir, 'tunebench_tests'), [], `the ${gemm} runner`)
-    if (status !== 0) break
+const all = process.argv.includes('--all-gemm') || mustRun()
+const variants = all
+  ? [
+      ...['openblas', 'builtin'].map((gemm) => ({ what: `TUNEBENCH_GEMM=${gemm}`, dir: `gemm-${gemm}`, args: [`-DTUNEBENCH_GEMM=${gemm}`] })),
+      { what: 'TUNEBENCH_OPENMP=OFF', dir: 'no-openmp', args: ['-DTUNEBENCH_GEMM=builtin', '-DTUNEBENCH_OPENMP=OFF'] },
+    ]
+  : []
+if (all || process.argv.includes('--windows')) {
+  // Compiled only: tunebench_tests.exe cannot run here (no Windows or Wine).
+  const mingw = ['x86_64-w64-mingw32-g++-posix', 'x86_64-w64-mingw32-g++'].some((cxx) => spawnSync(cxx, ['--version']).status === 0)
+  variants.push({
+    what: 'the Windows cross-compile',
+    dir: 'windows',
+    args: ['-DTUNEBENCH_GEMM=builtin', `-DCMAKE_TOOLCHAIN_FILE=${join(root, 'native', 'cmake', 'mingw-w64.cmake')}`],
+    noRun: true,
+    missing: mingw ? '' : 'no x86_64-w64-mingw32-g++ (Debian: apt-get install g++-mingw-w64-x86-64-posix)',
+  })
+}
+
+function skip(what, reason) {
+  try {
+    requireOrSkip(`native tests with ${what}`, reason)
+  } catch (e) {
+    console.error(e.message)
+    process.exit(1)
   }
+}
+
+for (const v of status === 0 ? variants : []) {
+  const dir = join(root, 'native', 'build', v.dir)
+  console.log(`\nnative tests with ${v.what} (${dir})`)
+  if (v.missing) {
+    skip(v.what, v.missing)
+    continue
+  }
+  const configured = spawnSync('cmake', ['-S', join(root, 'native'), '-B', dir, '-DCMAKE_BUILD_TYPE=Release', ...v.args], {
+    cwd: root,
+    encoding: 'utf8',
+    env,
+  })
+  if (configured.status !== 0) {
+    // A library that is not installed is skipped here, but CI installs them all.
+    console.log(configured.stdout + configured.stderr)
+    skip(v.what, `${v.what} does not configure on this machine`)
+    continue
+  }
+  status = run('cmake', ['--build', dir, '--target', 'tunebench_tests', '--parallel', '2'], `the ${v.dir} build`)
+  if (status === 0 && v.noRun) console.log(`native tests with ${v.what}: ${join(dir, 'tunebench_tests.exe')} built (not run: no Windows here)`)
+  else if (status === 0) status = run(join(dir, 'tunebench_tests'), [], `the ${v.dir} runner`)
+  if (status !== 0) break
 }
 process.exit(status)

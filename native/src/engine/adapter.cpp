@@ -1,7 +1,4 @@
 // PEFT adapter folders and the optimiser's training state on disk.
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +8,7 @@
 #include "json.h"
 #include "model.h"
 #include "passes.h"
+#include "platform.h"
 #include "safetensors.h"
 
 namespace tb {
@@ -37,30 +35,14 @@ struct TensorsOut {
 static void write_text_atomic(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
   {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    std::ofstream f(fs_path(tmp), std::ios::binary | std::ios::trunc);
     if (!f) throw std::runtime_error(tmp + ": cannot open for writing");
     f << text;
     f.flush();
     if (!f) throw std::runtime_error(tmp + ": write failed");
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    throw std::runtime_error(path + ": rename from temporary file failed");
-  }
-}
-
-static void make_dirs(const std::string& dir) {
-  std::string cur;
-  for (size_t i = 0; i <= dir.size(); i++) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!cur.empty()) {
-        struct stat st;
-        if (stat(cur.c_str(), &st) != 0 && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-          throw std::runtime_error(cur + ": cannot create folder (" + strerror(errno) + ")");
-      }
-    }
-    if (i < dir.size()) cur += dir[i];
-  }
+  std::string reason;
+  if (!replace_file(tmp, path, reason)) throw std::runtime_error(path + ": rename from temporary file failed");
 }
 
 static std::string num_json(double v) {

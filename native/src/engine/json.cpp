@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "platform.h"
+
 namespace tb {
 
 namespace {
@@ -152,7 +154,7 @@ Json json_parse(const std::string& text, const std::string& where) {
 }
 
 Json json_parse_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
+  std::ifstream f(fs_path(path), std::ios::binary);
   if (!f) throw std::runtime_error(path + ": cannot open file");
   std::stringstream ss;
   ss << f.rdbuf();

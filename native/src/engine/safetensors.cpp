@@ -1,11 +1,5 @@
 #include "safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +9,7 @@
 
 #include "facts.h"
 #include "json.h"
+#include "platform.h"
 
 namespace tb {
 
@@ -67,25 +62,12 @@ float f16_to_f32(uint16_t h) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open (" + strerror(errno) + ")");
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    throw std::runtime_error(path + ": cannot stat");
-  }
-  size_ = size_t(st.st_size);
-  if (size_ < 8) {
-    close(fd);
-    throw std::runtime_error(path + ": truncated safetensors file (" + std::to_string(size_) + " bytes, no header length)");
-  }
-  map_ = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    throw std::runtime_error(path + ": mmap failed");
-  }
+  FileMap m = map_file(path);
+  map_ = m.data;
+  size_ = m.size;
   try {
+    if (size_ < 8)
+      throw std::runtime_error(path + ": truncated safetensors file (" + std::to_string(size_) + " bytes, no header length)");
     const uint8_t* base = static_cast<const uint8_t*>(map_);
     uint64_t hlen = 0;
     for (int k = 7; k >= 0; k--) hlen = (hlen << 8) | base[k];
@@ -140,14 +122,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       tensors_[name] = ti;
     }
   } catch (...) {
-    munmap(map_, size_);
+    unmap_file({map_, size_});
     map_ = nullptr;
     throw;
   }
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_) munmap(map_, size_);
+  unmap_file({map_, size_});
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {
@@ -170,14 +152,7 @@ void SafetensorsFile::read_f32(const TensorInfo& t, float* out) const {
   }
   // The f32 copy is what the engine keeps: drop the file pages now so that loading never
   // holds the checkpoint twice (peak memory = one copy of the weights).
-  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  uintptr_t b = uintptr_t(p) / page * page, e = uintptr_t(p + t.end - t.begin);
-  if (e > b) madvise(reinterpret_cast<void*>(b), size_t(e - b), MADV_DONTNEED);
-}
-
-static bool file_exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
+  drop_pages(p, t.end - t.begin);
 }
 
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
@@ -289,7 +264,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
   while ((header.size() + 8) % 8 != 0) header += ' ';  // align the data section to 8 bytes
   std::string tmp = path + ".tmp";
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    std::ofstream out(fs_path(tmp), std::ios::binary | std::ios::trunc);
     if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
     uint64_t hl = header.size();
     uint8_t lenbuf[8];
@@ -304,15 +279,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
     out.flush();
     if (!out) throw std::runtime_error(tmp + ": write failed");
   }
-  int fd = open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    throw std::runtime_error(path + ": rename from temporary file failed (" + strerror(errno) + ")");
-  }
+  sync_file(tmp);
+  std::string reason;
+  if (!replace_file(tmp, path, reason)) throw std::runtime_error(path + ": rename from temporary file failed (" + reason + ")");
 }
 
 }  // namespace tb

@@ -36,7 +36,7 @@ class SafetensorsFile {
 
  private:
   std::string path_;
-  void* map_ = nullptr;
+  const void* map_ = nullptr;
   size_t size_ = 0;
   const uint8_t* data_ = nullptr;  // start of the data section
   std::map<std::string, TensorInfo> tensors_;

@@ -1,7 +1,5 @@
 // The model's weights: names and shapes, loading, random test weights, LoRA, the trainable set
 // and the packing policy of the frozen matrices.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -9,6 +7,7 @@
 #include "facts.h"
 #include "model.h"
 #include "passes.h"
+#include "platform.h"
 #include "random.h"
 #include "safetensors.h"
 
@@ -301,8 +300,7 @@ void Model::pack_weights() {
   if (packed_ || full_ || packing_ == Packing::Off) return;
   packed_ = true;  // also when nothing could be packed: the decision holds until the weights change
   const ModelConfig& c = cfg_;
-  double physical = physical_memory_override_ > 0 ? physical_memory_override_
-                                                  : double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  double physical = physical_memory_override_ > 0 ? physical_memory_override_ : physical_memory_bytes();
   if (packing_ == Packing::Auto && !packing_fits(frozen_weights(), physical)) return;
   for (auto& w : L_)
     for (int t = 0; t < NUM_TARGETS; t++) {

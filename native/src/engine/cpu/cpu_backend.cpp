@@ -1,6 +1,5 @@
 // The CPU backend: the kernels of ops.cpp, gemm.cpp, packed.cpp, rank.cpp and simd.cpp behind
 // the Backend table, one instance per model (its threads and the head's logits chunk).
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -9,6 +8,7 @@
 #include "backend.h"
 #include "gemm.h"
 #include "ops.h"
+#include "platform.h"
 #include "simd.h"
 
 namespace tb {
@@ -57,17 +57,7 @@ class CpuBackend final : public Backend {
   }
   void free(void* p, size_t) override { std::free(p); }
   bool host_memory() const override { return true; }
-  size_t available_memory() const override {
-    // MemAvailable: what the kernel can give without swapping
-    FILE* f = std::fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    unsigned long long kb = 0;
-    while (std::fgets(line, sizeof line, f))
-      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
-    std::fclose(f);
-    return size_t(kb) * 1024;
-  }
+  size_t available_memory() const override { return available_memory_bytes(); }
   void upload(void* dst, const void* src, size_t bytes) override { memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) const override { memcpy(dst, src, bytes); }
 
