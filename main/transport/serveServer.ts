@@ -4,7 +4,7 @@
 // visits cannot drive the workbench through their browser.
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { realpath, stat } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { extname, join, normalize, resolve, sep } from 'node:path'
@@ -24,6 +24,8 @@ export interface ServeOptions {
   createHandlers: (emit: Emit) => Handlers
   /** Fixed token (tests); random otherwise. */
   token?: string
+  /** Clock of the wrong-token back-off (tests); Date.now otherwise. */
+  now?: () => number
 }
 
 export interface ServeServer {
@@ -50,9 +52,19 @@ const contentTypes: Record<string, string> = {
 
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
 
+/** The largest WebSocket message a client may send; a larger one closes its socket (1009). */
+export const maxMessageBytes = 64 * 1024 * 1024
+
+// Wrong tokens one address may send before it has to wait; each further one doubles the wait.
+const freeFailures = 5
+const firstWaitMs = 1000
+const maxWaitMs = 60_000
+
 export async function startServeServer(options: ServeOptions): Promise<ServeServer> {
   const token = options.token ?? randomBytes(24).toString('base64url')
-  const rendererDir = resolve(options.rendererDir)
+  const now = options.now ?? Date.now
+  // Its real path: files are served only when their real path (links followed) lies inside.
+  const rendererDir = await realpath(resolve(options.rendererDir)).catch(() => resolve(options.rendererDir))
   const sockets = new Set<WebSocket>()
   const emit: Emit = (channel, payload) => {
     const frame = JSON.stringify({ event: channel, payload } satisfies BridgeEvent)
@@ -73,10 +85,48 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
   const origin = `http://${urlHost}:${port}`
   const cookieName = `tunebench_token_${port}`
 
-  const hasToken = (req: IncomingMessage): boolean => {
-    const url = new URL(req.url ?? '/', origin)
-    const given = url.searchParams.get('token') ?? readCookie(req.headers.cookie, cookieName)
-    return given !== null && sameSecret(given, token)
+  /** The request target as a URL of this server, or null when it is not a path that parses
+   *  ('*', absolute-form, '//' would make the server's own URL parser throw). */
+  const requestUrl = (req: IncomingMessage): URL | null => {
+    if (!req.url?.startsWith('/')) return null
+    try {
+      return new URL(origin + req.url)
+    } catch {
+      return null
+    }
+  }
+
+  const tokenGiven = (req: IncomingMessage, url: URL): string | null =>
+    url.searchParams.get('token') ?? readCookie(req.headers.cookie, cookieName)
+
+  // Guessing the token from one address is slowed down: after `freeFailures` wrong ones, the
+  // address waits (429, Retry-After) before its next try is checked; a right one resets it.
+  const failures = new Map<string, { count: number; until: number }>()
+  const waitMs = (req: IncomingMessage): number => Math.max(0, (failures.get(clientAddress(req))?.until ?? 0) - now())
+  const noteFailure = (req: IncomingMessage): void => {
+    const address = clientAddress(req)
+    const count = (failures.get(address)?.count ?? 0) + 1
+    const until = count >= freeFailures ? now() + Math.min(firstWaitMs * 2 ** (count - freeFailures), maxWaitMs) : 0
+    failures.set(address, { count, until })
+  }
+
+  type Access = { ok: true } | { ok: false; status: 400 | 403 | 429; message: string; retryAfter?: number }
+  /** Host, Origin and token of a request or upgrade, in that order; wrong tokens count. */
+  const access = (req: IncomingMessage, url: URL | null): Access => {
+    if (!hostAllowed(req) || !originAllowed(req)) return { ok: false, status: 403, message: 'Forbidden: wrong Host or Origin' }
+    if (!url) return { ok: false, status: 400, message: 'Bad request target' }
+    const wait = waitMs(req)
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000)
+      return { ok: false, status: 429, message: `Too many wrong tokens from this address (a tab of an earlier run?): try again in ${seconds} s`, retryAfter: seconds }
+    }
+    const given = tokenGiven(req, url)
+    if (given === null || !sameSecret(given, token)) {
+      if (given !== null) noteFailure(req)
+      return { ok: false, status: 403, message: 'Forbidden: open the URL with the access token that `tunebench serve` printed' }
+    }
+    failures.delete(clientAddress(req))
+    return { ok: true }
   }
 
   // A loopback server answers only to loopback host names, which defeats DNS rebinding; a
@@ -98,19 +148,20 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
   }
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (!hostAllowed(req) || !originAllowed(req)) return refuse(res, 'Forbidden: wrong Host or Origin')
-    if (!hasToken(req)) return refuse(res, 'Forbidden: open the URL with the access token that `tunebench serve` printed')
+    const url = requestUrl(req)
+    const verdict = access(req, url)
+    if (!verdict.ok) return refuse(res, verdict.message, verdict.status, verdict.retryAfter)
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end()
       return
     }
-    void serveFile(req, res)
+    void serveFile(req, res, url!)
   })
 
-  const serveFile = async (req: IncomingMessage, res: ServerResponse) => {
+  const serveFile = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
     let pathname: string
     try {
-      pathname = decodeURIComponent(new URL(req.url ?? '/', origin).pathname)
+      pathname = decodeURIComponent(url.pathname)
     } catch {
       res.writeHead(400).end()
       return
@@ -118,7 +169,10 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
     const relative = pathname === '/' ? 'index.html' : normalize(pathname).replace(/^[/\\]+/, '')
     const file = join(rendererDir, relative)
     if (!file.startsWith(rendererDir + sep)) return refuse(res, 'Forbidden')
-    const info = await stat(file).catch(() => null)
+    // A symlink inside the folder must not lead out of it.
+    const real = await realpath(file).catch(() => null)
+    if (real !== null && !real.startsWith(rendererDir + sep)) return refuse(res, 'Forbidden')
+    const info = real === null ? null : await stat(real).catch(() => null)
     if (!info?.isFile()) {
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end(
         relative === 'index.html' ? `The renderer is not built (${file} is missing): run npm run build` : 'Not found'
@@ -137,19 +191,29 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
       'Set-Cookie': `${cookieName}=${token}; Path=/; HttpOnly; SameSite=Strict`
     })
     if (req.method === 'HEAD') return void res.end()
-    createReadStream(file).pipe(res)
+    createReadStream(real!).pipe(res)
   }
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 * 1024 })
+  const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes })
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = new URL(req.url ?? '/', origin).pathname
-    if (path !== '/ws' || !hostAllowed(req) || req.headers.origin === undefined || !originAllowed(req) || !hasToken(req)) {
-      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+    // Node leaves an upgrade's socket without an error listener: a client's reset must not crash us.
+    socket.on('error', () => socket.destroy())
+    const url = requestUrl(req)
+    const verdict: Access =
+      url?.pathname !== '/ws' || req.headers.origin === undefined ? { ok: false, status: 403, message: 'Forbidden' } : access(req, url)
+    if (!verdict.ok) {
+      const status = { 400: '400 Bad Request', 403: '403 Forbidden', 429: '429 Too Many Requests' }[verdict.status]
+      const retryAfter = verdict.retryAfter === undefined ? '' : `Retry-After: ${verdict.retryAfter}\r\n`
+      socket.end(`HTTP/1.1 ${status}\r\n${retryAfter}Connection: close\r\nContent-Length: 0\r\n\r\n`)
       return
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws)
       ws.on('close', () => sockets.delete(ws))
+      // Broken frames (bad masking or opcode, invalid UTF-8, over maxMessageBytes): ws has already
+      // closed the socket with the code that says why (1002, 1007, 1009); without a listener the
+      // error would crash the server for every client.
+      ws.on('error', () => undefined)
       ws.on('message', (data, isBinary) => {
         let request: BridgeRequest
         try {
@@ -183,8 +247,14 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
   }
 }
 
-function refuse(res: ServerResponse, message: string): void {
-  res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8' }).end(message + '\n')
+function refuse(res: ServerResponse, message: string, status = 403, retryAfter?: number): void {
+  const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8' }
+  if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter)
+  res.writeHead(status, headers).end(message + '\n')
+}
+
+function clientAddress(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? ''
 }
 
 function readCookie(header: string | undefined, name: string): string | null {

@@ -158,7 +158,10 @@ export async function generate(pool: GenerationPool, source: GenerationSource, p
   })
   const results: GenerationResult[] = []
   const run = async (chunk: GenerationRow[]): Promise<void> => {
-    const got = await pool.use(source, (src) => generateRows(src, chunk, settings, opts))
+    // The engine's KV cache holds every row at the longest prompt + maxNewTokens (generate.cpp).
+    const longest = chunk.reduce((m, r) => Math.max(m, r.ids.length), 0)
+    const call = { sequences: chunk.length, tokens: longest + settings.maxNewTokens, promptTokens: longest }
+    const got = await pool.use(source, (src) => generateRows(src, chunk, settings, opts), call)
     opts.onResults?.(got)
     results.push(...got)
   }

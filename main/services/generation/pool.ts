@@ -3,10 +3,16 @@
 // loaded into it when the call needs a different one (or the folder's weights changed on disk
 // since, e.g. a run saved a new checkpoint), and a source without an adapter runs the same
 // Model with its adapters off. Calls on one model run one at a time: the engine has one
-// generation in flight per Model (stopRow and cancel address it).
+// generation in flight per Model (stopRow and cancel address it). A call that says its size
+// (rows × capacity) is planned first (memoryCheck.ts checkInference): a model whose weights and
+// KV cache would not fit in the free memory is refused before the engine loads or allocates
+// anything, with the estimate and what to change.
 import { readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { GenerateOptions, GenerateStep, GeneratedRow, LoraOptions } from '../../../native/index'
+import type { ModelShape } from '../training/memoryPlan'
+import { availableMemory, checkInference, inferenceRefusal, readModelShape, type InferenceCall } from '../training/memoryCheck'
+import { engineForPlan } from '../training/planEngine'
 import { ChatTokenizer } from '../training/sequences'
 
 export interface GenerationSource {
@@ -77,8 +83,15 @@ async function adapterStamp(dir: string): Promise<string> {
   return parts.join('|')
 }
 
+export class GenerationMemoryError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'GenerationMemoryError'
+  }
+}
+
 interface Entry {
-  ready: Promise<{ model: GenerationModel; tokenizer: ChatTokenizer; eosIds: number[] }>
+  ready: Promise<{ model: GenerationModel; tokenizer: ChatTokenizer; eosIds: number[]; shape: ModelShape }>
   /** The adapter stamp loaded into the model, or null. */
   adapter: string | null
   /** The tail of this model's queue of calls. */
@@ -89,7 +102,21 @@ export class GenerationPool {
   private readonly entries = new Map<string, Entry>()
   private readonly tokenizers = new Map<string, Promise<ChatTokenizer>>()
 
-  constructor(private readonly opts: { threads?: number; load?: GenerationModelLoader } = {}) {}
+  constructor(private readonly opts: {
+    threads?: number
+    load?: GenerationModelLoader
+    /** Free memory in bytes for the check before a load or a call; availableMemory() by default
+     *  ($TUNEBENCH_MEMORY_AVAILABLE, else MemAvailable). */
+    availableMemory?: () => number
+  } = {}) {}
+
+  /** Throws a GenerationMemoryError when `call` on this model would not fit. */
+  private refuseIfTooLarge(dir: string, shape: ModelShape, call: InferenceCall, loaded: boolean): void {
+    const check = checkInference(shape, call, {
+      available: (this.opts.availableMemory ?? availableMemory)(), threads: this.opts.threads ?? engineForPlan().threads, loaded
+    })
+    if (!check.fits) throw new GenerationMemoryError(inferenceRefusal(dir, check))
+  }
 
   /** The tokenizer of a model folder (loaded once; no weights are read). */
   tokenizer(modelDir: string): Promise<ChatTokenizer> {
@@ -103,16 +130,21 @@ export class GenerationPool {
     return t
   }
 
-  /** Runs `fn` with the source ready, after any call on the same model has finished. */
-  use<T>(source: GenerationSource, fn: (ready: ReadySource) => Promise<T>): Promise<T> {
+  /** Runs `fn` with the source ready, after any call on the same model has finished. `call`,
+   *  the engine call's rows and capacity, is checked against the free memory first: before the
+   *  model loads (weights + KV cache), or, when it is loaded, before `fn` runs (KV cache). */
+  use<T>(source: GenerationSource, fn: (ready: ReadySource) => Promise<T>, call?: InferenceCall): Promise<T> {
     const dir = resolve(source.model)
     let entry = this.entries.get(dir)
+    const loadsHere = !entry
     if (!entry) {
       const ready = (async () => {
         const tokenizer = await this.tokenizer(dir)
         const eosIds = await readEosIds(dir, tokenizer)
+        const shape = await readModelShape(dir)
+        if (call) this.refuseIfTooLarge(dir, shape, call, false)
         const model = await (this.opts.load ?? loadGenerationModel)(dir, { threads: this.opts.threads })
-        return { model, tokenizer, eosIds }
+        return { model, tokenizer, eosIds, shape }
       })()
       entry = { ready, adapter: null, tail: Promise.resolve() }
       this.entries.set(dir, entry)
@@ -123,7 +155,8 @@ export class GenerationPool {
     }
     const e = entry
     const run = e.tail.then(async () => {
-      const { model, tokenizer, eosIds } = await e.ready
+      const { model, tokenizer, eosIds, shape } = await e.ready
+      if (call && !loadsHere) this.refuseIfTooLarge(dir, shape, call, true)
       const adapterDir = source.adapter ? resolve(source.adapter) : null
       if (adapterDir) {
         const stamp = await adapterStamp(adapterDir)

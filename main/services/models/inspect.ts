@@ -11,6 +11,7 @@ import type { ModelFacts } from '../../../preload/types/models'
 import { modelMemory, modelShape, type EngineFactsForPlan } from '../training/memoryPlan'
 import { engineForPlan } from '../training/planEngine'
 import { readSafetensorsHeader, type TensorEntry } from './safetensors'
+import { compileChatTemplate, describeJsonError, readChatTemplateSource, tokenizerJsonProblem } from './tokenizerFiles'
 
 /** The engine facts a model folder is checked against. */
 export type ModelLimits = Pick<EngineLimits, 'architectures' | 'dtypes'>
@@ -94,11 +95,11 @@ export async function inspectModelFolder(
 
   await readTokenizer(dir)
   const tokenizerConfig = await readJsonObject(dir, 'tokenizer_config.json')
-  const template = tokenizerConfig.chat_template
-  const chatTemplate =
-    (typeof template === 'string' && template.length > 0) ||
-    (Array.isArray(template) && template.length > 0) ||
-    (await exists(join(dir, 'chat_template.jinja')))
+  // The template is compiled now, so that a broken one is named when the folder is opened
+  // rather than at the first chat or training step.
+  const chatTemplate = await readChatTemplateSource(dir, tokenizerConfig)
+    .then((t) => (t ? (compileChatTemplate(t), true) : false))
+    .catch(rethrowAsFolderError)
 
   return {
     dir,
@@ -141,7 +142,7 @@ async function readJsonObject(dir: string, file: string): Promise<Record<string,
   try {
     value = JSON.parse(text)
   } catch (err) {
-    throw new ModelFolderError(`${file}: not valid JSON (${(err as Error).message})`)
+    throw new ModelFolderError(`${file}: not valid JSON: ${describeJsonError(text, err)}`)
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ModelFolderError(`${file}: expected a JSON object at the top level`)
@@ -230,8 +231,6 @@ function rethrowAsFolderError(err: unknown): never {
 }
 
 async function readTokenizer(dir: string): Promise<void> {
-  const tokenizer = await readJsonObject(dir, 'tokenizer.json')
-  const model = tokenizer.model as { type?: unknown; vocab?: unknown } | undefined
-  if (typeof model !== 'object' || model === null) throw new ModelFolderError('tokenizer.json: field "model" is missing')
-  if (model.vocab === undefined) throw new ModelFolderError('tokenizer.json: field "model.vocab" is missing')
+  const problem = tokenizerJsonProblem(await readJsonObject(dir, 'tokenizer.json'))
+  if (problem) throw new ModelFolderError(`tokenizer.json: ${problem}`)
 }

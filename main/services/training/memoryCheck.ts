@@ -1,7 +1,9 @@
 // The memory plan (memoryPlan.ts) meets the folder and the machine: reads a model's config.json
 // and safetensors headers, the free memory (Linux MemAvailable, else os.freemem()) and the
 // engine build, and says whether a run fits: for the Train form (runs.memoryPlan), for the
-// Models page (ModelFacts.memory), and before a run loads its model (trainer.ts).
+// Models page (ModelFacts.memory), before a run loads its model (trainer.ts), and before a
+// generation loads its model or starts an engine call (generation/pool.ts: the Playground,
+// `tunebench generate`, generated answers).
 import { readFile } from 'node:fs/promises'
 import { freemem } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +12,7 @@ import type { MemoryCheck } from '../../../preload/types/training'
 import { trainingConfigSchema, type ConfigKeySpec } from '../../../preload/types/trainingSchema'
 import { readWeights } from '../models/inspect'
 import {
-  formatMemory, memoryAdvice, modelShape, planTraining,
+  formatMemory, memoryAdvice, modelShape, planInference, planTraining,
   type EngineFactsForPlan, type MemoryPlan, type ModelShape, type PlanConfig
 } from './memoryPlan'
 import { engineForPlan } from './planEngine'
@@ -143,6 +145,81 @@ export function memoryRefusal(check: MemoryCheck): string {
     `not enough memory for this run: it needs about ${formatMemory(plan.need)} (${describePlan(plan)}; ` +
     `${plan.detail.trainSequences} sequences × ${plan.detail.trainTokens / plan.detail.trainSequences} tokens per micro-batch) ` +
     `and ${formatMemory(check.available)} is free. ` +
+    (changes.length ? `Lower it with: ${changes.join('; ')}.` : 'Free some memory or use a smaller model.')
+  )
+}
+
+/** One engine generation call: `sequences` rows decoded at once, each holding at most `tokens`
+ *  (the longest prompt + max new tokens: the KV cache's capacity, native generate.cpp). */
+export interface InferenceCall {
+  sequences: number
+  tokens: number
+  /** The longest prompt, run at once by the prefill (`tokens` when not given). */
+  promptTokens?: number
+}
+
+export interface InferenceCheck {
+  plan: ReturnType<typeof planInference>
+  call: InferenceCall
+  /** Whether the weights are already in memory (a later call on a loaded model). */
+  loaded: boolean
+  /** What the call still has to allocate: the plan less the running process (and less the
+   *  weights when they are loaded). */
+  need: number
+  available: number
+  fits: boolean
+  /** What to change, with the bytes each saves, largest first. */
+  advice: { change: string; saves: number }[]
+}
+
+/** Plans a generation call on a model (planInference: the weights in the precision auto loads,
+ *  bf16 for a BF16/F16 checkpoint and f32 otherwise, plus the call's KV cache) and compares
+ *  what it still needs with the free memory. */
+export function checkInference(shape: ModelShape, call: InferenceCall, opts: { available?: number; threads?: number; loaded?: boolean } = {}): InferenceCheck {
+  const loaded = opts.loaded ?? false
+  const available = opts.available ?? availableMemory()
+  const needOf = (s: ModelShape, c: InferenceCall) => {
+    const plan = planInference(s, { sequences: c.sequences, tokens: c.tokens, promptTokens: c.promptTokens, threads: opts.threads })
+    return { plan, need: plan.total - plan.runtime - (loaded ? plan.weights : 0) }
+  }
+  const { plan, need } = needOf(shape, call)
+  const fits = need <= available
+  const advice: { change: string; saves: number }[] = []
+  if (!fits) {
+    const tryChange = (change: string, s: ModelShape, c: InferenceCall) => {
+      const saves = need - needOf(s, c).need
+      if (saves > 0) advice.push({ change, saves })
+    }
+    if (call.sequences > 1) {
+      const half = Math.max(1, Math.floor(call.sequences / 2))
+      tryChange(`fewer sequences at once (${call.sequences} → ${half}: a smaller batch size or fewer return sequences)`, shape, { ...call, sequences: half })
+    }
+    if (call.tokens > 1) {
+      const half = Math.max(1, Math.floor(call.tokens / 2))
+      tryChange(`shorter sequences (${call.tokens} → ${half} tokens of prompt + max new tokens)`, shape,
+        { ...call, tokens: half, promptTokens: Math.min(half, call.promptTokens ?? half) })
+    }
+    if (!loaded && plan.precision === 'f32')
+      tryChange('a bf16 checkpoint (the weights held in 16 bits)', { ...shape, weightDtype: 'BF16' }, call)
+    advice.sort((a, b) => b.saves - a.saves)
+  }
+  return { plan, call, loaded, need, available, fits, advice }
+}
+
+/** The refusal of a generation that does not fit: the estimate, the free memory, what to change. */
+export function inferenceRefusal(dir: string, check: InferenceCheck): string {
+  const { plan, call } = check
+  const parts: [string, number][] = [
+    ...(check.loaded ? [] : [[`weights (${plan.precision})`, plan.weights] as [string, number]]),
+    [`KV cache of ${call.sequences} × ${call.tokens} tokens`, plan.kvCache], ['activations', plan.activations]
+  ]
+  const breakdown = parts.filter(([, b]) => b > 0).map(([name, b]) => `${name} ${formatMemory(b)}`).join(', ')
+  const what = check.loaded
+    ? `this call (${call.sequences} sequences × ${call.tokens} tokens) needs about ${formatMemory(check.need)} beside the loaded weights`
+    : `loading it for ${call.sequences} sequences × ${call.tokens} tokens needs about ${formatMemory(check.need)}`
+  const changes = check.advice.map((a) => `${a.change}: saves about ${formatMemory(a.saves)}`)
+  return (
+    `not enough memory to generate with ${dir}: ${what} (${breakdown}) and ${formatMemory(check.available)} is free. ` +
     (changes.length ? `Lower it with: ${changes.join('; ')}.` : 'Free some memory or use a smaller model.')
   )
 }

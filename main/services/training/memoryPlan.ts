@@ -321,15 +321,17 @@ export function planTraining(s: ModelShape, cfg: PlanConfig, engine: EngineFacts
 }
 
 /** A chat's memory: the weights (auto precision), a KV cache of `sequences` × `tokens`, the
- *  prefill's one scratch layer and the decoding logits. No packed copy: decoding never packs. */
-export function planInference(s: ModelShape, opts: { tokens?: number; sequences?: number; threads?: number } = {}): { precision: MemoryPrecision; weights: number; kvCache: number; activations: number; runtime: number; total: number } {
+ *  prefill's one scratch layer and the decoding logits. No packed copy: decoding never packs.
+ *  The prefill runs `promptTokens` of each sequence at once (all `tokens` when not given: a
+ *  context filled by its prompt). */
+export function planInference(s: ModelShape, opts: { tokens?: number; sequences?: number; threads?: number; promptTokens?: number } = {}): { precision: MemoryPrecision; weights: number; kvCache: number; activations: number; runtime: number; total: number } {
   const tokens = opts.tokens ?? 4096
   const sequences = opts.sequences ?? 1
   const precision = resolvePrecision('auto', s, false)
   const weights = weightBytes(s, precision)
   const kvCache = kvCacheBytes(s, sequences, tokens)
   const rows = rowFloats(s, 0)
-  const N = sequences * tokens
+  const N = sequences * Math.min(tokens, opts.promptTokens ?? tokens)
   const activations =
     F32 * N * (2 * s.hidden + rows.layer - s.hidden) + F32 * 2 * Q_BLOCK * tokens * Math.max(1, opts.threads ?? 1) + 20 * sequences * s.vocab + 32 * N +
     (precision === 'bf16' ? 2 * N * rows.maxIn : 0)

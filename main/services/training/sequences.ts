@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { Tokenizer } from '@huggingface/tokenizers'
-import { Template } from '@huggingface/jinja'
+import type { Template } from '@huggingface/jinja'
+import { compileChatTemplate, parseJsonFile, readChatTemplateSource, tokenizerJsonProblem } from '../models/tokenizerFiles'
 import type { Message, Text, TrainingRecord } from '../data/formats'
 import type { TrainingStage } from '../../../preload/types/trainingSchema'
 
@@ -28,11 +29,9 @@ async function readJson(file: string): Promise<Record<string, unknown>> {
   } catch (err) {
     throw new Error(`${file}: cannot read: ${(err as Error).message}`)
   }
-  try {
-    return JSON.parse(text) as Record<string, unknown>
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON: ${(err as Error).message}`)
-  }
+  const value = parseJsonFile(file, text)
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${file}: expected a JSON object at the top level`)
+  return value as Record<string, unknown>
 }
 
 export class ChatTokenizer {
@@ -47,7 +46,10 @@ export class ChatTokenizer {
   ) {}
 
   static async load(dir: string): Promise<ChatTokenizer> {
-    const tokenizerJson = await readJson(join(dir, 'tokenizer.json'))
+    const tokenizerFile = join(dir, 'tokenizer.json')
+    const tokenizerJson = await readJson(tokenizerFile)
+    const problem = tokenizerJsonProblem(tokenizerJson)
+    if (problem) throw new Error(`${tokenizerFile}: ${problem}`)
     const configFile = join(dir, 'tokenizer_config.json')
     const config: TokenConfig = await readJson(configFile)
     let modelConfig: Record<string, unknown> = {}
@@ -59,7 +61,12 @@ export class ChatTokenizer {
     // Parsing tokenizer.json, building the tokenizer and compiling the template each block the
     // main process for a while on a large vocabulary: a turn of the event loop between them.
     await nextTurn()
-    const tokenizer = new Tokenizer(tokenizerJson, config)
+    let tokenizer: Tokenizer
+    try {
+      tokenizer = new Tokenizer(tokenizerJson, config)
+    } catch (err) {
+      throw new Error(`${tokenizerFile}: not a tokenizer Tunebench can read: ${(err as Error).message}`)
+    }
     await nextTurn()
     const special: Record<string, string> = {}
     for (const name of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
@@ -82,21 +89,8 @@ export class ChatTokenizer {
     const bos = idOf('bos_token')
     const pad = idOf('pad_token') ?? eos
 
-    let source: string | null = null
-    const ct = config.chat_template
-    if (typeof ct === 'string') source = ct
-    else if (Array.isArray(ct)) {
-      const named = ct.find((t: { name?: string }) => t?.name === 'default') ?? ct[0]
-      if (named && typeof named.template === 'string') source = named.template
-    }
-    let template: Template | null = null
-    if (source !== null) {
-      try {
-        template = new Template(source)
-      } catch (err) {
-        throw new Error(`${configFile}: chat_template does not parse: ${(err as Error).message}`)
-      }
-    }
+    const templateSource = await readChatTemplateSource(dir, config)
+    const template = templateSource ? compileChatTemplate(templateSource) : null
     return new ChatTokenizer(tokenizer, template, special, eos, bos, pad, dir)
   }
 
