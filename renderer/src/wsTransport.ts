@@ -6,12 +6,8 @@ import type { BridgeEvent, BridgeRequest, BridgeResponse } from '../../preload/t
 
 const tokenKey = 'tunebench.token'
 
-/** What takeAccessToken needs of window.location and window.history. */
-interface PageLocation { readonly href: string }
-interface PageHistory { readonly state: unknown; replaceState(data: unknown, unused: string, url?: string | null): void }
-
 /** Reads ?token= from the page URL into sessionStorage and removes it from the address bar. */
-export function takeAccessToken(location: PageLocation, storage: Storage, history: PageHistory): string | null {
+export function takeAccessToken(location: Location, storage: Storage, history: History): string | null {
   const url = new URL(location.href)
   const fromUrl = url.searchParams.get('token')
   if (fromUrl) {
@@ -34,7 +30,6 @@ export class WsTransport {
   private readonly pending = new Map<number, Pending>()
   private readonly listeners = new Map<string, Set<(payload: unknown) => void>>()
   private retryDelay = 500
-  private retired: Error | null = null
 
   constructor(private readonly url: string | null) {}
 
@@ -60,7 +55,6 @@ export class WsTransport {
 
   private connect(): Promise<WebSocket> {
     if (this.socket?.readyState === WebSocket.OPEN) return Promise.resolve(this.socket)
-    if (this.retired) return Promise.reject(this.retired)
     if (this.opening) return this.opening
     if (!this.url) {
       return Promise.reject(new Error('No access token: open the URL (with ?token=...) that `npm run serve` printed'))
@@ -85,32 +79,11 @@ export class WsTransport {
         for (const pending of this.pending.values()) pending.reject(error)
         this.pending.clear()
         if (!wasOpen) reject(error)
-        // Keep event subscriptions alive across network blips and server restarts.
-        if (this.listeners.size > 0 && event.code !== 4400) {
-          if (wasOpen) this.scheduleReconnect()
-          else void this.serverUp().then((up) => (up ? this.retire() : this.scheduleReconnect()))
-        }
+        // Keep event subscriptions alive across server restarts and network blips.
+        if (this.listeners.size > 0 && event.code !== 4400) this.scheduleReconnect()
       }
     })
     return this.opening
-  }
-
-  /** Whether the server answers HTTP: asked without the token (cookies omitted), so the
-   *  question is not a wrong guess that the server's back-off would count. */
-  private async serverUp(): Promise<boolean> {
-    try {
-      await fetch(new URL('/', this.url!).href.replace(/^ws/, 'http'), { method: 'HEAD', credentials: 'omit' })
-      return true
-    } catch {
-      return false
-    }
-  }
-
-  /** The server is up but refused this tab's socket: its token belongs to an earlier run of
-   *  `tunebench serve` (each run prints a new one). Retrying would only count as wrong guesses
-   *  and slow down the tab opened with the new URL, so this tab stops. */
-  private retire(): void {
-    this.retired = new Error('This tab belongs to an earlier run of `tunebench serve`: open the URL (with ?token=...) that it printed now')
   }
 
   private scheduleReconnect(): void {
