@@ -8,7 +8,7 @@ import { basename, join, resolve } from 'node:path'
 import { engineFacts } from '../../../native/index'
 import type { EngineLimits } from '../../../preload/types/engine'
 import type { ModelFacts } from '../../../preload/types/models'
-import { modelMemory, modelShape, type EngineFactsForPlan } from '../training/memoryPlan'
+import { modelMemory, modelShape, weightDtypeOf, type EngineFactsForPlan } from '../training/memoryPlan'
 import { engineForPlan } from '../training/planEngine'
 import { readSafetensorsHeader, type TensorEntry } from './safetensors'
 import { compileChatTemplate, describeJsonError, readChatTemplateSource, tokenizerJsonProblem } from './tokenizerFiles'
@@ -121,7 +121,7 @@ export async function inspectModelFolder(
     weightBytes,
     tiedEmbeddings,
     chatTemplate,
-    memory: modelMemory(modelShape(config, weights.tensors.get('model.layers.0.self_attn.q_proj.weight')?.dtype ?? commonDtype), planEngine)
+    memory: modelMemory(modelShape(config, weightDtypeOf(weights.tensors)), planEngine)
   }
 }
 
@@ -129,7 +129,7 @@ async function exists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => null)) !== null
 }
 
-async function readJsonObject(dir: string, file: string): Promise<Record<string, unknown>> {
+export async function readJsonObject(dir: string, file: string): Promise<Record<string, unknown>> {
   const path = join(dir, file)
   let text: string
   try {

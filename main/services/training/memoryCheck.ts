@@ -4,15 +4,13 @@
 // Models page (ModelFacts.memory), before a run loads its model (trainer.ts), and before a
 // generation loads its model or starts an engine call (generation/pool.ts: the Playground,
 // `tunebench generate`, generated answers).
-import { readFile } from 'node:fs/promises'
 import { freemem } from 'node:os'
-import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import type { MemoryCheck } from '../../../preload/types/training'
 import { trainingConfigSchema, type ConfigKeySpec } from '../../../preload/types/trainingSchema'
-import { readWeights } from '../models/inspect'
+import { readJsonObject, readWeights } from '../models/inspect'
 import {
-  formatMemory, memoryAdvice, modelShape, planInference, planTraining,
+  formatMemory, memoryAdvice, modelShape, planInference, planTraining, weightDtypeOf,
   type EngineFactsForPlan, type MemoryPlan, type ModelShape, type PlanConfig
 } from './memoryPlan'
 import { engineForPlan } from './planEngine'
@@ -48,27 +46,11 @@ export function availableMemory(env: NodeJS.ProcessEnv = process.env): number {
   return freemem()
 }
 
-/** The dtype precision auto follows: the first layer's q_proj, as the engine reads it (weights.cpp
- *  Model::load), else the most common dtype by elements. */
-export function weightDtypeOf(tensors: Map<string, { dtype: string; shape: number[] }>): string {
-  const q = tensors.get('model.layers.0.self_attn.q_proj.weight')
-  if (q) return q.dtype
-  const counts = new Map<string, number>()
-  for (const t of tensors.values()) counts.set(t.dtype, (counts.get(t.dtype) ?? 0) + t.shape.reduce((a, b) => a * b, 1))
-  return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32'
-}
-
 /** A model folder's shape: config.json and the dtype of its safetensors headers. */
 export async function readModelShape(dir: string): Promise<ModelShape> {
-  let config: unknown
-  try {
-    config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'))
-  } catch (err) {
-    throw new Error(`${join(dir, 'config.json')}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message}`)
-  }
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`${join(dir, 'config.json')}: not a JSON object`)
+  const config = await readJsonObject(dir, 'config.json')
   const weights = await readWeights(dir)
-  return modelShape(config as Record<string, unknown>, weightDtypeOf(weights.tensors))
+  return modelShape(config, weightDtypeOf(weights.tensors))
 }
 
 const specs = new Map<string, ConfigKeySpec>(trainingConfigSchema.map((s) => [s.name, s]))

@@ -154,6 +154,16 @@ function projections(s: ModelShape): [number, number][] {
 }
 
 /** Parameter counts: the matrices a bf16 model holds in 16 bits, and the f32 rest. */
+/** The dtype precision auto follows: the first layer's q_proj, as the engine reads it (weights.cpp
+ *  Model::load), else the most common dtype by elements. */
+export function weightDtypeOf(tensors: Map<string, { dtype: string; shape: number[] }>): string {
+  const q = tensors.get('model.layers.0.self_attn.q_proj.weight')
+  if (q) return q.dtype
+  const counts = new Map<string, number>()
+  for (const t of tensors.values()) counts.set(t.dtype, (counts.get(t.dtype) ?? 0) + t.shape.reduce((a, b) => a * b, 1))
+  return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32'
+}
+
 export function parameterCounts(s: ModelShape): { matrices: number; vectors: number; total: number; frozen: number; largest: number } {
   const C = s.hidden, q = s.heads * s.headDim, k = s.kvHeads * s.headDim, I = s.intermediate
   const proj = projections(s)
