@@ -60,6 +60,41 @@ const freeFailures = 5
 const firstWaitMs = 1000
 const maxWaitMs = 60_000
 
+/**
+ * Guessing the token from one address is slowed down: after `freeFailures` wrong ones, the
+ * address waits (429, Retry-After) before its next try is checked; each further one doubles the
+ * wait, up to `maxWaitMs`; a right one resets it. Addresses are kept most recent last and the
+ * oldest is forgotten past `maxAddresses`, so guesses from ever new addresses cannot grow the
+ * table without bound.
+ */
+export class TokenBackoff {
+  private readonly failures = new Map<string, { count: number; until: number }>()
+  constructor(
+    private readonly now: () => number = Date.now,
+    readonly maxAddresses = 4096
+  ) {}
+
+  get size(): number {
+    return this.failures.size
+  }
+
+  waitMs(address: string): number {
+    return Math.max(0, (this.failures.get(address)?.until ?? 0) - this.now())
+  }
+
+  fail(address: string): void {
+    const count = (this.failures.get(address)?.count ?? 0) + 1
+    const until = count >= freeFailures ? this.now() + Math.min(firstWaitMs * 2 ** (count - freeFailures), maxWaitMs) : 0
+    this.failures.delete(address)
+    this.failures.set(address, { count, until })
+    if (this.failures.size > this.maxAddresses) this.failures.delete(this.failures.keys().next().value!)
+  }
+
+  reset(address: string): void {
+    this.failures.delete(address)
+  }
+}
+
 export async function startServeServer(options: ServeOptions): Promise<ServeServer> {
   const token = options.token ?? randomBytes(24).toString('base64url')
   const now = options.now ?? Date.now
@@ -99,16 +134,9 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
   const tokenGiven = (req: IncomingMessage, url: URL): string | null =>
     url.searchParams.get('token') ?? readCookie(req.headers.cookie, cookieName)
 
-  // Guessing the token from one address is slowed down: after `freeFailures` wrong ones, the
-  // address waits (429, Retry-After) before its next try is checked; a right one resets it.
-  const failures = new Map<string, { count: number; until: number }>()
-  const waitMs = (req: IncomingMessage): number => Math.max(0, (failures.get(clientAddress(req))?.until ?? 0) - now())
-  const noteFailure = (req: IncomingMessage): void => {
-    const address = clientAddress(req)
-    const count = (failures.get(address)?.count ?? 0) + 1
-    const until = count >= freeFailures ? now() + Math.min(firstWaitMs * 2 ** (count - freeFailures), maxWaitMs) : 0
-    failures.set(address, { count, until })
-  }
+  const backoff = new TokenBackoff(now)
+  const waitMs = (req: IncomingMessage): number => backoff.waitMs(clientAddress(req))
+  const noteFailure = (req: IncomingMessage): void => backoff.fail(clientAddress(req))
 
   type Access = { ok: true } | { ok: false; status: 400 | 403 | 429; message: string; retryAfter?: number }
   /** Host, Origin and token of a request or upgrade, in that order; wrong tokens count. */
@@ -125,7 +153,7 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
       if (given !== null) noteFailure(req)
       return { ok: false, status: 403, message: 'Forbidden: open the URL with the access token that `tunebench serve` printed' }
     }
-    failures.delete(clientAddress(req))
+    backoff.reset(clientAddress(req))
     return { ok: true }
   }
 
@@ -191,7 +219,8 @@ export async function startServeServer(options: ServeOptions): Promise<ServeServ
       'Set-Cookie': `${cookieName}=${token}; Path=/; HttpOnly; SameSite=Strict`
     })
     if (req.method === 'HEAD') return void res.end()
-    createReadStream(real!).pipe(res)
+    // A file removed or unreadable between stat and read ends this response, not the server.
+    createReadStream(real!).on('error', () => res.destroy()).pipe(res)
   }
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes })

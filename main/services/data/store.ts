@@ -5,6 +5,7 @@
 // label writes can go on while a long file is being read.
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { asDiskError } from '../diskErrors'
 import { DataError } from './errors'
 import { checkString, checkText } from './formats'
 import { readRecords } from './importers'
@@ -111,19 +112,36 @@ export class Project {
   constructor(dir: string, options: StoreOptions = {}) {
     this.dir = resolve(dir)
     this.dbPath = join(this.dir, DB_FILE)
-    mkdirSync(this.dir, { recursive: true })
-    this.removeStaleStaging()
     this.sqliteBinding = options.sqliteBinding
-    this.db = openDatabase(this.dbPath, this.sqliteBinding)
-    this.db.pragma('journal_mode = WAL')
-    // FULL: the WAL is fsynced at every commit, so an acknowledged label survives power loss too.
-    this.db.pragma('synchronous = FULL')
-    this.db.pragma('foreign_keys = ON')
-    this.db.pragma('busy_timeout = 5000')
-    // Keep the WAL small after checkpoints: an fsync of a large, mostly stale WAL costs label latency.
-    this.db.pragma('journal_size_limit = 8388608')
-    applySchema(this.db)
+    let db: SqliteDatabase | null = null
+    try {
+      mkdirSync(this.dir, { recursive: true })
+      this.removeStaleStaging()
+      db = openDatabase(this.dbPath, this.sqliteBinding)
+      db.pragma('journal_mode = WAL')
+      // FULL: the WAL is fsynced at every commit, so an acknowledged label survives power loss too.
+      db.pragma('synchronous = FULL')
+      db.pragma('foreign_keys = ON')
+      db.pragma('busy_timeout = 5000')
+      // Keep the WAL small after checkpoints: an fsync of a large, mostly stale WAL costs label latency.
+      db.pragma('journal_size_limit = 8388608')
+      applySchema(db)
+    } catch (err) {
+      if (db?.open) db.close()
+      throw asDiskError(err, this.dbPath, 'the project was not opened and its file is unchanged')
+    }
+    this.db = db
     this.stmts = this.prepare()
+  }
+
+  /** One write transaction; a full or read-only disk becomes a DiskError naming the database
+   *  (SQLite has rolled the transaction back, so nothing of it was stored). */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate()
+    } catch (err) {
+      throw asDiskError(err, this.dbPath, 'this change was not saved and everything saved before is intact')
+    }
   }
 
   private prepare() {
@@ -426,7 +444,7 @@ export class Project {
   /** A write transaction that moves the cached counts; if it does not commit, they are recomputed. */
   private labelTransaction<T>(fn: () => T): T {
     try {
-      return this.db.transaction(fn).immediate()
+      return this.write(fn)
     } catch (e) {
       this.invalidateCounts()
       throw e
@@ -448,14 +466,14 @@ export class Project {
   setSplit(ids: number[], split: Split): number {
     this.invalidateCounts()
     const stmt = this.db.prepare('UPDATE records SET split = ?, updated_at = ? WHERE id = ?')
-    return this.db.transaction(() => ids.reduce((n, id) => n + stmt.run(split, now(), id).changes, 0)).immediate()
+    return this.write(() => ids.reduce((n, id) => n + stmt.run(split, now(), id).changes, 0))
   }
 
   /** Flags records as excluded from training (never deletes them); reason null includes them again. */
   setExcluded(ids: number[], reason: string | null): number {
     this.invalidateCounts()
     const stmt = this.db.prepare('UPDATE records SET excluded = ?, excluded_reason = ?, updated_at = ? WHERE id = ?')
-    return this.db.transaction(() => ids.reduce((n, id) => n + stmt.run(reason === null ? 0 : 1, reason, now(), id).changes, 0)).immediate()
+    return this.write(() => ids.reduce((n, id) => n + stmt.run(reason === null ? 0 : 1, reason, now(), id).changes, 0))
   }
 
   /** Adds records directly (typed in prompts, generated data). */
@@ -474,12 +492,10 @@ export class Project {
     })
     this.invalidateCounts()
     const ins = insertStatements(this.db)
-    return this.db
-      .transaction(() => {
-        ins.sync()
-        return records.map((r) => ins.insert(r, r.split ?? 'train', now()))
-      })
-      .immediate()
+    return this.write(() => {
+      ins.sync()
+      return records.map((r) => ins.insert(r, r.split ?? 'train', now()))
+    })
   }
 
   /** Adds generated answers to a record. */
@@ -502,7 +518,7 @@ export class Project {
     const maxIdx = this.db.prepare<[number], { m: number }>('SELECT COALESCE(MAX(idx), -1) AS m FROM candidates WHERE record_id = ?')
     const insert = this.db.prepare('INSERT INTO candidates (record_id, idx, content, source) VALUES (?, ?, ?, ?)')
     const touch = this.db.prepare('UPDATE records SET updated_at = ? WHERE id = ?')
-    return this.db.transaction(() => {
+    return this.write(() => {
       let n = 0
       for (const { recordId, candidates } of entries) {
         if (!this.stmts.record.get(recordId)) throw new DataError(`no record with id ${recordId}`)
@@ -512,7 +528,7 @@ export class Project {
         n += candidates.length
       }
       return n
-    }).immediate()
+    })
   }
 
   /** The records to generate answers for, in id order, excluded ones left out: for each, how
@@ -552,7 +568,13 @@ export class Project {
     const split = opts.split ?? 'train'
     if (split !== 'train' && split !== 'val') throw new DataError(`split must be train or val, got '${String(split)}'`, { field: 'split' })
     const stagingPath = join(this.dir, `${STAGING_PREFIX}${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.db`)
-    const staging = openDatabase(stagingPath, this.sqliteBinding)
+    const kept = 'nothing was imported and the project is unchanged'
+    let staging: SqliteDatabase
+    try {
+      staging = openDatabase(stagingPath, this.sqliteBinding)
+    } catch (err) {
+      throw asDiskError(err, this.dir, kept)
+    }
     const perFile: { file: string; records: number; format: string | null }[] = []
     try {
       staging.pragma('journal_mode = OFF')
@@ -589,12 +611,20 @@ export class Project {
       }
       staging.close()
       this.commitStaging(stagingPath, perFile, at)
-      // An import puts the whole file through the WAL; fold it into the database now so the
-      // next label writes append to a short log.
-      this.db.pragma('wal_checkpoint(TRUNCATE)')
+    } catch (err) {
+      // The staging file is in the project folder too: a disk error there names the folder.
+      throw asDiskError(err, this.dir, kept)
     } finally {
       if (staging.open) staging.close()
       rmSync(stagingPath, { force: true })
+    }
+    // An import puts the whole file through the WAL; fold it into the database now so the next
+    // label writes append to a short log. The import is committed already: a disk too full for
+    // the checkpoint leaves the WAL as it is (SQLite folds it in later).
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)')
+    } catch {
+      // the WAL holds the import durably
     }
     return { files: perFile.map(({ file, records }) => ({ file, records })), records: perFile.reduce((n, f) => n + f.records, 0), counts: this.counts() }
   }
@@ -603,7 +633,7 @@ export class Project {
     this.invalidateCounts()
     this.db.prepare('ATTACH DATABASE ? AS staging').run(stagingPath)
     try {
-      this.db.transaction(() => {
+      this.write(() => {
         const ro = (this.db.prepare('SELECT COALESCE(MAX(id), 0) AS m FROM records').get() as { m: number }).m
         const co = (this.db.prepare('SELECT COALESCE(MAX(id), 0) AS m FROM candidates').get() as { m: number }).m
         this.db
@@ -623,7 +653,7 @@ export class Project {
           .run({ ro, co })
         const log = this.db.prepare('INSERT INTO imports (file, format, records, at) VALUES (?, ?, ?, ?)')
         for (const f of files) log.run(resolve(f.file), f.format, f.records, at)
-      }).immediate()
+      })
     } finally {
       this.db.exec('DETACH DATABASE staging')
     }

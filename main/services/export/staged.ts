@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, open, rename, rm, statfs, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fsyncDir } from '../fsAtomic'
+import { asDiskError } from '../diskErrors'
 
 export interface ExportProgress {
   /** The file being written. */
@@ -41,7 +42,9 @@ export class StagedFolder {
 
   /** Creates `dir` if needed; refuses names that already exist there and a disk without room. */
   static async create(dir: string, names: string[], opts: StagedOptions): Promise<StagedFolder> {
-    await mkdir(dir, { recursive: true })
+    await mkdir(dir, { recursive: true }).catch((err) => {
+      throw asDiskError(err, dir, 'nothing was written')
+    })
     const taken = names.filter((n) => existsSync(join(dir, n)))
     if (taken.length) throw new Error(`${join(dir, taken[0]!)} already exists; choose an empty folder (an export never replaces files)`)
     const fs = await statfs(dir)
@@ -73,7 +76,7 @@ export class StagedFolder {
       })
       await h.sync()
     } catch (err) {
-      throw diskError(err, final)
+      throw asDiskError(err, final, 'nothing was written under that name')
     } finally {
       await h?.close()
     }
@@ -96,13 +99,6 @@ export class StagedFolder {
   async abort(): Promise<void> {
     await Promise.all(this.staged.map(({ tmp }) => rm(tmp, { force: true })))
   }
-}
-
-function diskError(err: unknown, file: string): unknown {
-  const code = (err as NodeJS.ErrnoException).code
-  if (code === 'ENOSPC') return new Error(`Disk full while writing ${file}; nothing was written under that name (free some space and export again)`)
-  if (code === 'EDQUOT') return new Error(`Disk quota exceeded while writing ${file}; nothing was written under that name`)
-  return err
 }
 
 /** Runs `body` on a staged folder, committing on success and cleaning up on any failure. */

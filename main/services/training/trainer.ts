@@ -8,6 +8,7 @@ import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { stepIntervals, type TrainingConfig } from '../../../preload/types/trainingSchema'
 import type { RunEvent, RunStatus, SampleGeneration, TrainerLogEntry } from '../../../preload/types/training'
+import { asDiskError, DiskError } from '../diskErrors'
 import { appendLineDurable, fsyncDir, writeFileAtomic } from '../fsAtomic'
 import { loadExamples } from './datasets'
 import { loadNativeModel, loraTargets, type ModelLoader, type TrainableModel } from './engine'
@@ -149,13 +150,17 @@ export class Trainer {
     await refuseIfTooLarge(cfg, this.opts.availableMemory?.())
     this.opts.signal?.addEventListener('abort', onAbort, { once: true })
     const resume = await resolveResume(cfg)
-    await this.prepareOutputDir(resume)
     this.status = {
       state: 'running', error: null, pid: process.pid, startedAt: new Date().toISOString(),
       updatedAt: new Date().toISOString(), step: 0, totalSteps: 0, lastCheckpoint: resume ? basename(resume.dir) : null
     }
     this.lastCheckpoint = resume?.dir ?? null
-    await this.writeStatus()
+    try {
+      await this.prepareOutputDir(resume)
+      await this.writeStatus()
+    } catch (err) {
+      throw this.diskFailure(err, resume ? `the run was not resumed and ${basename(resume.dir)} is intact` : 'the run was not started')
+    }
     let step = 0
     try {
       const result = await this.loop(resume, (s) => (step = s))
@@ -171,6 +176,12 @@ export class Trainer {
         this.emit({ type: 'cancelled', runDir: this.runDir, step, lastCheckpoint: this.lastCheckpoint })
         throw new CancelledError()
       }
+      err = this.diskFailure(
+        err,
+        this.lastCheckpoint
+          ? `the run stopped; ${basename(this.lastCheckpoint)} and the files before it are intact, so it can be resumed from there`
+          : 'the run stopped before its first checkpoint'
+      )
       const message = (err as Error).message
       this.status.state = 'failed'
       this.status.error = message
@@ -181,6 +192,13 @@ export class Trainer {
       this.opts.signal?.removeEventListener('abort', onAbort)
       this.model?.dispose()
     }
+  }
+
+  /** A write the disk refused (full, read-only, ...) as a TrainingError naming the run's
+   *  folder and saying what is kept; any other error as it is. */
+  private diskFailure(err: unknown, kept: string): unknown {
+    const disk = asDiskError(err, this.runDir, kept)
+    return disk instanceof DiskError ? new TrainingError(disk.message, this.lastCheckpoint) : err
   }
 
   private async prepareOutputDir(resume: ResumePoint | null): Promise<void> {
@@ -484,11 +502,17 @@ export class Trainer {
     const final = join(this.runDir, name)
     const tmp = join(this.runDir, `.${name}.tmp-${process.pid}`)
     await rm(tmp, { recursive: true, force: true })
-    if (this.cfg.finetuning_type === 'lora') await this.model.saveAdapter(tmp, this.cfg.model_name_or_path)
-    await mkdir(tmp, { recursive: true })
-    await this.model.saveTrainingState(join(tmp, 'training_state.bin'))
-    await this.stage.checkpoint?.save(tmp)
-    await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
+    try {
+      if (this.cfg.finetuning_type === 'lora') await this.model.saveAdapter(tmp, this.cfg.model_name_or_path)
+      await mkdir(tmp, { recursive: true })
+      await this.model.saveTrainingState(join(tmp, 'training_state.bin'))
+      await this.stage.checkpoint?.save(tmp)
+      await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
+    } catch (err) {
+      // A half-written checkpoint is never kept: it would hold the space a full disk needs.
+      await rm(tmp, { recursive: true, force: true }).catch(() => {})
+      throw err
+    }
     await rm(final, { recursive: true, force: true })
     await rename(tmp, final)
     await fsyncDir(this.runDir)
@@ -501,7 +525,12 @@ export class Trainer {
   private async saveFinalAdapter(): Promise<void> {
     const tmp = join(this.runDir, `.adapter.tmp-${process.pid}`)
     await rm(tmp, { recursive: true, force: true })
-    await this.model.saveAdapter(tmp, this.cfg.model_name_or_path)
+    try {
+      await this.model.saveAdapter(tmp, this.cfg.model_name_or_path)
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => {})
+      throw err
+    }
     for (const f of await readdir(tmp)) await rename(join(tmp, f), join(this.runDir, f))
     await rm(tmp, { recursive: true, force: true })
     await fsyncDir(this.runDir)

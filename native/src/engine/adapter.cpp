@@ -34,13 +34,16 @@ struct TensorsOut {
 
 static void write_text_atomic(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
+  int err = 0;
   {
     std::ofstream f(fs_path(tmp), std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(tmp + ": cannot open for writing");
+    if (!f) throw_write_failure(tmp, "cannot open for writing", errno);
     f << text;
     f.flush();
-    if (!f) throw std::runtime_error(tmp + ": write failed");
+    if (!f) err = errno ? errno : EIO;
   }
+  if (err) throw_write_failure(tmp, "write failed", err);
+  sync_file(tmp);
   std::string reason;
   if (!replace_file(tmp, path, reason)) throw std::runtime_error(path + ": rename from temporary file failed");
 }

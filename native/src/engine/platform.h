@@ -2,8 +2,11 @@
 // macOS) and platform_win32.cpp (Windows, Win32 API), chosen by CMake. Paths are UTF-8
 // everywhere (wide strings only inside platform_win32.cpp).
 #pragma once
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 namespace tb {
@@ -37,5 +40,15 @@ bool replace_file(const std::string& tmp, const std::string& path, std::string& 
 
 // A UTF-8 path for std::fstream (wide on Windows).
 inline std::filesystem::path fs_path(const std::string& utf8) { return std::filesystem::u8path(utf8); }
+
+// Throws "<tmp>: <what> (<the C library's reason for err>)" after removing the temporary file,
+// so a full disk gets its space back and no half-written file stays. The reason's text ("No
+// space left on device", "Read-only file system") is what the app's messages recognise.
+[[noreturn]] inline void throw_write_failure(const std::string& tmp, const std::string& what, int err) {
+  std::string why = err ? std::strerror(err) : "unknown error";
+  std::error_code ec;
+  std::filesystem::remove(fs_path(tmp), ec);
+  throw std::runtime_error(tmp + ": " + what + " (" + why + ")");
+}
 
 }  // namespace tb

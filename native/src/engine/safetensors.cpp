@@ -26,6 +26,11 @@ static bool checkpoint_dtype(const std::string& name, DType& out) {
 }
 
 int64_t TensorInfo::numel() const {
+  // A shape with a zero has no elements whatever its other dims, whose product may not fit in
+  // 64 bits ([1e12, 1e12, 0] is a valid header); without a zero the reader has bounded the
+  // product by the file's size.
+  for (auto d : shape)
+    if (d == 0) return 0;
   int64_t n = 1;
   for (auto d : shape) n *= d;
   return n;
@@ -140,6 +145,7 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
 void SafetensorsFile::read_f32(const TensorInfo& t, float* out) const {
   const uint8_t* p = data_ + t.begin;
   int64_t n = t.numel();
+  if (n == 0) return;  // an empty tensor: nothing to copy (memcpy must not see a null out)
   if (t.dtype == DType::F32) {
     memcpy(out, p, size_t(n) * 4);
   } else {
@@ -263,9 +269,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
   header += "}";
   while ((header.size() + 8) % 8 != 0) header += ' ';  // align the data section to 8 bytes
   std::string tmp = path + ".tmp";
+  int err = 0;
   {
     std::ofstream out(fs_path(tmp), std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
+    if (!out) throw_write_failure(tmp, "cannot open for writing", errno);
     uint64_t hl = header.size();
     uint8_t lenbuf[8];
     for (int k = 0; k < 8; k++) lenbuf[k] = uint8_t(hl >> (8 * k));
@@ -277,8 +284,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
       out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
     }
     out.flush();
-    if (!out) throw std::runtime_error(tmp + ": write failed");
+    if (!out) err = errno ? errno : EIO;
   }
+  if (err) throw_write_failure(tmp, "write failed", err);
   sync_file(tmp);
   std::string reason;
   if (!replace_file(tmp, path, reason)) throw std::runtime_error(path + ": rename from temporary file failed (" + reason + ")");

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import WebSocket from 'ws'
 import type { BridgeResponse } from '../../../preload/types/bridge'
 import { createServices } from '../../../main/services'
-import { maxMessageBytes, startServeServer, type ServeOptions, type ServeServer } from '../../../main/transport/serveServer'
+import { maxMessageBytes, startServeServer, TokenBackoff, type ServeOptions, type ServeServer } from '../../../main/transport/serveServer'
 
 // Passes through to the real function; lets the token tests see that every guess of the token's
 // length is compared with it.
@@ -517,6 +517,22 @@ describe('serve mode token checks', () => {
     other.close()
     clock += 60_000
     expect((await get(server, `/?token=${server.token}`, {}, '127.0.0.1')).status).toBe(200)
+  })
+
+  it('keeps the back-off table bounded: guesses from ever new addresses forget the oldest, not the busiest', () => {
+    let t = 0
+    const backoff = new TokenBackoff(() => t, 100)
+    for (let i = 0; i < 6; i++) backoff.fail('10.0.0.1')
+    expect(backoff.waitMs('10.0.0.1')).toBe(2000)
+    for (let i = 0; i < 10_000; i++) {
+      backoff.fail(`10.1.${i >> 8}.${i & 255}`)
+      if (i % 50 === 0) backoff.fail('10.0.0.1') // still guessing: stays among the recent
+    }
+    expect(backoff.size).toBe(100)
+    expect(backoff.waitMs('10.0.0.1')).toBe(60_000) // 206 wrong tokens: the longest wait
+    expect(backoff.waitMs('10.1.0.0')).toBe(0) // forgotten
+    t += 60_000
+    expect(backoff.waitMs('10.0.0.1')).toBe(0)
   })
 })
 
