@@ -3,7 +3,7 @@
 import { defineStore } from 'pinia'
 import { computed, reactive, ref } from 'vue'
 import type { ChatTurn } from '../../../preload/types/generation'
-import { DEFAULT_GENERATION_SETTINGS, type GenerationSettings } from '../../../preload/types/generationSettings'
+import { DEFAULT_GENERATION_SETTINGS, resolveSettings, type GenerationSettings } from '../../../preload/types/generationSettings'
 import type { RecordInput } from '../../../preload/types/data'
 import { api } from '../api'
 import { errorMessage } from '../lib/guarded'
@@ -97,6 +97,13 @@ export const usePlaygroundStore = defineStore('playground', () => {
   async function send(text: string): Promise<void> {
     const user = text.trim()
     if (!user || busy.value || sides.value.length === 0) return
+    // A field left empty or out of range is named here, before anything is sent.
+    try {
+      resolveSettings(settings)
+    } catch (err) {
+      error.value = `Sampling settings: ${errorMessage(err).replace(/^generation setting /, '')}`
+      return
+    }
     busy.value = true
     error.value = null
     message.value = null

@@ -390,12 +390,12 @@ describe('serve mode WebSocket messages', () => {
         ['constructor', [], /^Unknown channel "constructor"$/],
         ['models.inspect', 'not a list', /^models\.inspect: arguments must be a list$/],
         ['models.inspect', { 0: 'x' }, /^models\.inspect: arguments must be a list$/],
-        ['models.inspect', [123], /No folder given/],
-        ['models.inspect', [{ dir: '/' }], /No folder given/],
-        ['data.previewImport', [123, null], /\S/],
-        ['data.setSplit', ['x', 'train'], /\S/],
-        ['data.addRecords', [42], /\S/],
-        ['runs.get', [123], /\S/]
+        ['models.inspect', [123], /^models\.inspect: argument 1 \(dir\): expected a string, got 123$/],
+        ['models.inspect', [{ dir: '/' }], /^models\.inspect: argument 1 \(dir\): expected a string, got an object$/],
+        ['data.previewImport', [123, null], /^data\.previewImport: argument 1 \(file\): expected a string/],
+        ['data.setSplit', ['x', 'train'], /^data\.setSplit: argument 1 \(ids\): expected a list/],
+        ['data.addRecords', [42], /^data\.addRecords: argument 1 \(records\): expected a list/],
+        ['runs.get', [123], /^runs\.get: argument 1 \(id\): expected a string/]
       ]
       for (const [channel, args, message] of cases) {
         const id = nextId++
