@@ -1,8 +1,8 @@
-// Full and read-only disks: label writes, imports, runs and their checkpoints, and exports fail
-// with a message naming the file and saying what was kept, and every earlier label, checkpoint
-// and file is intact (compared by content hashes). Each case runs in a child process with a
-// mount namespace of its own (unshare) where a small tmpfs is the disk: it fills it or
-// remounts it read-only without touching the machine's disks. The child is
+// Full and read-only disks: label writes, imports, data exports, runs and their checkpoints, and
+// model exports fail with a message naming the file and saying what was kept, and every earlier
+// label, checkpoint and file is intact (compared by content hashes). Each case runs in a child
+// process with a mount namespace of its own (unshare) where a small tmpfs is the disk: it fills
+// it or remounts it read-only without touching the machine's disks. The child is
 // tests/unit/fixtures/disk-child.ts; this file checks what it reports.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -69,6 +69,10 @@ describe.runIf((unshare !== null || process.env.CI === 'true') && engineBuilt())
     expect(r.before).toHaveLength(40)
     expect(r.before.filter((x: unknown[]) => x[1] !== null)).toHaveLength(10)
     expect(r.whileFull).toEqual(r.before)
+    // A data export over an earlier one: refused by name, the earlier file as it was, no temp file.
+    expect(r.dataExport).toMatchObject(failedWith(/^Disk full while writing \/.*\/exports\/pairs\.jsonl; nothing was written under that name and an earlier file there is unchanged/))
+    expect(Object.keys(r.exportedBefore)).toEqual(['pairs.jsonl'])
+    expect(r.exportedWhileFull).toEqual(r.exportedBefore)
     // No scratch database of the failed import is left holding space.
     expect(r.filesWhileFull).toEqual(['tunebench.db', 'tunebench.db-shm', 'tunebench.db-wal'])
     expect(r.reopened).toEqual(r.before)

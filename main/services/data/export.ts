@@ -7,6 +7,7 @@
 // under the real name.
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { asDiskError } from '../diskErrors'
 import { writeFileAtomicSync } from '../fsAtomic'
 import { DataError } from './errors'
 import type { Message, Text } from './formats'
@@ -111,8 +112,12 @@ function lfEntry(method: Method, fileName: string, conversational: boolean): Rec
 
 /** Streams lines into a temp file beside `path`, then fsyncs and renames it into place. */
 export function writeAtomically(path: string, lines: Iterable<string>): number {
-  mkdirSync(dirname(path), { recursive: true })
-  return writeFileAtomicSync(path, lines)
+  try {
+    mkdirSync(dirname(path), { recursive: true })
+    return writeFileAtomicSync(path, lines)
+  } catch (err) {
+    throw asDiskError(err, path, 'nothing was written under that name and an earlier file there is unchanged')
+  }
 }
 
 /**
