@@ -66,6 +66,8 @@ describe('import adapter', () => {
     const row = page.getByRole('table', { name: 'Run history' }).getByRole('row').filter({ hasText: 'elsewhere-lora' })
     assert.match(await row.innerText(), /Imported LoRA\s+imported/)
     assert.match(await page.getByTestId('imported-from').innerText(), new RegExp(`imported from ${adapter}`))
+    // No progress bar at "100 % · step 0" for a run that had no steps here.
+    assert.equal(await page.getByTestId('run-progress').count(), 0)
     await app.screenshot('import-adapter-imported')
 
     // The Playground: the imported run is a source, and answers.
