@@ -21,6 +21,7 @@
 // 1.7B takes long and ~2x the memory); --iters timed steps after one warm-up step (default 2),
 // --repeat rounds (default 1). Prints s/step, tokens/s and peak RSS per side, and the ratios
 // ours-bf16/torch-bf16, ours-bf16/torch-f32, ours-f32/torch-f32 (and ours-bf16/ours-f32).
+// --dora (any form): DoRA (use_dora) instead of plain LoRA on both sides.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -38,6 +39,7 @@ if (shape && !(SHAPES as readonly string[]).includes(shape)) throw new Error(`--
 const batch = shape ? 2 : quick ? 2 : 4
 const seq = shape ? 512 : quick ? 128 : 256
 const rank = 16
+const dora = argv.includes('--dora')
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
 const here = fileURLToPath(import.meta.url)
 
@@ -50,7 +52,7 @@ async function ours(modelDir: string): Promise<void> {
   const precision = flag('--precision', '') as '' | 'bf16' | 'f32'
   const m = await Model.load(modelDir, { threads, ...(precision ? { precision } : {}) })
   if (shape) m.setGradientCheckpointing(true)
-  m.addLora({ rank, alpha: 2 * rank, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], rslora: false, seed: 1 })
+  m.addLora({ rank, alpha: 2 * rank, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], rslora: false, dora, seed: 1 })
   const V = m.config.vocab
   const ids = new Int32Array(batch * seq)
   let s = 1
@@ -120,12 +122,12 @@ async function shapeBench(): Promise<void> {
     renameSync(part, modelDir)
   }
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) }
-  const passOn = ['--shape', shape, '--threads', String(threads), '--iters', String(iters)]
+  const passOn = ['--shape', shape, '--threads', String(threads), '--iters', String(iters), ...(dora ? ['--dora'] : [])]
   const runSide = (side: Side): Result | Error => {
     const r = side.startsWith('ours')
       ? spawnSync(process.execPath, ['--import', 'tsx', here, '--ours', modelDir, ...passOn, '--precision', side === 'ours-bf16' ? 'bf16' : 'f32'], { encoding: 'utf8', env })
       : spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank),
-        side === 'torch-bf16' ? 'bf16-autocast' : 'f32', 'checkpointing'], { encoding: 'utf8', env })
+        side === 'torch-bf16' ? 'bf16-autocast' : 'f32', 'checkpointing', dora ? 'dora' : 'lora'], { encoding: 'utf8', env })
     if (r.status !== 0) return new Error(`${side} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr.slice(-4000)}`)
     try { return lastJson(r.stdout) } catch (e) { return e as Error }
   }
@@ -211,7 +213,7 @@ async function main(): Promise<void> {
     native = best(native, n)
     const o = baseline ? runOurs(baselineBench) : null
     if (o) before = best(before, o)
-    const t = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank)], { encoding: 'utf8', env })
+    const t = spawnSync(python, [join(import.meta.dirname, 'engine_torch.py'), 'run', modelDir, String(threads), String(batch), String(seq), String(iters), String(rank), 'f32', 'no', dora ? 'dora' : 'lora'], { encoding: 'utf8', env })
     if (t.status !== 0) throw new Error(`torch run failed:\n${t.stderr}`)
     const p = lastJson(t.stdout)
     torch = best(torch, p)
@@ -220,7 +222,7 @@ async function main(): Promise<void> {
     if (o) changePairs.push(n.tokens_per_s / o.tokens_per_s)
   }
   if (!native || !torch) throw new Error('--repeat must be at least 1')
-  console.log(`shape: ${size} (batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps, best of ${runs} runs each`)
+  console.log(`shape: ${size} (batch ${batch} x ${seq} tokens, ${dora ? 'DoRA' : 'LoRA'} r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps, best of ${runs} runs each`)
   const line = (name: string, r: Result): string =>
     `${name}: ${r.tokens_per_s.toFixed(1)} tokens/s, ${r.seconds_per_step.toFixed(3)} s/step wall, ${r.cpu_seconds_per_step.toFixed(3)} s/step CPU, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`
   console.log(line('tunebench   ', native))

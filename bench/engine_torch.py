@@ -68,7 +68,7 @@ def make_qwen3(out, size):
         json.dump(c, f, indent=2)
 
 
-def run(model_dir, threads, batch, seq, iters, rank, mode="f32", checkpointing="no"):
+def run(model_dir, threads, batch, seq, iters, rank, mode="f32", checkpointing="no", adapter="lora"):
     import transformers as tf
     from peft import LoraConfig, get_peft_model
 
@@ -82,7 +82,7 @@ def run(model_dir, threads, batch, seq, iters, rank, mode="f32", checkpointing="
         # as Trainer with gradient_checkpointing=True (LLaMA-Factory's default)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM", use_dora=adapter == "dora",
                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     model = get_peft_model(model, cfg)  # autocast_adapter_dtype=True (default): bf16 adapters become f32
     model.train()
@@ -120,6 +120,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "run":
-        run(sys.argv[2], *(int(x) for x in sys.argv[3:8]), *sys.argv[8:10])
+        run(sys.argv[2], *(int(x) for x in sys.argv[3:8]), *sys.argv[8:11])
     else:
         sys.exit("usage: engine_torch.py make DIR SIZE | run DIR THREADS BATCH SEQ ITERS RANK [f32|bf16-autocast [checkpointing]]")

@@ -20,6 +20,8 @@ export interface LoraOptions {
   dropout: number
   targets: LoraTarget[]
   rslora: boolean
+  /** PEFT's use_dora: a trained magnitude per output row (weight-decomposed LoRA). Default false. */
+  dora?: boolean
   seed: number
 }
 

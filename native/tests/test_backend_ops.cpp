@@ -876,6 +876,137 @@ struct Swiglu : OpCase {
   }
 };
 
+// ---------------------------------------------------------------- DoRA and dropout
+// Row norms of W + s B A (W f32, or bf16 as the model holds it: the norms read the rounded W).
+Buffer dev_bf16(Backend& be, const Vec& h);
+double rbf(float x);
+struct DoraNorm : OpCase {
+  int out, in, r;
+  bool bf16;
+  float s = 1.3f;
+  Vec W, A, B;
+  DoraNorm(int out_, int in_, int r_, bool bf16_) : out(out_), in(in_), r(r_), bf16(bf16_) {
+    op = "dora_norm";
+    params = fmt("out=%d in=%d r=%d W %s", out, in, r, bf16 ? "bf16" : "f32");
+    W = randv(size_t(out) * in, seed);
+    A = randv(size_t(r) * in, seed + 1);
+    B = randv(size_t(out) * r, seed + 2);
+  }
+  Outs forward(Backend& be) override {
+    Buffer bW = bf16 ? dev_bf16(be, W) : dev(be, W), bA = dev(be, A), bB = dev(be, B);
+    OutBuf n(be, size_t(out), false, 0);
+    be.dora_norm(n.p(), bW, bA.f32(), bB.f32(), s, out, in, r);
+    return {{"n", dbl(n.result(be))}};
+  }
+  Outs reference() override {
+    DVec n(static_cast<size_t>(out));
+    for (int j = 0; j < out; j++) {
+      double ss = 0;
+      for (int i = 0; i < in; i++) {
+        double w = bf16 ? rbf(W[size_t(j) * in + i]) : double(W[size_t(j) * in + i]);
+        for (int k = 0; k < r; k++) w += double(s) * B[size_t(j) * r + k] * A[size_t(k) * in + i];
+        ss += w * w;
+      }
+      n[size_t(j)] = std::sqrt(ss);
+    }
+    return {{"n", n}};
+  }
+};
+
+// y = c z + b (dora_scale, z kept) and y = base + (c - 1) u + c v (dora_mix), c = m / n; their
+// backward is dora_backward: dyc = c dy (d/dz, d/dv), dyc1 = (c - 1) dy (d/du), dm += dy z / n.
+struct DoraScaleMix : OpCase {
+  int N, out;
+  bool mix, bias;
+  Vec z, u, v, base, m, n, b;
+  DoraScaleMix(int N_, int out_, bool mix_, bool bias_) : N(N_), out(out_), mix(mix_), bias(bias_) {
+    op = mix ? "dora_mix" : "dora_scale";
+    params = fmt("N=%d out=%d%s", N, out, mix ? "" : bias ? " bias" : " no bias");
+    size_t nN = size_t(N) * out;
+    z = randv(nN, seed);
+    u = randv(nN, seed + 1);
+    v = randv(nN, seed + 2);
+    base = randv(nN, seed + 3);
+    m = randv(size_t(out), seed + 4);
+    n = randv(size_t(out), seed + 5);
+    for (auto& x : n) x = 0.5f + std::fabs(x);  // norms are positive
+    b = randv(size_t(out), seed + 6);
+  }
+  Outs forward(Backend& be) override {
+    Buffer bm = dev(be, m), bn = dev(be, n), bb = dev(be, b);
+    if (!mix) {
+      Buffer y = dev(be, z);
+      OutBuf zk(be, z.size(), false, 0);
+      be.dora_scale(y.f32(), zk.p(), bm.f32(), bn.f32(), bias ? bb.f32() : nullptr, N, out);
+      return {{"y", dbl(host(be, y))}, {"z kept", dbl(zk.result(be))}};
+    }
+    Buffer y = dev(be, base), bu = dev(be, u), bv = dev(be, v);
+    OutBuf zk(be, z.size(), false, 0);
+    be.dora_mix(y.f32(), zk.p(), bu.f32(), bv.f32(), bm.f32(), bn.f32(), N, out);
+    return {{"y", dbl(host(be, y))}, {"z", dbl(zk.result(be))}};
+  }
+  Outs reference() override {
+    DVec y(z.size()), zz(z.size());
+    for (int t = 0; t < N; t++)
+      for (int j = 0; j < out; j++) {
+        size_t o = size_t(t) * out + j;
+        double c = double(m[size_t(j)]) / n[size_t(j)];
+        if (!mix) {
+          y[o] = c * z[o] + (bias ? double(b[size_t(j)]) : 0.0);
+          zz[o] = z[o];
+        } else {
+          y[o] = double(base[o]) + (c - 1) * u[o] + c * v[o];
+          zz[o] = double(u[o]) + v[o];
+        }
+      }
+    return {{"y", y}, {mix ? "z" : "z kept", zz}};
+  }
+  std::vector<GradIn> grad_inputs() override {
+    if (!mix) return {{"z", &z}, {"m", &m}};
+    return {{"u", &u}, {"v", &v}, {"m", &m}};
+  }
+  std::vector<Vec> backward(Backend& be, const Vec& dout) override {
+    Vec zsum = z;
+    if (mix)
+      for (size_t i = 0; i < z.size(); i++) zsum[i] = u[i] + v[i];
+    Buffer bd = dev(be, dout), bz = dev(be, zsum), bm = dev(be, m), bn = dev(be, n);
+    OutBuf dyc(be, z.size(), false, 0), dyc1(be, z.size(), false, 0), dm(be, m.size(), true, seed + 9);
+    be.dora_backward(dm.p(), dyc.p(), mix ? dyc1.p() : nullptr, bd.f32(), bz.f32(), bm.f32(), bn.f32(), N, out);
+    if (!mix) return {dyc.result(be), dm.result(be)};
+    return {dyc1.result(be), dyc.result(be), dm.result(be)};
+  }
+};
+
+// dropout(x) with the LoRA branch's masks (lora_ref); linear, so its backward is itself.
+struct DropoutCase : OpCase {
+  size_t n;
+  float p;
+  uint64_t drop_seed = 77;
+  Vec x;
+  DropoutCase(size_t n_, float p_) : n(n_), p(p_) {
+    op = "dropout";
+    params = fmt("n=%zu p=%g", n, p);
+    x = randv(n, seed);
+  }
+  Outs forward(Backend& be) override {
+    Buffer bx = dev(be, x);
+    OutBuf y(be, n, false, 0);
+    be.dropout(y.p(), bx.f32(), n, p, drop_seed);
+    return {{"y", dbl(y.result(be))}};
+  }
+  Outs reference() override {
+    DVec y(n);
+    for (size_t i = 0; i < n; i++) y[i] = tb::hash_uniform(drop_seed, i) < 1.0f - p ? double(x[i]) / (1.0 - p) : 0.0;
+    return {{"y", y}};
+  }
+  std::vector<GradIn> grad_inputs() override { return {{"x", &x}}; }
+  std::vector<Vec> backward(Backend& be, const Vec& dout) override {
+    Buffer bd = dev(be, dout);
+    be.dropout(bd.f32(), bd.f32(), n, p, drop_seed);  // in place, as the engine calls it
+    return {host(be, bd)};
+  }
+};
+
 // ---------------------------------------------------------------- log-prob head and logits
 // trained: logprob_forward without ew, then logprob_backward (dh, dW). frozen: with ew, then
 // logprob_backward_expected (dh only). chunk > 0 forces vocabulary chunks (online logsumexp).
@@ -1144,6 +1275,13 @@ std::vector<std::unique_ptr<OpCase>> make_cases() {
   add(new Swiglu(13, 1.0f));
   add(new Swiglu(4099, 4.0f));  // past one 4096-element chunk
   add(new Swiglu(20, 3.0f, true));
+
+  add(new DoraNorm(7, 13, 3, false));
+  add(new DoraNorm(70, 33, 2, true));
+  add(new DoraScaleMix(5, 9, false, true));
+  add(new DoraScaleMix(3, 130, false, false));  // columns past one block of 64
+  add(new DoraScaleMix(4, 70, true, false));
+  add(new DropoutCase(1000, 0.25f));
 
   add(new LogProb(8, 37, {3, 36, 0, 17}, true, 0));
   add(new LogProb(8, 37, {3, 36, 0, 17}, true, 7));  // 5 chunks of 7 and one of 2

@@ -15,6 +15,7 @@
 #include "gemm.h"
 #include "model.h"
 #include "random.h"
+#include "untrusted_files.h"
 
 using namespace tb;
 
@@ -82,11 +83,12 @@ static ModelConfig tiny_config(const std::string& arch) {
 }
 
 // A random model with rank-2 LoRA on every target and non-zero B (so that the adapters act).
-static std::unique_ptr<Model> lora_model(const ModelConfig& c, uint64_t seed, uint64_t b_seed) {
+static std::unique_ptr<Model> lora_model(const ModelConfig& c, uint64_t seed, uint64_t b_seed, bool dora = false) {
   auto m = Model::random(c, seed, 0.5f);
   LoraOptions lo;
   lo.rank = 2;
   lo.alpha = 4;
+  lo.dora = dora;
   for (auto& t : lo.targets) t = true;
   m->add_lora(lo);
   for (Param* p : m->trainable())
@@ -109,19 +111,31 @@ static BatchIn tiny_batch(int vocab) {
   return b;
 }
 
-static void test_model(const std::string& arch, bool full, bool checkpointing, float dropout, float temperature = 1.0f) {
+// DoRA: the magnitudes moved off their initial row norms too, so that c = m / n differs from 1.
+// The finite differences see the norms n as the backward does, constant: the model computes them
+// when its adapter changes (add_lora, a load, an optimiser step), and the probes below write
+// into the parameters directly.
+static void test_model(const std::string& arch, bool full, bool checkpointing, float dropout, float temperature = 1.0f,
+                       bool dora = false) {
   ModelConfig c = tiny_config(arch);
   auto m = Model::random(c, 42, 0.5f);
   LoraOptions lo;
   lo.rank = 2;
   lo.alpha = 3;
   lo.dropout = dropout;
+  lo.dora = dora;
   for (auto& t : lo.targets) t = true;
   lo.seed = 5;
   m->add_lora(lo);
   // Non-zero B so that A's gradient is not trivially zero.
-  for (Param* p : m->trainable())
+  for (Param* p : m->trainable()) {
     if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), std::hash<std::string>()(p->name), 0.5f));
+    if (p->name.find("lora_magnitude_vector") != std::string::npos) {
+      auto v = host(p->w), r = randv(v.size(), std::hash<std::string>()(p->name), 0.3f);
+      for (size_t i = 0; i < v.size(); i++) v[i] *= 1.0f + r[i];
+      set_host(p->w, v);
+    }
+  }
   if (full) m->set_trainable(true);
   m->set_checkpointing(checkpointing);
   BatchIn b = tiny_batch(c.vocab);
@@ -130,7 +144,7 @@ static void test_model(const std::string& arch, bool full, bool checkpointing, f
   auto loss = [&] { return dotw(m->logps(b, true, train_mode, 1234, temperature), gw); };
   m->logps(b, true, true, 1234, temperature);
   m->backward(gw);
-  std::string tag = arch.substr(0, arch.find("For")) + (full ? " full" : " lora") + (checkpointing ? " ckpt" : "") +
+  std::string tag = arch.substr(0, arch.find("For")) + (full ? " full" : dora ? " dora" : " lora") + (checkpointing ? " ckpt" : "") +
                     (dropout > 0 ? " dropout" : "") + (temperature != 1.0f ? " T=" + std::to_string(temperature).substr(0, 4) : "");
   // Every parameter of both layers and the globals, every entry.
   for (Param* p : m->trainable())
@@ -590,14 +604,15 @@ static void test_generate() {
 // fine-tuning converts to f32 master weights and then equals the f32 model exactly.
 const double kBf16ModelLpTol = 3e-2, kBf16ModelGradTol = 1e-1;
 
-static void test_bf16_model(const std::string& arch) {
+// DoRA: the row norms read the bf16 matrices as the products do.
+static void test_bf16_model(const std::string& arch, bool dora = false) {
   ModelConfig c = tiny_config(arch);
   BatchIn b = tiny_batch(c.vocab);
   auto gw = randv(b.ids.size(), 79);
-  auto rounded = lora_model(c, 50, 14);
+  auto rounded = lora_model(c, 50, 14, dora);
   rounded->set_weight_dtype(DType::BF16);
   rounded->set_weight_dtype(DType::F32);
-  auto half = lora_model(c, 50, 14);
+  auto half = lora_model(c, 50, 14, dora);
   half->set_weight_dtype(DType::BF16);
   bool types = rounded->weight_dtype() == DType::F32 && half->weight_dtype() == DType::BF16;
   for (Param* p : half->matrices()) types = types && p->w.dtype() == DType::BF16;
@@ -637,7 +652,7 @@ static void test_bf16_model(const std::string& arch) {
   bool ok = types && lp_err <= kBf16ModelLpTol && g_err <= kBf16ModelGradTol && full_same;
   if (!ok) failures++;
   printf("%s %-44s lp rel err %.2e (tol %.0e), LoRA grad err %.2e (tol %.0e)%s%s\n", ok ? "ok  " : "FAIL",
-         (arch.substr(0, arch.find("For")) + " bf16 weights = f32 of the same weights").c_str(), lp_err, kBf16ModelLpTol,
+         (arch.substr(0, arch.find("For")) + (dora ? " DoRA" : "") + " bf16 weights = f32 of the same weights").c_str(), lp_err, kBf16ModelLpTol,
          g_err, kBf16ModelGradTol, types ? "" : ", wrong buffer types", full_same ? "" : ", full fine-tuning differs from f32");
 }
 
@@ -650,6 +665,9 @@ int main() {
   test_model("Qwen2ForCausalLM", true, true, 0.0f);
   test_model("LlamaForCausalLM", false, false, 0.0f, 0.7f);
   test_model("Qwen2ForCausalLM", true, false, 0.0f, 1.5f);  // trained tied head
+  test_model("LlamaForCausalLM", false, false, 0.0f, 1.0f, true);
+  test_model("Qwen2ForCausalLM", false, true, 0.25f, 1.0f, true);  // biases, dropout, checkpointing
+  test_model("Qwen3ForCausalLM", false, false, 0.25f, 1.0f, true);
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) test_temperature_entropy(arch);
   test_checkpointing_equal();
   test_packing_equal("LlamaForCausalLM");
@@ -661,8 +679,10 @@ int main() {
     test_bf16_model(arch);
     test_decode(arch, true);
   }
+  test_bf16_model("Qwen3ForCausalLM", true);
   test_sampling();
   test_generate();
+  run_untrusted_file_tests(checks, failures);
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -153,6 +153,8 @@ const configKeys = [
   { name: 'lora_target', type: 'list', default: ['all'], group: 'lora',
     help: `Modules that get adapters: "all" or a comma list of ${LORA_TARGET_MODULES.join(', ')}.` },
   { name: 'use_rslora', type: 'bool', default: false, group: 'lora', help: 'Rank-stabilised LoRA: scale α/√r instead of α/r.' },
+  { name: 'use_dora', type: 'bool', default: false, group: 'lora',
+    help: 'DoRA (as PEFT): also train a magnitude per output row of each adapted matrix. Often closer to full fine-tuning at a low rank; a step costs about 2% more. Exports as PEFT, merged or GGUF; not as a GGUF LoRA (llama.cpp cannot load DoRA).' },
   // data
   { name: 'dataset', type: 'list', default: null, required: true, group: 'data',
     help: 'Comma list of dataset files (JSON, JSONL) or names defined in dataset_dir/dataset_info.json.' },

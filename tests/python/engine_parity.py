@@ -3,6 +3,8 @@
 make OUT: for each of llama, qwen2, qwen3 writes OUT/<arch>/
     model/               tiny random checkpoint saved by transformers' own classes (f32)
     peft_adapter/        a PEFT LoRA adapter (non-zero B so that grads of A are non-trivial)
+    peft_dora_adapter/   a PEFT DoRA adapter (use_dora; B non-zero, magnitudes moved off ||W||)
+    dora_grads.safetensors   d(sum_t gradLogps_t * lp_t)/d(lora A, B, magnitude), PEFT's saved names
     expected.json        the batch, per-token gradLogps, logps without and with the adapter
     lora_grads.safetensors   d(sum_t gradLogps_t * lp_t)/d(lora A, B), PEFT key names
     full_grads.safetensors   the same loss without the adapter, d/d(every base weight), HF names
@@ -53,11 +55,12 @@ def tiny_model(arch):
     return model
 
 
-def lora_model(model, rslora, seed):
-    """A PEFT LoRA (r 4, alpha 8) on all seven projections, with B non-zero so that it matters."""
+def lora_model(model, rslora, seed, dora=False):
+    """A PEFT LoRA (r 4, alpha 8) on all seven projections, with B non-zero so that it matters
+    (DoRA: the magnitudes scaled off their initial ||W|| as well)."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, use_rslora=rslora, task_type="CAUSAL_LM",
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, use_rslora=rslora, use_dora=dora, task_type="CAUSAL_LM",
                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, cfg)
@@ -65,7 +68,16 @@ def lora_model(model, rslora, seed):
         for n, p in peft_model.named_parameters():
             if "lora_B" in n:
                 p.copy_(0.2 * torch.randn_like(p))
+            if "lora_magnitude_vector" in n:
+                p.mul_(1.0 + 0.3 * torch.randn_like(p))
     return peft_model.eval()
+
+
+def saved_name(n):
+    """A PEFT parameter's name as save_pretrained writes it (no adapter name; the magnitude
+    without .weight)."""
+    n = n.replace(".lora_magnitude_vector.default.weight", ".lora_magnitude_vector")
+    return n.replace(".default", "")
 
 
 def make_batch():
@@ -123,12 +135,20 @@ def make(out_root):
         grads = {}
         for n, p in peft_model.named_parameters():
             if "lora_" in n:
-                grads[n.replace(".default", "")] = p.grad.detach().clone().contiguous()
+                grads[saved_name(n)] = p.grad.detach().clone().contiguous()
         save_file(grads, os.path.join(out, "lora_grads.safetensors"))
         peft_model.save_pretrained(os.path.join(out, "peft_adapter"))
         with torch.no_grad():
             with peft_model.disable_adapter():
                 lp_off = token_logps(peft_model, ids, lengths, mask)
+
+        # DoRA on a fresh copy of the same base (tiny_model is seeded).
+        dora_model = lora_model(tiny_model(arch), rslora=rslora, seed=6, dora=True)
+        lp_dora = token_logps(dora_model, ids, lengths, mask)
+        (lp_dora * grad).sum().backward()
+        dgrads = {saved_name(n): p.grad.detach().clone().contiguous() for n, p in dora_model.named_parameters() if "lora_" in n}
+        save_file(dgrads, os.path.join(out, "dora_grads.safetensors"))
+        dora_model.save_pretrained(os.path.join(out, "peft_dora_adapter"))
         expected = {
             "arch": arch,
             "batch": {"ids": flat(ids), "batch": ids.shape[0], "seqLen": ids.shape[1], "lengths": lengths, "mask": flat(mask)},
@@ -136,6 +156,7 @@ def make(out_root):
             "logpsBase": flat(lp_base.detach()),
             "logpsBaseWithAdapterOff": flat(lp_off),
             "logpsLora": flat(lp_lora.detach()),
+            "logpsDora": flat(lp_dora.detach()),
             "rslora": rslora,
         }
         with open(os.path.join(out, "expected.json"), "w") as f:

@@ -1,7 +1,7 @@
 // Parity of the native engine with transformers + PEFT (torch autograd) on tiny random Llama,
 // Qwen2 and Qwen3 checkpoints that tests/python/engine_parity.py builds with transformers' own
 // classes: per-token log-probs within 1e-4, LoRA and full fine-tuning gradients within 1e-3
-// relative, and PEFT adapters loading both ways with the same log-probs.
+// relative, and PEFT adapters (LoRA and DoRA) loading both ways with the same log-probs.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -27,6 +27,7 @@ interface Expected {
   logpsBase: number[]
   logpsBaseWithAdapterOff: number[]
   logpsLora: number[]
+  logpsDora: number[]
   rslora: boolean
 }
 
@@ -104,6 +105,28 @@ describe.skipIf(!havePython && !inCI)('engine parity with transformers + PEFT', 
         m.dispose()
       })
 
+      it('a PEFT DoRA adapter loads and gives PEFT\'s log-probs within 1e-4', async () => {
+        const m = await Model.load(join(dir(), 'model'), { threads: 2 })
+        const opts = await m.loadAdapter(join(dir(), 'peft_dora_adapter'))
+        expect(opts).toMatchObject({ rank: 4, alpha: 8, dora: true, rslora: e.rslora })
+        const lp = await m.logps(batch, { adapters: true, train: false })
+        expect(maxAbsDiff(lp, e.logpsLora)).toBeGreaterThan(1e-3) // a different adapter
+        expect(maxAbsDiff(lp, e.logpsDora)).toBeLessThan(1e-4)
+        expect(maxAbsDiff(await m.logps(batch, { adapters: false, train: false }), e.logpsBase)).toBeLessThan(1e-4)
+        m.dispose()
+      })
+
+      it('DoRA A, B and magnitude gradients equal torch autograd through PEFT within 1e-3 relative', async () => {
+        const m = await Model.load(join(dir(), 'model'), { threads: 2 })
+        await m.loadAdapter(join(dir(), 'peft_dora_adapter'))
+        await m.logps(batch, { adapters: true, train: true })
+        await m.backward(Float32Array.from(e.gradLogps))
+        const { worst, name, count } = worstRelative(m.gradients(), join(dir(), 'dora_grads.safetensors'))
+        expect(count).toBe(2 * 7 * 3)
+        expect(worst, `worst tensor ${name}`).toBeLessThan(1e-3)
+        m.dispose()
+      })
+
       it('full fine-tuning gradients equal torch autograd within 1e-3 relative', async () => {
         const m = await Model.load(join(dir(), 'model'), { threads: 2 })
         m.setTrainable('full')
@@ -129,21 +152,44 @@ describe.skipIf(!havePython && !inCI)('engine parity with transformers + PEFT', 
         ourLogps.set(arch, ours)
         m.dispose()
       })
+
+      it('a DoRA adapter trained and saved by us is written for PEFT (checked below)', async () => {
+        const m = await Model.load(join(dir(), 'model'), { threads: 2 })
+        m.addLora({ rank: 3, alpha: 6, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], rslora: false, dora: true, seed: 18 })
+        for (let step = 0; step < 2; step++) {
+          await m.logps(batch, { adapters: true, train: true })
+          await m.backward(Float32Array.from(e.gradLogps))
+          await m.optimizerStep({ lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 })
+        }
+        const ours = await m.logps(batch, { adapters: true, train: false })
+        expect(maxAbsDiff(ours, e.logpsBase)).toBeGreaterThan(1e-3)
+        await m.saveAdapter(join(dir(), 'our_dora_adapter'), join(dir(), 'model'))
+        const config = JSON.parse(readFileSync(join(dir(), 'our_dora_adapter', 'adapter_config.json'), 'utf8'))
+        expect(config.use_dora).toBe(true)
+        ourLogps.set(`${arch}-dora`, ours)
+        m.dispose()
+      })
     })
   }
 
   it('adapters saved by us load in PEFT and give our log-probs within 1e-4', () => {
-    const jobs = [...ourLogps.keys()].map((arch) => ({
-      model: join(root, arch, 'model'), adapter: join(root, arch, 'our_adapter'),
-      batch: join(root, arch, 'batch.json'), out: join(root, arch, 'peft_logps.json')
-    }))
-    expect(jobs).toHaveLength(3)
+    // key: "llama" (LoRA) or "llama-dora"
+    const where = (key: string) => {
+      const [arch, kind] = key.split('-')
+      return { arch: arch!, adapter: kind ? 'our_dora_adapter' : 'our_adapter', out: kind ? 'peft_dora_logps.json' : 'peft_logps.json' }
+    }
+    const jobs = [...ourLogps.keys()].map((key) => {
+      const { arch, adapter, out } = where(key)
+      return { model: join(root, arch, 'model'), adapter: join(root, arch, adapter), batch: join(root, arch, 'batch.json'), out: join(root, arch, out) }
+    })
+    expect(jobs).toHaveLength(6)
     writeFileSync(join(root, 'jobs.json'), JSON.stringify(jobs))
     const r = spawnSync(python, [script, 'check-adapters', join(root, 'jobs.json')], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' } })
     if (r.status !== 0) throw new Error(`engine_parity.py check-adapters failed:\n${r.stderr}`)
-    for (const [arch, ours] of ourLogps) {
-      const peft = JSON.parse(readFileSync(join(root, arch, 'peft_logps.json'), 'utf8')) as { logps: number[] }
-      expect(maxAbsDiff(ours, peft.logps), arch).toBeLessThan(1e-4)
+    for (const [key, ours] of ourLogps) {
+      const { arch, out } = where(key)
+      const peft = JSON.parse(readFileSync(join(root, arch, out), 'utf8')) as { logps: number[] }
+      expect(maxAbsDiff(ours, peft.logps), key).toBeLessThan(1e-4)
     }
   }, 180_000)
 })

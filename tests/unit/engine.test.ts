@@ -432,7 +432,7 @@ describe('training', () => {
     expect(text).toMatch(/"lora_dropout": 0\.05,/)
     const cfg = JSON.parse(text)
     expect(cfg).toMatchObject({ r: 3, use_rslora: true, fan_in_fan_out: false, init_lora_weights: true, modules_to_save: null, target_modules: ['k_proj', 'gate_proj'] })
-    expect((await (await Model.load(dir)).loadAdapter(out))).toEqual({ rank: 3, alpha: 6, dropout: 0.05, targets: ['k', 'gate'], rslora: true, seed: 0 })
+    expect((await (await Model.load(dir)).loadAdapter(out))).toEqual({ rank: 3, alpha: 6, dropout: 0.05, targets: ['k', 'gate'], rslora: true, dora: false, seed: 0 })
   })
 
   it('a PEFT folder with an unknown tensor is refused and the current adapter is kept', async () => {

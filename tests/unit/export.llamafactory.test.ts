@@ -92,7 +92,7 @@ function commonKeys(cfg: TrainingConfig, datasets: string[]): Record<string, unk
   return {
     model_name_or_path: demoModel, disable_gradient_checkpointing: false,
     stage: cfg.stage, finetuning_type: 'lora', do_train: true,
-    lora_rank: cfg.lora_rank, lora_alpha: cfg.lora_alpha, lora_dropout: cfg.lora_dropout, lora_target: cfg.lora_target.join(','), use_rslora: false,
+    lora_rank: cfg.lora_rank, lora_alpha: cfg.lora_alpha, lora_dropout: cfg.lora_dropout, lora_target: cfg.lora_target.join(','), use_rslora: false, use_dora: false,
     dataset: datasets.join(','), dataset_dir: '.', cutoff_len: cfg.cutoff_len, disable_shuffling: false,
     output_dir: `saves/${cfg.output_dir.split('/').pop()}`, logging_steps: 1, save_steps: 2,
     per_device_train_batch_size: cfg.per_device_train_batch_size, gradient_accumulation_steps: 1,
@@ -255,7 +255,7 @@ describe.runIf(run)('llamafactory export', () => {
   it('full fine-tuning has no LoRA keys; an adapter to continue from is kept with a warning', async () => {
     const full = await exportRun(makeRun({ stage: 'sft', dataset: data.sft_messages, finetuning_type: 'full' }))
     expect(full.yaml).toMatchObject({ stage: 'sft', finetuning_type: 'full', do_train: true })
-    expect(Object.keys(full.yaml).filter((k) => k.startsWith('lora_') || k === 'use_rslora')).toEqual([])
+    expect(Object.keys(full.yaml).filter((k) => k.startsWith('lora_') || k === 'use_rslora' || k === 'use_dora')).toEqual([])
     const adapterDir = join(root, 'some-adapter')
     const cont = await exportRun(makeRun({ stage: 'dpo', dataset: data.pairs_chat, adapter_name_or_path: adapterDir }))
     expect(cont.yaml).toMatchObject({ adapter_name_or_path: adapterDir })

@@ -9,18 +9,20 @@ import { runPython } from './trainingPython'
 const root = join(import.meta.dirname, '..', '..')
 
 
-/** Random-weight tiny Llama (untied lm_head) and a LoRA adapter with non-zero B. Made once
+/** Random-weight tiny Llama (untied lm_head), a LoRA adapter with non-zero B and a DoRA one
+ *  (use_dora, non-zero B, so its magnitudes differ from the row norms they scale). Made once
  *  per version of the generator scripts and shared by the test files through a cache folder
  *  (built in a temp folder, then renamed into place, so parallel test files never see half
  *  of one). */
-export async function makeModelAndAdapter(_dir?: string): Promise<{ model: string; adapter: string }> {
+export async function makeModelAndAdapter(_dir?: string): Promise<{ model: string; adapter: string; doraAdapter: string }> {
   const scripts = ['tests/python/train_tiny_llama.py', 'tests/python/train_make_adapter.py']
-  const hash = createHash('sha256')
+  const hash = createHash('sha256').update('lora+dora')
   for (const s of scripts) hash.update(readFileSync(join(root, s)))
   const cache = join(tmpdir(), `tunebench-test-llama-${hash.digest('hex').slice(0, 16)}`)
   if (!existsSync(join(cache, 'adapter', 'adapter_model.safetensors'))) {
     const build = mkdtempSync(join(tmpdir(), 'tunebench-test-llama-build-'))
     await runPython([join(root, scripts[0]!), '--out', join(build, 'model'), '--tied', '0', '--seed', '3'])
+    await runPython([join(root, scripts[1]!), join(build, 'model'), join(build, 'dora-adapter'), '--rank', '4', '--alpha', '8', '--seed', '2', '--dora'])
     await runPython([join(root, scripts[1]!), join(build, 'model'), join(build, 'adapter'), '--rank', '4', '--alpha', '8', '--seed', '1'])
     try {
       renameSync(build, cache)
@@ -28,7 +30,7 @@ export async function makeModelAndAdapter(_dir?: string): Promise<{ model: strin
       rmSync(build, { recursive: true, force: true }) // another test file made it first
     }
   }
-  return { model: join(cache, 'model'), adapter: join(cache, 'adapter') }
+  return { model: join(cache, 'model'), adapter: join(cache, 'adapter'), doraAdapter: join(cache, 'dora-adapter') }
 }
 
 const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n'

@@ -77,6 +77,13 @@ describe('memory plan terms', () => {
     expect(plan(small, { lora_target: ['all'] }, onednn).detail.trainableParameters).toBe(4 * 8 * (2 * 256 + 2 * (256 + 128) + (256 + 256) + 2 * (256 + 688) + (688 + 256)))
   })
 
+  it('DoRA adds a trained magnitude per output row and keeps what it scales', () => {
+    const lora = plan(small, { lora_target: ['q_proj'], lora_rank: 8 }, onednn)
+    const dora = plan(small, { lora_target: ['q_proj'], lora_rank: 8, use_dora: true }, onednn)
+    expect(dora.trainable - lora.trainable).toBe(16 * 4 * 256)
+    expect(dora.activations).toBeGreaterThan(lora.activations)
+  })
+
   it('reads as many sequences per micro-batch as each stage runs', () => {
     const base = { ...DEFAULT_PLAN_CONFIG, sample_prompts: 0, per_device_train_batch_size: 4, cutoff_len: 100 }
     expect(stepShape({ ...base, stage: 'sft' })).toMatchObject({ trainSequences: 4, inferRows: 0 })
@@ -158,6 +165,8 @@ const cases: Case[] = [
     cfg: { stage: 'dpo', pref_loss: 'sigmoid', per_device_train_batch_size: 1, cutoff_len: 384 } },
   { name: 'long cutoff (Qwen3, 2 layers): SFT LoRA, 1 × 4096 tokens, checkpointing', shape: long,
     cfg: { stage: 'sft', per_device_train_batch_size: 1, cutoff_len: 4096 } },
+  { name: 'small: SFT DoRA, 4 × 512 tokens, every activation kept', shape: small,
+    cfg: { stage: 'sft', use_dora: true, per_device_train_batch_size: 4, cutoff_len: 512, disable_gradient_checkpointing: true } },
   { name: 'small: full fine-tuning, 2 × 512 tokens', shape: small,
     cfg: { stage: 'sft', finetuning_type: 'full', per_device_train_batch_size: 2, cutoff_len: 512 } },
   { name: 'small: GRPO, 8 completions generated with a KV cache, 4 trained, KL reference', shape: small,

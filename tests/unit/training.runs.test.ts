@@ -191,7 +191,7 @@ function writeAdapter(
       const shape = o.shapeOf?.(name, base.tensors.get(`${name}.weight`)!.shape) ?? base.tensors.get(`${name}.weight`)!.shape
       tensors.set(`base_model.model.${name}.lora_A.weight`, t([r, shape[1]!]))
       tensors.set(`base_model.model.${name}.lora_B.weight`, t([shape[0]!, r]))
-      // a DoRA adapter has its magnitudes too (a complete one, refused for being DoRA)
+      // a DoRA adapter has its magnitudes too
       if (o.config?.use_dora === true) tensors.set(`base_model.model.${name}.lora_magnitude_vector`, t([shape[0]!]))
     }
   mkdirSync(dir, { recursive: true })
@@ -257,6 +257,22 @@ describe.runIf(engineBuilt('adapter import tests'))('importAdapter', () => {
     expect(runFolders()).toEqual(['job-7-checkpoint-500', 'my-lora', 'my-lora-2'])
   })
 
+  it('imports a DoRA adapter: its run says use_dora and the engine loads the magnitudes', async () => {
+    const src = writeAdapter(join(root, 'dora-lora'), base, { targets: ['q_proj', 'down_proj'], config: { use_dora: true } })
+    const summary = await runs.importAdapter({ dir: src })
+    expect((await runs.get(summary.id)).config).toMatchObject({ use_dora: true, lora_target: ['q_proj', 'down_proj'] })
+    const model = await Model.load(summary.model, { threads: 1 })
+    try {
+      expect(await model.loadAdapter(summary.dir)).toMatchObject({ rank: 2, dora: true, targets: ['q', 'down'] })
+      // Without its magnitudes the same folder is refused by name.
+      const noMagnitude = writeAdapter(join(root, 'dora-missing'), base, { targets: ['q_proj', 'down_proj'] })
+      writeFileSync(join(noMagnitude, 'adapter_config.json'), readFileSync(join(src, 'adapter_config.json')))
+      await expect(model.loadAdapter(noMagnitude)).rejects.toThrow(/missing tensor 'base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_magnitude_vector'/)
+    } finally {
+      model.dispose()
+    }
+  })
+
   it('takes the base model folder given when the adapter names a Hub model', async () => {
     const src = writeAdapter(join(root, 'hub-named'), base, { config: { base_model_name_or_path: 'Qwen/Qwen3-0.6B' } })
     await expect(runs.importAdapter({ dir: src })).rejects.toThrow(
@@ -285,7 +301,6 @@ describe.runIf(engineBuilt('adapter import tests'))('importAdapter', () => {
     const cases: [Record<string, unknown>, string | RegExp][] = [
       [{ peft_type: 'IA3' }, 'peft_type "IA3" is not LORA'],
       [{ r: 0 }, 'field "r" must be a positive integer'],
-      [{ use_dora: true }, 'use_dora adapters are not supported'],
       [{ bias: 'all' }, 'bias "all" is not supported (none only)'],
       [{ modules_to_save: ['lm_head'] }, 'modules_to_save (lm_head) is not supported'],
       [{ layers_to_transform: [0, 1] }, 'layers_to_transform is not supported'],

@@ -13,7 +13,7 @@ import { engineBuilt, runPythonJsonAsync, torchAvailable } from './trainingPytho
 
 const STEPS = 5
 
-const methods: { name: string; data: string; config: Record<string, unknown> }[] = [
+const methods: { name: string; data: string; config: Record<string, unknown>; dora?: boolean }[] = [
   // GA 2 over 3 micro-batches per epoch: the second step of each epoch takes the remainder.
   { name: 'sft', data: 'sft_messages', config: { stage: 'sft', per_device_train_batch_size: 2, gradient_accumulation_steps: 2, learning_rate: 5e-3, warmup_steps: 1 } },
   { name: 'dpo sigmoid', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'sigmoid', pref_beta: 0.5, per_device_train_batch_size: 2, learning_rate: 1e-2, weight_decay: 0.01, lr_scheduler_type: 'cosine' } },
@@ -26,6 +26,9 @@ const methods: { name: string; data: string; config: Record<string, unknown> }[]
   // Full fine-tuning: every weight trains, the reference is the starting model.
   { name: 'sft full', data: 'sft_messages', config: { stage: 'sft', finetuning_type: 'full', adapter_name_or_path: undefined, per_device_train_batch_size: 3, learning_rate: 1e-3 } },
   { name: 'dpo full', data: 'pairs_plain', config: { stage: 'dpo', finetuning_type: 'full', adapter_name_or_path: undefined, pref_beta: 0.5, per_device_train_batch_size: 2, learning_rate: 1e-3 } },
+  // DoRA (use_dora): A, B and the magnitudes train; PEFT's DoRA layers on the reference side.
+  { name: 'sft dora', data: 'sft_messages', dora: true, config: { stage: 'sft', per_device_train_batch_size: 2, gradient_accumulation_steps: 2, learning_rate: 5e-3, weight_decay: 0.01 } },
+  { name: 'dpo sigmoid dora', data: 'pairs_plain', dora: true, config: { stage: 'dpo', pref_loss: 'sigmoid', pref_beta: 0.5, per_device_train_batch_size: 2, learning_rate: 1e-2 } },
   { name: 'simpo', data: 'pairs_plain', config: { stage: 'dpo', pref_loss: 'simpo', pref_beta: 2.0, simpo_gamma: 0.5, pref_ftx: 0.1, per_device_train_batch_size: 2, learning_rate: 1e-2, lr_scheduler_type: 'constant_with_warmup', warmup_ratio: 0.2 } }
 ]
 
@@ -33,16 +36,17 @@ describe.runIf(torchAvailable('training trajectories against PyTorch + PEFT') &&
   let dir: string
   let model: string
   let adapter: string
+  let doraAdapter: string
   let data: Record<string, string>
   let reference: { loss: number; grad_norm: number; lr: number }[][]
   const common = () => ({ model_name_or_path: model, adapter_name_or_path: adapter, lora_dropout: 0, disable_shuffling: true, max_steps: STEPS, logging_steps: 1, save_steps: 1000, threads: 1, cutoff_len: 512 })
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tb-trajectory-'))
-    ;({ model, adapter } = await makeModelAndAdapter(dir))
+    ;({ model, adapter, doraAdapter } = await makeModelAndAdapter(dir))
     data = writeDatasets(join(dir, 'data'))
     reference = await runPythonJsonAsync('train_reference.py', methods.map((m) => ({
-      model, adapter, data: data[m.data], config: { ...common(), ...m.config }
+      model, adapter: m.dora ? doraAdapter : adapter, data: data[m.data], config: { ...common(), ...m.config, ...(m.dora ? { adapter_name_or_path: doraAdapter } : {}) }
     })))
   }, 180_000)
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -50,7 +54,7 @@ describe.runIf(torchAvailable('training trajectories against PyTorch + PEFT') &&
   methods.forEach((m, k) => {
     it(`${m.name}: loss and grad_norm of ${STEPS} steps within 1e-3`, async () => {
       const out = join(dir, `run-${k}`)
-      const cfg = resolveConfig({ ...common(), ...m.config, dataset: data[m.data], output_dir: out }, m.name)
+      const cfg = resolveConfig({ ...common(), ...m.config, ...(m.dora ? { adapter_name_or_path: doraAdapter } : {}), dataset: data[m.data], output_dir: out }, m.name)
       await train(cfg)
       const log = readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainerLogEntry)
       expect(log.map((e) => e.current_steps)).toEqual([1, 2, 3, 4, 5])

@@ -34,44 +34,67 @@ export type GgufValue =
   | { type: 'array'; itemType: 'string'; value: readonly string[] }
   | { type: 'array'; itemType: 'int32' | 'uint32' | 'float32'; value: ArrayLike<number> }
 
+/** GGUF strings are UTF-8, which a lone UTF-16 surrogate has no form in (Buffer.from would
+ *  write U+FFFD instead): refused, naming where it is. */
+function checkText(what: string, s: string): void {
+  const lone = /\p{Surrogate}/u.exec(s)
+  if (lone) throw new Error(`GGUF ${what}: ${JSON.stringify(s.slice(0, 60))} has a lone surrogate U+${lone[0].charCodeAt(0).toString(16).toUpperCase()}, which UTF-8 cannot encode`)
+}
+
+// Each number as the file holds it, or an error: the array setters check every item as the
+// scalar ones do (Buffer's writers would truncate 1.5, write NaN as 0, or throw a RangeError).
+const isUint32 = (v: number) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff
+const isInt32 = (v: number) => Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff
+const isF32 = (v: number) => Number.isFinite(Math.fround(v)) // beyond 3.4e38 a double is written as infinity
+function checkItems(key: string, value: ArrayLike<number>, ok: (v: number) => boolean, what: string): void {
+  for (let i = 0; i < value.length; i++)
+    if (!ok(value[i]!)) throw new Error(`GGUF ${key}[${i}]: ${value[i]} is not ${what}`)
+}
+
 /** Metadata in insertion order; a key set twice is a bug of the caller. */
 export class GgufMetadata {
   readonly entries = new Map<string, GgufValue>()
 
   private set(key: string, v: GgufValue): this {
     if (this.entries.has(key)) throw new Error(`GGUF metadata key ${key} set twice`)
+    checkText('metadata key', key)
     this.entries.set(key, v)
     return this
   }
 
   uint32(key: string, value: number): this {
-    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new Error(`GGUF ${key}: ${value} is not a uint32`)
+    if (!isUint32(value)) throw new Error(`GGUF ${key}: ${value} is not a uint32`)
     return this.set(key, { type: 'uint32', value })
   }
   int32(key: string, value: number): this {
-    if (!Number.isInteger(value) || value < -0x80000000 || value > 0x7fffffff) throw new Error(`GGUF ${key}: ${value} is not an int32`)
+    if (!isInt32(value)) throw new Error(`GGUF ${key}: ${value} is not an int32`)
     return this.set(key, { type: 'int32', value })
   }
   float32(key: string, value: number): this {
-    if (!Number.isFinite(value)) throw new Error(`GGUF ${key}: ${value} is not a finite number`)
+    if (!isF32(value)) throw new Error(`GGUF ${key}: ${value} is not a finite f32 number`)
     return this.set(key, { type: 'float32', value })
   }
   bool(key: string, value: boolean): this {
     return this.set(key, { type: 'bool', value })
   }
   string(key: string, value: string): this {
+    checkText(key, value)
     return this.set(key, { type: 'string', value })
   }
   strings(key: string, value: readonly string[]): this {
+    for (let i = 0; i < value.length; i++) checkText(`${key}[${i}]`, value[i]!)
     return this.set(key, { type: 'array', itemType: 'string', value })
   }
   int32s(key: string, value: ArrayLike<number>): this {
+    checkItems(key, value, isInt32, 'an int32')
     return this.set(key, { type: 'array', itemType: 'int32', value })
   }
   uint32s(key: string, value: ArrayLike<number>): this {
+    checkItems(key, value, isUint32, 'a uint32')
     return this.set(key, { type: 'array', itemType: 'uint32', value })
   }
   float32s(key: string, value: ArrayLike<number>): this {
+    checkItems(key, value, isF32, 'a finite f32 number')
     return this.set(key, { type: 'array', itemType: 'float32', value })
   }
   get(key: string): GgufValue | undefined {
@@ -181,12 +204,17 @@ export interface GgufFilePlan {
 /** Lays the file out: general.alignment is added to the metadata when it is not there. */
 export function planGgufFile(metadata: GgufMetadata, tensors: GgufTensor[]): GgufFilePlan {
   const align = metadata.get('general.alignment')
+  // ggml reads it as a uint32 power of two (gguf.cpp), the format asks for a multiple of 8: any
+  // other value would lay the file out in a way no reader follows (0 made every offset NaN).
+  if (align && (align.type !== 'uint32' || align.value < 8 || (align.value & (align.value - 1)) !== 0))
+    throw new Error(`GGUF general.alignment must be a uint32 power of two of at least 8, got ${align.type} ${String(align.value)}`)
   if (!align) metadata.uint32('general.alignment', GGUF_ALIGNMENT)
   const alignment = align?.type === 'uint32' ? align.value : GGUF_ALIGNMENT
   const names = new Set<string>()
   let offset = 0
   const laid = tensors.map((tensor) => {
     if (names.has(tensor.name)) throw new Error(`GGUF tensor ${tensor.name} written twice`)
+    checkText('tensor name', tensor.name)
     names.add(tensor.name)
     if (Buffer.byteLength(tensor.name) >= 64) throw new Error(`GGUF tensor name ${tensor.name} is longer than ggml's 63 bytes`)
     if (tensor.shape.length < 1 || tensor.shape.length > 4 || tensor.shape.some((d) => !Number.isInteger(d) || d < 1))

@@ -44,6 +44,7 @@ const LF_KEYS: Partial<Record<Key, Section>> = {
   lora_dropout: 'method',
   lora_target: 'method',
   use_rslora: 'method',
+  use_dora: 'method',
   pref_beta: 'method',
   pref_loss: 'method',
   pref_ftx: 'method',
@@ -137,7 +138,7 @@ export async function planLlamaFactory(inputs: Pick<ExportInputs, 'run' | 'model
     if (LF_KEYS[key]) values[key] = value
     else if (value !== null && value !== undefined) dropped.push(key)
   }
-  if (cfg.finetuning_type !== 'lora') for (const k of ['lora_rank', 'lora_alpha', 'lora_dropout', 'lora_target', 'use_rslora'] as const) delete values[k]
+  if (cfg.finetuning_type !== 'lora') for (const k of ['lora_rank', 'lora_alpha', 'lora_dropout', 'lora_target', 'use_rslora', 'use_dora'] as const) delete values[k]
   if (cfg.stage === 'dpo' && cfg.pref_loss !== 'simpo') delete values.simpo_gamma
   // Paths and names as LLaMA-Factory reads them, relative to the folder it runs in.
   values.model_name_or_path = inputs.modelDir

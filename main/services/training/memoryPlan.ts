@@ -22,13 +22,15 @@
 // packed       oneDNN builds, f32, not full fine-tuning: a blocked copy of the frozen projections
 //              and the head, 4 · (V·C + L·Σ in·out), made when it needs at most 1/8 of physical
 //              memory (Model::packing_fits); none in bf16 mode.
-// trainable    LoRA: 16 · L · Σ_targets r·(in + out) (weight, grad, AdamW m and v, all f32).
+// trainable    LoRA: 16 · L · Σ_targets r·(in + out) (weight, grad, AdamW m and v, all f32);
+//              DoRA adds 16 · L · Σ_targets out (the magnitudes).
 //              Full: 12 · every parameter (grad, m, v; the weight is under weights).
 // activations  the training pass's state, kept between steps (passes.h TrainState):
 //                residual ping-pong x, x2          2C·N
 //                per layer (LayerActs)             A = 4C + 2q + 2k + 3I + Hq + 2 (+ q + k + Hq + Hk with
 //                                                  qk-norm) (+ n·r LoRA)     [x_in, xn1, x_mid, xn2; q, att;
 //                                                  k, v; g, u, h; lse; rstd1, rstd2]
+//                  DoRA                            + Σ_targets out in the trained pass (dz)
 //                  all layers kept                 L·A·N
 //                  gradient checkpointing          (L·C + A)·N: the layer inputs, one layer recomputed
 //                backward scratch (LayerGrads)     (3I + C + 2q + 2k (+ q + k qk-norm))·N, and dx C·N
@@ -36,7 +38,8 @@
 //              + the no-grad passes' state (reference, KL, evaluation, prefill: one scratch layer)
 //                                                  (2C + A − C)·N' + 2C·M'
 //              + the head's logits chunk (kept by the backend): M·1024 packed, else ≈ max(M·256, 4Mi)
-//              + transients of a pass: attention scratch 2·64·T·threads, LoRA dropout copies
+//              + transients of a pass: attention scratch 2·64·T·threads, DoRA's scratch
+//                (3·max(out), with dropout + 5·max(out) + 2·max(in))·N, LoRA dropout copies
 //                2·N·max(in), bf16's copy of the largest product input 2 bytes·max(N·max(in), the
 //                head chunk) (kept by the engine thread), the batch on both sides
 //                ~32 bytes·N, decoding logits 20 bytes·rows·V (logits, host copies, sampler)
@@ -97,7 +100,7 @@ export interface EngineFactsForPlan {
 /** The keys of a training config the plan reads. */
 export type PlanConfig = Pick<
   TrainingConfig,
-  | 'stage' | 'finetuning_type' | 'lora_rank' | 'lora_target' | 'lora_dropout' | 'per_device_train_batch_size'
+  | 'stage' | 'finetuning_type' | 'lora_rank' | 'lora_target' | 'lora_dropout' | 'use_dora' | 'per_device_train_batch_size'
   | 'per_device_eval_batch_size' | 'gradient_accumulation_steps' | 'cutoff_len' | 'disable_gradient_checkpointing'
   | 'precision' | 'pref_loss' | 'num_generations' | 'max_completion_length' | 'beta' | 'val_size' | 'sample_prompts'
   | 'sample_max_new_tokens'
@@ -288,7 +291,12 @@ export function planTraining(s: ModelShape, cfg: PlanConfig, engine: EngineFacts
 
   const lora = full ? null : loraTargetCount(cfg.lora_target)
   const proj = projections(s)
-  const loraParams = lora ? s.layers * lora.which.reduce((a, t) => a + cfg.lora_rank * (proj[t]![0] + proj[t]![1]), 0) : 0
+  const dora = lora !== null && cfg.use_dora === true
+  // DoRA: a magnitude per output row of each target; its pass keeps what the magnitude scales
+  // (LayerActs dz) and has per-pass scratch (passes.h DoraScratch).
+  const doraOut = dora ? lora.which.reduce((a, t) => a + proj[t]![1], 0) : 0
+  const maxOut = Math.max(...proj.map(([, out]) => out))
+  const loraParams = lora ? s.layers * (lora.which.reduce((a, t) => a + cfg.lora_rank * (proj[t]![0] + proj[t]![1]), 0) + doraOut) : 0
   const trainable = full ? 3 * F32 * counts.total : 4 * F32 * loraParams
   const trainableParams = full ? counts.total : loraParams
 
@@ -297,7 +305,8 @@ export function planTraining(s: ModelShape, cfg: PlanConfig, engine: EngineFacts
   const M = N - step.trainSequences // position 0 of a sequence predicts nothing
   const rows = rowFloats(s, lora ? lora.n * cfg.lora_rank : 0)
   const checkpointing = !cfg.disable_gradient_checkpointing
-  const layers = checkpointing ? s.layers * C + rows.layer : s.layers * rows.layer
+  const trainLayer = rows.layer + doraOut
+  const layers = checkpointing ? s.layers * C + trainLayer : s.layers * trainLayer
   const headRow = (full ? 4 : 5) * C + 4
   const trainState = F32 * (N * (2 * C + layers + rows.grads + C) + M * headRow)
   const Ni = step.inferRows
@@ -307,11 +316,12 @@ export function planTraining(s: ModelShape, cfg: PlanConfig, engine: EngineFacts
   const longest = Math.max(step.trainLength, step.decodeLength)
   const attention = F32 * 2 * Q_BLOCK * longest * Math.max(1, engine.threads)
   const dropout = !full && cfg.lora_dropout > 0 ? F32 * 2 * N * rows.maxIn : 0
+  const doraScratch = dora ? F32 * N * (3 * maxOut + (cfg.lora_dropout > 0 ? 5 * maxOut + 2 * rows.maxIn : 0)) : 0
   // bf16: each product's f32 input rounded into a bf16 copy the engine thread keeps (gemm_bf16.cpp)
   const bf16Inputs = precision === 'bf16' ? 2 * Math.max(N * rows.maxIn, headScratch / F32) : 0
   const batchArrays = 32 * Math.max(N, Ni)
   const decodeLogits = 20 * step.decodeSequences * V
-  const activations = trainState + inferState + headScratch + attention + dropout + bf16Inputs + batchArrays + decodeLogits
+  const activations = trainState + inferState + headScratch + attention + dropout + doraScratch + bf16Inputs + batchArrays + decodeLogits
   const kvCache = step.decodeSequences ? kvCacheBytes(s, step.decodeSequences, step.decodeLength) : 0
 
   const running = RUNTIME_BYTES + weights + packed + trainable + activations + kvCache
@@ -351,7 +361,7 @@ export function planInference(s: ModelShape, opts: { tokens?: number; sequences?
 
 /** The schema's defaults for what the plan reads (the Models page's "LoRA training" figure). */
 export const DEFAULT_PLAN_CONFIG: PlanConfig = {
-  stage: 'sft', finetuning_type: 'lora', lora_rank: 8, lora_target: ['all'], lora_dropout: 0, per_device_train_batch_size: 8,
+  stage: 'sft', finetuning_type: 'lora', lora_rank: 8, lora_target: ['all'], lora_dropout: 0, use_dora: false, per_device_train_batch_size: 8,
   per_device_eval_batch_size: 8, gradient_accumulation_steps: 1, cutoff_len: 2048, disable_gradient_checkpointing: false,
   precision: 'auto', pref_loss: 'sigmoid', num_generations: 8, max_completion_length: 512, beta: 0, val_size: 0,
   sample_prompts: 3, sample_max_new_tokens: 64

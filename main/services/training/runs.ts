@@ -363,7 +363,6 @@ type Target = (typeof LORA_TARGET_MODULES)[number]
 function engineTargets(adapter: PeftAdapter): Target[] {
   const cfg = adapter.config
   const file = join(adapter.dir, ADAPTER_CONFIG)
-  if (adapter.dora) throw new Error(`${file}: use_dora adapters are not supported (the engine loads plain LoRA)`)
   if (typeof cfg.bias === 'string' && cfg.bias !== 'none') throw new Error(`${file}: bias "${cfg.bias}" is not supported (none only)`)
   if (cfg.layers_to_transform !== undefined && cfg.layers_to_transform !== null)
     throw new Error(`${file}: layers_to_transform is not supported (the engine adapts every layer)`)
@@ -428,7 +427,8 @@ function importedConfig(adapter: PeftAdapter, targets: Target[], modelDir: strin
     lora_alpha: adapter.alpha,
     lora_dropout: typeof dropout === 'number' ? dropout : 0,
     lora_target: targets.length === LORA_TARGET_MODULES.length ? ['all'] : targets,
-    use_rslora: adapter.rslora
+    use_rslora: adapter.rslora,
+    use_dora: adapter.dora
   }
 }
 

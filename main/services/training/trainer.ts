@@ -254,7 +254,7 @@ export class Trainer {
       else
         model.addLora({
           rank: cfg.lora_rank, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout,
-          targets: loraTargets(cfg.lora_target), rslora: cfg.use_rslora, seed: cfg.seed
+          targets: loraTargets(cfg.lora_target), rslora: cfg.use_rslora, dora: cfg.use_dora, seed: cfg.seed
         })
     }
     model.setTrainable(cfg.finetuning_type)

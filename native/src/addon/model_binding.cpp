@@ -108,6 +108,7 @@ Napi::Object lora_to_js(Napi::Env env, const tb::LoraOptions& o) {
     if (o.targets[i]) t.Set(k++, tb::kTargetNames[i]);
   r.Set("targets", t);
   r.Set("rslora", o.rslora);
+  r.Set("dora", o.dora);
   r.Set("seed", double(o.seed));
   return r;
 }
@@ -214,6 +215,7 @@ Napi::Value ModelBinding::AddLora(const Napi::CallbackInfo& info) {
   lo.alpha = num_field(o, "alpha");
   lo.dropout = num_field(o, "dropout");
   lo.rslora = o.Get("rslora").ToBoolean();
+  lo.dora = o.Get("dora").ToBoolean();
   lo.seed = uint64_t(num_field(o, "seed"));
   Napi::Value tv = o.Get("targets");
   if (!tv.IsArray()) throw Napi::TypeError::New(info.Env(), "addLora: targets must be an array");

@@ -1,4 +1,5 @@
 // PEFT adapter folders and the optimiser's training state on disk.
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -68,6 +69,7 @@ void Model::save_adapter(const std::string& dir, const std::string& base_model) 
       if (!w.A[t].empty()) {
         ts.add(w.A[t].name, w.A[t].shape, w.A[t].w);
         ts.add(w.B[t].name, w.B[t].shape, w.B[t].w);
+        if (!w.M[t].empty()) ts.add(w.M[t].name, w.M[t].shape, w.M[t].w);
       }
   write_safetensors(dir + "/adapter_model.safetensors", ts.out, {{"format", "pt"}});
   std::string targets;
@@ -84,7 +86,7 @@ void Model::save_adapter(const std::string& dir, const std::string& base_model) 
   cfg += "  \"bias\": \"none\",\n";
   cfg += "  \"fan_in_fan_out\": false,\n";
   cfg += std::string("  \"use_rslora\": ") + (lora_.rslora ? "true" : "false") + ",\n";
-  cfg += "  \"use_dora\": false,\n";
+  cfg += std::string("  \"use_dora\": ") + (lora_.dora ? "true" : "false") + ",\n";
   cfg += "  \"init_lora_weights\": true,\n";
   cfg += "  \"modules_to_save\": null,\n";
   cfg += "  \"base_model_name_or_path\": " + json_quote(base_model) + ",\n";
@@ -101,8 +103,6 @@ LoraOptions Model::load_adapter(const std::string& dir) {
     return v && v->kind == Json::String ? v->str : "";
   };
   if (str("peft_type") != "LORA") throw std::runtime_error(cpath + ": peft_type '" + str("peft_type") + "' is not supported (LORA only)");
-  const Json* dora = j.find("use_dora");
-  if (dora && dora->kind == Json::Bool && dora->b) throw std::runtime_error(cpath + ": use_dora=true is not supported");
   const Json* fifo = j.find("fan_in_fan_out");
   if (fifo && fifo->kind == Json::Bool && fifo->b) throw std::runtime_error(cpath + ": fan_in_fan_out=true is not supported");
   std::string bias = str("bias");
@@ -119,14 +119,20 @@ LoraOptions Model::load_adapter(const std::string& dir) {
   if (mts && mts->kind == Json::Array && !mts->arr.empty()) throw std::runtime_error(cpath + ": modules_to_save is not supported");
   LoraOptions o;
   const Json* r = j.find("r");
-  if (!r || r->kind != Json::Number || r->num < 1) throw std::runtime_error(cpath + ": field 'r' must be a positive integer");
+  // NaN fails the floor test; above INT_MAX the conversion to int would be undefined.
+  if (!r || r->kind != Json::Number || r->num < 1 || r->num != std::floor(r->num) || r->num > INT_MAX)
+    throw std::runtime_error(cpath + ": field 'r' must be a positive integer");
   o.rank = int(r->num);
   const Json* a = j.find("lora_alpha");
   o.alpha = a && a->kind == Json::Number ? a->num : 8.0;
+  // save_adapter writes it back as a JSON number, which NaN and Infinity are not.
+  if (!std::isfinite(o.alpha)) throw std::runtime_error(cpath + ": field 'lora_alpha' must be a finite number");
   const Json* d = j.find("lora_dropout");
   o.dropout = d && d->kind == Json::Number ? d->num : 0.0;
   const Json* rs = j.find("use_rslora");
   o.rslora = rs && rs->kind == Json::Bool && rs->b;
+  const Json* dora = j.find("use_dora");
+  o.dora = dora && dora->kind == Json::Bool && dora->b;
   const Json* tm = j.find("target_modules");
   if (!tm) throw std::runtime_error(cpath + ": missing field 'target_modules'");
   if (tm->kind == Json::String && tm->str == "all-linear") {
@@ -143,6 +149,33 @@ LoraOptions Model::load_adapter(const std::string& dir) {
   }
   std::string wpath = dir + "/adapter_model.safetensors";
   SafetensorsFile f(wpath);
+  // PEFT keeps the adapter name in some versions (".default.weight").
+  auto find_lora = [&](const std::string& name, std::set<std::string>* expected) -> const TensorInfo* {
+    const TensorInfo* ti = f.find(name);
+    size_t w = name.rfind(".weight");
+    bool suffix = w != std::string::npos && w + 7 == name.size();
+    if (!ti) ti = f.find(suffix ? name.substr(0, w) + ".default.weight" : name + ".default");
+    if (ti && expected) expected->insert(ti->name);
+    return ti;
+  };
+  // Names and shapes are checked before add_lora allocates A [r, in] and B [out, r] for every
+  // layer and target: an adapter_config.json with r = 1e8 must not cost gigabytes to refuse.
+  for (int l = 0; l < cfg_.layers; l++)
+    for (int t = 0; t < NUM_TARGETS; t++)
+      if (o.targets[t]) {
+        int in, out;
+        target_dims(cfg_, t, in, out);
+        for (bool a : {true, false}) {
+          // as add_lora (weights.cpp) names them
+          std::string name = "base_model.model.model.layers." + std::to_string(l) + (t <= O ? ".self_attn." : ".mlp.") +
+                             kModuleNames[t] + (a ? ".lora_A.weight" : ".lora_B.weight");
+          std::vector<int64_t> shape = a ? std::vector<int64_t>{o.rank, in} : std::vector<int64_t>{out, o.rank};
+          const TensorInfo* ti = find_lora(name, nullptr);
+          if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + name + "'");
+          if (ti->shape != shape)
+            throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(shape));
+        }
+      }
   // Read into a fresh adapter, then swap in, so a bad file leaves the current adapter intact.
   LoraOptions saved = lora_;
   bool saved_on = lora_on_;
@@ -153,6 +186,7 @@ LoraOptions Model::load_adapter(const std::string& dir) {
       for (int t = 0; t < NUM_TARGETS; t++) {
         backup[l].A[t] = std::move(L_[l].A[t]);
         backup[l].B[t] = std::move(L_[l].B[t]);
+        backup[l].M[t] = std::move(L_[l].M[t]);
       }
   }
   try {
@@ -161,15 +195,10 @@ LoraOptions Model::load_adapter(const std::string& dir) {
     for (auto& w : L_)
       for (int t = 0; t < NUM_TARGETS; t++)
         if (!w.A[t].empty())
-          for (Param* p : {&w.A[t], &w.B[t]}) {
+          for (Param* p : {&w.A[t], &w.B[t], &w.M[t]}) {
+            if (p->empty()) continue;  // M: DoRA only
             expected.insert(p->name);
-            const TensorInfo* ti = f.find(p->name);
-            if (!ti) {  // PEFT keeps the adapter name in some versions
-              std::string alt = p->name;
-              alt.replace(alt.rfind(".weight"), 7, ".default.weight");
-              ti = f.find(alt);
-              if (ti) expected.insert(alt);
-            }
+            const TensorInfo* ti = find_lora(p->name, &expected);
             if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + p->name + "'");
             if (ti->shape != p->shape)
               throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
@@ -184,9 +213,12 @@ LoraOptions Model::load_adapter(const std::string& dir) {
       for (int t = 0; t < NUM_TARGETS; t++) {
         L_[l].A[t] = saved_on ? std::move(backup[l].A[t]) : Param{};
         L_[l].B[t] = saved_on ? std::move(backup[l].B[t]) : Param{};
+        L_[l].M[t] = saved_on ? std::move(backup[l].M[t]) : Param{};
       }
+    adapter_changed();
     throw;
   }
+  adapter_changed();
   return o;
 }
 
@@ -211,14 +243,23 @@ void Model::load_training_state(const std::string& path) {
     throw std::runtime_error(path + ": training state is for mode '" + (mode == md.end() ? "?" : mode->second) + "' but the model is in mode '" + want + "'");
   auto st = md.find("step");
   if (st == md.end()) throw std::runtime_error(path + ": missing 'step' in metadata");
+  // Validate everything before touching any state. The step is a whole number of at most 15
+  // digits (below 2^53, so step + 1 stays exact): std::stoll after the reads took "12abc" as 12,
+  // threw std::invalid_argument on "abc" with the moments already replaced, and took "-1", whose
+  // next AdamW step divides by the bias correction 1 - beta1^0 = 0.
+  const std::string& sv = st->second;
+  if (sv.empty() || sv.size() > 15 || sv.find_first_not_of("0123456789") != std::string::npos)
+    throw std::runtime_error(path + ": 'step' in metadata is '" + sv.substr(0, 40) + "', not a whole number of steps");
+  const int64_t step = std::stoll(sv);
   std::vector<Param*> ps = trainable();
-  // Validate everything before touching any state.
   for (Param* p : ps)
     for (std::string n : {p->name + ".exp_avg", p->name + ".exp_avg_sq", full_ ? p->name : std::string()}) {
       if (n.empty()) continue;
       const TensorInfo* ti = f.find(n);
       if (!ti) throw std::runtime_error(path + ": missing tensor '" + n + "'");
-      if (ti->shape != p->shape || ti->dtype != DType::F32)
+      if (ti->dtype != DType::F32)
+        throw std::runtime_error(path + ": tensor '" + n + "' has dtype " + dtype_name(ti->dtype) + ", expected F32");
+      if (ti->shape != p->shape)
         throw std::runtime_error(path + ": tensor '" + n + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
     }
   for (Param* p : ps) {
@@ -226,7 +267,7 @@ void Model::load_training_state(const std::string& path) {
     read_tensor(f, *f.find(p->name + ".exp_avg_sq"), p->v);
     if (full_) read_tensor(f, *f.find(p->name), p->w);
   }
-  step_ = std::stoll(st->second);
+  step_ = step;
   // the saved pass belongs to the old weights
   train_state_valid_ = false;
 }

@@ -154,6 +154,19 @@ class Backend {
   virtual void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, const float* const* dy,
                                     const int* out, const float* x, const float* ax, const float* const* A,
                                     const float* const* B, float s, int N, int in, int r, bool dx_accumulate) = 0;
+  // DoRA as PEFT, per output row j: c_j = m_j / n_j, n = row norms of W + s B A (constant in
+  // backward). dora_norm: n [out]. dora_scale (no dropout): y holds z = W x + s B A x, kept in z
+  // when non-null; y = c z + b. dora_mix (dropout): y holds W x + b, u = W x_d, v = s B A x_d;
+  // y += (c - 1) u + c v, z = u + v. dora_backward: dm += sum_rows dy z / n, dyc = c dy,
+  // dyc1 = (c - 1) dy when non-null.
+  virtual void dora_norm(float* n, const Buffer& W, const float* A, const float* B, float s, int out, int in, int r) = 0;
+  virtual void dora_scale(float* y, float* z, const float* m, const float* n, const float* b, int N, int out) = 0;
+  virtual void dora_mix(float* y, float* z, const float* u, const float* v, const float* m, const float* n, int N,
+                        int out) = 0;
+  virtual void dora_backward(float* dm, float* dyc, float* dyc1, const float* dy, const float* z, const float* m,
+                             const float* n, int N, int out) = 0;
+  // out = dropout(x) with the masks lora_forward draws for the same seed (out may be x).
+  virtual void dropout(float* out, const float* x, size_t n, float p, uint64_t seed) = 0;
   // Rotary embedding (rotate_half), in place on x [N, H*D]; pos[n]; cos/sin [maxpos, D/2].
   virtual void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D) = 0;
   virtual void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int N, int H,

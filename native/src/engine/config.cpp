@@ -1,4 +1,5 @@
 // config.json of a Hugging Face causal LM into ModelConfig; errors name the file and the field.
+#include <climits>
 #include <cmath>
 #include <stdexcept>
 
@@ -18,8 +19,9 @@ static const Json& need(const Json& j, const std::string& key, const std::string
 }
 static int need_int(const Json& j, const std::string& key, const std::string& path) {
   const Json& v = need(j, key, path);
-  if (v.kind != Json::Number || v.num <= 0 || v.num != std::floor(v.num))
-    throw std::runtime_error(path + ": field '" + key + "' must be a positive integer");
+  // NaN fails the floor test; above INT_MAX the conversion to int would be undefined.
+  if (v.kind != Json::Number || v.num <= 0 || v.num != std::floor(v.num) || v.num > INT_MAX)
+    throw std::runtime_error(path + ": field '" + key + "' must be a positive integer (at most " + std::to_string(INT_MAX) + ")");
   return int(v.num);
 }
 static double num_or(const Json& j, const std::string& key, double dflt, const std::string& path) {
@@ -61,7 +63,16 @@ ModelConfig parse_config(const std::string& path) {
     throw std::runtime_error(path + ": hidden_size is not a multiple of num_attention_heads");
   if (c.heads % c.kv_heads != 0)
     throw std::runtime_error(path + ": num_attention_heads is not a multiple of num_key_value_heads");
+  // Qwen3 may leave head_dim out with hidden_size not a multiple of the heads: at fewer than
+  // one dim per head the quotient is 0, and every attention projection would be empty.
+  if (c.head_dim < 1)
+    throw std::runtime_error(path + ": hidden_size / num_attention_heads is 0 (" + std::to_string(c.hidden) + " / " + std::to_string(c.heads) +
+                             "); give head_dim");
   if (c.head_dim % 2 != 0) throw std::runtime_error(path + ": head_dim must be even for rotary embeddings");
+  // The projections' widths (target_dims) are heads x head_dim in int; kv_heads divides heads.
+  if (int64_t(c.heads) * c.head_dim > INT_MAX)
+    throw std::runtime_error(path + ": num_attention_heads x head_dim (" + std::to_string(int64_t(c.heads) * c.head_dim) +
+                             ") is too large (at most " + std::to_string(INT_MAX) + ")");
   // transformers >= 5 writes rope_parameters {rope_theta, rope_type, ...}; older files
   // write rope_theta and rope_scaling at the top level.
   const Json* rp = j.find("rope_parameters");

@@ -70,9 +70,11 @@ struct Parser {
         case 'u': {
           uint32_t cp = hex4();
           if (cp >= 0xD800 && cp < 0xDC00 && i + 1 < s.size() && s[i] == '\\' && s[i + 1] == 'u') {
+            size_t next = i;
             i += 2;
             uint32_t lo = hex4();
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            else i = next;  // not a low surrogate: the high one stands alone, the next escape is read on its own
           }
           utf8(out, cp);
           break;

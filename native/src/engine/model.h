@@ -66,6 +66,9 @@ struct LayerWeights {
   Param bias[NUM_TARGETS];  // optional, [out]
   Param A[NUM_TARGETS];     // LoRA A [r, in]
   Param B[NUM_TARGETS];     // LoRA B [out, r]
+  Param M[NUM_TARGETS];     // DoRA magnitude [out] (use_dora)
+  Buffer norm[NUM_TARGETS];             // DoRA: row norms of W + s B A [out], for lora_version
+  uint64_t norm_version[NUM_TARGETS] = {};
 };
 
 struct LoraOptions {
@@ -74,6 +77,7 @@ struct LoraOptions {
   double dropout = 0;  // as given (written back unchanged); kernels use it as float
   bool targets[NUM_TARGETS] = {false, false, false, false, false, false, false};
   bool rslora = false;
+  bool dora = false;  // PEFT's use_dora: a trained magnitude per output row of each target
   uint64_t seed = 0;
 };
 
@@ -206,6 +210,7 @@ class Model {
   struct TrainState;  // a pass's buffers: what backward needs from the last train=true logps call
   struct Group;       // projections reading one input
   struct LoraStack;   // the LoRA branches of a group that run stacked
+  struct DoraScratch; // DoRA's scratch buffers
 
   // Cancellation by ticket: each call the caller issues takes the next ticket, and cancel()
   // cancels every call issued so far (the running one and any queued behind it) but none issued
@@ -232,6 +237,7 @@ class Model {
   void group_forward(int l, const Group& g, const float* x, float* const* y, LayerActs& a, const Pass& p);
   void group_backward(int l, const Group& g, const float* x, const float* const* dy, float* dx, LayerActs& a,
                       const Pass& p);
+  DoraScratch& dora_scratch();
   void head_logps(TrainState& ts, const float* x, bool train, float temperature, std::vector<float>& lp,
                   std::vector<float>* entropy);
   void head_backward(TrainState& ts, float* dx);
@@ -240,6 +246,9 @@ class Model {
   Param& head() { return cfg_.tied_embeddings ? embed_ : lm_head_; }
   float lora_scale() const;
   bool has_adapter(int l, int t, const Pass& p) const;
+  bool has_dora(int l, int t, const Pass& p) const { return lora_.dora && has_adapter(l, t, p); }
+  const float* dora_norm(int l, int t);  // ||W + s B A|| rows, computed again when the adapter changed
+  void adapter_changed() { lora_version_++; }
   bool lora_shared_target(int l, int t, const Pass& p) const;
   LoraStack lora_stack(int l, const Group& g, const Pass& p) const;
   void alloc_grads();
@@ -257,6 +266,8 @@ class Model {
 
   LoraOptions lora_;
   bool lora_on_ = false;
+  uint64_t lora_version_ = 1;  // moves whenever A, B or M change (DoRA norms follow it)
+  std::shared_ptr<DoraScratch> dora_scratch_;
   bool full_ = false;
   bool checkpointing_ = false;
   int64_t step_ = 0;

@@ -47,6 +47,7 @@ double Model::optimizer_step(const OptimizerOptions& o) {
     be_->adamw(p->w.f32(), p->grad.f32(), p->m.f32(), p->v.f32(), p->w.size(), a);
   }
   train_state_valid_ = false;  // buffers stay for the next pass to reuse
+  adapter_changed();
   return norm;
 }
 

@@ -28,6 +28,7 @@ struct Model::LayerActs {
   Buffer xn2, rstd2;                // [N,C], [N]
   Buffer g, u, h;                   // [N,I]
   Buffer ax[NUM_TARGETS];           // LoRA [N,r] (stacked [N,n*r] in the first of a group)
+  Buffer dz[NUM_TARGETS];           // DoRA [N,out]: what the magnitude multiplies (train passes)
   explicit LayerActs(Backend& be);
 };
 
@@ -35,6 +36,21 @@ struct Model::LayerActs {
 struct Model::LayerGrads {
   Buffer dh, dg, du, dxn, datt, dq, dk, dv, dqr, dkr;
   explicit LayerGrads(Backend& be);
+};
+
+// DoRA's scratch, shared by every layer and call (one heavy call at a time per model).
+struct Model::DoraScratch {
+  Buffer u, v, xd;   // with dropout: W x_d, s B A x_d [N,out]; x_d [N,in]
+  Buffer dyc[3];     // c dy per projection of a group [N,out]
+  Buffer dyc1[3];    // with dropout: (c - 1) dy per projection [N,out]
+  Buffer dxd;        // with dropout: the input gradient of W x_d before the mask [N,in]
+  explicit DoraScratch(Backend& be) {
+    for (int i = 0; i < 3; i++) {
+      dyc[i].bind(be, DType::F32);
+      dyc1[i].bind(be, DType::F32);
+    }
+    for (Buffer* b : {&u, &v, &xd, &dxd}) b->bind(be, DType::F32);
+  }
 };
 
 // Everything one pass needs, kept between calls so that buffers are reused instead of being

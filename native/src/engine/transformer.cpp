@@ -20,6 +20,7 @@ Model::LayerActs::LayerActs(Backend& be) {
                     &g, &u, &h})
     b->bind(be, DType::F32);
   for (auto& b : ax) b.bind(be, DType::F32);
+  for (auto& b : dz) b.bind(be, DType::F32);
 }
 
 Model::LayerGrads::LayerGrads(Backend& be) {
@@ -65,8 +66,27 @@ Model::LoraStack Model::lora_stack(int l, const Group& gr, const Pass& p) const 
   return st;
 }
 
+Model::DoraScratch& Model::dora_scratch() {
+  if (!dora_scratch_) dora_scratch_ = std::make_shared<DoraScratch>(*be_);
+  return *dora_scratch_;
+}
+
+const float* Model::dora_norm(int l, int t) {
+  LayerWeights& w = L_[l];
+  if (w.norm_version[t] != lora_version_) {
+    int in, out;
+    target_dims(cfg_, t, in, out);
+    w.norm[t].bind(*be_, DType::F32);
+    w.norm[t].resize(size_t(out));
+    be_->dora_norm(w.norm[t].f32(), w.W[t].w, w.A[t].w.f32(), w.B[t].w.f32(), lora_scale(), out, in, lora_.rank);
+    w.norm_version[t] = lora_version_;
+  }
+  return w.norm[t].f32();
+}
+
 // y_i = x W_i^T + b_i (+ LoRA). The LoRA branch writes y first and the base GEMM then adds itself
-// (beta = 1) instead of writing y and having the branch read it back.
+// (beta = 1) instead of writing y and having the branch read it back. DoRA without dropout scales
+// that sum afterwards (y = c z + b, the bias added then); with dropout it needs W x_d apart.
 void Model::group_forward(int l, const Group& gr, const float* x, float* const* y, LayerActs& a, const Pass& p) {
   LayerWeights& w = L_[l];
   int N = p.N, r = lora_.rank;
@@ -80,14 +100,35 @@ void Model::group_forward(int l, const Group& gr, const float* x, float* const* 
   for (int i = 0; i < gr.n; i++) {
     int t = gr.t[i], in, out;
     target_dims(cfg_, t, in, out);
+    const float* bias = w.bias[t].empty() ? nullptr : w.bias[t].w.f32();
+    float dropout = p.train ? float(lora_.dropout) : 0.0f;
+    bool dora = has_dora(l, t, p);
+    float* z = nullptr;
+    if (dora && p.train) {
+      a.dz[t].resize(size_t(N) * out);
+      z = a.dz[t].f32();
+    }
+    if (dora && dropout > 0) {
+      DoraScratch& ds = dora_scratch();
+      ds.u.resize(size_t(N) * out); ds.v.resize(size_t(N) * out); ds.xd.resize(size_t(N) * in);
+      a.ax[t].resize(size_t(N) * r);
+      be_->lora_forward(ds.v.f32(), a.ax[t].f32(), x, w.A[t].w.f32(), w.B[t].w.f32(), lora_scale(), N, in, out, r,
+                        dropout, branch_seed(p, l, t), false);
+      be_->dropout(ds.xd.f32(), x, size_t(N) * in, dropout, branch_seed(p, l, t));
+      be_->linear_forward(ds.u.f32(), ds.xd.f32(), w.W[t].w, nullptr, N, in, out, false);
+      be_->linear_forward(y[i], x, w.W[t].w, bias, N, in, out, false);
+      be_->dora_mix(y[i], z, ds.u.f32(), ds.v.f32(), w.M[t].w.f32(), dora_norm(l, t), N, out);
+      continue;
+    }
     bool lora = st.on[i];
     if (!st.on[i] && has_adapter(l, t, p)) {
       a.ax[t].resize(size_t(N) * r);
-      be_->lora_forward(y[i], a.ax[t].f32(), x, w.A[t].w.f32(), w.B[t].w.f32(), lora_scale(), N, in, out, r,
-                        p.train ? float(lora_.dropout) : 0.0f, branch_seed(p, l, t), false);
+      be_->lora_forward(y[i], a.ax[t].f32(), x, w.A[t].w.f32(), w.B[t].w.f32(), lora_scale(), N, in, out, r, dropout,
+                        branch_seed(p, l, t), false);
       lora = true;
     }
-    be_->linear_forward(y[i], x, w.W[t].w, w.bias[t].empty() ? nullptr : w.bias[t].w.f32(), N, in, out, lora);
+    be_->linear_forward(y[i], x, w.W[t].w, dora ? nullptr : bias, N, in, out, lora);
+    if (dora) be_->dora_scale(y[i], z, w.M[t].w.f32(), dora_norm(l, t), bias, N, out);
   }
 }
 
@@ -101,13 +142,31 @@ void Model::group_backward(int l, const Group& gr, const float* x, const float* 
   LayerWeights& w = L_[l];
   int N = p.N, r = lora_.rank;
   bool full = full_, fresh = true;
+  float dropout = p.train ? float(lora_.dropout) : 0.0f;
+  // DoRA: the magnitude's gradient, and c dy in place of dy for what the magnitude scales (the
+  // whole projection without dropout; the LoRA branch and the extra W x_d product with it).
+  const float* dyb[3];  // what each base GEMM sees
+  const float* dyl[3];  // what each LoRA branch sees
+  for (int i = 0; i < gr.n; i++) {
+    int t = gr.t[i], in, out;
+    dyb[i] = dyl[i] = dy[i];
+    if (!has_dora(l, t, p)) continue;
+    target_dims(cfg_, t, in, out);
+    DoraScratch& ds = dora_scratch();
+    ds.dyc[i].resize(size_t(N) * out);
+    if (dropout > 0) ds.dyc1[i].resize(size_t(N) * out);
+    be_->dora_backward(grad_of(w.M[t], true), ds.dyc[i].f32(), dropout > 0 ? ds.dyc1[i].f32() : nullptr, dy[i],
+                       a.dz[t].f32(), w.M[t].w.f32(), dora_norm(l, t), N, out);
+    dyl[i] = ds.dyc[i].f32();
+    if (dropout <= 0) dyb[i] = dyl[i];
+  }
   LoraStack st = lora_stack(l, gr, p);
   if (st.n) {
     const float* dys[3];
     float *dA[3], *dB[3];
     for (int k = 0; k < st.n; k++) {
       int t = gr.t[st.pos[k]];
-      dys[k] = dy[st.pos[k]];
+      dys[k] = dyl[st.pos[k]];
       dA[k] = grad_of(w.A[t], true);
       dB[k] = grad_of(w.B[t], true);
     }
@@ -119,12 +178,21 @@ void Model::group_backward(int l, const Group& gr, const float* x, const float* 
     int t = gr.t[i], in, out;
     target_dims(cfg_, t, in, out);
     if (!st.on[i] && has_adapter(l, t, p)) {
-      be_->lora_backward(dx, grad_of(w.A[t], true), grad_of(w.B[t], true), dy[i], x, a.ax[t].f32(), w.A[t].w.f32(),
-                         w.B[t].w.f32(), lora_scale(), N, in, out, r, p.train ? float(lora_.dropout) : 0.0f,
-                         branch_seed(p, l, t), !fresh);
+      be_->lora_backward(dx, grad_of(w.A[t], true), grad_of(w.B[t], true), dyl[i], x, a.ax[t].f32(), w.A[t].w.f32(),
+                         w.B[t].w.f32(), lora_scale(), N, in, out, r, dropout, branch_seed(p, l, t), !fresh);
       fresh = fresh && !dx;
     }
-    be_->linear_backward(dx, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dy[i], x,
+    if (dx && has_dora(l, t, p) && dropout > 0) {
+      // d/dx of (c - 1) W x_d: through W, then the same dropout mask.
+      DoraScratch& ds = dora_scratch();
+      ds.dxd.resize(size_t(N) * in);
+      be_->linear_backward(ds.dxd.f32(), nullptr, nullptr, ds.dyc1[i].f32(), x, w.W[t].w, N, in, out, false);
+      be_->dropout(ds.dxd.f32(), ds.dxd.f32(), size_t(N) * in, dropout, branch_seed(p, l, t));
+      if (fresh) be_->copy(dx, ds.dxd.f32(), size_t(N) * in);
+      else be_->add(dx, ds.dxd.f32(), size_t(N) * in);
+      fresh = false;
+    }
+    be_->linear_backward(dx, grad_of(w.W[t], full), w.bias[t].empty() ? nullptr : grad_of(w.bias[t], full), dyb[i], x,
                          w.W[t].w, N, in, out, !fresh);
     fresh = fresh && !dx;
   }

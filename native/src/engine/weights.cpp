@@ -207,8 +207,10 @@ void Model::add_lora(const LoraOptions& o) {
     for (int t = 0; t < NUM_TARGETS; t++) {
       Param& A = L_[l].A[t];
       Param& B = L_[l].B[t];
+      Param& M = L_[l].M[t];
       A = Param{};
       B = Param{};
+      M = Param{};
       if (!o.targets[t]) continue;
       int in, out;
       target_dims(cfg_, t, in, out);
@@ -226,8 +228,18 @@ void Model::add_lora(const LoraOptions& o) {
       upload(B.w, std::vector<float>(size_t(out) * o.rank, 0.0f));
       for (Param* p : {&A, &B})
         for (Buffer* b : {&p->grad, &p->m, &p->v}) b->bind(*be_, DType::F32);
+      if (o.dora) {
+        // PEFT: m = ||W + s B A|| per row at creation, which with B = 0 is ||W||.
+        M.name = A.name.substr(0, A.name.size() - std::string(".lora_A.weight").size()) + ".lora_magnitude_vector";
+        M.shape = {out};
+        M.w.bind(*be_, DType::F32);
+        M.w.resize(size_t(out));
+        be_->dora_norm(M.w.f32(), L_[l].W[t].w, A.w.f32(), B.w.f32(), lora_scale(), out, in, o.rank);
+        for (Buffer* b : {&M.grad, &M.m, &M.v}) b->bind(*be_, DType::F32);
+      }
     }
   }
+  adapter_changed();
   alloc_grads();
   step_ = 0;
   train_state_valid_ = false;  // buffers stay for the next pass to reuse
@@ -320,6 +332,7 @@ std::vector<Param*> Model::trainable() {
         if (!w.A[t].empty()) {
           out.push_back(&w.A[t]);
           out.push_back(&w.B[t]);
+          if (!w.M[t].empty()) out.push_back(&w.M[t]);
         }
   return out;
 }

@@ -166,6 +166,28 @@ class CpuBackend final : public Backend {
     team();
     tb::lora_backward_shared(n, dx, dA, dB, dy, out, x, ax, A, B, s, N, in, r, dx_accumulate);
   }
+  void dora_norm(float* n, const Buffer& W, const float* A, const float* B, float s, int out, int in, int r) override {
+    team();
+    tb::dora_norm(n, weights(W), A, B, s, out, in, r);
+  }
+  void dora_scale(float* y, float* z, const float* m, const float* n, const float* b, int N, int out) override {
+    team();
+    tb::dora_scale(y, z, m, n, b, N, out);
+  }
+  void dora_mix(float* y, float* z, const float* u, const float* v, const float* m, const float* n, int N,
+                int out) override {
+    team();
+    tb::dora_mix(y, z, u, v, m, n, N, out);
+  }
+  void dora_backward(float* dm, float* dyc, float* dyc1, const float* dy, const float* z, const float* m,
+                     const float* n, int N, int out) override {
+    team();
+    tb::dora_backward(dm, dyc, dyc1, dy, z, m, n, N, out);
+  }
+  void dropout(float* out, const float* x, size_t n, float p, uint64_t seed) override {
+    team();
+    tb::dropout_apply(out, x, n, p, seed);
+  }
   void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D) override {
     team();
     tb::rope_forward(x, cos, sin, pos, N, H, D);

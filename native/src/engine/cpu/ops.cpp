@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "dtype.h"
 #include "gemm.h"
 #include "random.h"
 #include "simd.h"
@@ -179,6 +180,81 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float
       dx[i] = dx_accumulate ? dx[i] + d : d;
     }
   }
+}
+
+// ---------------------------------------------------------------- DoRA
+void dora_norm(float* n, const Weights& W, const float* A, const float* B, float s, int out, int in, int r) {
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(in));
+#pragma omp for schedule(static)
+    for (int j = 0; j < out; j++) {
+      if (W.f) {
+        memcpy(row.data(), W.f + size_t(j) * in, sizeof(float) * size_t(in));
+      } else {
+        const uint16_t* h = W.h + size_t(j) * in;
+        for (int i = 0; i < in; i++) row[size_t(i)] = bf16_to_f32(h[i]);
+      }
+      for (int k = 0; k < r; k++) {
+        float b = s * B[size_t(j) * r + k];
+        if (b == 0.0f) continue;
+        const float* a = A + size_t(k) * in;
+        for (int i = 0; i < in; i++) row[size_t(i)] += b * a[i];
+      }
+      double ss = 0;
+      for (int i = 0; i < in; i++) ss += double(row[size_t(i)]) * row[size_t(i)];
+      n[j] = float(std::sqrt(ss));
+    }
+  }
+}
+
+void dora_scale(float* y, float* z, const float* m, const float* n, const float* b, int N, int out) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    float* yr = y + size_t(t) * out;
+    if (z) memcpy(z + size_t(t) * out, yr, sizeof(float) * size_t(out));
+    for (int j = 0; j < out; j++) yr[j] = (m[j] / n[j]) * yr[j] + (b ? b[j] : 0.0f);
+  }
+}
+
+void dora_mix(float* y, float* z, const float* u, const float* v, const float* m, const float* n, int N, int out) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    size_t o = size_t(t) * out;
+    for (int j = 0; j < out; j++) {
+      float c = m[j] / n[j];
+      y[o + j] += (c - 1.0f) * u[o + j] + c * v[o + j];
+      if (z) z[o + j] = u[o + j] + v[o + j];
+    }
+  }
+}
+
+void dora_backward(float* dm, float* dyc, float* dyc1, const float* dy, const float* z, const float* m, const float* n,
+                   int N, int out) {
+  // dm is a sum over rows: threads take blocks of columns, so none shares an accumulator.
+  const int W = 64;
+#pragma omp parallel for schedule(static)
+  for (int j0 = 0; j0 < out; j0 += W) {
+    int j1 = std::min(out, j0 + W);
+    double acc[W] = {0};
+    for (int t = 0; t < N; t++) {
+      size_t o = size_t(t) * out;
+      for (int j = j0; j < j1; j++) {
+        float c = m[j] / n[j];
+        acc[j - j0] += double(dy[o + j]) * z[o + j];
+        dyc[o + j] = c * dy[o + j];
+        if (dyc1) dyc1[o + j] = (c - 1.0f) * dy[o + j];
+      }
+    }
+    if (dm)
+      for (int j = j0; j < j1; j++) dm[j] += float(acc[j - j0] / n[j]);
+  }
+}
+
+void dropout_apply(float* out, const float* x, size_t n, float p, uint64_t seed) {
+  float keep = 1.0f - p, scale = 1.0f / keep;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(n); i++) out[i] = hash_uniform(seed, uint64_t(i)) < keep ? x[i] * scale : 0.0f;
 }
 
 static void stack_rows(std::vector<float>& out, int n, const float* const* A, size_t each) {

@@ -69,6 +69,20 @@ void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, 
                           const float* x, const float* ax, const float* const* A, const float* const* B, float s, int N,
                           int in, int r, bool dx_accumulate = true);
 
+// DoRA as PEFT (native/README.md "DoRA"): per output row j, c_j = m_j / n_j with the magnitude
+// m [out] and n_j = || W_j + s (B A)_j || treated as a constant.
+// n[out] = row norms of W + s B A (A [r,in], B [out,r]).
+void dora_norm(float* n, const Weights& W, const float* A, const float* B, float s, int out, int in, int r);
+// No dropout: y [N,out] holds z = W x + s B A x; z is kept when non-null; y = c z + b.
+void dora_scale(float* y, float* z, const float* m, const float* n, const float* b, int N, int out);
+// With dropout: y holds W x + b; u = W x_d, v = s B A x_d; y += (c - 1) u + c v; z = u + v.
+void dora_mix(float* y, float* z, const float* u, const float* v, const float* m, const float* n, int N, int out);
+// dm[j] += sum_rows dy z / n_j; dyc = c dy; dyc1 = (c - 1) dy when non-null.
+void dora_backward(float* dm, float* dyc, float* dyc1, const float* dy, const float* z, const float* m, const float* n,
+                   int N, int out);
+// out = dropout(x) with lora_forward's masks for the same seed (out may be x: in place).
+void dropout_apply(float* out, const float* x, size_t n, float p, uint64_t seed);
+
 // Rotary embedding (rotate_half convention), in place on x [N, H*D]; pos[n] is the position of
 // row n; cos/sin tables are [maxpos, D/2]. Backward is the inverse rotation, also in place.
 void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D);
