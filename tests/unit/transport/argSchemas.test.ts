@@ -8,12 +8,12 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi, type Mock } from 'vitest'
 import WebSocket from 'ws'
 import { invokeChannels, type Handlers, type InvokeChannel, type InvokeMap } from '../../../preload/contract'
-import type { BridgeResponse } from '../../../preload/types/bridge'
 import type { DecontamReport, RecordInput } from '../../../preload/types/data'
 import { DEFAULT_GENERATION_SETTINGS } from '../../../preload/types/generationSettings'
 import { argSchemas, checkArgs, limits } from '../../../main/transport/argSchemas'
 import { invokeHandler } from '../../../main/transport/invoke'
 import { startServeServer, type ServeServer } from '../../../main/transport/serveServer'
+import { wsCall } from './wsCall'
 
 type Spies = Handlers & { [C in InvokeChannel]: Mock }
 
@@ -350,41 +350,27 @@ describe('argument schemas over the WebSocket', () => {
     })
   }
 
-  function call(socket: WebSocket, id: number, channel: string, args: unknown[]): Promise<BridgeResponse> {
-    return new Promise((resolve) => {
-      const onMessage = (data: WebSocket.RawData) => {
-        const message = JSON.parse(data.toString()) as BridgeResponse
-        if ('id' in message && message.id === id) {
-          socket.off('message', onMessage)
-          resolve(message)
-        }
-      }
-      socket.on('message', onMessage)
-      socket.send(JSON.stringify({ id, channel, args }))
-    })
-  }
-
   it('answers a wrong-typed argument with a ProtocolError, keeps the socket, and serves the next call', async () => {
     const socket = await open()
     try {
-      expect(await call(socket, 1, 'data.label', [7, { kind: 'chosn', chosen: 1, rejected: 2 }])).toEqual({
+      expect(await wsCall(socket, 1, 'data.label', [7, { kind: 'chosn', chosen: 1, rejected: 2 }])).toEqual({
         id: 1,
         ok: false,
         error: { name: 'ProtocolError', message: 'data.label: argument 2 (action).kind: expected one of "pair", "tie", "skip", "kto", "gold", "note", "clear", got "chosn"' }
       })
-      expect(await call(socket, 2, 'data.get', ['7'])).toEqual({
+      expect(await wsCall(socket, 2, 'data.get', ['7'])).toEqual({
         id: 2,
         ok: false,
         error: { name: 'ProtocolError', message: 'data.get: argument 1 (id): expected a whole number, got a string of 1 character' }
       })
-      expect(await call(socket, 3, 'data.setSplit', [[1, 2]])).toMatchObject({ id: 3, ok: false, error: { message: 'data.setSplit: argument 2 (split): missing (expected one of "train", "val")' } })
+      expect(await wsCall(socket, 3, 'data.setSplit', [[1, 2]])).toMatchObject({ id: 3, ok: false, error: { message: 'data.setSplit: argument 2 (split): missing (expected one of "train", "val")' } })
       expect(socket.readyState).toBe(WebSocket.OPEN)
       for (const c of invokeChannels) expect(handlers[c]).not.toHaveBeenCalled()
 
-      expect(await call(socket, 4, 'data.label', [7, { kind: 'pair', chosen: 1, rejected: 2 }])).toEqual({ id: 4, ok: true, result: { called: 'data.label', args: 2 } })
+      expect(await wsCall(socket, 4, 'data.label', [7, { kind: 'pair', chosen: 1, rejected: 2 }])).toEqual({ id: 4, ok: true, result: { called: 'data.label', args: 2 } })
       expect(handlers['data.label'].mock.calls).toEqual([[7, { kind: 'pair', chosen: 1, rejected: 2 }]])
       // What the renderer sends, JSON-carried (its undefined fields dropped).
-      expect(await call(socket, 5, 'models.download', [{ repo: 'a/b', revision: undefined }])).toMatchObject({ id: 5, ok: true })
+      expect(await wsCall(socket, 5, 'models.download', [{ repo: 'a/b', revision: undefined }])).toMatchObject({ id: 5, ok: true })
       expect(handlers['models.download'].mock.calls).toEqual([[{ repo: 'a/b' }]])
     } finally {
       socket.close()

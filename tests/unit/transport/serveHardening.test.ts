@@ -13,6 +13,7 @@ import WebSocket from 'ws'
 import type { BridgeResponse } from '../../../preload/types/bridge'
 import { createServices } from '../../../main/services'
 import { maxMessageBytes, startServeServer, TokenBackoff, type ServeOptions, type ServeServer } from '../../../main/transport/serveServer'
+import { wsCall } from './wsCall'
 
 // Passes through to the real function; lets the token tests see that every guess of the token's
 // length is compared with it.
@@ -129,17 +130,7 @@ function openSocket(server: ServeServer, token = server.token, localAddress?: st
 }
 
 function call(socket: WebSocket, id: number, channel: string, args: unknown): Promise<BridgeResponse> {
-  return within(new Promise((resolve) => {
-    const onMessage = (data: WebSocket.RawData) => {
-      const message = JSON.parse(data.toString()) as BridgeResponse
-      if ('id' in message && message.id === id) {
-        socket.off('message', onMessage)
-        resolve(message)
-      }
-    }
-    socket.on('message', onMessage)
-    socket.send(JSON.stringify({ id, channel, args }))
-  }), `answer to ${channel}`)
+  return within(wsCall(socket, id, channel, args), `answer to ${channel}`)
 }
 
 function closed(socket: WebSocket): Promise<{ code: number; reason: string }> {

@@ -10,6 +10,7 @@ import { parseServeArgs } from '../../../main/serve'
 import { createServices } from '../../../main/services'
 import { startServeServer, type ServeServer } from '../../../main/transport/serveServer'
 import { writeTinyModel } from '../../fixtures/tinyModel'
+import { wsCall } from './wsCall'
 
 let root: string
 let server: ServeServer
@@ -64,19 +65,7 @@ function connect(query: string, origin: string | undefined): Promise<WebSocket> 
   })
 }
 
-function call(socket: WebSocket, id: number, channel: string, args: unknown[]): Promise<BridgeResponse> {
-  return new Promise((resolve) => {
-    const onMessage = (data: WebSocket.RawData) => {
-      const message = JSON.parse(data.toString()) as BridgeResponse
-      if ('id' in message && message.id === id) {
-        socket.off('message', onMessage)
-        resolve(message)
-      }
-    }
-    socket.on('message', onMessage)
-    socket.send(JSON.stringify({ id, channel, args }))
-  })
-}
+const call = (socket: WebSocket, id: number, channel: string, args: unknown[]): Promise<BridgeResponse> => wsCall(socket, id, channel, args)
 
 describe('serve mode HTTP', () => {
   it('prints a URL that carries the token', () => {
