@@ -94,6 +94,7 @@ def read_export(train_steps: int) -> dict:
             "lora_dropout": finetuning_args.lora_dropout,
             "lora_target": finetuning_args.lora_target,
             "use_rslora": finetuning_args.use_rslora,
+            "use_dora": finetuning_args.use_dora,
             "pref_beta": finetuning_args.pref_beta,
             "pref_loss": finetuning_args.pref_loss,
             "pref_ftx": finetuning_args.pref_ftx,
