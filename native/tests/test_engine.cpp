@@ -45,9 +45,10 @@ static double dotw(const std::vector<float>& out, const std::vector<float>& w) {
 // sample beyond kFdAllEntries): max over entries of |fd - analytic| / (max(|fd|, |analytic|) + floor),
 // floor = max(1e-4, floor_frac * max |analytic|).
 static void fd_check(const std::string& name, float* x, size_t n, const float* grad,
-                     const std::function<double()>& loss, float eps, double tol, double floor_frac) {
+                     const std::function<double()>& loss, float eps, double tol, double floor_frac,
+                     double abs_floor = 1e-4) {
   checks++;
-  FdResult r = fd_compare(x, n, grad, loss, eps, 1e-4, floor_frac);
+  FdResult r = fd_compare(x, n, grad, loss, eps, abs_floor, floor_frac);
   bool ok = r.rel <= tol && std::isfinite(r.rel) && r.finite && r.maxg > 0;
   if (!ok) failures++;
   printf("%s %-44s rel err %.2e (tol %.0e, worst [%zu] fd %.4g vs %.4g; max |grad| %.3g, %zu of %zu entries)\n",
@@ -55,8 +56,8 @@ static void fd_check(const std::string& name, float* x, size_t n, const float* g
 }
 // A model parameter (the CPU backend's buffers are host memory, which the perturbation needs).
 static void fd_check(const std::string& name, Param& p, const std::function<double()>& loss, float eps, double tol,
-                     double floor_frac) {
-  fd_check(name, p.w.f32(), p.w.size(), p.grad.f32(), loss, eps, tol, floor_frac);
+                     double floor_frac, double abs_floor = 1e-4) {
+  fd_check(name, p.w.f32(), p.w.size(), p.grad.f32(), loss, eps, tol, floor_frac, abs_floor);
 }
 
 static std::vector<float> host(const Buffer& b) {
@@ -73,12 +74,21 @@ static ModelConfig tiny_config(const std::string& arch) {
   c.intermediate = 24;
   c.heads = 4;
   c.kv_heads = 2;
-  c.head_dim = arch == "Qwen3ForCausalLM" ? 8 : 4;
+  bool qwen3 = arch == "Qwen3ForCausalLM" || arch == "Qwen3MoeForCausalLM";
+  c.head_dim = qwen3 ? 8 : 4;
   c.vocab = 23;
   c.rms_eps = 1e-6f;
   c.qkv_bias = arch == "Qwen2ForCausalLM";
-  c.qk_norm = arch == "Qwen3ForCausalLM";
+  c.qk_norm = qwen3;
   c.tied_embeddings = arch == "Qwen2ForCausalLM";
+  if (arch == "Qwen3MoeForCausalLM") {  // sparse, dense, sparse
+    c.layers = 3;
+    c.experts = 4;
+    c.experts_per_tok = 2;
+    c.moe_intermediate = 12;
+    c.mlp_only_layers = {1};
+    c.norm_topk_prob = true;
+  }
   return c;
 }
 
@@ -150,6 +160,66 @@ static void test_model(const std::string& arch, bool full, bool checkpointing, f
   for (Param* p : m->trainable())
     fd_check(tag + " " + p->name.substr(p->name.find("layers.") == std::string::npos ? 0 : p->name.find("layers.")), *p, loss,
              kModelFdEps, kModelFdTol, kModelFdFloorFrac);
+}
+
+// Qwen3-MoE: every LoRA tensor (attention, the dense layer's MLP, each expert's projections) or
+// every weight (router included), through the routing weights, the renormalised top-k and the
+// load-balancing loss (weighted into the objective as the trainer does). The choice of experts is
+// piecewise constant in the weights, and a probe that moves a token across a boundary makes a
+// jump, not a derivative: the probes keep the first pass's choices (freeze_routing_for_testing),
+// which is the function whose gradient backward computes at that point.
+// An expert sees a few tokens, so many of its gradients are small (entries of 1e-5 .. 1e-3) while
+// the float32 loss's difference quotient carries noise of ~4e-5 at eps 1e-2 (measured: it shrinks
+// as eps grows, and the quotients converge on the analytic values up to eps 4e-2): entries below
+// 3e-3 are compared in absolute terms. Full fine-tuning's embedding rows curve more (truncation
+// error 3% at 1e-2, under 1% at 5e-3), so its base weights are probed at 5e-3 (its LoRA tensors
+// are those of the other cases).
+const float kMoeFdEps = 1e-2f, kMoeFdEpsFull = 5e-3f;
+const double kMoeFdFloor = 3e-3;
+
+static void test_moe(bool norm_topk, bool full, bool checkpointing, float dropout) {
+  ModelConfig c = tiny_config("Qwen3MoeForCausalLM");
+  c.norm_topk_prob = norm_topk;
+  auto m = Model::random(c, 43, 0.5f);
+  LoraOptions lo;
+  lo.rank = 2;
+  lo.alpha = 3;
+  lo.dropout = dropout;
+  for (auto& t : lo.targets) t = true;
+  lo.seed = 6;
+  m->add_lora(lo);
+  for (Param* p : m->trainable())
+    if (p->name.find("lora_B") != std::string::npos) set_host(p->w, randv(p->w.size(), std::hash<std::string>()(p->name), 0.5f));
+  if (full) m->set_trainable(true);
+  m->set_checkpointing(checkpointing);
+  BatchIn b = tiny_batch(c.vocab);
+  auto gw = randv(b.ids.size(), 81);
+  const double aux_w = 0.7;
+  bool train_mode = dropout > 0;
+  auto loss = [&] {
+    double l = dotw(m->logps(b, true, train_mode, 99, 1.0f), gw);
+    return l + aux_w * m->aux_loss();
+  };
+  m->freeze_routing_for_testing(true);
+  m->logps(b, true, true, 99, 1.0f);
+  double aux = m->aux_loss();
+  checks++;
+  bool aux_ok = std::isfinite(aux) && aux > 0;  // its value: tests/python/engine_moe_parity.py
+  if (!aux_ok) failures++;
+  printf("%s MoE aux loss %.4f finite and positive\n", aux_ok ? "ok  " : "FAIL", aux);
+  m->backward(gw, aux_w);
+  std::string tag = std::string("Qwen3Moe") + (norm_topk ? " norm" : "") + (full ? " full" : " lora") + (checkpointing ? " ckpt" : "") +
+                    (dropout > 0 ? " dropout" : "");
+  int experts_seen = 0;
+  for (Param* p : m->trainable()) {
+    if (full && p->name.find("lora_") != std::string::npos) continue;
+    experts_seen += p->name.find("experts.") != std::string::npos;
+    fd_check(tag + " " + p->name.substr(p->name.find("layers.") == std::string::npos ? 0 : p->name.find("layers.")), *p, loss,
+             full ? kMoeFdEpsFull : kMoeFdEps, kModelFdTol, kModelFdFloorFrac, kMoeFdFloor);
+  }
+  checks++;
+  if (!experts_seen) failures++;
+  printf("%s %s trains the experts (%d tensors)\n", experts_seen ? "ok  " : "FAIL", tag.c_str(), experts_seen);
 }
 
 static void test_checkpointing_equal() {
@@ -668,13 +738,17 @@ int main() {
   test_model("LlamaForCausalLM", false, false, 0.0f, 1.0f, true);
   test_model("Qwen2ForCausalLM", false, true, 0.25f, 1.0f, true);  // biases, dropout, checkpointing
   test_model("Qwen3ForCausalLM", false, false, 0.25f, 1.0f, true);
+  test_moe(true, false, false, 0.0f);
+  test_moe(false, false, true, 0.0f);
+  test_moe(true, false, false, 0.25f);
+  test_moe(false, true, false, 0.0f);
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) test_temperature_entropy(arch);
   test_checkpointing_equal();
   test_packing_equal("LlamaForCausalLM");
   test_packing_equal("Qwen2ForCausalLM");  // tied head
   test_packing_policy();
   test_adamw();
-  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) test_decode(arch);
+  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"}) test_decode(arch);
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) {
     test_bf16_model(arch);
     test_decode(arch, true);

@@ -1,5 +1,6 @@
 #include "model_binding.h"
 
+#include <cmath>
 #include <functional>
 #include <mutex>
 
@@ -139,6 +140,7 @@ Napi::Function ModelBinding::Init(Napi::Env env) {
     InstanceMethod("setGradientCheckpointing", &ModelBinding::SetGradientCheckpointing),
     InstanceMethod("logps", &ModelBinding::Logps),
     InstanceMethod("backward", &ModelBinding::Backward),
+    InstanceMethod("auxLoss", &ModelBinding::AuxLoss),
     InstanceMethod("zeroGrad", &ModelBinding::ZeroGrad),
     InstanceMethod("optimizerStep", &ModelBinding::OptimizerStep),
     InstanceMethod("gradNorm", &ModelBinding::GradNorm),
@@ -203,6 +205,19 @@ Napi::Value ModelBinding::Config(const Napi::CallbackInfo& info) {
   o.Set("dtype", c.dtype);
   o.Set("precision", m->weight_dtype() == tb::DType::BF16 ? "bf16" : "f32");
   o.Set("parameters", double(c.parameters));
+  o.Set("activeParameters", double(c.active_parameters));
+  if (c.experts > 0) {
+    Napi::Object moe = Napi::Object::New(info.Env());
+    moe.Set("experts", c.experts);
+    moe.Set("expertsPerToken", c.experts_per_tok);
+    moe.Set("expertIntermediate", c.moe_intermediate);
+    int sparse = 0;
+    for (int l = 0; l < c.layers; l++) sparse += c.sparse_layer(l);
+    moe.Set("sparseLayers", sparse);
+    moe.Set("normTopkProb", c.norm_topk_prob);
+    moe.Set("routerAuxLossCoef", c.router_aux_loss_coef);
+    o.Set("moe", moe);
+  }
   return o;
 }
 
@@ -298,7 +313,15 @@ Napi::Value ModelBinding::Backward(const Napi::CallbackInfo& info) {
   auto m = need(info.Env());
   if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "backward: gradLogps expected");
   auto g = std::make_shared<std::vector<float>>(typed_copy<float>(info[0], napi_float32_array, "gradLogps"));
-  return queue(info, m, [m, g] { m->backward(*g); });
+  double aux = info.Length() > 1 && !info[1].IsUndefined() ? num_arg(info[1], "auxWeight") : 0.0;
+  return queue(info, m, [m, g, aux] { m->backward(*g, aux); });
+}
+
+// auxLoss(): the Qwen3-MoE load-balancing loss of the last logps call, null for a dense model.
+Napi::Value ModelBinding::AuxLoss(const Napi::CallbackInfo& info) {
+  auto m = need(info.Env());
+  double a = m->aux_loss();
+  return std::isnan(a) ? info.Env().Null() : Napi::Number::New(info.Env(), a);
 }
 
 Napi::Value ModelBinding::ZeroGrad(const Napi::CallbackInfo& info) {

@@ -34,6 +34,7 @@ class ModelBinding : public Napi::ObjectWrap<ModelBinding> {
   Napi::Value SetGradientCheckpointing(const Napi::CallbackInfo& info);
   Napi::Value Logps(const Napi::CallbackInfo& info);
   Napi::Value Backward(const Napi::CallbackInfo& info);
+  Napi::Value AuxLoss(const Napi::CallbackInfo& info);
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
   Napi::Value GradNorm(const Napi::CallbackInfo& info);

@@ -64,13 +64,9 @@ void Model::save_adapter(const std::string& dir, const std::string& base_model) 
   if (!lora_on_) throw std::runtime_error("saveAdapter: no LoRA adapter is attached");
   make_dirs(dir);
   TensorsOut ts;
-  for (auto& w : L_)
-    for (int t = 0; t < NUM_TARGETS; t++)
-      if (!w.A[t].empty()) {
-        ts.add(w.A[t].name, w.A[t].shape, w.A[t].w);
-        ts.add(w.B[t].name, w.B[t].shape, w.B[t].w);
-        if (!w.M[t].empty()) ts.add(w.M[t].name, w.M[t].shape, w.M[t].w);
-      }
+  for (const LoraSite& site : const_cast<Model*>(this)->lora_sites())
+    for (const Param* p : {site.A, site.B, site.M})
+      if (p && !p->empty()) ts.add(p->name, p->shape, p->w);
   write_safetensors(dir + "/adapter_model.safetensors", ts.out, {{"format", "pt"}});
   std::string targets;
   for (int t = 0; t < NUM_TARGETS; t++)
@@ -160,60 +156,50 @@ LoraOptions Model::load_adapter(const std::string& dir) {
   };
   // Names and shapes are checked before add_lora allocates A [r, in] and B [out, r] for every
   // layer and target: an adapter_config.json with r = 1e8 must not cost gigabytes to refuse.
-  for (int l = 0; l < cfg_.layers; l++)
-    for (int t = 0; t < NUM_TARGETS; t++)
-      if (o.targets[t]) {
-        int in, out;
-        target_dims(cfg_, t, in, out);
-        for (bool a : {true, false}) {
-          // as add_lora (weights.cpp) names them
-          std::string name = "base_model.model.model.layers." + std::to_string(l) + (t <= O ? ".self_attn." : ".mlp.") +
-                             kModuleNames[t] + (a ? ".lora_A.weight" : ".lora_B.weight");
-          std::vector<int64_t> shape = a ? std::vector<int64_t>{o.rank, in} : std::vector<int64_t>{out, o.rank};
-          const TensorInfo* ti = find_lora(name, nullptr);
-          if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + name + "'");
-          if (ti->shape != shape)
-            throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(shape));
-        }
+  for (const LoraSite& site : lora_sites())
+    if (o.targets[site.target])
+      for (bool a : {true, false}) {
+        // as add_lora (weights.cpp) names them
+        std::string name = "base_model.model." + site.module + (a ? ".lora_A.weight" : ".lora_B.weight");
+        std::vector<int64_t> shape = a ? std::vector<int64_t>{o.rank, site.in} : std::vector<int64_t>{site.out, o.rank};
+        const TensorInfo* ti = find_lora(name, nullptr);
+        if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + name + "'");
+        if (ti->shape != shape)
+          throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(shape));
       }
   // Read into a fresh adapter, then swap in, so a bad file leaves the current adapter intact.
   LoraOptions saved = lora_;
   bool saved_on = lora_on_;
-  std::vector<LayerWeights> backup;
-  if (lora_on_) {
-    backup.resize(L_.size());
-    for (size_t l = 0; l < L_.size(); l++)
-      for (int t = 0; t < NUM_TARGETS; t++) {
-        backup[l].A[t] = std::move(L_[l].A[t]);
-        backup[l].B[t] = std::move(L_[l].B[t]);
-        backup[l].M[t] = std::move(L_[l].M[t]);
-      }
-  }
+  std::vector<LoraSite> sites = lora_sites();
+  std::vector<Param> backup;  // A, B, M of each site
+  if (lora_on_)
+    for (const LoraSite& site : sites)
+      for (Param* p : {site.A, site.B, site.M})
+        backup.push_back(p ? std::move(*p) : Param{});
   try {
     add_lora(o);
     std::set<std::string> expected;
-    for (auto& w : L_)
-      for (int t = 0; t < NUM_TARGETS; t++)
-        if (!w.A[t].empty())
-          for (Param* p : {&w.A[t], &w.B[t], &w.M[t]}) {
-            if (p->empty()) continue;  // M: DoRA only
-            expected.insert(p->name);
-            const TensorInfo* ti = find_lora(p->name, &expected);
-            if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + p->name + "'");
-            if (ti->shape != p->shape)
-              throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
-            read_tensor(f, *ti, p->w);
-          }
+    for (const LoraSite& site : sites)
+      for (Param* p : {site.A, site.B, site.M}) {
+      if (!p || p->empty()) continue;  // M: DoRA only
+      expected.insert(p->name);
+      const TensorInfo* ti = find_lora(p->name, &expected);
+      if (!ti) throw std::runtime_error(wpath + ": missing tensor '" + p->name + "'");
+      if (ti->shape != p->shape)
+        throw std::runtime_error(wpath + ": tensor '" + ti->name + "' has shape " + shape_str(ti->shape) + ", expected " + shape_str(p->shape));
+      read_tensor(f, *ti, p->w);
+      }
     for (auto& [name, ti] : f.tensors())
       if (!expected.count(name)) throw std::runtime_error(wpath + ": unexpected tensor '" + name + "' (not a LoRA weight of this model's targets)");
   } catch (...) {
     lora_ = saved;
     lora_on_ = saved_on;
-    for (size_t l = 0; l < L_.size(); l++)
-      for (int t = 0; t < NUM_TARGETS; t++) {
-        L_[l].A[t] = saved_on ? std::move(backup[l].A[t]) : Param{};
-        L_[l].B[t] = saved_on ? std::move(backup[l].B[t]) : Param{};
-        L_[l].M[t] = saved_on ? std::move(backup[l].M[t]) : Param{};
+    size_t i = 0;
+    for (const LoraSite& site : sites)
+      for (Param* p : {site.A, site.B, site.M}) {
+        Param restored = saved_on ? std::move(backup[i]) : Param{};
+        i++;
+        if (p) *p = std::move(restored);
       }
     adapter_changed();
     throw;

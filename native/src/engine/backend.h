@@ -186,6 +186,18 @@ class Backend {
   // h = silu(g) * u
   virtual void swiglu_forward(float* h, const float* g, const float* u, size_t n) = 0;
   virtual void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n) = 0;
+  // Qwen3-MoE routing (cpu/ops.h moe_route_forward / moe_route_backward): probs [N,E] =
+  // softmax(logits) in f32, idx [N,k] the top k, w [N,k] their probabilities (renormalised when
+  // norm); backward writes dlogits [N,E] from dw [N,k] plus aux_g[e] on every probs[n,e].
+  // given_idx: idx already holds the choice (tests hold routing fixed); only w is computed.
+  virtual void moe_route_forward(float* probs, int32_t* idx, float* w, const float* logits, int N, int E, int k,
+                                 bool norm, bool given_idx) = 0;
+  virtual void moe_route_backward(float* dlogits, const float* dw, const float* probs, const int32_t* idx,
+                                  const float* w, const float* aux_g, int N, int E, int k, bool norm) = 0;
+  // y[m,:] *= s[m];  x[rows[m],:] += s[m] in[m,:] (rows distinct);  out[m] = a[m,:] . b[m,:]
+  virtual void scatter_add_rows_scaled(float* x, const float* in, const int32_t* rows, const float* s, int M, int C) = 0;
+  virtual void scale_rows(float* y, const float* s, int M, int C) = 0;
+  virtual void row_dots(float* out, const float* a, const float* b, int M, int C) = 0;
   // Head in vocabulary chunks (M x V logits never materialised): lp[m] = logit[target] - lse[m];
   // ew (when non-null) = sum_v softmax_v W[v,:], the expected head row; ent (when non-null) =
   // the entropy of the softmax, -sum_v p_v log p_v = lse - sum_v p_v logit_v.

@@ -30,11 +30,53 @@ static double num_or(const Json& j, const std::string& key, double dflt, const s
   if (v->kind != Json::Number) throw std::runtime_error(path + ": field '" + key + "' must be a number");
   return v->num;
 }
+static std::string num_text(double v) {
+  std::string t = std::to_string(v);
+  return v == std::floor(v) && std::fabs(v) < 1e15 ? std::to_string(int64_t(v)) : t;
+}
 static bool bool_or(const Json& j, const std::string& key, bool dflt, const std::string& path) {
   const Json* v = j.find(key);
   if (!v || v->is_null()) return dflt;
   if (v->kind != Json::Bool) throw std::runtime_error(path + ": field '" + key + "' must be true or false");
   return v->b;
+}
+
+// Qwen3MoeConfig's keys, with its defaults where a key is absent.
+static void parse_moe(const Json& j, const std::string& path, ModelConfig& c) {
+  auto int_or = [&](const char* key, int dflt, int min) {
+    const Json* v = j.find(key);
+    if (!v || v->is_null()) return dflt;
+    if (v->kind != Json::Number || v->num < min || v->num != std::floor(v->num) || v->num > INT_MAX)
+      throw std::runtime_error(path + ": field '" + key + "' must be an integer of at least " + std::to_string(min));
+    return int(v->num);
+  };
+  c.experts = int_or("num_experts", 128, 0);
+  c.experts_per_tok = int_or("num_experts_per_tok", 8, 1);
+  c.moe_intermediate = int_or("moe_intermediate_size", 768, 1);
+  c.sparse_step = int_or("decoder_sparse_step", 1, 1);
+  c.norm_topk_prob = bool_or(j, "norm_topk_prob", false, path);
+  c.router_aux_loss_coef = num_or(j, "router_aux_loss_coef", 0.001, path);
+  if (c.experts > 0 && c.experts_per_tok > c.experts)
+    throw std::runtime_error(path + ": num_experts_per_tok (" + std::to_string(c.experts_per_tok) + ") is more than num_experts (" +
+                             std::to_string(c.experts) + ")");
+  const Json* only = j.find("mlp_only_layers");
+  if (only && !only->is_null()) {
+    if (only->kind != Json::Array) throw std::runtime_error(path + ": field 'mlp_only_layers' must be a list of layer indices");
+    for (const Json& v : only->arr) {
+      // an index past the last layer names no layer (transformers ignores it too)
+      if (v.kind != Json::Number || v.num < 0 || v.num != std::floor(v.num))
+        throw std::runtime_error(path + ": mlp_only_layers holds " + (v.kind == Json::Number ? num_text(v.num) : std::string("a non-number")) +
+                                 ", not a layer index");
+      if (v.num < c.layers) c.mlp_only_layers.push_back(int(v.num));
+    }
+  }
+}
+
+bool ModelConfig::sparse_layer(int l) const {
+  if (experts <= 0 || (l + 1) % sparse_step != 0) return false;
+  for (int d : mlp_only_layers)
+    if (d == l) return false;
+  return true;
 }
 
 ModelConfig parse_config(const std::string& path) {
@@ -59,7 +101,7 @@ ModelConfig parse_config(const std::string& path) {
   c.kv_heads = j.find("num_key_value_heads") && !j.find("num_key_value_heads")->is_null() ? need_int(j, "num_key_value_heads", path) : c.heads;
   c.vocab = need_int(j, "vocab_size", path);
   c.head_dim = j.find("head_dim") && !j.find("head_dim")->is_null() ? need_int(j, "head_dim", path) : c.hidden / c.heads;
-  if (c.architecture != "Qwen3ForCausalLM" && !j.has("head_dim") && c.hidden % c.heads != 0)
+  if (c.architecture != "Qwen3ForCausalLM" && c.architecture != "Qwen3MoeForCausalLM" && !j.has("head_dim") && c.hidden % c.heads != 0)
     throw std::runtime_error(path + ": hidden_size is not a multiple of num_attention_heads");
   if (c.heads % c.kv_heads != 0)
     throw std::runtime_error(path + ": num_attention_heads is not a multiple of num_key_value_heads");
@@ -89,12 +131,13 @@ ModelConfig parse_config(const std::string& path) {
     c.qkv_bias = attention_bias;
     c.o_bias = attention_bias;
   }
-  if (c.architecture == "Qwen3ForCausalLM") {
+  if (c.architecture == "Qwen3ForCausalLM" || c.architecture == "Qwen3MoeForCausalLM") {
     c.qk_norm = true;
     if (bool_or(j, "use_sliding_window", false, path))
       throw std::runtime_error(path + ": use_sliding_window=true is not supported");
   }
   c.mlp_bias = bool_or(j, "mlp_bias", false, path);
+  if (c.architecture == "Qwen3MoeForCausalLM") parse_moe(j, path, c);
   const Json* act = j.find("hidden_act");
   if (act && act->kind == Json::String && act->str != "silu")
     throw std::runtime_error(path + ": hidden_act '" + act->str + "' is not supported (silu only)");
@@ -119,9 +162,8 @@ ModelConfig parse_config(const std::string& path) {
   return c;
 }
 
-// The [out, in] shape of projection t.
-void target_dims(const ModelConfig& c, int t, int& in, int& out) {
-  int C = c.hidden, qd = c.heads * c.head_dim, kd = c.kv_heads * c.head_dim, I = c.intermediate;
+void target_dims(const ModelConfig& c, int t, int& in, int& out, bool expert) {
+  int C = c.hidden, qd = c.heads * c.head_dim, kd = c.kv_heads * c.head_dim, I = expert ? c.moe_intermediate : c.intermediate;
   switch (t) {
     case Q: in = C; out = qd; break;
     case K: case V: in = C; out = kd; break;

@@ -9,7 +9,7 @@
 
 namespace tb {
 
-const char* const kArchitectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+const char* const kArchitectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"};
 const size_t kArchitectureCount = sizeof(kArchitectures) / sizeof(kArchitectures[0]);
 const char* const kCheckpointDTypes[] = {"F32", "BF16", "F16"};
 const size_t kCheckpointDTypeCount = sizeof(kCheckpointDTypes) / sizeof(kCheckpointDTypes[0]);

@@ -6,6 +6,7 @@
 // adapter.cpp (PEFT folders and training state on disk).
 #pragma once
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <cstdint>
 #include <map>
@@ -20,12 +21,14 @@
 
 namespace tb {
 
+struct MoeStats;  // passes.h
+
 struct Cancelled : std::runtime_error {
   Cancelled() : std::runtime_error("cancelled") {}
 };
 
 struct ModelConfig {
-  std::string architecture;  // LlamaForCausalLM | Qwen2ForCausalLM | Qwen3ForCausalLM
+  std::string architecture;  // LlamaForCausalLM | Qwen2ForCausalLM | Qwen3ForCausalLM | Qwen3MoeForCausalLM
   int layers = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0;
   double rope_theta = 10000;
   double rms_eps = 1e-6;  // as in config.json; the kernels add it in float32 like transformers
@@ -33,8 +36,16 @@ struct ModelConfig {
   bool qkv_bias = false, o_bias = false, mlp_bias = false, qk_norm = false;
   // llama3 rope scaling (rope_type "llama3"); factor 0 = none
   double rope_factor = 0, rope_low = 1, rope_high = 4, rope_orig_ctx = 8192;
+  // Qwen3-MoE: on a sparse layer (sparse_layer(l)) a router picks experts_per_tok of `experts`
+  // SwiGLU experts of width moe_intermediate per token; the other layers keep the dense MLP.
+  int experts = 0, experts_per_tok = 0, moe_intermediate = 0, sparse_step = 1;
+  std::vector<int> mlp_only_layers;
+  bool norm_topk_prob = false;
+  double router_aux_loss_coef = 0;  // config.json's; the trainer's moe_aux_loss_coef decides
+  bool sparse_layer(int l) const;
   std::string dtype;
   int64_t parameters = 0;
+  int64_t active_parameters = 0;  // per token: the router's choice of experts only (= parameters when dense)
 };
 
 // Parses config.json; errors name the file and the field.
@@ -43,8 +54,8 @@ ModelConfig parse_config(const std::string& path);
 enum Target { Q = 0, K, V, O, GATE, UP, DOWN, NUM_TARGETS };
 extern const char* const kTargetNames[NUM_TARGETS];    // "q", "k", ...
 extern const char* const kModuleNames[NUM_TARGETS];    // "q_proj", ...
-// The [out, in] shape of projection t.
-void target_dims(const ModelConfig& c, int t, int& in, int& out);
+// The [in, out] of projection t (an expert's, of width moe_intermediate, when expert).
+void target_dims(const ModelConfig& c, int t, int& in, int& out, bool expert = false);
 
 // A trainable tensor: value, gradient and AdamW moments (grad/m/v allocated when trainable).
 struct Param {
@@ -55,6 +66,12 @@ struct Param {
   size_t size() const { return w.size(); }
   bool empty() const { return w.empty(); }
   int64_t numel() const;       // of the shape
+};
+
+// One expert of a sparse layer: a SwiGLU MLP of width moe_intermediate, indexed by GATE, UP,
+// DOWN (the entries before GATE stay empty), with its LoRA branches.
+struct ExpertWeights {
+  Param W[NUM_TARGETS], A[NUM_TARGETS], B[NUM_TARGETS];
 };
 
 struct LayerWeights {
@@ -69,6 +86,18 @@ struct LayerWeights {
   Param M[NUM_TARGETS];     // DoRA magnitude [out] (use_dora)
   Buffer norm[NUM_TARGETS];             // DoRA: row norms of W + s B A [out], for lora_version
   uint64_t norm_version[NUM_TARGETS] = {};
+  // A sparse (Qwen3-MoE) layer has no W[GATE..DOWN]: a router [E, C] and E experts instead.
+  Param router;
+  std::vector<ExpertWeights> experts;
+  bool sparse() const { return !experts.empty(); }
+};
+
+// A projection that can carry a LoRA branch: layer l's target t, or expert e's (e >= 0).
+struct LoraSite {
+  int layer, target, expert;
+  int in, out;
+  std::string module;  // its module path, "model.layers.3.mlp.experts.5.up_proj"
+  Param *W, *A, *B, *M;  // M: DoRA's magnitude (empty unless use_dora; never on experts)
 };
 
 struct LoraOptions {
@@ -167,6 +196,11 @@ class Model {
   // Tests: the physical memory Auto compares against, in bytes (0, the default: the machine's).
   // Drops a packed copy, so the next pass decides again.
   void set_physical_memory_for_testing(double bytes);
+  // Tests: from now on each sparse layer keeps the experts its next pass chooses for every pass
+  // of the same size (the loss is then smooth for finite differences); off forgets them.
+  void freeze_routing_for_testing(bool on) {
+    frozen_routes_ = on ? std::make_unique<std::map<int, std::vector<int32_t>>>() : nullptr;
+  }
   void set_checkpointing(bool on) {
     checkpointing_ = on;
     train_state_valid_ = false;
@@ -177,7 +211,12 @@ class Model {
   // `entropy`, when given, receives [B*T] the entropy of softmax(logits / T) at the same tokens.
   std::vector<float> logps(const BatchIn& b, bool adapters, bool train, uint64_t dropout_seed,
                            float temperature = 1.0f, std::vector<float>* entropy = nullptr);
-  void backward(const std::vector<float>& dlogps);
+  // aux_weight: the weight of the Qwen3-MoE load-balancing loss of that pass in the objective
+  // (its gradient joins the log-probs'); 0 leaves it out.
+  void backward(const std::vector<float>& dlogps, double aux_weight = 0);
+  // transformers' load_balancing_loss_func over the sparse layers and valid tokens of the last
+  // logps call (NaN for a dense model).
+  double aux_loss() const { return aux_loss_.load(); }
   // Decoding: a cache for `batch` sequences of up to `capacity` tokens, valid while this model
   // lives (throws with its size when the allocation fails); decode() appends lengths[b] new tokens to sequence b (0: the row
   // costs nothing) and returns the logits [B, V] of each row's last new token (zeros for rows
@@ -201,7 +240,9 @@ class Model {
   std::vector<Param*> trainable();
   std::vector<const Param*> trainable() const;
   std::vector<Param*> all_base_params();
-  std::vector<Param*> matrices();  // the frozen matrices: embedding, every projection, a separate head
+  std::vector<Param*> matrices();  // the frozen matrices: embedding, every projection, routers, experts, a separate head
+  // Every projection that can carry LoRA, in a fixed order (layers, then targets, then experts).
+  std::vector<LoraSite> lora_sites();
 
   // The engine's own per-call state (passes.h, transformer.cpp), not for callers.
   struct Pass;        // one call's packed batch: rows, positions, rope tables
@@ -211,6 +252,7 @@ class Model {
   struct Group;       // projections reading one input
   struct LoraStack;   // the LoRA branches of a group that run stacked
   struct DoraScratch; // DoRA's scratch buffers
+  struct MoeActs;     // a sparse layer's routing and expert activations
 
   // Cancellation by ticket: each call the caller issues takes the next ticket, and cancel()
   // cancels every call issued so far (the running one and any queued behind it) but none issued
@@ -232,8 +274,15 @@ class Model {
     if (cancelled(running_ticket)) throw Cancelled();
   }
   Pass& pack_batch(TrainState& ts, const BatchIn& b, bool adapters, bool train, uint64_t seed, const KvCache* cache);
-  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool save, KvCache* cache);
+  // stats: where a sparse layer adds its routing counts (the pass's first forward; null otherwise)
+  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool save, KvCache* cache,
+                     MoeStats* stats);
   void layer_backward(int l, float* dx, LayerActs& a, LayerGrads& g, const Pass& p);
+  void moe_forward(int l, const float* x, float* y, LayerActs& a, const Pass& p, MoeStats* stats);
+  void moe_backward(int l, const float* dy, float* dx, LayerActs& a, LayerGrads& g, const Pass& p);
+  void expert_forward(int l, int e, int t, const float* x, float* y, MoeActs& m, int first, int n, const Pass& p);
+  void expert_backward(int l, int e, int t, const float* x, const float* dy, float* dx, bool dx_accumulate,
+                       const MoeActs& m, int first, int n, const Pass& p);
   void group_forward(int l, const Group& g, const float* x, float* const* y, LayerActs& a, const Pass& p);
   void group_backward(int l, const Group& g, const float* x, const float* const* dy, float* dx, LayerActs& a,
                       const Pass& p);
@@ -274,6 +323,9 @@ class Model {
   Packing packing_ = Packing::Auto;
   bool packed_ = false;  // the packing decision was taken for the current weights
   double physical_memory_override_ = 0;  // set_physical_memory_for_testing
+
+  std::atomic<double> aux_loss_{NAN};
+  std::unique_ptr<std::map<int, std::vector<int32_t>>> frozen_routes_;  // freeze_routing_for_testing  // read from the JavaScript thread (ModelBinding::AuxLoss)
 
   std::shared_ptr<TrainState> ts_;
   std::shared_ptr<TrainState> infer_ts_;  // buffers of train=false passes and decoding

@@ -177,15 +177,25 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
     for (auto& in : ts->inputs)
       if (!in.backend()) in.bind(*be_, DType::F32);
   }
+  ts->moe.reset(c.experts);
   for (int l = 0; l < c.layers; l++) {
     check_cancel();
     if (ts->checkpointing) {
       ts->inputs[l].resize(size_t(N) * C);
       be_->copy(ts->inputs[l].f32(), ts->x.f32(), size_t(N) * C);
     }
-    layer_forward(l, ts->x.f32(), ts->x2.f32(), ts->acts[keep_all ? l : 0], p, keep_all, nullptr);
+    layer_forward(l, ts->x.f32(), ts->x2.f32(), ts->acts[keep_all ? l : 0], p, keep_all, nullptr, &ts->moe);
     ts->x.swap(ts->x2);
   }
+  // transformers' load_balancing_loss_func: E sum_e (chosen_e / R) (probability_e / R), R the
+  // rows of every sparse layer.
+  double aux = NAN;
+  if (ts->moe.rows > 0) {
+    double dot = 0, R = ts->moe.rows;
+    for (int e = 0; e < c.experts; e++) dot += ts->moe.count[size_t(e)] * ts->moe.psum[size_t(e)];
+    aux = c.experts * dot / (R * R);
+  }
+  aux_loss_.store(aux);
   std::vector<float> lp, ent;
   head_logps(*ts, ts->x.f32(), train, temperature, lp, entropy ? &ent : nullptr);
   std::vector<float> out(size_t(b.batch) * b.seq_len, 0.0f);
@@ -201,7 +211,7 @@ std::vector<float> Model::logps(const BatchIn& b, bool adapters, bool train, uin
   return out;
 }
 
-void Model::backward(const std::vector<float>& dlogps) {
+void Model::backward(const std::vector<float>& dlogps, double aux_weight) {
   if (!ts_ || !train_state_valid_)
     throw std::runtime_error("backward: no train=true logps call since the last weight change");
   if (!full_ && !lora_on_)
@@ -219,6 +229,15 @@ void Model::backward(const std::vector<float>& dlogps) {
     if (!std::isfinite(dlp[m])) throw std::runtime_error("backward: gradLogps[" + s(ts.sel_pos[m]) + "] is not finite");
   }
   upload(ts.dlp, dlp);
+  if (!std::isfinite(aux_weight)) throw std::runtime_error("backward: auxWeight is not finite");
+  // d aux / d probs[n,e] = E chosen_e / R^2 on every row of every sparse layer
+  ts.grads.aux_g.release();
+  if (aux_weight != 0 && ts.moe.rows > 0) {
+    std::vector<float> g(size_t(c.experts));
+    double R = ts.moe.rows;
+    for (int e = 0; e < c.experts; e++) g[size_t(e)] = float(aux_weight * c.experts * ts.moe.count[size_t(e)] / (R * R));
+    upload(ts.grads.aux_g, g);
+  }
   ts.dx.resize(size_t(N) * C);
   be_->fill_zero(ts.dx.f32(), size_t(N) * C);
   head_backward(ts, ts.dx.f32());
@@ -226,7 +245,7 @@ void Model::backward(const std::vector<float>& dlogps) {
     check_cancel();
     if (ts.checkpointing) {
       ts.x2.resize(size_t(N) * C);
-      layer_forward(l, ts.inputs[l].f32(), ts.x2.f32(), ts.acts[0], p, true, nullptr);
+      layer_forward(l, ts.inputs[l].f32(), ts.x2.f32(), ts.acts[0], p, true, nullptr, nullptr);
       layer_backward(l, ts.dx.f32(), ts.acts[0], ts.grads, p);
     } else {
       layer_backward(l, ts.dx.f32(), ts.acts[l], ts.grads, p);
@@ -287,7 +306,7 @@ std::vector<float> Model::decode(KvCache& cache, const BatchIn& next, bool adapt
   ts.resize_acts(1);
   for (int l = 0; l < c.layers; l++) {
     check_cancel();
-    layer_forward(l, ts.x.f32(), ts.x2.f32(), ts.acts[0], p, false, &cache);
+    layer_forward(l, ts.x.f32(), ts.x2.f32(), ts.acts[0], p, false, &cache, nullptr);
     ts.x.swap(ts.x2);
   }
   std::vector<float> logits;

@@ -17,6 +17,34 @@ struct Model::Pass {
   uint64_t dropout_seed = 0;
 };
 
+// A sparse layer's routing and experts over its N rows. The N*k (token, choice) slots are sorted
+// by expert: expert e owns slots [offset[e], offset[e+1]) and runs one GEMM per projection.
+struct Model::MoeActs {
+  Buffer logits, probs;            // [N,E] router logits, softmax
+  Buffer idx, w;                   // I32 [N,k] chosen experts, [N,k] their weights
+  std::vector<int32_t> offset;     // host [E+1]
+  std::vector<int32_t> tok_host;   // host [N*k] the token of each sorted slot
+  Buffer tok, slot;                // I32 [N*k] the same; each slot's flat index n*k+j into idx / w
+  Buffer sw;                       // [N*k] each sorted slot's weight
+  Buffer xs;                       // [N*k,C] the experts' inputs
+  Buffer g, u, h;                  // [N*k,Im]
+  Buffer ys;                       // [N*k,C] the experts' outputs before weighting
+  Buffer ax[NUM_TARGETS];          // LoRA [N*k,r] of the experts' gate, up, down
+  explicit MoeActs(Backend& be);
+};
+
+// The load-balancing loss's sums over the sparse layers of one pass (transformers'
+// load_balancing_loss_func): times each expert was chosen, its summed probability, the rows.
+struct MoeStats {
+  std::vector<double> count, psum;
+  double rows = 0;
+  void reset(int experts) {
+    count.assign(size_t(experts), 0.0);
+    psum.assign(size_t(experts), 0.0);
+    rows = 0;
+  }
+};
+
 // Activations of one layer over the N packed rows: saved for backward, or scratch.
 struct Model::LayerActs {
   Buffer x_in;                      // [N,C] layer input (saved passes only)
@@ -29,12 +57,16 @@ struct Model::LayerActs {
   Buffer g, u, h;                   // [N,I]
   Buffer ax[NUM_TARGETS];           // LoRA [N,r] (stacked [N,n*r] in the first of a group)
   Buffer dz[NUM_TARGETS];           // DoRA [N,out]: what the magnitude multiplies (train passes)
+  std::unique_ptr<MoeActs> moe;     // sparse layers
   explicit LayerActs(Backend& be);
 };
 
 // Backward scratch of one layer, reused across layers and calls.
 struct Model::LayerGrads {
   Buffer dh, dg, du, dxn, datt, dq, dk, dv, dqr, dkr;
+  // sparse layers: [N*k,C] slot gradients in and out of the experts, [N*k] d slot weight,
+  // [N*k] d w, [N,E] d router logits, [E] the load-balancing loss's d probs
+  Buffer dys, dxs, dsw, dw, dlogits, aux_g;
   explicit LayerGrads(Backend& be);
 };
 
@@ -68,6 +100,7 @@ struct Model::TrainState {
   Buffer ew;                        // [M,C] expected head rows when the head is frozen
   Buffer lp, logits;                // [M] log-probs; decoding's [M,V] logits
   Buffer ent;                       // [M] entropies, when asked for
+  MoeStats moe;                     // the pass's load-balancing sums (Qwen3-MoE)
   float inv_temp = 1.0f;            // the head read hsel / T; backward scales by 1 / T
   bool checkpointing = false;
   Backend& be;

@@ -24,7 +24,14 @@ Model::LayerActs::LayerActs(Backend& be) {
 }
 
 Model::LayerGrads::LayerGrads(Backend& be) {
-  for (Buffer* b : {&dh, &dg, &du, &dxn, &datt, &dq, &dk, &dv, &dqr, &dkr}) b->bind(be, DType::F32);
+  for (Buffer* b : {&dh, &dg, &du, &dxn, &datt, &dq, &dk, &dv, &dqr, &dkr, &dys, &dxs, &dsw, &dw, &dlogits, &aux_g})
+    b->bind(be, DType::F32);
+}
+
+Model::MoeActs::MoeActs(Backend& be) {
+  for (Buffer* b : {&logits, &probs, &w, &sw, &xs, &g, &u, &h, &ys}) b->bind(be, DType::F32);
+  for (Buffer* b : {&idx, &tok, &slot}) b->bind(be, DType::I32);
+  for (auto& b : ax) b.bind(be, DType::F32);
 }
 
 bool Model::has_adapter(int l, int t, const Pass& p) const { return p.adapters && lora_on_ && !L_[l].A[t].empty(); }
@@ -134,6 +141,142 @@ void Model::group_forward(int l, const Group& gr, const float* x, float* const* 
 
 static float* grad_of(Param& p, bool on) { return on && !p.grad.empty() ? p.grad.f32() : nullptr; }
 
+// ------------------------------------------------------------------ Qwen3-MoE sparse block
+static uint64_t expert_seed(const Model::Pass& p, int l, int t, int e) {
+  return mix_seed(branch_seed(p, l, t), uint64_t(e) + 1);
+}
+
+// Expert e's projection t over its n slots from `first`: y = x W^T (+ LoRA).
+void Model::expert_forward(int l, int e, int t, const float* x, float* y, MoeActs& m, int first, int n,
+                           const Pass& p) {
+  ExpertWeights& ex = L_[l].experts[size_t(e)];
+  int in, out, r = lora_.rank;
+  target_dims(cfg_, t, in, out, true);
+  bool lora = p.adapters && lora_on_ && !ex.A[t].empty();
+  if (lora)
+    be_->lora_forward(y, m.ax[t].f32() + size_t(first) * r, x, ex.A[t].w.f32(), ex.B[t].w.f32(), lora_scale(), n, in,
+                      out, r, p.train ? float(lora_.dropout) : 0.0f, expert_seed(p, l, t, e), false);
+  be_->linear_forward(y, x, ex.W[t].w, nullptr, n, in, out, lora);
+}
+
+void Model::expert_backward(int l, int e, int t, const float* x, const float* dy, float* dx, bool dx_accumulate,
+                            const MoeActs& m, int first, int n, const Pass& p) {
+  ExpertWeights& ex = L_[l].experts[size_t(e)];
+  int in, out, r = lora_.rank;
+  target_dims(cfg_, t, in, out, true);
+  bool lora = p.adapters && lora_on_ && !ex.A[t].empty();
+  if (lora)
+    be_->lora_backward(dx, grad_of(ex.A[t], true), grad_of(ex.B[t], true), dy, x, m.ax[t].f32() + size_t(first) * r,
+                       ex.A[t].w.f32(), ex.B[t].w.f32(), lora_scale(), n, in, out, r,
+                       p.train ? float(lora_.dropout) : 0.0f, expert_seed(p, l, t, e), dx_accumulate);
+  be_->linear_backward(dx, grad_of(ex.W[t], full_), nullptr, dy, x, ex.W[t].w, n, in, out, dx_accumulate || lora);
+}
+
+// y = sum over the chosen experts of w * down(silu(gate(x)) * up(x)), the router's choice as
+// transformers' Qwen3MoeSparseMoeBlock; each expert runs one GEMM per projection over its slots.
+void Model::moe_forward(int l, const float* x, float* y, LayerActs& a, const Pass& p, MoeStats* stats) {
+  const ModelConfig& c = cfg_;
+  LayerWeights& w = L_[l];
+  Backend& be = *be_;
+  int N = p.N, C = c.hidden, E = c.experts, k = c.experts_per_tok, I = c.moe_intermediate, r = lora_.rank;
+  if (!a.moe) a.moe = std::make_unique<MoeActs>(be);
+  MoeActs& m = *a.moe;
+  int S = N * k;
+  m.logits.resize(size_t(N) * E); m.probs.resize(size_t(N) * E);
+  m.idx.resize(size_t(S)); m.w.resize(size_t(S));
+  be.linear_forward(m.logits.f32(), x, w.router.w, nullptr, N, C, E, false);
+  std::vector<int32_t> idx(static_cast<size_t>(S)), slot(static_cast<size_t>(S));
+  auto frozen = frozen_routes_ ? frozen_routes_->find(l) : std::map<int, std::vector<int32_t>>::iterator{};
+  bool given = frozen_routes_ && frozen != frozen_routes_->end() && frozen->second.size() == size_t(S);
+  if (given) upload_ints(m.idx, frozen->second);
+  be.moe_route_forward(m.probs.f32(), m.idx.i32(), m.w.f32(), m.logits.f32(), N, E, k, c.norm_topk_prob, given);
+  if (S) be.download(idx.data(), m.idx.raw(), m.idx.bytes());
+  if (frozen_routes_ && !given) (*frozen_routes_)[l] = idx;
+  // Slots sorted by expert (stable, so each expert sees its tokens in order).
+  m.offset.assign(size_t(E) + 1, 0);
+  for (int32_t e : idx) m.offset[size_t(e) + 1]++;
+  for (int e = 0; e < E; e++) m.offset[size_t(e) + 1] += m.offset[size_t(e)];
+  std::vector<int32_t> fill(m.offset.begin(), m.offset.end() - 1);
+  m.tok_host.resize(size_t(S));
+  for (int i = 0; i < S; i++) {
+    int32_t at = fill[size_t(idx[size_t(i)])]++;
+    slot[size_t(at)] = i;
+    m.tok_host[size_t(at)] = i / k;
+  }
+  upload_ints(m.tok, m.tok_host);
+  upload_ints(m.slot, slot);
+  m.sw.resize(size_t(S));
+  be.gather_rows(m.sw.f32(), m.w.f32(), m.slot.i32(), S, 1);
+  if (stats) {
+    HostFloats probs(m.probs);
+    for (int e = 0; e < E; e++) stats->count[size_t(e)] += m.offset[size_t(e) + 1] - m.offset[size_t(e)];
+    for (int n = 0; n < N; n++)
+      for (int e = 0; e < E; e++) stats->psum[size_t(e)] += probs.data()[size_t(n) * E + e];
+    stats->rows += N;
+  }
+  m.xs.resize(size_t(S) * C); m.ys.resize(size_t(S) * C);
+  m.g.resize(size_t(S) * I); m.u.resize(size_t(S) * I); m.h.resize(size_t(S) * I);
+  for (int t = GATE; t <= DOWN; t++) m.ax[t].resize(size_t(S) * r);
+  be.gather_rows(m.xs.f32(), x, m.tok.i32(), S, C);
+  for (int e = 0; e < E; e++) {
+    int o = m.offset[size_t(e)], n = m.offset[size_t(e) + 1] - o;
+    if (!n) continue;
+    const float* xe = m.xs.f32() + size_t(o) * C;
+    expert_forward(l, e, GATE, xe, m.g.f32() + size_t(o) * I, m, o, n, p);
+    expert_forward(l, e, UP, xe, m.u.f32() + size_t(o) * I, m, o, n, p);
+  }
+  be.swiglu_forward(m.h.f32(), m.g.f32(), m.u.f32(), size_t(S) * I);
+  be.fill_zero(y, size_t(N) * C);
+  for (int e = 0; e < E; e++) {
+    int o = m.offset[size_t(e)], n = m.offset[size_t(e) + 1] - o;
+    if (!n) continue;
+    float* ye = m.ys.f32() + size_t(o) * C;
+    expert_forward(l, e, DOWN, m.h.f32() + size_t(o) * I, ye, m, o, n, p);
+    be.scatter_add_rows_scaled(y, ye, m.tok.i32() + o, m.sw.f32() + o, n, C);  // an expert's tokens are distinct
+  }
+}
+
+// dx = d loss / d x (written) from dy = d loss / d y: through the experts and, for the router's
+// input, through the weights (softmax, top-k renormalisation) plus the load-balancing gradient
+// in g.aux_g when set.
+void Model::moe_backward(int l, const float* dy, float* dx, LayerActs& a, LayerGrads& gr, const Pass& p) {
+  const ModelConfig& c = cfg_;
+  LayerWeights& w = L_[l];
+  Backend& be = *be_;
+  MoeActs& m = *a.moe;
+  int N = p.N, C = c.hidden, E = c.experts, k = c.experts_per_tok, I = c.moe_intermediate, S = N * k;
+  gr.dys.resize(size_t(S) * C); gr.dxs.resize(size_t(S) * C);
+  gr.dsw.resize(size_t(S)); gr.dw.resize(size_t(S)); gr.dlogits.resize(size_t(N) * E);
+  gr.dh.resize(size_t(S) * I); gr.dg.resize(size_t(S) * I); gr.du.resize(size_t(S) * I);
+  be.gather_rows(gr.dys.f32(), dy, m.tok.i32(), S, C);
+  be.row_dots(gr.dsw.f32(), gr.dys.f32(), m.ys.f32(), S, C);  // d weight of each slot
+  be.scatter_rows(gr.dw.f32(), gr.dsw.f32(), m.slot.i32(), S, 1);
+  be.scale_rows(gr.dys.f32(), m.sw.f32(), S, C);
+  for (int e = 0; e < E; e++) {
+    int o = m.offset[size_t(e)], n = m.offset[size_t(e) + 1] - o;
+    if (n)
+      expert_backward(l, e, DOWN, m.h.f32() + size_t(o) * I, gr.dys.f32() + size_t(o) * C, gr.dh.f32() + size_t(o) * I,
+                      false, m, o, n, p);
+  }
+  be.swiglu_backward(gr.dg.f32(), gr.du.f32(), gr.dh.f32(), m.g.f32(), m.u.f32(), size_t(S) * I);
+  for (int e = 0; e < E; e++) {
+    int o = m.offset[size_t(e)], n = m.offset[size_t(e) + 1] - o;
+    if (!n) continue;
+    const float* xe = m.xs.f32() + size_t(o) * C;
+    float* dxe = gr.dxs.f32() + size_t(o) * C;
+    expert_backward(l, e, GATE, xe, gr.dg.f32() + size_t(o) * I, dxe, false, m, o, n, p);
+    expert_backward(l, e, UP, xe, gr.du.f32() + size_t(o) * I, dxe, true, m, o, n, p);
+  }
+  be.moe_route_backward(gr.dlogits.f32(), gr.dw.f32(), m.probs.f32(), m.idx.i32(), m.w.f32(),
+                        gr.aux_g.empty() ? nullptr : gr.aux_g.f32(), N, E, k, c.norm_topk_prob);
+  const float* xn = a.xn2.f32();
+  be.linear_backward(dx, grad_of(w.router, full_), nullptr, gr.dlogits.f32(), xn, w.router.w, N, C, E, false);
+  for (int e = 0; e < E; e++) {
+    int o = m.offset[size_t(e)], n = m.offset[size_t(e) + 1] - o;
+    if (n) be.scatter_add_rows(dx, gr.dxs.f32() + size_t(o) * C, m.tok.i32() + o, n, C);
+  }
+}
+
 // dx (+)= sum_i dy_i d(y_i)/dx, and the weight gradients. dx holds nothing on entry: its first
 // writer overwrites it (a LoRA branch when there is one, then each base GEMM adds itself).
 // A null dx skips the input gradient.
@@ -202,7 +345,7 @@ void Model::group_backward(int l, const Group& gr, const float* x, const float* 
 // save: keep what backward needs (the layer input too); otherwise a is scratch. With a cache,
 // this pass's keys and values are appended to it and attention reads them from there.
 void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, const Pass& p, bool save,
-                          KvCache* cache) {
+                          KvCache* cache, MoeStats* stats) {
   const ModelConfig& c = cfg_;
   LayerWeights& w = L_[l];
   Backend& be = *be_;
@@ -219,7 +362,6 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
   a.q.resize(nq); a.k.resize(nk); a.v.resize(nk);
   a.att.resize(nq); a.lse.resize(size_t(N) * Hq);
   a.x_mid.resize(nC); a.xn2.resize(nC); a.rstd2.resize(N);
-  a.g.resize(nI); a.u.resize(nI); a.h.resize(nI);
 
   be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), xin, w.in_norm.w.f32(), N, C, eps);
   if (c.qk_norm) {
@@ -249,6 +391,12 @@ void Model::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a, 
   group_forward(l, kOut, a.att.f32(), yo, a, p);
   be.add(a.x_mid.f32(), xin, nC);
   be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), w.post_norm.w.f32(), N, C, eps);
+  if (w.sparse()) {
+    moe_forward(l, a.xn2.f32(), x_out, a, p, stats);
+    be.add(x_out, a.x_mid.f32(), nC);
+    return;
+  }
+  a.g.resize(nI); a.u.resize(nI); a.h.resize(nI);
   float* ygu[2] = {a.g.f32(), a.u.f32()};
   group_forward(l, kGateUp, a.xn2.f32(), ygu, a, p);
   be.swiglu_forward(a.h.f32(), a.g.f32(), a.u.f32(), nI);
@@ -268,12 +416,17 @@ void Model::layer_backward(int l, float* dx, LayerActs& a, LayerGrads& gr, const
   bool full = full_;
 
   // MLP
-  gr.dh.resize(nI); gr.dxn.resize(nC); gr.dg.resize(nI); gr.du.resize(nI);
-  const float* dyd[1] = {dx};
-  group_backward(l, kDown, a.h.f32(), dyd, gr.dh.f32(), a, p);
-  be.swiglu_backward(gr.dg.f32(), gr.du.f32(), gr.dh.f32(), a.g.f32(), a.u.f32(), nI);
-  const float* dygu[2] = {gr.dg.f32(), gr.du.f32()};
-  group_backward(l, kGateUp, a.xn2.f32(), dygu, gr.dxn.f32(), a, p);
+  gr.dxn.resize(nC);
+  if (w.sparse()) {
+    moe_backward(l, dx, gr.dxn.f32(), a, gr, p);
+  } else {
+    gr.dh.resize(nI); gr.dg.resize(nI); gr.du.resize(nI);
+    const float* dyd[1] = {dx};
+    group_backward(l, kDown, a.h.f32(), dyd, gr.dh.f32(), a, p);
+    be.swiglu_backward(gr.dg.f32(), gr.du.f32(), gr.dh.f32(), a.g.f32(), a.u.f32(), nI);
+    const float* dygu[2] = {gr.dg.f32(), gr.du.f32()};
+    group_backward(l, kGateUp, a.xn2.f32(), dygu, gr.dxn.f32(), a, p);
+  }
   be.rmsnorm_backward(dx, grad_of(w.post_norm, full), gr.dxn.f32(), a.x_mid.f32(), w.post_norm.w.f32(),
                       a.rstd2.f32(), N, C);
   // attention

@@ -2,6 +2,7 @@
 // and the packing policy of the frozen matrices.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include "facts.h"
@@ -48,7 +49,9 @@ void Model::init_params(bool allocate) {
       set(w.q_norm, pre + "self_attn.q_norm.weight", {c.head_dim}, false);
       set(w.k_norm, pre + "self_attn.k_norm.weight", {c.head_dim}, false);
     }
+    bool sparse = c.sparse_layer(l);
     for (int t = 0; t < NUM_TARGETS; t++) {
+      if (sparse && t >= GATE) break;
       int in, out;
       target_dims(c, t, in, out);
       std::string mod = pre + (t <= O ? "self_attn." : "mlp.") + kModuleNames[t];
@@ -56,6 +59,15 @@ void Model::init_params(bool allocate) {
       bool bias = (t <= V && c.qkv_bias) || (t == O && c.o_bias) || (t >= GATE && c.mlp_bias);
       if (bias) set(w.bias[t], mod + ".bias", {out}, false);
     }
+    if (!sparse) continue;
+    set(w.router, pre + "mlp.gate.weight", {c.experts, c.hidden}, true);
+    w.experts.resize(size_t(c.experts));
+    for (int e = 0; e < c.experts; e++)
+      for (int t = GATE; t <= DOWN; t++) {
+        int in, out;
+        target_dims(c, t, in, out, true);
+        set(w.experts[size_t(e)].W[t], pre + "mlp.experts." + std::to_string(e) + "." + kModuleNames[t] + ".weight", {out, in}, true);
+      }
   }
 }
 
@@ -68,10 +80,14 @@ std::vector<Param*> Model::all_base_params() {
       out.push_back(&w.k_norm);
     }
     for (int t = 0; t < NUM_TARGETS; t++) {
-      out.push_back(&w.W[t]);
+      if (!w.W[t].shape.empty()) out.push_back(&w.W[t]);
       if (!w.bias[t].shape.empty()) out.push_back(&w.bias[t]);
     }
     out.push_back(&w.post_norm);
+    if (!w.sparse()) continue;
+    out.push_back(&w.router);
+    for (auto& ex : w.experts)
+      for (int t = GATE; t <= DOWN; t++) out.push_back(&ex.W[t]);
   }
   out.push_back(&final_norm_);
   if (!lm_head_.shape.empty()) out.push_back(&lm_head_);
@@ -80,9 +96,40 @@ std::vector<Param*> Model::all_base_params() {
 
 std::vector<Param*> Model::matrices() {
   std::vector<Param*> out{&embed_};
-  for (auto& w : L_)
-    for (auto& p : w.W) out.push_back(&p);
+  for (auto& w : L_) {
+    for (auto& p : w.W)
+      if (!p.shape.empty()) out.push_back(&p);
+    if (!w.sparse()) continue;
+    out.push_back(&w.router);
+    for (auto& ex : w.experts)
+      for (int t = GATE; t <= DOWN; t++) out.push_back(&ex.W[t]);
+  }
   if (!lm_head_.shape.empty()) out.push_back(&lm_head_);
+  return out;
+}
+
+std::vector<LoraSite> Model::lora_sites() {
+  std::vector<LoraSite> out;
+  for (int l = 0; l < cfg_.layers; l++) {
+    LayerWeights& w = L_[size_t(l)];
+    std::string pre = "model.layers." + std::to_string(l) + ".";
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      LoraSite s{l, t, -1, 0, 0, "", nullptr, nullptr, nullptr, nullptr};
+      if (!w.W[t].shape.empty()) {
+        target_dims(cfg_, t, s.in, s.out);
+        s.module = pre + (t <= O ? "self_attn." : "mlp.") + kModuleNames[t];
+        s.W = &w.W[t]; s.A = &w.A[t]; s.B = &w.B[t]; s.M = &w.M[t];
+        out.push_back(s);
+        continue;
+      }
+      for (int e = 0; e < int(w.experts.size()); e++) {
+        ExpertWeights& ex = w.experts[size_t(e)];
+        LoraSite x{l, t, e, 0, 0, pre + "mlp.experts." + std::to_string(e) + "." + kModuleNames[t], &ex.W[t], &ex.A[t], &ex.B[t], nullptr};
+        target_dims(cfg_, t, x.in, x.out, true);
+        out.push_back(x);
+      }
+    }
+  }
   return out;
 }
 
@@ -125,6 +172,65 @@ void Model::set_weight_dtype(DType dt) {
   train_state_valid_ = false;
 }
 
+// The experts of a checkpoint in transformers >= 5's fused layout: per sparse layer
+// mlp.experts.gate_up_proj [E, 2I, C] (each expert's gate rows, then its up rows) and
+// mlp.experts.down_proj [E, C, I], used when the per-expert tensors
+// (mlp.experts.{e}.gate_proj.weight, ...) are absent.
+class ExpertSlices {
+ public:
+  struct Slice {
+    std::string tensor;
+    std::vector<int64_t> shape;
+    size_t offset;  // elements
+  };
+  ExpertSlices(const Checkpoint& ck, const ModelConfig& c, const std::string& dir) : ck_(ck) {
+    int64_t E = c.experts, I = c.moe_intermediate, C = c.hidden;
+    for (int l = 0; l < c.layers; l++) {
+      if (!c.sparse_layer(l)) continue;
+      std::string pre = "model.layers." + std::to_string(l) + ".mlp.experts.";
+      if (ck.has(pre + "0.gate_proj.weight")) continue;
+      if (!ck.has(pre + "gate_up_proj") || !ck.has(pre + "down_proj"))
+        throw std::runtime_error(dir + ": missing tensor '" + pre + "0.gate_proj.weight' (or the fused '" + pre + "gate_up_proj' and '" +
+                                 pre + "down_proj')");
+      std::vector<int64_t> gu{E, 2 * I, C}, dn{E, C, I};
+      for (int64_t e = 0; e < E; e++) {
+        std::string ex = pre + std::to_string(e) + ".";
+        slices_[ex + "gate_proj.weight"] = {pre + "gate_up_proj", gu, size_t(e * 2 * I * C)};
+        slices_[ex + "up_proj.weight"] = {pre + "gate_up_proj", gu, size_t((e * 2 + 1) * I * C)};
+        slices_[ex + "down_proj.weight"] = {pre + "down_proj", dn, size_t(e * C * I)};
+      }
+    }
+  }
+  const Slice* find(const std::string& name) const {
+    auto it = slices_.find(name);
+    return it == slices_.end() ? nullptr : &it->second;
+  }
+  // The whole fused tensor as f32, read once for all its experts.
+  const std::vector<float>& values(const std::string& tensor, const std::vector<int64_t>& shape) {
+    if (tensor != cached_name_) {
+      cached_.clear();
+      cached_.shrink_to_fit();
+      cached_ = ck_.load(tensor, shape);
+      cached_name_ = tensor;
+    }
+    return cached_;
+  }
+
+ private:
+  const Checkpoint& ck_;
+  std::map<std::string, Slice> slices_;
+  std::string cached_name_;
+  std::vector<float> cached_;
+};
+
+// Parameters a token uses: all but the experts the router does not choose.
+static int64_t active_parameters(const ModelConfig& c, int64_t total) {
+  int64_t expert = 3 * int64_t(c.hidden) * c.moe_intermediate, idle = 0;
+  for (int l = 0; l < c.layers; l++)
+    if (c.sparse_layer(l)) idle += int64_t(c.experts - c.experts_per_tok) * expert;
+  return total - idle;
+}
+
 std::unique_ptr<Model> Model::load(const std::string& dir, int threads, Precision precision) {
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = parse_config(dir + "/config.json");
@@ -147,10 +253,25 @@ std::unique_ptr<Model> Model::load(const std::string& dir, int threads, Precisio
     bf16 = q && (q->dtype == DType::BF16 || q->dtype == DType::F16);
   }
   std::vector<Param*> mats = m->matrices();
+  ExpertSlices fused(ck, m->cfg_, dir);
   int64_t count = 0;
   for (Param* p : m->all_base_params()) {
     count += p->numel();
-    if (!bf16 || std::find(mats.begin(), mats.end(), p) == mats.end()) {
+    bool matrix = bf16 && std::find(mats.begin(), mats.end(), p) != mats.end();
+    if (const ExpertSlices::Slice* f = fused.find(p->name)) {
+      // A slice of a fused expert tensor: in place when BF16, else from its f32 copy.
+      if (matrix)
+        if (const uint16_t* d = ck.bf16_data(f->tensor, f->shape)) {
+          p->w.borrow(*m->be_, DType::BF16, d + f->offset, size_t(p->numel()), ckp);
+          continue;
+        }
+      const std::vector<float>& all = fused.values(f->tensor, f->shape);
+      std::vector<float> part(all.begin() + ptrdiff_t(f->offset), all.begin() + ptrdiff_t(f->offset + size_t(p->numel())));
+      if (matrix) upload_bf16(*m->be_, p->w, part);
+      else m->upload(p->w, part);
+      continue;
+    }
+    if (!matrix) {
       m->upload(p->w, ck.load(p->name, p->shape));
       continue;
     }
@@ -163,6 +284,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, int threads, Precisio
   }
   m->weight_dtype_ = bf16 ? DType::BF16 : DType::F32;
   m->cfg_.parameters = count;
+  m->cfg_.active_parameters = active_parameters(m->cfg_, count);
   return m;
 }
 
@@ -184,6 +306,7 @@ std::unique_ptr<Model> Model::random(const ModelConfig& cfg, uint64_t seed, floa
     count += int64_t(w.size());
   }
   m->cfg_.parameters = count;
+  m->cfg_.active_parameters = active_parameters(m->cfg_, count);
   if (m->cfg_.dtype.empty()) m->cfg_.dtype = "float32";
   return m;
 }
@@ -201,42 +324,51 @@ void Model::add_lora(const LoraOptions& o) {
   bool any = false;
   for (int t = 0; t < NUM_TARGETS; t++) any = any || o.targets[t];
   if (!any) throw std::runtime_error("LoRA needs at least one target module");
+  if (o.dora && (o.targets[GATE] || o.targets[UP] || o.targets[DOWN]))
+    for (auto& w : L_)
+      if (w.sparse())
+        throw std::runtime_error("DoRA on the experts' projections (gate_proj, up_proj, down_proj of a Qwen3-MoE layer) is not supported: target the attention projections only");
   lora_ = o;
   lora_on_ = true;
-  for (int l = 0; l < cfg_.layers; l++) {
-    for (int t = 0; t < NUM_TARGETS; t++) {
-      Param& A = L_[l].A[t];
-      Param& B = L_[l].B[t];
-      Param& M = L_[l].M[t];
-      A = Param{};
-      B = Param{};
-      M = Param{};
-      if (!o.targets[t]) continue;
-      int in, out;
-      target_dims(cfg_, t, in, out);
-      std::string mod = "base_model.model.model.layers." + std::to_string(l) + (t <= O ? ".self_attn." : ".mlp.") + kModuleNames[t];
-      A.name = mod + ".lora_A.weight";
-      A.shape = {o.rank, in};
-      B.name = mod + ".lora_B.weight";
-      B.shape = {out, o.rank};
-      // PEFT init: kaiming_uniform(a=sqrt(5)) on A gives U(-1/sqrt(in), 1/sqrt(in)); B = 0.
-      std::vector<float> a(size_t(o.rank) * in);
-      float bound = 1.0f / std::sqrt(float(in));
-      uint64_t s = mix_seed(o.seed, uint64_t(l) * NUM_TARGETS + t);
-      for (size_t i = 0; i < a.size(); i++) a[i] = (hash_uniform(s, i) * 2.0f - 1.0f) * bound;
-      upload(A.w, a);
-      upload(B.w, std::vector<float>(size_t(out) * o.rank, 0.0f));
-      for (Param* p : {&A, &B})
-        for (Buffer* b : {&p->grad, &p->m, &p->v}) b->bind(*be_, DType::F32);
-      if (o.dora) {
-        // PEFT: m = ||W + s B A|| per row at creation, which with B = 0 is ||W||.
-        M.name = A.name.substr(0, A.name.size() - std::string(".lora_A.weight").size()) + ".lora_magnitude_vector";
-        M.shape = {out};
-        M.w.bind(*be_, DType::F32);
-        M.w.resize(size_t(out));
-        be_->dora_norm(M.w.f32(), L_[l].W[t].w, A.w.f32(), B.w.f32(), lora_scale(), out, in, o.rank);
-        for (Buffer* b : {&M.grad, &M.m, &M.v}) b->bind(*be_, DType::F32);
+  for (auto& w : L_)
+    for (auto& ex : w.experts)
+      for (int t = GATE; t <= DOWN; t++) {
+        ex.A[t] = Param{};
+        ex.B[t] = Param{};
       }
+  for (auto& w : L_)
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      w.A[t] = Param{};
+      w.B[t] = Param{};
+      w.M[t] = Param{};
+    }
+  for (const LoraSite& site : lora_sites()) {
+    if (!o.targets[site.target]) continue;
+    int l = site.layer, t = site.target, in = site.in, out = site.out;
+    Param &A = *site.A, &B = *site.B;
+    A.name = "base_model.model." + site.module + ".lora_A.weight";
+    A.shape = {o.rank, in};
+    B.name = "base_model.model." + site.module + ".lora_B.weight";
+    B.shape = {out, o.rank};
+    // PEFT init: kaiming_uniform(a=sqrt(5)) on A gives U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+    std::vector<float> a(size_t(o.rank) * in);
+    float bound = 1.0f / std::sqrt(float(in));
+    uint64_t s = mix_seed(o.seed, uint64_t(l) * NUM_TARGETS + t);
+    if (site.expert >= 0) s = mix_seed(s, uint64_t(site.expert) + 1);
+    for (size_t i = 0; i < a.size(); i++) a[i] = (hash_uniform(s, i) * 2.0f - 1.0f) * bound;
+    upload(A.w, a);
+    upload(B.w, std::vector<float>(size_t(out) * o.rank, 0.0f));
+    for (Param* p : {&A, &B})
+      for (Buffer* b : {&p->grad, &p->m, &p->v}) b->bind(*be_, DType::F32);
+    if (o.dora) {
+      // PEFT: m = ||W + s B A|| per row at creation, which with B = 0 is ||W||.
+      Param& M = *site.M;
+      M.name = "base_model.model." + site.module + ".lora_magnitude_vector";
+      M.shape = {out};
+      M.w.bind(*be_, DType::F32);
+      M.w.resize(size_t(out));
+      be_->dora_norm(M.w.f32(), site.W->w, A.w.f32(), B.w.f32(), lora_scale(), out, in, o.rank);
+      for (Buffer* b : {&M.grad, &M.m, &M.v}) b->bind(*be_, DType::F32);
     }
   }
   adapter_changed();
@@ -273,8 +405,7 @@ void Model::set_weight_packing(Packing p) {
 }
 
 void Model::drop_packed_weights() {
-  for (auto& w : L_)
-    for (auto& p : w.W) p.w.prepared.reset();
+  for (Param* p : matrices()) p->w.prepared.reset();
   head().w.prepared.reset();
   packed_ = false;
 }
@@ -293,11 +424,13 @@ bool Model::packing_fits(int64_t frozen_weights, double physical_bytes) {
 int64_t Model::frozen_weights() const {
   const ModelConfig& c = cfg_;
   int64_t frozen = int64_t(c.vocab) * c.hidden;
-  for (int t = 0; t < NUM_TARGETS; t++) {
-    int in, out;
-    target_dims(c, t, in, out);
-    frozen += int64_t(c.layers) * in * out;
-  }
+  for (int l = 0; l < c.layers; l++)
+    for (int t = 0; t < NUM_TARGETS; t++) {
+      if (c.sparse_layer(l) && t >= GATE) break;  // experts are not packed
+      int in, out;
+      target_dims(c, t, in, out);
+      frozen += int64_t(in) * out;
+    }
   return frozen;
 }
 
@@ -316,6 +449,7 @@ void Model::pack_weights() {
   if (packing_ == Packing::Auto && !packing_fits(frozen_weights(), physical)) return;
   for (auto& w : L_)
     for (int t = 0; t < NUM_TARGETS; t++) {
+      if (w.W[t].shape.empty()) continue;  // a sparse layer's MLP: its experts are used as they are
       int in, out;
       target_dims(c, t, in, out);
       w.W[t].w.prepared = be_->prepare(w.W[t].w, out, in, false);
@@ -327,13 +461,12 @@ std::vector<Param*> Model::trainable() {
   std::vector<Param*> out;
   if (full_) out = all_base_params();
   if (lora_on_)
-    for (auto& w : L_)
-      for (int t = 0; t < NUM_TARGETS; t++)
-        if (!w.A[t].empty()) {
-          out.push_back(&w.A[t]);
-          out.push_back(&w.B[t]);
-          if (!w.M[t].empty()) out.push_back(&w.M[t]);
-        }
+    for (const LoraSite& s : lora_sites())
+      if (!s.A->empty()) {
+        out.push_back(s.A);
+        out.push_back(s.B);
+        if (s.M && !s.M->empty()) out.push_back(s.M);
+      }
   return out;
 }
 

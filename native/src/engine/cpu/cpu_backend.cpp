@@ -216,6 +216,29 @@ class CpuBackend final : public Backend {
     team();
     tb::swiglu_backward(dg, du, dh, g, u, n);
   }
+  void moe_route_forward(float* probs, int32_t* idx, float* w, const float* logits, int N, int E, int k, bool norm,
+                         bool given_idx) override {
+    team();
+    tb::moe_route_forward(probs, idx, w, logits, N, E, k, norm, given_idx);
+  }
+  void moe_route_backward(float* dlogits, const float* dw, const float* probs, const int32_t* idx, const float* w,
+                          const float* aux_g, int N, int E, int k, bool norm) override {
+    team();
+    tb::moe_route_backward(dlogits, dw, probs, idx, w, aux_g, N, E, k, norm);
+  }
+  void scatter_add_rows_scaled(float* x, const float* in, const int32_t* rows, const float* s, int M, int C) override {
+    team();
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) row_axpy(x + size_t(rows[m]) * C, in + size_t(m) * C, C, s[m]);
+  }
+  void scale_rows(float* y, const float* s, int M, int C) override {
+    team();
+    tb::scale_rows(y, s, M, C);
+  }
+  void row_dots(float* out, const float* a, const float* b, int M, int C) override {
+    team();
+    tb::row_dots(out, a, b, M, C);
+  }
   void logprob_forward(float* lp, float* lse, float* ew, float* ent, const float* h, const Buffer& W,
                        const int32_t* target, int M, int C, int V) override {
     team();

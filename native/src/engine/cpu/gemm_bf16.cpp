@@ -1,8 +1,9 @@
 // The bf16 GEMM of the frozen weights (gemm.h: gemm_bf16), and oneDNN's matmul plumbing
 // (matmul.h). The activations are rounded to bf16 once per product; the products of two bf16
 // values are exact in f32, so every build computes the same sums up to their order: oneDNN's
-// bf16 matmul (AVX512-BF16 / AMX where the CPU has them), elsewhere the same bf16 values
-// widened to f32 block by block and multiplied by gemm().
+// bf16 matmul (AVX512-BF16 / AMX where the CPU has them), elsewhere (other builds, and CPUs for
+// which oneDNN has no bf16 matmul) the same bf16 values widened to f32 block by block and
+// multiplied by gemm().
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -125,8 +126,49 @@ void rows_times_wt(int M, int N, int K, const float* A, int lda, const uint16_t*
   }
 }
 
+// The same bf16 values widened to f32: A rounded once, B in blocks of rows.
+void widened_gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
+                       bool accumulate, float* C, int ldc, int nt) {
+  std::vector<float> a = bf16_values(M, K, A, lda);
+  const int rows = 256;
+  if (tb) {  // B [N, K]: blocks of output columns
+    std::vector<float> blk(size_t(std::min(rows, N)) * K);
+    for (int j0 = 0; j0 < N; j0 += rows) {
+      int nb = std::min(rows, N - j0);
+#pragma omp parallel for schedule(static) if (nt > 1)
+      for (int j = 0; j < nb; j++) row_from_bf16(blk.data() + size_t(j) * K, B + size_t(j0 + j) * ldb, K);
+      gemm(false, true, M, nb, K, 1.0f, a.data(), K, blk.data(), K, accumulate ? 1.0f : 0.0f, C + j0, ldc);
+    }
+  } else {  // B [K, N]: blocks of the inner dimension
+    std::vector<float> blk(size_t(std::min(rows, K)) * N);
+    for (int k0 = 0; k0 < K; k0 += rows) {
+      int kb = std::min(rows, K - k0);
+#pragma omp parallel for schedule(static) if (nt > 1)
+      for (int k = 0; k < kb; k++) row_from_bf16(blk.data() + size_t(k) * N, B + size_t(k0 + k) * ldb, N);
+      gemm(false, false, M, N, kb, 1.0f, a.data() + k0, K, blk.data(), N, accumulate || k0 > 0 ? 1.0f : 0.0f, C, ldc);
+    }
+  }
+}
+
 #if defined(TUNEBENCH_ONEDNN)
 using onednn::memory;
+
+// oneDNN builds a bf16 matmul only where the CPU can run one (AVX512 or AVX2-VNNI-2 and up):
+// asked once with a small product; elsewhere the widened path serves every product.
+bool onednn_has_bf16() {
+  static const bool has = [] {
+    try {
+      memory::desc src = onednn::plain(2, 8, 8, memory::data_type::bf16);
+      memory::desc wei({8, 8}, memory::data_type::bf16, memory::dims{8, 1});
+      memory::desc dst = onednn::plain(2, 8, 8, memory::data_type::f32);
+      onednn::product("bf16 probe", src, wei, dst, false);
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return has;
+}
 
 // C (+)= a16 op(B) for columns [n0, n0+n) of C, one primitive (threads: the caller's).
 void product_bf16(bool tb, int M, int n0, int n, int K, const uint16_t* a16, const uint16_t* B, int ldb, bool accumulate,
@@ -165,6 +207,10 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
     return;
   }
 #if defined(TUNEBENCH_ONEDNN)
+  if (!onednn_has_bf16()) {
+    widened_gemm_bf16(tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, nt);
+    return;
+  }
   // The calling thread's copy (the team's threads write into it through a plain pointer).
   thread_local std::vector<uint16_t> a16;
   a16.resize(size_t(M) * K);
@@ -196,26 +242,7 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
   }
   product_bf16(tb, M, 0, N, K, a, B, ldb, accumulate, C, ldc);
 #else
-  // The same bf16 values widened to f32: A rounded once, B in blocks of rows.
-  std::vector<float> a = bf16_values(M, K, A, lda);
-  const int rows = 256;
-  if (tb) {  // B [N, K]: blocks of output columns
-    std::vector<float> blk(size_t(std::min(rows, N)) * K);
-    for (int j0 = 0; j0 < N; j0 += rows) {
-      int nb = std::min(rows, N - j0);
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int j = 0; j < nb; j++) row_from_bf16(blk.data() + size_t(j) * K, B + size_t(j0 + j) * ldb, K);
-      gemm(false, true, M, nb, K, 1.0f, a.data(), K, blk.data(), K, accumulate ? 1.0f : 0.0f, C + j0, ldc);
-    }
-  } else {  // B [K, N]: blocks of the inner dimension
-    std::vector<float> blk(size_t(std::min(rows, K)) * N);
-    for (int k0 = 0; k0 < K; k0 += rows) {
-      int kb = std::min(rows, K - k0);
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int k = 0; k < kb; k++) row_from_bf16(blk.data() + size_t(k) * N, B + size_t(k0 + k) * ldb, N);
-      gemm(false, false, M, N, kb, 1.0f, a.data() + k0, K, blk.data(), N, accumulate || k0 > 0 ? 1.0f : 0.0f, C, ldc);
-    }
-  }
+  widened_gemm_bf16(tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, nt);
 #endif
 }
 

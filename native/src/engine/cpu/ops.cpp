@@ -452,6 +452,80 @@ void swiglu_backward(float* dg, float* du, const float* dh, const float* g, cons
   }
 }
 
+// ---------------------------------------------------------------- MoE routing
+void moe_route_forward(float* probs, int32_t* idx, float* w, const float* logits, int N, int E, int k, bool norm,
+                       bool given_idx) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* z = logits + size_t(n) * E;
+    float* p = probs + size_t(n) * E;
+    float mx = z[0];
+    for (int e = 1; e < E; e++) mx = std::max(mx, z[e]);
+    float sum = 0;
+    for (int e = 0; e < E; e++) sum += (p[e] = std::exp(z[e] - mx));
+    for (int e = 0; e < E; e++) p[e] /= sum;
+    int32_t* ix = idx + size_t(n) * k;
+    float* wn = w + size_t(n) * k;
+    // k passes of a max search: k and E are small (8 of 128 for Qwen3-30B-A3B)
+    float total = 0;
+    for (int j = 0; j < k; j++) {
+      if (given_idx) {
+        total += (wn[j] = p[ix[j]]);
+        continue;
+      }
+      int best = -1;
+      for (int e = 0; e < E; e++) {
+        bool taken = false;
+        for (int i = 0; i < j; i++) taken = taken || ix[i] == e;
+        if (!taken && (best < 0 || p[e] > p[best])) best = e;
+      }
+      ix[j] = best;
+      total += (wn[j] = p[best]);
+    }
+    if (norm)
+      for (int j = 0; j < k; j++) wn[j] /= total;
+  }
+}
+
+void moe_route_backward(float* dlogits, const float* dw, const float* probs, const int32_t* idx, const float* w,
+                        const float* aux_g, int N, int E, int k, bool norm) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* p = probs + size_t(n) * E;
+    const int32_t* ix = idx + size_t(n) * k;
+    const float *dwn = dw + size_t(n) * k, *wn = w + size_t(n) * k;
+    float* dp = dlogits + size_t(n) * E;  // d probs first, then d logits in place
+    for (int e = 0; e < E; e++) dp[e] = aux_g ? aux_g[e] : 0.0f;
+    if (norm) {
+      // w_j = p_j / S over the chosen: d p_j = (dw_j - sum_i dw_i w_i) / S
+      float S = 0, dot = 0;
+      for (int j = 0; j < k; j++) {
+        S += p[ix[j]];
+        dot += dwn[j] * wn[j];
+      }
+      for (int j = 0; j < k; j++) dp[ix[j]] += (dwn[j] - dot) / S;
+    } else {
+      for (int j = 0; j < k; j++) dp[ix[j]] += dwn[j];
+    }
+    float dot = 0;
+    for (int e = 0; e < E; e++) dot += p[e] * dp[e];
+    for (int e = 0; e < E; e++) dp[e] = p[e] * (dp[e] - dot);
+  }
+}
+
+void scale_rows(float* y, const float* s, int M, int C) {
+#pragma omp parallel for schedule(static)
+  for (int m = 0; m < M; m++) {
+    float* r = y + size_t(m) * C;
+    for (int c = 0; c < C; c++) r[c] *= s[m];
+  }
+}
+
+void row_dots(float* out, const float* a, const float* b, int M, int C) {
+#pragma omp parallel for schedule(static)
+  for (int m = 0; m < M; m++) out[m] = row_dot(a + size_t(m) * C, b + size_t(m) * C, C);
+}
+
 // ---------------------------------------------------------------- log-probs
 static int g_chunk_override = 0;
 void set_logprob_chunk(int vocab_rows) { g_chunk_override = vocab_rows; }

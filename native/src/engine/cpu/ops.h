@@ -105,6 +105,19 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void swiglu_forward(float* h, const float* g, const float* u, size_t n);
 void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, size_t n);
 
+// Qwen3-MoE routing as transformers: probs = softmax(logits) [N,E] in f32, idx [N,k] the k most
+// probable experts (most probable first, ties to the lower index), w [N,k] their probabilities,
+// divided by their sum when norm. Backward writes dlogits [N,E] from dw [N,k] and, when aux_g
+// is non-null, a gradient aux_g[e] on every probs[n,e] (the load-balancing loss).
+// given_idx: idx holds the choice already (tests hold it fixed), only w is computed.
+void moe_route_forward(float* probs, int32_t* idx, float* w, const float* logits, int N, int E, int k, bool norm,
+                       bool given_idx);
+void moe_route_backward(float* dlogits, const float* dw, const float* probs, const int32_t* idx, const float* w,
+                        const float* aux_g, int N, int E, int k, bool norm);
+// y[m,:] *= s[m];  out[m] = a[m,:] . b[m,:]
+void scale_rows(float* y, const float* s, int M, int C);
+void row_dots(float* out, const float* a, const float* b, int M, int C);
+
 // A frozen head W [V,C] packed in vocabulary chunks of `rows` rows (the last may be shorter), for
 // the expected rows p_c W_c of logprob_forward.
 struct PackedHead {
