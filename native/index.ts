@@ -41,6 +41,21 @@ export interface ModelConfig {
   /** How the frozen weights are held and multiplied (Model.load's precision, resolved). */
   precision: 'f32' | 'bf16'
   parameters: number
+  /** Parameters one token uses: all but the experts the router leaves out (= parameters when dense). */
+  activeParameters: number
+  /** Qwen3-MoE: the sparse layers' experts (absent for a dense model). */
+  moe?: MoeConfig
+}
+
+export interface MoeConfig {
+  experts: number
+  expertsPerToken: number
+  expertIntermediate: number
+  /** Layers whose MLP is the experts (the others keep a dense MLP: decoder_sparse_step, mlp_only_layers). */
+  sparseLayers: number
+  normTopkProb: boolean
+  /** config.json's router_aux_loss_coef (training uses moe_aux_loss_coef when set). */
+  routerAuxLossCoef: number
 }
 
 /** Model.load's precision: bf16 holds the frozen projections, embedding and head in 16 bits
@@ -137,7 +152,8 @@ interface NativeModel {
     adapters: boolean, train: boolean, dropoutSeed: number, temperature?: number, entropy?: false): Promise<Float32Array>
   logps(ids: Int32Array, batch: number, seqLen: number, lengths: Int32Array, mask: Uint8Array,
     adapters: boolean, train: boolean, dropoutSeed: number, temperature: number, entropy: true): Promise<TokenScores>
-  backward(gradLogps: Float32Array): Promise<void>
+  backward(gradLogps: Float32Array, auxWeight?: number): Promise<void>
+  auxLoss(): number | null
   zeroGrad(): void
   optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }>
   gradNorm(): number
@@ -290,8 +306,16 @@ export class Model {
   }
 
   /** Backward of the last train=true logps call; accumulates into the gradients. */
-  backward(gradLogps: Float32Array): Promise<void> {
-    return this.native.backward(gradLogps)
+  /** auxWeight: the weight of the last train pass's load-balancing loss (auxLoss()) in the
+   *  objective, whose gradient then joins that of the log-probs (Qwen3-MoE; default 0). */
+  backward(gradLogps: Float32Array, auxWeight = 0): Promise<void> {
+    return this.native.backward(gradLogps, auxWeight)
+  }
+
+  /** Qwen3-MoE: transformers' load_balancing_loss_func over the sparse layers and the valid
+   *  tokens of the last logps call; null for a dense model. */
+  auxLoss(): number | null {
+    return this.native.auxLoss()
   }
 
   zeroGrad(): void {

@@ -14,7 +14,10 @@ export interface TrainableModel {
   logps(batch: Batch, opts: LogpsOptions): Promise<Float32Array>
   /** logps and each token's entropy (GRPO). */
   scoreTokens(batch: Batch, opts: LogpsOptions): Promise<TokenScores>
-  backward(gradLogps: Float32Array): Promise<void>
+  /** auxWeight: the weight of the load-balancing loss of the last train pass (auxLoss) in the objective. */
+  backward(gradLogps: Float32Array, auxWeight?: number): Promise<void>
+  /** Qwen3-MoE's load-balancing loss of the last logps call; null for a dense model. */
+  auxLoss(): number | null
   zeroGrad(): void
   optimizerStep(o: OptimizerOptions): Promise<{ gradNorm: number }>
   gradNorm(): number

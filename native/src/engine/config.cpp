@@ -50,7 +50,8 @@ static void parse_moe(const Json& j, const std::string& path, ModelConfig& c) {
       throw std::runtime_error(path + ": field '" + key + "' must be an integer of at least " + std::to_string(min));
     return int(v->num);
   };
-  c.experts = int_or("num_experts", 128, 0);
+  // transformers >= 5 writes num_experts as num_local_experts
+  c.experts = int_or(j.has("num_experts") ? "num_experts" : "num_local_experts", 128, 0);
   c.experts_per_tok = int_or("num_experts_per_tok", 8, 1);
   c.moe_intermediate = int_or("moe_intermediate_size", 768, 1);
   c.sparse_step = int_or("decoder_sparse_step", 1, 1);
