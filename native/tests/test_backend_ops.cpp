@@ -278,6 +278,124 @@ struct Rows : OpCase {
   }
 };
 
+// scatter_add_rows_scaled (rows distinct), scale_rows, row_dots: the MoE block's weighting.
+struct ScaledRows : OpCase {
+  enum Kind { ScatterAddScaled, Scale, Dots } kind;
+  int R, M, C;
+  IVec rows;
+  Vec x, in, s;
+  ScaledRows(Kind k, int R_, int C_, IVec rows_) : kind(k), R(R_), M(int(rows_.size())), C(C_), rows(rows_) {
+    op = k == ScatterAddScaled ? "scatter_add_rows_scaled" : k == Scale ? "scale_rows" : "row_dots";
+    params = fmt("R=%d M=%d C=%d", R, M, C);
+    x = randv(size_t(R) * C, seed);
+    in = randv(size_t(M) * C, seed + 1);
+    s = randv(size_t(M), seed + 2);
+  }
+  Outs forward(Backend& be) override {
+    Buffer bx = dev(be, x), bin = dev(be, in), br = devi(be, rows), bs = dev(be, s);
+    if (kind == ScatterAddScaled) {
+      be.scatter_add_rows_scaled(bx.f32(), bin.f32(), br.i32(), bs.f32(), M, C);
+      return {{"x", dbl(host(be, bx))}};
+    }
+    if (kind == Scale) {
+      be.scale_rows(bin.f32(), bs.f32(), M, C);
+      return {{"y", dbl(host(be, bin))}};
+    }
+    Buffer a = dev(be, Vec(x.begin(), x.begin() + size_t(M) * C));
+    OutBuf out(be, size_t(M), false, 0);
+    be.row_dots(out.p(), a.f32(), bin.f32(), M, C);
+    return {{"out", dbl(out.result(be))}};
+  }
+  Outs reference() override {
+    if (kind == ScatterAddScaled) {
+      DVec r = dbl(x);
+      for (int m = 0; m < M; m++)
+        for (int c = 0; c < C; c++) r[size_t(rows[m]) * C + c] += double(s[size_t(m)]) * in[size_t(m) * C + c];
+      return {{"x", r}};
+    }
+    if (kind == Scale) {
+      DVec r(size_t(M) * C);
+      for (int m = 0; m < M; m++)
+        for (int c = 0; c < C; c++) r[size_t(m) * C + c] = double(s[size_t(m)]) * in[size_t(m) * C + c];
+      return {{"y", r}};
+    }
+    DVec r(static_cast<size_t>(M));
+    for (int m = 0; m < M; m++)
+      for (int c = 0; c < C; c++) r[size_t(m)] += double(x[size_t(m) * C + c]) * in[size_t(m) * C + c];
+    return {{"out", r}};
+  }
+};
+
+// Qwen3-MoE routing: probs = softmax(logits), the top k, their weights (renormalised when norm).
+// The loss output is [w; column sums of probs]: its gradient on the sums is the per-expert
+// aux_g that backward adds on every probs[n,e] (the load-balancing loss), and the logits are
+// spread so that no probe of the differences crosses a top-k boundary.
+struct MoeRoute : OpCase {
+  int N, E, k;
+  bool norm, aux;
+  Vec logits;
+  MoeRoute(int N_, int E_, int k_, bool norm_, bool aux_) : N(N_), E(E_), k(k_), norm(norm_), aux(aux_) {
+    op = "moe_route";
+    params = fmt("N=%d E=%d k=%d%s%s", N, E, k, norm ? " norm" : "", aux ? " aux" : "");
+    logits.resize(size_t(N) * E);
+    for (int n = 0; n < N; n++)
+      for (int e = 0; e < E; e++)  // a row-dependent permutation of 0.3 steps, plus a little noise
+        logits[size_t(n) * E + e] = 0.3f * float((e * 7 + n * 3) % E) - 1.0f + 0.02f * (tb::hash_uniform(seed, size_t(n) * E + e) - 0.5f);
+  }
+  Outs forward(Backend& be) override {
+    Buffer bl = dev(be, logits);
+    OutBuf probs(be, size_t(N) * E, false, 0), w(be, size_t(N) * k, false, 0);
+    Buffer idx = devi(be, IVec(size_t(N) * k, -1));
+    be.moe_route_forward(probs.p(), idx.i32(), w.p(), bl.f32(), N, E, k, norm, false);
+    IVec ix(size_t(N) * k);
+    be.download(ix.data(), idx.raw(), idx.bytes());
+    DVec p = dbl(probs.result(be)), out = dbl(w.result(be));
+    if (aux)
+      for (int e = 0; e < E; e++) {
+        double sum = 0;
+        for (int n = 0; n < N; n++) sum += p[size_t(n) * E + e];
+        out.push_back(sum);
+      }
+    return {{aux ? "w; column sums" : "w", out}, {"probs", p}, {"idx", DVec(ix.begin(), ix.end())}};
+  }
+  Outs reference() override {
+    DVec out, p(size_t(N) * E), ix;
+    for (int n = 0; n < N; n++) {
+      double mx = -INFINITY, sum = 0;
+      for (int e = 0; e < E; e++) mx = std::max(mx, double(logits[size_t(n) * E + e]));
+      for (int e = 0; e < E; e++) sum += std::exp(logits[size_t(n) * E + e] - mx);
+      for (int e = 0; e < E; e++) p[size_t(n) * E + e] = std::exp(logits[size_t(n) * E + e] - mx) / sum;
+      std::vector<int> order(static_cast<size_t>(E));
+      for (int e = 0; e < E; e++) order[size_t(e)] = e;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[size_t(n) * E + a] > p[size_t(n) * E + b]; });
+      double top = 0;
+      for (int j = 0; j < k; j++) top += p[size_t(n) * E + order[size_t(j)]];
+      for (int j = 0; j < k; j++) {
+        ix.push_back(order[size_t(j)]);
+        out.push_back(p[size_t(n) * E + order[size_t(j)]] / (norm ? top : 1.0));
+      }
+    }
+    if (aux)
+      for (int e = 0; e < E; e++) {
+        double sum = 0;
+        for (int n = 0; n < N; n++) sum += p[size_t(n) * E + e];
+        out.push_back(sum);
+      }
+    return {{aux ? "w; column sums" : "w", out}, {"probs", p}, {"idx", ix}};
+  }
+  std::vector<GradIn> grad_inputs() override { return {{"logits", &logits}}; }
+  std::vector<Vec> backward(Backend& be, const Vec& dout) override {
+    Buffer bl = dev(be, logits), probs(be, DType::F32, size_t(N) * E), w(be, DType::F32, size_t(N) * k);
+    Buffer idx(be, DType::I32, size_t(N) * k);
+    be.moe_route_forward(probs.f32(), idx.i32(), w.f32(), bl.f32(), N, E, k, norm, false);
+    Buffer dw = dev(be, Vec(dout.begin(), dout.begin() + size_t(N) * k));
+    Buffer ag = dev(be, aux ? Vec(dout.begin() + size_t(N) * k, dout.end()) : Vec(size_t(E), 0.0f));
+    OutBuf dl(be, size_t(N) * E, false, 0);
+    be.moe_route_backward(dl.p(), dw.f32(), probs.f32(), idx.i32(), w.f32(), aux ? ag.f32() : nullptr, N, E, k, norm);
+    return {dl.result(be)};
+  }
+};
+
 // ---------------------------------------------------------------- gemm
 struct Gemm : OpCase {
   bool ta, tb;
@@ -1282,6 +1400,13 @@ std::vector<std::unique_ptr<OpCase>> make_cases() {
   add(new DoraScaleMix(3, 130, false, false));  // columns past one block of 64
   add(new DoraScaleMix(4, 70, true, false));
   add(new DropoutCase(1000, 0.25f));
+  add(new ScaledRows(ScaledRows::ScatterAddScaled, 7, 33, {4, 0, 6, 2}));
+  add(new ScaledRows(ScaledRows::Scale, 5, 70, {0, 1, 2, 3, 4}));
+  add(new ScaledRows(ScaledRows::Dots, 6, 129, {0, 1, 2, 3, 4, 5}));
+  add(new MoeRoute(5, 8, 2, true, false));
+  add(new MoeRoute(4, 6, 3, false, false));
+  add(new MoeRoute(6, 8, 2, true, true));
+  add(new MoeRoute(3, 5, 1, false, true));
 
   add(new LogProb(8, 37, {3, 36, 0, 17}, true, 0));
   add(new LogProb(8, 37, {3, 36, 0, 17}, true, 7));  // 5 chunks of 7 and one of 2
