@@ -103,6 +103,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       frozen += double(c.layers) * in * out;
     }
     FUZZ_CHECK(frozen > 0, "frozen weight count");
+    if (c.experts > 0) {
+      FUZZ_CHECK(c.experts_per_tok >= 1 && c.experts_per_tok <= c.experts && c.moe_intermediate > 0 && c.sparse_step > 0,
+                 "Qwen3-MoE sizes");
+      for (int t = GATE; t <= DOWN; t++) {
+        int in = 0, out = 0;
+        target_dims(c, t, in, out, true);
+        FUZZ_CHECK(in > 0 && out > 0, std::string("expert ") + kModuleNames[t] + " has a non-positive dimension");
+      }
+      int sparse = 0;
+      for (int l = 0; l < c.layers && l < 4096; l++) sparse += c.sparse_layer(l);
+      (void)sparse;
+    }
     (void)Model::kv_cache_bytes(c, 1, 1);
   } catch (const std::runtime_error&) {
   }

@@ -150,6 +150,25 @@ void test_config(const std::filesystem::path& dir) {
               "\"num_attention_heads\":65536,\"head_dim\":65536,\"vocab_size\":8}");
   err = error_of([&] { parse_config(path); });
   check("config: num_attention_heads x head_dim beyond int is refused", has(err, "num_attention_heads x head_dim (4294967296) is too large"), err);
+  // Qwen3-MoE: the keys of Qwen3MoeConfig, transformers 5's num_local_experts, bad values named.
+  const std::string moe = "{\"architectures\":[\"Qwen3MoeForCausalLM\"],\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":4,"
+                          "\"num_attention_heads\":2,\"head_dim\":4,\"vocab_size\":8,\"moe_intermediate_size\":6";
+  ModelConfig c;
+  write(path, moe + ",\"num_local_experts\":6,\"num_experts_per_tok\":2,\"decoder_sparse_step\":2,\"mlp_only_layers\":[3,9]}");
+  err = error_of([&] { c = parse_config(path); });
+  check("config: Qwen3-MoE layers sparse by decoder_sparse_step and mlp_only_layers",
+        err.empty() && c.experts == 6 && c.experts_per_tok == 2 && c.moe_intermediate == 6 && !c.sparse_layer(0) && c.sparse_layer(1) &&
+            !c.sparse_layer(2) && !c.sparse_layer(3) && !c.norm_topk_prob && c.router_aux_loss_coef == 0.001,
+        err);
+  write(path, moe + ",\"num_experts\":4,\"num_experts_per_tok\":5}");
+  err = error_of([&] { parse_config(path); });
+  check("config: more experts per token than experts is refused", has(err, "num_experts_per_tok (5) is more than num_experts (4)"), err);
+  write(path, moe + ",\"num_experts\":4,\"num_experts_per_tok\":2,\"mlp_only_layers\":[1.5]}");
+  err = error_of([&] { parse_config(path); });
+  check("config: a fractional mlp_only_layers entry is refused", has(err, "mlp_only_layers holds") && has(err, "not a layer index"), err);
+  write(path, moe + ",\"num_experts\":4,\"num_experts_per_tok\":0}");
+  err = error_of([&] { parse_config(path); });
+  check("config: num_experts_per_tok 0 is refused", has(err, "field 'num_experts_per_tok' must be an integer of at least 1"), err);
 }
 
 void test_adapter(const std::filesystem::path& root) {

@@ -23,6 +23,11 @@ export interface ModelFacts {
   tensorDtypes: string[]
   /** Sum over tensors of the product of their shapes, read from the safetensors headers. */
   parameters: number
+  /** Parameters one token uses: all but the experts the router leaves out (Qwen3-MoE); equal to
+   *  `parameters` for a dense model. */
+  activeParameters: number
+  /** Qwen3-MoE's experts (config.json and the checkpoint's tensors); absent for a dense model. */
+  moe?: ModelMoe
   tensorCount: number
   /** 1 for model.safetensors, else the number of shards in the index. */
   shards: number
@@ -34,6 +39,25 @@ export interface ModelFacts {
   /** Planned memory (main/services/training/memoryPlan.ts) to chat with it and to train a LoRA
    *  adapter with the default settings. */
   memory: ModelMemory
+}
+
+/** The sparse (mixture-of-experts) layers of a Qwen3-MoE model. */
+export interface ModelMoe {
+  /** num_experts: experts in each sparse layer. */
+  experts: number
+  /** num_experts_per_tok: experts the router picks for each token. */
+  expertsPerToken: number
+  /** moe_intermediate_size: each expert's MLP width. */
+  expertIntermediate: number
+  /** Layers whose MLP is the experts (decoder_sparse_step, mlp_only_layers); the others keep a
+   *  dense MLP of `intermediate`. */
+  sparseLayers: number
+  normTopkProb: boolean
+  routerAuxLossCoef: number
+  /** How the checkpoint stores the experts: a tensor per expert and projection
+   *  (mlp.experts.{e}.gate_proj.weight, ...), transformers 5's fused mlp.experts.gate_up_proj and
+   *  mlp.experts.down_proj, or both in different layers. */
+  expertLayout: 'per-expert' | 'fused' | 'mixed'
 }
 
 /** Bytes a model needs (peak resident memory of the process), planned from its config. */
@@ -54,6 +78,8 @@ export interface RecentModel {
   name: string
   architecture: string
   parameters: number
+  /** Qwen3-MoE: the parameters one token uses (absent for a dense model). */
+  activeParameters?: number
   /** ISO time of the last open. */
   openedAt: string
   /** Planned memory, read from the folder when the list is asked for (absent when it no longer reads). */

@@ -135,6 +135,79 @@ describe('memory plan terms', () => {
   })
 })
 
+describe('memory plan of a Qwen3-MoE model (every expert held, K of E routed per token)', () => {
+  const onednn: EngineFactsForPlan = { packs: true, physicalBytes: 64 * 2 ** 30, threads: 2 }
+  // Qwen3-30B-A3B's config.json (Qwen/Qwen3-30B-A3B): 30.5B parameters, 3.3B active.
+  const a3b: Record<string, unknown> = {
+    architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', hidden_size: 2048, intermediate_size: 6144, num_hidden_layers: 48,
+    num_attention_heads: 32, num_key_value_heads: 4, head_dim: 128, vocab_size: 151936, tie_word_embeddings: false, torch_dtype: 'bfloat16',
+    num_experts: 128, num_experts_per_tok: 8, moe_intermediate_size: 768, decoder_sparse_step: 1, mlp_only_layers: [], norm_topk_prob: true,
+    router_aux_loss_coef: 0.001
+  }
+  const C = 2048, Im = 768, E = 128, K = 8, L = 48
+  const shape = modelShape(a3b, 'BF16')
+
+  it("counts every expert's parameters, and the active ones as the model card does", () => {
+    expect(shape.qkNorm).toBe(true)
+    expect(shape.moe).toEqual({ experts: 128, expertsPerToken: 8, expertIntermediate: 768, sparseLayers: 48, fused: false })
+    const p = parameterCounts(shape)
+    // embed + lm_head; per layer attention 2·2048·4096 + 2·2048·512, norms 2·2048 + 2·128,
+    // the router 128·2048 and 128 experts of 3·2048·768; the final norm
+    const attention = 2 * C * 4096 + 2 * C * 512
+    const layer = attention + 2 * C + 2 * 128 + E * C + E * 3 * C * Im
+    expect(p.total).toBe(2 * 151936 * C + L * layer + C)
+    expect(p.total).toBe(30_532_122_624)
+    expect(p.active).toBe(p.total - L * (E - K) * 3 * C * Im)
+    expect(p.active).toBe(3_353_032_704)
+    // routers and experts are matrices (held in 16 bits in bf16), and never packed
+    expect(p.vectors).toBe(L * (2 * C + 2 * 128) + C)
+    expect(p.frozen).toBe(151936 * C + L * attention)
+  })
+
+  it('weights are the parameter count times the bytes of a parameter: 4 in f32, 2 for the matrices in bf16', () => {
+    const p = parameterCounts(shape)
+    const f32 = planTraining(shape, { ...DEFAULT_PLAN_CONFIG, precision: 'f32' }, onednn)
+    expect(f32.weights).toBe(4 * p.total)
+    expect(f32.weights).toBe(4 * 30_532_122_624)
+    expect(f32.packed).toBe(4 * p.frozen)
+    const bf16 = planTraining(shape, DEFAULT_PLAN_CONFIG, onednn)
+    expect(bf16.precision).toBe('bf16')
+    expect(bf16.weights).toBe(2 * p.matrices + 4 * p.vectors)
+    expect(bf16.weights).toBeGreaterThan(2 * 30.5e9)
+    expect(planInference(shape).weights).toBe(bf16.weights)
+  })
+
+  it('LoRA on gate/up/down trains an adapter per expert', () => {
+    const cfg = { ...DEFAULT_PLAN_CONFIG, lora_rank: 8 }
+    const attention = planTraining(shape, { ...cfg, lora_target: ['q_proj'] }, onednn).detail.trainableParameters
+    expect(attention).toBe(L * 8 * (C + 4096))
+    const gate = planTraining(shape, { ...cfg, lora_target: ['gate_proj'] }, onednn).detail.trainableParameters
+    expect(gate).toBe(L * E * 8 * (C + Im))
+    const down = planTraining(shape, { ...cfg, lora_target: ['down_proj'] }, onednn)
+    expect(down.detail.trainableParameters).toBe(L * E * 8 * (Im + C))
+    expect(down.trainable).toBe(16 * L * E * 8 * (Im + C))
+  })
+
+  it('a sparse layer keeps N·K routed slots and N·E router logits and probabilities, not a dense MLP', () => {
+    const small = { ...a3b, hidden_size: 64, intermediate_size: 4096, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 1000 }
+    const cfg = { ...DEFAULT_PLAN_CONFIG, sample_prompts: 0, lora_target: ['q_proj'], per_device_train_batch_size: 2, cutoff_len: 64, disable_gradient_checkpointing: true }
+    const acts = (c: Record<string, unknown>) => planTraining(modelShape(c, 'F32'), cfg, onednn).activations
+    const N = 2 * 64, Cs = 64, Is = 16
+    const base = { ...small, num_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: Is }
+    // E: two [N, E] buffers in each of the 4 layers, and d logits [N, E] in the backward scratch
+    expect(acts({ ...base, num_experts: 16 }) - acts(base)).toBe(4 * N * (4 * 2 * 8 + 8))
+    // K: per slot its expert, weight, token (device and host), index and slot weight, the
+    // gathered input and output [C], g, u, h [Im]; in the backward scratch d input and output,
+    // d weights; 8 host bytes of routing per slot. intermediate_size (4096) is never allocated.
+    const perSlot = 6 + 2 * Cs + 3 * Is
+    expect(acts({ ...base, num_experts_per_tok: 3 }) - acts(base)).toBe(4 * N * (4 * perSlot + 2 * Cs + 2 + 3 * Is) + 8 * N)
+    // a layer made dense by mlp_only_layers keeps the dense MLP's g, u, h [N, I] instead
+    const oneDense = acts({ ...base, mlp_only_layers: [3] }) - acts(base)
+    expect(oneDense).toBe(4 * N * (3 * 4096 - (2 * 8 + 2 * perSlot)) + 4 * N * 3 * (4096 - 2 * Is))
+    expect(modelShape({ ...base, decoder_sparse_step: 2 }, 'F32').moe?.sparseLayers).toBe(2)
+  })
+})
+
 interface Measured { maxRSS: number; seconds: number }
 
 /** One training step in its own process (fixtures/memory-child.ts); its peak RSS. */

@@ -7,9 +7,10 @@ import { homedir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { engineFacts } from '../../../native/index'
 import type { EngineLimits } from '../../../preload/types/engine'
-import type { ModelFacts } from '../../../preload/types/models'
-import { modelMemory, modelShape, weightDtypeOf, type EngineFactsForPlan } from '../training/memoryPlan'
+import type { ModelFacts, ModelMoe } from '../../../preload/types/models'
+import { fusedExpertsOf, modelMemory, modelShape, weightDtypeOf, type EngineFactsForPlan } from '../training/memoryPlan'
 import { engineForPlan } from '../training/planEngine'
+import { readMoeConfig, type MoeConfig } from './moe'
 import { readSafetensorsHeader, type TensorEntry } from './safetensors'
 import { compileChatTemplate, describeJsonError, readChatTemplateSource, tokenizerJsonProblem } from './tokenizerFiles'
 
@@ -57,6 +58,12 @@ export async function inspectModelFolder(
   }
   const headDim = field('head_dim', hidden / heads)
   const tiedEmbeddings = config.tie_word_embeddings === undefined ? false : config.tie_word_embeddings === true
+  let moeConfig: MoeConfig | null
+  try {
+    moeConfig = readMoeConfig(config, layers)
+  } catch (err) {
+    rethrowAsFolderError(err)
+  }
 
   const weights = await readWeights(dir)
   for (const [name, tensor] of weights.tensors)
@@ -78,6 +85,8 @@ export async function inspectModelFolder(
   if (!tiedEmbeddings && !weights.tensors.has('lm_head.weight')) {
     throw new ModelFolderError(`${weights.source}: no tensor 'lm_head.weight' and config.json does not set tie_word_embeddings`)
   }
+
+  const experts = moeConfig ? checkExperts(moeConfig, layers, hidden, weights) : null
 
   let parameters = 0
   let weightBytes = 0
@@ -116,12 +125,75 @@ export async function inspectModelFolder(
     dtype,
     tensorDtypes,
     parameters,
+    activeParameters: parameters - (experts?.idleParameters ?? 0),
+    ...(experts ? { moe: experts.moe } : {}),
     tensorCount: weights.tensors.size,
     shards: weights.shards,
     weightBytes,
     tiedEmbeddings,
     chatTemplate,
-    memory: modelMemory(modelShape(config, weightDtypeOf(weights.tensors)), planEngine)
+    memory: modelMemory(modelShape(config, weightDtypeOf(weights.tensors), { fusedExperts: fusedExpertsOf(weights.tensors) }), planEngine)
+  }
+}
+
+/**
+ * A Qwen3-MoE checkpoint's sparse layers against its config: each has the router
+ * (mlp.gate.weight [E, C]) and its experts, per expert (mlp.experts.{e}.gate_proj.weight
+ * [Im, C], up_proj [Im, C], down_proj [C, Im]) or fused as transformers 5 writes them
+ * (mlp.experts.gate_up_proj [E, 2Im, C], mlp.experts.down_proj [E, C, Im]); each dense layer has
+ * its MLP. Returns the facts and the parameters a token leaves idle: the experts the router does
+ * not pick, (E - k) of each sparse layer's E, counted from the tensors' shapes.
+ */
+function checkExperts(m: MoeConfig, layers: number, hidden: number, weights: Weights): { moe: ModelMoe; idleParameters: number } {
+  const E = m.experts, Im = m.expertIntermediate, C = hidden
+  const why = `config.json makes it sparse: num_experts=${E}, decoder_sparse_step=${m.sparseStep}, mlp_only_layers=${JSON.stringify(m.mlpOnlyLayers)}`
+  const need = (name: string, shape: number[], layerWhy: string): TensorEntry => {
+    const t = weights.tensors.get(name)
+    if (!t) throw new ModelFolderError(`${weights.source}: no tensor '${name}' (${layerWhy})`)
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+      throw new ModelFolderError(`${weights.fileOf(name)}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(shape)} (${layerWhy})`)
+    return t
+  }
+  const elements = (t: TensorEntry) => t.shape.reduce((a, b) => a * b, 1)
+  const sparse = new Set(m.sparseLayers)
+  const layouts = new Set<'per-expert' | 'fused'>()
+  let idle = 0
+  for (let l = 0; l < layers; l++) {
+    const pre = `model.layers.${l}.mlp.`
+    if (!sparse.has(l)) {
+      if (!weights.tensors.has(`${pre}gate_proj.weight`))
+        throw new ModelFolderError(`${weights.source}: no tensor '${pre}gate_proj.weight': layer ${l} is dense (decoder_sparse_step=${m.sparseStep}, mlp_only_layers=${JSON.stringify(m.mlpOnlyLayers)})`)
+      continue
+    }
+    const layerWhy = `layer ${l}: ${why}, moe_intermediate_size=${Im}`
+    need(`${pre}gate.weight`, [E, C], `the router of layer ${l}: ${why}`)
+    let expertElements = 0
+    if (weights.tensors.has(`${pre}experts.0.gate_proj.weight`)) {
+      layouts.add('per-expert')
+      for (let e = 0; e < E; e++) {
+        const ex = `${pre}experts.${e}.`
+        expertElements += elements(need(`${ex}gate_proj.weight`, [Im, C], layerWhy))
+        expertElements += elements(need(`${ex}up_proj.weight`, [Im, C], layerWhy))
+        expertElements += elements(need(`${ex}down_proj.weight`, [C, Im], layerWhy))
+      }
+    } else if (weights.tensors.has(`${pre}experts.gate_up_proj`) || weights.tensors.has(`${pre}experts.down_proj`)) {
+      layouts.add('fused')
+      expertElements += elements(need(`${pre}experts.gate_up_proj`, [E, 2 * Im, C], layerWhy))
+      expertElements += elements(need(`${pre}experts.down_proj`, [E, C, Im], layerWhy))
+    } else {
+      throw new ModelFolderError(
+        `${weights.source}: no tensor '${pre}experts.0.gate_proj.weight' (or the fused '${pre}experts.gate_up_proj' and '${pre}experts.down_proj'): ${layerWhy}`
+      )
+    }
+    idle += ((E - m.expertsPerToken) * expertElements) / E
+  }
+  const expertLayout = layouts.size === 2 ? 'mixed' : layouts.has('fused') ? 'fused' : 'per-expert'
+  return {
+    moe: {
+      experts: E, expertsPerToken: m.expertsPerToken, expertIntermediate: Im, sparseLayers: m.sparseLayers.length,
+      normTopkProb: m.normTopkProb, routerAuxLossCoef: m.routerAuxLossCoef, expertLayout
+    },
+    idleParameters: idle
   }
 }
 

@@ -33,7 +33,11 @@ export class RecentModels {
 
   remember(facts: ModelFacts, now = new Date()): Promise<RecentModel[]> {
     return this.update((list) => [
-      { dir: facts.dir, name: facts.name, architecture: facts.architecture, parameters: facts.parameters, openedAt: now.toISOString() },
+      {
+        dir: facts.dir, name: facts.name, architecture: facts.architecture, parameters: facts.parameters,
+        ...(facts.moe ? { activeParameters: facts.activeParameters } : {}),
+        openedAt: now.toISOString()
+      },
       ...list.filter((m) => m.dir !== facts.dir)
     ])
   }

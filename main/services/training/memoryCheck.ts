@@ -10,7 +10,7 @@ import type { MemoryCheck } from '../../../preload/types/training'
 import { trainingConfigSchema, type ConfigKeySpec } from '../../../preload/types/trainingSchema'
 import { readJsonObject, readWeights } from '../models/inspect'
 import {
-  formatMemory, memoryAdvice, modelShape, planInference, planTraining, weightDtypeOf,
+  formatMemory, fusedExpertsOf, memoryAdvice, modelShape, planInference, planTraining, weightDtypeOf,
   type EngineFactsForPlan, type MemoryPlan, type ModelShape, type PlanConfig
 } from './memoryPlan'
 import { engineForPlan } from './planEngine'
@@ -50,7 +50,7 @@ export function availableMemory(env: NodeJS.ProcessEnv = process.env): number {
 export async function readModelShape(dir: string): Promise<ModelShape> {
   const config = await readJsonObject(dir, 'config.json')
   const weights = await readWeights(dir)
-  return modelShape(config, weightDtypeOf(weights.tensors))
+  return modelShape(config, weightDtypeOf(weights.tensors), { fusedExperts: fusedExpertsOf(weights.tensors) })
 }
 
 const specs = new Map<string, ConfigKeySpec>(trainingConfigSchema.map((s) => [s.name, s]))

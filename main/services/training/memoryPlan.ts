@@ -9,20 +9,25 @@
 // L layers, V vocabulary, r LoRA rank, n the LoRA targets, N rows of a pass (the packed tokens
 // of a micro-batch: sequences × cutoff_len, the worst case), M head rows (the masked-in tokens,
 // at most N). Bytes are f32 (4) unless said.
+// Qwen3-MoE: E experts, K of them per token, Im each expert's MLP width, Ls sparse layers (their
+// MLP is a router [E, C] and E experts of gate/up [Im, C] and down [C, Im]), Ld = L − Ls dense
+// ones; S = N·K routed slots (token, choice) of a pass.
 //
 //   total = runtime + weights + packed + trainable + activations + kvCache
 //           (or, when larger, the load: runtime + weights + one tensor's f32 copy)
 //
 // precision    auto = bf16 when the first layer's q_proj is BF16 or F16 in the checkpoint (as
 //              weights.cpp decides), else f32; LLaMA-Factory's bf16: true is bf16.
-// weights      f32: 4 · every base parameter. bf16 (LoRA): 2 · (projections, embedding, lm_head)
-//              + 4 · (norms, biases); a bf16 file is memory-mapped (file pages, in RSS once touched),
-//              an f16/f32 file converted once. Full fine-tuning: 4 · every parameter whatever the
-//              precision.
+// weights      f32: 4 · every base parameter. bf16 (LoRA): 2 · (projections, embedding, lm_head,
+//              routers, experts) + 4 · (norms, biases); a bf16 file is memory-mapped (file pages, in
+//              RSS once touched), an f16/f32 file converted once. Full fine-tuning: 4 · every
+//              parameter whatever the precision. Every expert is held, not only the K a token uses.
 // packed       oneDNN builds, f32, not full fine-tuning: a blocked copy of the frozen projections
 //              and the head, 4 · (V·C + L·Σ in·out), made when it needs at most 1/8 of physical
-//              memory (Model::packing_fits); none in bf16 mode.
+//              memory (Model::packing_fits); none in bf16 mode. A sparse layer's router and experts
+//              are not packed (its attention is).
 // trainable    LoRA: 16 · L · Σ_targets r·(in + out) (weight, grad, AdamW m and v, all f32);
+//              on a sparse layer gate/up/down are targeted in each expert: E · r·(C + Im) each.
 //              DoRA adds 16 · L · Σ_targets out (the magnitudes).
 //              Full: 12 · every parameter (grad, m, v; the weight is under weights).
 // activations  the training pass's state, kept between steps (passes.h TrainState):
@@ -30,10 +35,20 @@
 //                per layer (LayerActs)             A = 4C + 2q + 2k + 3I + Hq + 2 (+ q + k + Hq + Hk with
 //                                                  qk-norm) (+ n·r LoRA)     [x_in, xn1, x_mid, xn2; q, att;
 //                                                  k, v; g, u, h; lse; rstd1, rstd2]
+//                  a sparse layer (MoeActs) in place of 3I (+ the MLP's LoRA):
+//                                                  As = A − 3I + 2E + 6K + 2K·C + 3K·Im (+ n_mlp·K·r)
+//                                                  [router logits, probs; chosen experts, weights,
+//                                                  slot token (device, host), slot index, slot weight;
+//                                                  gathered inputs, outputs; g, u, h of each slot]
 //                  DoRA                            + Σ_targets out in the trained pass (dz)
-//                  all layers kept                 L·A·N
+//                  all layers kept                 (Ld·A + Ls·As)·N
 //                  gradient checkpointing          (L·C + A)·N: the layer inputs, one layer recomputed
-//                backward scratch (LayerGrads)     (3I + C + 2q + 2k (+ q + k qk-norm))·N, and dx C·N
+//                                                  (a model with both kinds: the scratch holds both
+//                                                  MLPs' buffers, which only grow)
+//                backward scratch (LayerGrads)     (3I + C + 2q + 2k (+ q + k qk-norm))·N, and dx C·N;
+//                                                  sparse layers: 3·max(I, K·Im) for dh, dg, du, and
+//                                                  2K·C + 2K + E (slot gradients in and out, d slot
+//                                                  weights, d router logits)
 //                head rows                         (2C + C expected rows when frozen + 2C backward)·M
 //              + the no-grad passes' state (reference, KL, evaluation, prefill: one scratch layer)
 //                                                  (2C + A − C)·N' + 2C·M'
@@ -42,7 +57,8 @@
 //                (3·max(out), with dropout + 5·max(out) + 2·max(in))·N, LoRA dropout copies
 //                2·N·max(in), bf16's copy of the largest product input 2 bytes·max(N·max(in), the
 //                head chunk) (kept by the engine thread), the batch on both sides
-//                ~32 bytes·N, decoding logits 20 bytes·rows·V (logits, host copies, sampler)
+//                ~32 bytes·N, decoding logits 20 bytes·rows·V (logits, host copies, sampler),
+//                a sparse layer's host routing (chosen experts, slots) 8 bytes·K·N
 // kvCache      2 · L · rows · (prompt + new tokens) · k floats (f32 in both precisions), for GRPO's
 //              generation batch (per_device_train_batch_size × gradient_accumulation_steps
 //              completions; evaluation: per_device_eval_batch_size × num_generations) and the
@@ -64,6 +80,7 @@
 import type { MemoryPlan, MemoryPrecision } from '../../../preload/types/training'
 import type { ModelMemory } from '../../../preload/types/models'
 import { LORA_TARGET_MODULES, type TrainingConfig } from '../../../preload/types/trainingSchema'
+import { MOE_ARCHITECTURE, readMoeConfig } from '../models/moe'
 
 export type { MemoryPlan, MemoryPrecision, ModelMemory }
 
@@ -85,6 +102,23 @@ export interface ModelShape {
   mlpBias: boolean
   /** The safetensors dtype of the weight matrices (F32, BF16, F16). */
   weightDtype: string
+  /** Qwen3-MoE's sparse layers (absent for a dense model). */
+  moe?: MoeShape
+}
+
+/** The experts of a Qwen3-MoE model as the engine holds them (native config.cpp parse_moe). */
+export interface MoeShape {
+  /** E: experts of each sparse layer. */
+  experts: number
+  /** K: experts each token is routed to. */
+  expertsPerToken: number
+  /** Im: each expert's MLP width. */
+  expertIntermediate: number
+  /** Ls: layers whose MLP is the experts. */
+  sparseLayers: number
+  /** The checkpoint stores them fused (mlp.experts.gate_up_proj [E, 2Im, C]): loading reads a
+   *  whole fused tensor into f32 at once (weights.cpp ExpertSlices). */
+  fused: boolean
 }
 
 /** What the engine build and the machine change in the plan. */
@@ -119,8 +153,9 @@ const PACKED_HEAD_ROWS = 1024
 /** Rows per engine call of the sample generations (generation/generate.ts batchSize). */
 const GENERATION_BATCH = 16
 
-/** config.json (as parsed JSON) into the engine's view of the model, as native config.cpp reads it. */
-export function modelShape(config: Record<string, unknown>, weightDtype: string): ModelShape {
+/** config.json (as parsed JSON) into the engine's view of the model, as native config.cpp reads it.
+ *  fusedExperts: the checkpoint's experts are in transformers 5's fused layout (fusedExpertsOf). */
+export function modelShape(config: Record<string, unknown>, weightDtype: string, opts: { fusedExperts?: boolean } = {}): ModelShape {
   const int = (name: string, fallback?: number): number => {
     const v = config[name] ?? fallback
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`config.json: field "${name}" must be a positive integer`)
@@ -132,9 +167,11 @@ export function modelShape(config: Record<string, unknown>, weightDtype: string)
   const heads = int('num_attention_heads')
   const attentionBias = config.attention_bias === true
   const qwen2 = architecture === 'Qwen2ForCausalLM'
+  const layers = int('num_hidden_layers')
+  const moe = readMoeConfig(config, layers)
   return {
     architecture,
-    layers: int('num_hidden_layers'),
+    layers,
     hidden,
     intermediate: int('intermediate_size'),
     heads,
@@ -142,15 +179,42 @@ export function modelShape(config: Record<string, unknown>, weightDtype: string)
     headDim: int('head_dim', Math.floor(hidden / heads)),
     vocab: int('vocab_size'),
     tiedEmbeddings: config.tie_word_embeddings === true,
-    qkNorm: architecture === 'Qwen3ForCausalLM',
+    qkNorm: architecture === 'Qwen3ForCausalLM' || architecture === MOE_ARCHITECTURE,
     qkvBias: qwen2 || attentionBias,
     oBias: !qwen2 && attentionBias,
     mlpBias: config.mlp_bias === true,
-    weightDtype: weightDtype.toUpperCase()
+    weightDtype: weightDtype.toUpperCase(),
+    ...(moe
+      ? {
+          moe: {
+            experts: moe.experts, expertsPerToken: moe.expertsPerToken, expertIntermediate: moe.expertIntermediate,
+            sparseLayers: moe.sparseLayers.length, fused: opts.fusedExperts === true
+          }
+        }
+      : {})
   }
 }
 
-/** [in, out] of each projection, in the engine's order q, k, v, o, gate, up, down. */
+/** The checkpoint holds experts in transformers 5's fused layout (mlp.experts.gate_up_proj). */
+export function fusedExpertsOf(tensors: Map<string, unknown>): boolean {
+  for (const name of tensors.keys()) if (name.endsWith('.mlp.experts.gate_up_proj')) return true
+  return false
+}
+
+/** Dense and sparse layers: Ld, Ls. */
+function layerKinds(s: ModelShape): { dense: number; sparse: number } {
+  const sparse = s.moe?.sparseLayers ?? 0
+  return { dense: s.layers - sparse, sparse }
+}
+
+/** [in, out] of an expert's gate, up and down. */
+function expertProjections(s: ModelShape): [number, number][] {
+  const C = s.hidden, Im = s.moe?.expertIntermediate ?? 0
+  return [[C, Im], [C, Im], [Im, C]]
+}
+
+/** [in, out] of each projection, in the engine's order q, k, v, o, gate, up, down (gate, up and
+ *  down: a dense layer's MLP). */
 function projections(s: ModelShape): [number, number][] {
   const C = s.hidden, q = s.heads * s.headDim, k = s.kvHeads * s.headDim, I = s.intermediate
   return [[C, q], [C, k], [C, k], [q, C], [C, I], [C, I], [I, C]]
@@ -167,19 +231,32 @@ export function weightDtypeOf(tensors: Map<string, { dtype: string; shape: numbe
   return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32'
 }
 
-export function parameterCounts(s: ModelShape): { matrices: number; vectors: number; total: number; frozen: number; largest: number } {
+export function parameterCounts(s: ModelShape): {
+  matrices: number; vectors: number; total: number; frozen: number; largest: number
+  /** Parameters one token uses: all but the (E − K) experts of each sparse layer it is not routed to. */
+  active: number
+} {
   const C = s.hidden, q = s.heads * s.headDim, k = s.kvHeads * s.headDim, I = s.intermediate
   const proj = projections(s)
-  const perLayerMatrices = proj.reduce((a, [i, o]) => a + i * o, 0)
-  const perLayerVectors = 2 * C + (s.qkNorm ? 2 * s.headDim : 0) + (s.qkvBias ? q + 2 * k : 0) + (s.oBias ? C : 0) + (s.mlpBias ? 2 * I + C : 0)
+  const { dense, sparse } = layerKinds(s)
+  const attention = proj.slice(0, 4).reduce((a, [i, o]) => a + i * o, 0)
+  const mlp = proj.slice(4).reduce((a, [i, o]) => a + i * o, 0)
+  const E = s.moe?.experts ?? 0
+  const expert = expertProjections(s).reduce((a, [i, o]) => a + i * o, 0)
+  const router = E * C
+  const attentionVectors = 2 * C + (s.qkNorm ? 2 * s.headDim : 0) + (s.qkvBias ? q + 2 * k : 0) + (s.oBias ? C : 0)
+  const mlpVectors = s.mlpBias ? 2 * I + C : 0
   const head = s.vocab * C
-  const matrices = s.layers * perLayerMatrices + head * (s.tiedEmbeddings ? 1 : 2)
-  const vectors = s.layers * perLayerVectors + C
+  const matrices = s.layers * attention + dense * mlp + sparse * (router + E * expert) + head * (s.tiedEmbeddings ? 1 : 2)
+  const vectors = s.layers * attentionVectors + dense * mlpVectors + C
+  const total = matrices + vectors
   return {
-    matrices, vectors, total: matrices + vectors,
-    // Model::frozen_weights: every layer's projections and the head (the embedding when tied)
-    frozen: s.layers * perLayerMatrices + head,
-    largest: Math.max(head, ...proj.map(([i, o]) => i * o))
+    matrices, vectors, total,
+    // Model::frozen_weights: every layer's projections and the head (the embedding when tied);
+    // not a sparse layer's router and experts
+    frozen: s.layers * attention + dense * mlp + head,
+    largest: Math.max(head, ...proj.slice(0, dense > 0 ? 7 : 4).map(([i, o]) => i * o), ...(sparse > 0 ? [router, ...expertProjections(s).map(([i, o]) => i * o)] : [])),
+    active: total - sparse * (E - (s.moe?.expertsPerToken ?? 0)) * expert
   }
 }
 
@@ -196,13 +273,29 @@ function loraTargetCount(targets: readonly string[]): { n: number; which: number
   return { n: which.length, which }
 }
 
-/** Floats per row of the layer state (see the header). */
-function rowFloats(s: ModelShape, loraFloats: number) {
+/**
+ * Floats per row of the layer state (see the header), with LoRA of `rank` on the targets `which`
+ * (LORA_TARGET_MODULES indices). layer: one layer's state as a scratch shared by every layer
+ * holds it (both MLPs' buffers in a model with dense and sparse layers); layers: the sum over the
+ * layers when each keeps its own; grads: the backward scratch; maxIn: the widest product input.
+ */
+function rowFloats(s: ModelShape, which: readonly number[], rank: number) {
   const C = s.hidden, q = s.heads * s.headDim, k = s.kvHeads * s.headDim, I = s.intermediate
+  const { dense, sparse } = layerKinds(s)
+  const attnTargets = which.filter((t) => t < 4).length
+  const mlpTargets = which.length - attnTargets
   const qk = s.qkNorm ? q + k + s.heads + s.kvHeads : 0
-  const layer = 4 * C + 2 * q + 2 * k + 3 * I + s.heads + 2 + qk + loraFloats
-  const grads = 3 * I + C + 2 * q + 2 * k + (s.qkNorm ? q + k : 0)
-  return { layer, grads, maxIn: Math.max(C, q, I) }
+  const attention = 4 * C + 2 * q + 2 * k + s.heads + 2 + qk + attnTargets * rank
+  const denseMlp = 3 * I + mlpTargets * rank
+  const m = s.moe
+  const K = m?.expertsPerToken ?? 0, E = m?.experts ?? 0, Im = m?.expertIntermediate ?? 0
+  // MoeActs: logits, probs [N,E]; idx, w [N,K]; tok (device and host), slot, sw [S]; xs, ys [S,C]; g, u, h [S,Im]; LoRA [S,r]
+  const sparseMlp = m ? 2 * E + 6 * K + 2 * K * C + 3 * K * Im + mlpTargets * K * rank : 0
+  const layer = attention + (dense > 0 ? denseMlp : 0) + (sparse > 0 ? sparseMlp : 0)
+  const layers = dense * (attention + denseMlp) + sparse * (attention + sparseMlp)
+  const grads = C + 2 * q + 2 * k + (s.qkNorm ? q + k : 0) + 3 * Math.max(dense > 0 ? I : 0, sparse > 0 ? K * Im : 0) +
+    (sparse > 0 ? 2 * K * C + 2 * K + E : 0)
+  return { layer, layers, grads, maxIn: Math.max(C, q, dense > 0 ? I : 0, sparse > 0 ? Im : 0) }
 }
 
 /** The passes of one training step, by stage: sequences of the trained pass and of the largest
@@ -291,22 +384,31 @@ export function planTraining(s: ModelShape, cfg: PlanConfig, engine: EngineFacts
 
   const lora = full ? null : loraTargetCount(cfg.lora_target)
   const proj = projections(s)
+  const expertProj = expertProjections(s)
+  const { dense, sparse } = layerKinds(s)
+  const E = s.moe?.experts ?? 0
   const dora = lora !== null && cfg.use_dora === true
   // DoRA: a magnitude per output row of each target; its pass keeps what the magnitude scales
-  // (LayerActs dz) and has per-pass scratch (passes.h DoraScratch).
-  const doraOut = dora ? lora.which.reduce((a, t) => a + proj[t]![1], 0) : 0
+  // (LayerActs dz) and has per-pass scratch (passes.h DoraScratch). The engine refuses DoRA on
+  // the experts, so a sparse layer's share is its attention's.
+  const doraOutOf = (mlpToo: boolean) => (dora ? lora.which.reduce((a, t) => a + (t < 4 || mlpToo ? proj[t]![1] : 0), 0) : 0)
+  const doraOut = doraOutOf(dense > 0)
+  const doraAll = dense * doraOutOf(true) + sparse * doraOutOf(false)
   const maxOut = Math.max(...proj.map(([, out]) => out))
-  const loraParams = lora ? s.layers * (lora.which.reduce((a, t) => a + cfg.lora_rank * (proj[t]![0] + proj[t]![1]), 0) + doraOut) : 0
+  const r = cfg.lora_rank
+  // LoRA on a sparse layer's gate/up/down: one A, B pair per expert
+  const loraOf = (t: number) =>
+    t < 4 ? s.layers * r * (proj[t]![0] + proj[t]![1]) : dense * r * (proj[t]![0] + proj[t]![1]) + sparse * E * r * (expertProj[t - 4]![0] + expertProj[t - 4]![1])
+  const loraParams = lora ? lora.which.reduce((a, t) => a + loraOf(t), 0) + doraAll : 0
   const trainable = full ? 3 * F32 * counts.total : 4 * F32 * loraParams
   const trainableParams = full ? counts.total : loraParams
 
   const step = stepShape(cfg)
   const N = step.trainSequences * step.trainLength
   const M = N - step.trainSequences // position 0 of a sequence predicts nothing
-  const rows = rowFloats(s, lora ? lora.n * cfg.lora_rank : 0)
+  const rows = rowFloats(s, lora ? lora.which : [], cfg.lora_rank)
   const checkpointing = !cfg.disable_gradient_checkpointing
-  const trainLayer = rows.layer + doraOut
-  const layers = checkpointing ? s.layers * C + trainLayer : s.layers * trainLayer
+  const layers = checkpointing ? s.layers * C + rows.layer + doraOut : rows.layers + doraAll
   const headRow = (full ? 4 : 5) * C + 4
   const trainState = F32 * (N * (2 * C + layers + rows.grads + C) + M * headRow)
   const Ni = step.inferRows
@@ -321,14 +423,18 @@ export function planTraining(s: ModelShape, cfg: PlanConfig, engine: EngineFacts
   const bf16Inputs = precision === 'bf16' ? 2 * Math.max(N * rows.maxIn, headScratch / F32) : 0
   const batchArrays = 32 * Math.max(N, Ni)
   const decodeLogits = 20 * step.decodeSequences * V
-  const activations = trainState + inferState + headScratch + attention + dropout + doraScratch + bf16Inputs + batchArrays + decodeLogits
+  const routing = s.moe ? 8 * s.moe.expertsPerToken * Math.max(N, Ni) : 0
+  const activations = trainState + inferState + headScratch + attention + dropout + doraScratch + bf16Inputs + batchArrays + decodeLogits + routing
   const kvCache = step.decodeSequences ? kvCacheBytes(s, step.decodeSequences, step.decodeLength) : 0
 
   const running = RUNTIME_BYTES + weights + packed + trainable + activations + kvCache
   // Loading: each tensor is read into an f32 copy, then uploaded (weights.cpp Model::load); in
   // bf16 a BF16 file's matrices are mapped in place, others rounded through a 2-byte copy.
   const mapped = precision === 'bf16' && s.weightDtype === 'BF16'
-  const loading = RUNTIME_BYTES + weights + (mapped ? 0 : (F32 + (precision === 'bf16' ? 2 : 0)) * counts.largest)
+  const copy = F32 + (precision === 'bf16' ? 2 : 0)
+  // fused experts: the whole gate_up_proj [E, 2Im, C] in f32, and one expert's slice copied out of it
+  const fusedCopy = s.moe?.fused && !mapped ? F32 * s.moe.experts * 2 * s.moe.expertIntermediate * C + copy * s.moe.expertIntermediate * C : 0
+  const loading = RUNTIME_BYTES + weights + Math.max(mapped ? 0 : copy * counts.largest, fusedCopy)
   const total = Math.max(running, loading)
   return {
     precision, weights, packed, trainable, activations, kvCache, runtime: RUNTIME_BYTES, total,
@@ -350,11 +456,11 @@ export function planInference(s: ModelShape, opts: { tokens?: number; sequences?
   const precision = resolvePrecision('auto', s, false)
   const weights = weightBytes(s, precision)
   const kvCache = kvCacheBytes(s, sequences, tokens)
-  const rows = rowFloats(s, 0)
+  const rows = rowFloats(s, [], 0)
   const N = sequences * Math.min(tokens, opts.promptTokens ?? tokens)
   const activations =
     F32 * N * (2 * s.hidden + rows.layer - s.hidden) + F32 * 2 * Q_BLOCK * tokens * Math.max(1, opts.threads ?? 1) + 20 * sequences * s.vocab + 32 * N +
-    (precision === 'bf16' ? 2 * N * rows.maxIn : 0)
+    (precision === 'bf16' ? 2 * N * rows.maxIn : 0) + (s.moe ? 8 * s.moe.expertsPerToken * N : 0)
   const total = RUNTIME_BYTES + weights + kvCache + activations
   return { precision, weights, kvCache, activations, runtime: RUNTIME_BYTES, total }
 }

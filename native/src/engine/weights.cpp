@@ -237,6 +237,17 @@ std::unique_ptr<Model> Model::load(const std::string& dir, int threads, Precisio
   m->be_ = make_cpu_backend(threads);
   auto ckp = std::make_shared<const Checkpoint>(dir);
   const Checkpoint& ck = *ckp;
+  // The experts are allocated per layer from num_experts: the router's tensor vouches for it first.
+  for (int l = 0; l < m->cfg_.layers; l++) {
+    if (!m->cfg_.sparse_layer(l)) continue;
+    std::string router = "model.layers." + std::to_string(l) + ".mlp.gate.weight";
+    const TensorInfo* r = ck.info(router);
+    if (!r) throw std::runtime_error(dir + "/model.safetensors: missing tensor '" + router + "' (the router of sparse layer " + std::to_string(l) + ")");
+    if (r->shape != std::vector<int64_t>{m->cfg_.experts, m->cfg_.hidden})
+      throw std::runtime_error(dir + ": tensor '" + router + "' has shape " + shape_str(r->shape) + " but config.json has num_experts " +
+                               std::to_string(m->cfg_.experts) + " and hidden_size " + std::to_string(m->cfg_.hidden));
+    break;
+  }
   m->init_params(false);
   if (m->cfg_.dtype.empty()) m->cfg_.dtype = ck.first_dtype();
   // Some checkpoints omit tie_word_embeddings yet have no lm_head: follow the checkpoint.

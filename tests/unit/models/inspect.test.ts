@@ -3,9 +3,10 @@ import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { inspectModelFolder } from '../../../main/services/models/inspect'
+import { readMoeConfig } from '../../../main/services/models/moe'
 import { readSafetensorsHeader } from '../../../main/services/models/safetensors'
 import { engineFacts, Model } from '../../../native/index'
-import { layoutReversed, safetensorsBytes, tinyLlamaTensors, writeHandBuiltModel } from '../../fixtures/safetensorsBytes'
+import { layoutReversed, safetensorsBytes, tinyLlamaTensors, writeHandBuiltModel, type HandTensor } from '../../fixtures/safetensorsBytes'
 import { llamaTensorShapes, tinyConfig, writeTinyModel } from '../../fixtures/tinyModel'
 
 // The weights files these tests read are never written by the app's own encoder
@@ -260,4 +261,155 @@ describe('readSafetensorsHeader on files other writers made', () => {
     await writeFile(file, safetensorsBytes({ w: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(8)))
     await expect(readSafetensorsHeader(file)).rejects.toThrow("offsets.safetensors: tensor 'w' ends at byte 12 of a 8-byte data section (file truncated?)")
   })
+})
+
+// A tiny Qwen3-MoE: 3 layers, layer 1 dense through mlp_only_layers, layers 0 and 2 sparse with
+// 4 experts of MLP width 6, 2 per token. Written as tensor lists by hand (names and shapes as
+// transformers' Qwen3MoeForCausalLM saves them), not by the app.
+const moeConfig = {
+  architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', vocab_size: 32, hidden_size: 8, intermediate_size: 16,
+  num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 4, max_position_embeddings: 64,
+  rms_norm_eps: 1e-6, rope_theta: 10000, torch_dtype: 'float32', tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+  num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 6, decoder_sparse_step: 1, mlp_only_layers: [1],
+  norm_topk_prob: true, router_aux_loss_coef: 0.02
+}
+
+function moeTensors(layout: 'per-expert' | 'fused', c: Record<string, unknown> = moeConfig): HandTensor[] {
+  const C = 8, q = 8, kv = 4, D = 4, I = 16, E = 4, Im = 6
+  const t = (name: string, shape: number[]): HandTensor => ({ name, dtype: 'F32', shape })
+  const out = [t('model.embed_tokens.weight', [32, C])]
+  for (let l = 0; l < 3; l++) {
+    const p = `model.layers.${l}.`
+    out.push(
+      t(p + 'input_layernorm.weight', [C]), t(p + 'post_attention_layernorm.weight', [C]),
+      t(p + 'self_attn.q_proj.weight', [q, C]), t(p + 'self_attn.k_proj.weight', [kv, C]), t(p + 'self_attn.v_proj.weight', [kv, C]),
+      t(p + 'self_attn.o_proj.weight', [C, q]), t(p + 'self_attn.q_norm.weight', [D]), t(p + 'self_attn.k_norm.weight', [D])
+    )
+    const dense = (c.mlp_only_layers as number[]).includes(l)
+    if (dense) {
+      out.push(t(p + 'mlp.gate_proj.weight', [I, C]), t(p + 'mlp.up_proj.weight', [I, C]), t(p + 'mlp.down_proj.weight', [C, I]))
+      continue
+    }
+    out.push(t(p + 'mlp.gate.weight', [E, C]))
+    if (layout === 'fused') {
+      out.push(t(p + 'mlp.experts.gate_up_proj', [E, 2 * Im, C]), t(p + 'mlp.experts.down_proj', [E, C, Im]))
+    } else {
+      for (let e = 0; e < E; e++) {
+        const x = `${p}mlp.experts.${e}.`
+        out.push(t(x + 'gate_proj.weight', [Im, C]), t(x + 'up_proj.weight', [Im, C]), t(x + 'down_proj.weight', [C, Im]))
+      }
+    }
+  }
+  out.push(t('model.norm.weight', [C]), t('lm_head.weight', [32, C]))
+  return out
+}
+
+/** writeTinyModel's tokenizer files with the Qwen3-MoE config and hand-built weights. */
+async function writeMoeModel(dir: string, tensors: HandTensor[], config: Record<string, unknown> = moeConfig): Promise<string> {
+  await writeTinyModel(dir)
+  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2))
+  const { header, data } = layoutReversed(tensors)
+  await writeFile(join(dir, 'model.safetensors'), safetensorsBytes(header, data))
+  return dir
+}
+
+describe('inspectModelFolder on a Qwen3-MoE model', () => {
+  // By hand: embeddings and head 2 * 32 * 8, the final norm 8; each layer's attention
+  // 64 + 32 + 32 + 64 with norms 2 * 8 and q/k norms 2 * 4 (216); the dense layer's MLP
+  // 3 * 16 * 8 = 384; each sparse layer's router 4 * 8 and 4 experts of 3 * 6 * 8 = 144.
+  const expert = 3 * 6 * 8
+  const total = 2 * 32 * 8 + 8 + 3 * 216 + 384 + 2 * (4 * 8 + 4 * expert)
+  // A token uses 2 of the 4 experts of each sparse layer.
+  const active = total - 2 * (4 - 2) * expert
+  const moeFacts = (layout: string) => ({
+    architecture: 'Qwen3MoeForCausalLM', modelType: 'qwen3_moe', layers: 3, hidden: 8, intermediate: 16, headDim: 4,
+    parameters: total, activeParameters: active, weightBytes: 4 * total,
+    moe: { experts: 4, expertsPerToken: 2, expertIntermediate: 6, sparseLayers: 2, normTopkProb: true, routerAuxLossCoef: 0.02, expertLayout: layout }
+  })
+
+  it('reads experts, active experts and active parameters of per-expert tensors, with a dense layer by mlp_only_layers', async () => {
+    const dir = await writeMoeModel(join(root, 'moe'), moeTensors('per-expert'))
+    const facts = await inspectModelFolder(dir)
+    expect(total).toBe(2768)
+    expect(facts).toMatchObject(moeFacts('per-expert'))
+    expect(facts.tensorCount).toBe(1 + 3 * 8 + 3 + 2 * (1 + 4 * 3) + 2)
+    expect(facts.memory.inference).toBeGreaterThan(0)
+    // The engine loads the same folder and counts the same.
+    const model = await Model.load(dir, { threads: 1 })
+    try {
+      expect(model.config.parameters).toBe(total)
+      expect(model.config.activeParameters).toBe(active)
+      expect(model.config.moe).toMatchObject({ experts: 4, expertsPerToken: 2, expertIntermediate: 6, sparseLayers: 2, normTopkProb: true })
+    } finally {
+      model.dispose()
+    }
+  })
+
+  it('reads the same facts from transformers 5 fused experts (gate_up_proj [E, 2I, C], down_proj [E, C, I])', async () => {
+    const dir = await writeMoeModel(join(root, 'fused'), moeTensors('fused'))
+    const facts = await inspectModelFolder(dir)
+    expect(facts).toMatchObject(moeFacts('fused'))
+    expect(facts.tensorCount).toBe(1 + 3 * 8 + 3 + 2 * 3 + 2)
+  })
+
+  it("takes Qwen3MoeConfig's defaults for absent keys: every layer sparse, 128 experts, 8 per token of width 768", async () => {
+    expect(readMoeConfig({ architectures: ['Qwen3MoeForCausalLM'] }, 3)).toEqual({
+      experts: 128, expertsPerToken: 8, expertIntermediate: 768, sparseStep: 1, mlpOnlyLayers: [], normTopkProb: false,
+      routerAuxLossCoef: 0.001, sparseLayers: [0, 1, 2]
+    })
+    // A folder with 8 experts (the default 128 would make a 28 MB file) and every other key left out.
+    const config: Record<string, unknown> = { ...moeConfig, num_experts: 8, mlp_only_layers: [] }
+    for (const key of ['num_experts_per_tok', 'moe_intermediate_size', 'decoder_sparse_step', 'norm_topk_prob', 'router_aux_loss_coef', 'mlp_only_layers']) delete config[key]
+    const C = 8, Im = 768, E = 8
+    const tensors = moeTensors('fused', { mlp_only_layers: [] }).map((t) =>
+      t.name.endsWith('mlp.gate.weight') ? { ...t, shape: [E, C] }
+        : t.name.endsWith('gate_up_proj') ? { ...t, shape: [E, 2 * Im, C] }
+          : t.name.endsWith('experts.down_proj') ? { ...t, shape: [E, C, Im] } : t
+    )
+    const facts = await inspectModelFolder(await writeMoeModel(join(root, 'defaults'), tensors, config))
+    expect(facts.moe).toEqual({ experts: 8, expertsPerToken: 8, expertIntermediate: 768, sparseLayers: 3, normTopkProb: false, routerAuxLossCoef: 0.001, expertLayout: 'fused' })
+    // every expert is used: all parameters are active
+    expect(facts.activeParameters).toBe(facts.parameters)
+    // num_experts 0: no experts, every layer dense
+    expect(readMoeConfig({ architectures: ['Qwen3MoeForCausalLM'], num_experts: 0 }, 3)).toBeNull()
+  })
+
+  it('a dense model has no experts and all its parameters active', async () => {
+    const facts = await inspectModelFolder(await writeHandBuiltModel(join(root, 'dense')))
+    expect(facts.moe).toBeUndefined()
+    expect(facts.activeParameters).toBe(facts.parameters)
+  })
+
+  const cases: [string, () => { tensors: HandTensor[]; config?: Record<string, unknown> }, RegExp][] = [
+    ['a sparse layer without its router',
+      () => ({ tensors: moeTensors('per-expert').filter((t) => t.name !== 'model.layers.2.mlp.gate.weight') }),
+      /no tensor 'model\.layers\.2\.mlp\.gate\.weight' \(the router of layer 2: config\.json makes it sparse: num_experts=4, decoder_sparse_step=1, mlp_only_layers=\[1\]\)/],
+    ['an expert missing',
+      () => ({ tensors: moeTensors('per-expert').filter((t) => t.name !== 'model.layers.0.mlp.experts.3.down_proj.weight') }),
+      /no tensor 'model\.layers\.0\.mlp\.experts\.3\.down_proj\.weight' \(layer 0: /],
+    ['an expert of another width than moe_intermediate_size',
+      () => ({ tensors: moeTensors('per-expert'), config: { ...moeConfig, moe_intermediate_size: 5 } }),
+      /tensor 'model\.layers\.0\.mlp\.experts\.0\.gate_proj\.weight' has shape \[6,8\], expected \[5,8\] \(.*moe_intermediate_size=5\)/],
+    ['fused experts of the wrong count',
+      () => ({ tensors: moeTensors('fused').map((t) => (t.name === 'model.layers.0.mlp.experts.down_proj' ? { ...t, shape: [3, 8, 6] } : t)) }),
+      /tensor 'model\.layers\.0\.mlp\.experts\.down_proj' has shape \[3,8,6\], expected \[4,8,6\]/],
+    ['a sparse layer with no experts at all',
+      () => ({ tensors: moeTensors('fused').filter((t) => !t.name.startsWith('model.layers.2.mlp.experts.')) }),
+      /no tensor 'model\.layers\.2\.mlp\.experts\.0\.gate_proj\.weight' \(or the fused 'model\.layers\.2\.mlp\.experts\.gate_up_proj' and 'model\.layers\.2\.mlp\.experts\.down_proj'\)/],
+    ['a layer made dense by mlp_only_layers that has experts instead of an MLP',
+      () => ({ tensors: moeTensors('per-expert'), config: { ...moeConfig, mlp_only_layers: [0] } }),
+      /no tensor 'model\.layers\.0\.mlp\.gate_proj\.weight': layer 0 is dense \(decoder_sparse_step=1, mlp_only_layers=\[0\]\)/],
+    ['more experts per token than experts',
+      () => ({ tensors: moeTensors('per-expert'), config: { ...moeConfig, num_experts_per_tok: 5 } }),
+      /config\.json: num_experts_per_tok \(5\) is more than num_experts \(4\)/],
+    ['a layer index that is not one',
+      () => ({ tensors: moeTensors('per-expert'), config: { ...moeConfig, mlp_only_layers: [1, -1] } }),
+      /config\.json: mlp_only_layers holds -1, not a layer index/]
+  ]
+  for (const [name, make, message] of cases) {
+    it(`names what is wrong: ${name}`, async () => {
+      const { tensors, config } = make()
+      await expect(inspectModelFolder(await writeMoeModel(join(root, 'broken-moe'), tensors, config))).rejects.toThrow(message)
+    })
+  }
 })
