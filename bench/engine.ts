@@ -22,6 +22,9 @@
 // --repeat rounds (default 1). Prints s/step, tokens/s and peak RSS per side, and the ratios
 // ours-bf16/torch-bf16, ours-bf16/torch-f32, ours-f32/torch-f32 (and ours-bf16/ours-f32).
 // --dora (any form): DoRA (use_dora) instead of plain LoRA on both sides.
+// --shape qwen3-moe: a Qwen3MoeForCausalLM of Qwen3-30B-A3B's proportions scaled down (8 sparse
+// layers, 32 experts of which 4 per token, expert MLP 384, hidden 1024, vocab 32000; 0.4 B
+// parameters, bf16 0.8 GB), LoRA on q,k,v,o on both sides (see engine_torch.py).
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -33,9 +36,13 @@ const quick = argv.includes('--quick')
 const threads = Number(flag('--threads', '2'))
 const iters = Number(flag('--iters', quick ? '3' : '2'))
 // '' is the original bench (--quick or full, Llama shapes, f32, both engines).
-const SHAPES = ['qwen3-0.6b', 'qwen3-1.7b'] as const
+const SHAPES = ['qwen3-0.6b', 'qwen3-1.7b', 'qwen3-moe'] as const
 const shape = flag('--shape', '')
 if (shape && !(SHAPES as readonly string[]).includes(shape)) throw new Error(`--shape ${shape}: one of ${SHAPES.join(', ')}`)
+// qwen3-moe: LoRA on the attention projections on both sides (transformers 5 holds the experts as
+// 3-D parameters, which PEFT's LoRA does not wrap as modules)
+const moe = shape === 'qwen3-moe'
+const targets = moe ? ['q', 'k', 'v', 'o'] as const : ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const
 const batch = shape ? 2 : quick ? 2 : 4
 const seq = shape ? 512 : quick ? 128 : 256
 const rank = 16
@@ -52,7 +59,7 @@ async function ours(modelDir: string): Promise<void> {
   const precision = flag('--precision', '') as '' | 'bf16' | 'f32'
   const m = await Model.load(modelDir, { threads, ...(precision ? { precision } : {}) })
   if (shape) m.setGradientCheckpointing(true)
-  m.addLora({ rank, alpha: 2 * rank, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], rslora: false, dora, seed: 1 })
+  m.addLora({ rank, alpha: 2 * rank, dropout: 0, targets: [...targets], rslora: false, dora, seed: 1 })
   const V = m.config.vocab
   const ids = new Int32Array(batch * seq)
   let s = 1
@@ -136,7 +143,7 @@ async function shapeBench(): Promise<void> {
   const best = new Map<Side, Result>()
   const failed = new Map<Side, Error>()
   const rounds: Map<Side, Result>[] = []
-  console.log(`shape: ${shape} (bf16 checkpoint ${modelDir}; batch ${batch} x ${seq} tokens, LoRA r=${rank} on q,k,v,o,gate,up,down), threads ${threads}, ${iters} timed steps after 1 warm-up, ${runs} round(s), sides ${chosen.join(',')}`)
+  console.log(`shape: ${shape} (bf16 checkpoint ${modelDir}; batch ${batch} x ${seq} tokens, LoRA r=${rank} on ${targets.join(',')}), threads ${threads}, ${iters} timed steps after 1 warm-up, ${runs} round(s), sides ${chosen.join(',')}`)
   for (let round = 0; round < runs; round++) {
     const got = new Map<Side, Result>()
     for (const side of chosen) {

@@ -36,11 +36,20 @@ QWEN3 = {
 }
 
 
+# A Qwen3-MoE of Qwen3-30B-A3B's proportions scaled down to train on a laptop CPU: 8 layers,
+# all sparse, 32 experts of which 4 per token (30B-A3B: 48 layers, 128 and 8), expert MLP 384.
+QWEN3_MOE = {
+    "qwen3-moe": dict(hidden_size=1024, intermediate_size=3072, moe_intermediate_size=384, num_experts=32,
+                      num_experts_per_tok=4, norm_topk_prob=True, num_hidden_layers=8, num_attention_heads=16,
+                      num_key_value_heads=4, head_dim=64, vocab_size=32000),
+}
+
+
 def make(out, size):
     import transformers as tf
 
     torch.manual_seed(0)
-    if size in QWEN3:
+    if size in QWEN3 or size in QWEN3_MOE:
         return make_qwen3(out, size)
     cfg = tf.LlamaConfig(**SIZES[size], max_position_embeddings=2048, rms_norm_eps=1e-6, tie_word_embeddings=False)
     model = tf.LlamaForCausalLM(cfg).float()
@@ -52,11 +61,17 @@ def make_qwen3(out, size):
 
     import transformers as tf
 
-    cfg = tf.Qwen3Config(**QWEN3[size], max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                         tie_word_embeddings=True, initializer_range=0.02)
+    if size in QWEN3_MOE:
+        cfg = tf.Qwen3MoeConfig(**QWEN3_MOE[size], max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                                tie_word_embeddings=False, initializer_range=0.02)
+        cls = tf.Qwen3MoeForCausalLM
+    else:
+        cfg = tf.Qwen3Config(**QWEN3[size], max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                             tie_word_embeddings=True, initializer_range=0.02)
+        cls = tf.Qwen3ForCausalLM
     # Built directly in bfloat16 (the init draws normal(0, 0.02) for linears and the embedding,
     # ones for the norms), so the 1.7B shape never holds an f32 copy.
-    model = tf.Qwen3ForCausalLM._from_config(cfg, dtype=torch.bfloat16)
+    model = cls._from_config(cfg, dtype=torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
     model.save_pretrained(out, safe_serialization=True)
     path = os.path.join(out, "config.json")
@@ -82,8 +97,12 @@ def run(model_dir, threads, batch, seq, iters, rank, mode="f32", checkpointing="
         # as Trainer with gradient_checkpointing=True (LLaMA-Factory's default)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    # A MoE model's experts are 3-D parameters in transformers 5, not modules: LoRA on attention
+    # (bench/engine.ts does the same on its side).
+    moe = getattr(model.config, "model_type", "") == "qwen3_moe"
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"] + ([] if moe else ["gate_proj", "up_proj", "down_proj"])
     cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM", use_dora=adapter == "dora",
-                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+                     target_modules=targets)
     model = get_peft_model(model, cfg)  # autocast_adapter_dtype=True (default): bf16 adapters become f32
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
