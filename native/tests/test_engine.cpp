@@ -754,6 +754,8 @@ int main() {
     test_decode(arch, true);
   }
   test_bf16_model("Qwen3ForCausalLM", true);
+  test_bf16_model("Qwen3MoeForCausalLM");
+  test_decode("Qwen3MoeForCausalLM", true);
   test_sampling();
   test_generate();
   run_untrusted_file_tests(checks, failures);

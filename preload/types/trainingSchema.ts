@@ -54,7 +54,7 @@ export interface ConfigKeySpec {
   /** The stages the key matters for; absent = every stage. */
   stages?: readonly TrainingStage[]
   /** Form section. */
-  group: 'model' | 'method' | 'rewards' | 'lora' | 'data' | 'optimiser' | 'schedule' | 'output' | 'engine'
+  group: 'model' | 'method' | 'rewards' | 'lora' | 'moe' | 'data' | 'optimiser' | 'schedule' | 'output' | 'engine'
 }
 
 const PREF: readonly TrainingStage[] = ['dpo']
@@ -155,6 +155,9 @@ const configKeys = [
   { name: 'use_rslora', type: 'bool', default: false, group: 'lora', help: 'Rank-stabilised LoRA: scale α/√r instead of α/r.' },
   { name: 'use_dora', type: 'bool', default: false, group: 'lora',
     help: 'DoRA (as PEFT): also train a magnitude per output row of each adapted matrix. Often closer to full fine-tuning at a low rank; a step costs about 2% more. Exports as PEFT, merged or GGUF; not as a GGUF LoRA (llama.cpp cannot load DoRA).' },
+  // mixture of experts (LLaMA-Factory's ModelArguments.moe_aux_loss_coef)
+  { name: 'moe_aux_loss_coef', type: 'float', default: null, min: 0, group: 'moe',
+    help: "Qwen3-MoE models only (dense models ignore it): weight of the router's load-balancing loss (transformers' load_balancing_loss_func), added to the training loss as loss + coef × aux_loss and logged as aux_loss; unset = no load-balancing term, as in LLaMA-Factory. Qwen3-MoE checkpoints suggest their router_aux_loss_coef (often 0.001)." },
   // data
   { name: 'dataset', type: 'list', default: null, required: true, group: 'data',
     help: 'Comma list of dataset files (JSON, JSONL) or names defined in dataset_dir/dataset_info.json.' },

@@ -252,6 +252,19 @@ describe.runIf(run)('llamafactory export', () => {
     expect(ktoPlan.warnings[0]).toBe('pairs_chat: 4 pairs are each written as a desirable and an undesirable example, so max_samples (3), which counts records in Tunebench, counts examples in LLaMA-Factory')
   })
 
+  it('moe_aux_loss_coef is passed through to the model section when set, and absent when unset', async () => {
+    const r = makeRun({ stage: 'dpo', dataset: data.pairs_chat, moe_aux_loss_coef: 0.001 })
+    const { plan, out, yaml } = await exportRun(r)
+    expect(yaml.moe_aux_loss_coef).toBe(0.001)
+    const text = readFileSync(join(out, 'train.yaml'), 'utf8')
+    const model = text.slice(text.indexOf('### model'), text.indexOf('### method'))
+    expect(model).toMatch(/^moe_aux_loss_coef: 0\.001$/m)
+    expect(plan.warnings).toEqual([DROPPED])
+    const kto = await exportRun(makeRun({ stage: 'kto', dataset: data.unpaired, moe_aux_loss_coef: 0 }))
+    expect(readFileSync(join(kto.out, 'train.yaml'), 'utf8')).toMatch(/^moe_aux_loss_coef: 0\.0$/m)
+    expect(await exportRun(makeRun({ stage: 'sft', dataset: data.sft_messages }))).not.toHaveProperty('yaml.moe_aux_loss_coef')
+  })
+
   it('full fine-tuning has no LoRA keys; an adapter to continue from is kept with a warning', async () => {
     const full = await exportRun(makeRun({ stage: 'sft', dataset: data.sft_messages, finetuning_type: 'full' }))
     expect(full.yaml).toMatchObject({ stage: 'sft', finetuning_type: 'full', do_train: true })

@@ -43,6 +43,22 @@ describe('training config', () => {
     expect(() => parseTrainingConfig(base + 'precision: fp16\n', 'c.yaml')).toThrow(/^c\.yaml:4: precision: expected one of auto, f32, bf16/)
   })
 
+  it('moe_aux_loss_coef: unset by default (no aux loss term), a number ≥ 0 when given', () => {
+    expect(parseTrainingConfig(base, 'c.yaml').moe_aux_loss_coef).toBe(null)
+    expect(parseTrainingConfig(base + 'moe_aux_loss_coef: 0.001\n', 'c.yaml').moe_aux_loss_coef).toBe(0.001)
+    expect(parseTrainingConfig(base + 'moe_aux_loss_coef: 1e-3\n', 'c.yaml').moe_aux_loss_coef).toBe(0.001)
+    expect(parseTrainingConfig(base + 'moe_aux_loss_coef: 0\n', 'c.yaml').moe_aux_loss_coef).toBe(0)
+    expect(parseTrainingConfig(base + 'moe_aux_loss_coef: null\n', 'c.yaml').moe_aux_loss_coef).toBe(null)
+    expect(resolveConfig({ model_name_or_path: 'm', dataset: 'd', output_dir: 'o', moe_aux_loss_coef: '0.02' }, 'form').moe_aux_loss_coef).toBe(0.02)
+    expect(() => parseTrainingConfig(base + 'moe_aux_loss_coef: -0.01\n', 'c.yaml')).toThrow(
+      'c.yaml:4: moe_aux_loss_coef: -0.01 is out of range (must be ≥ 0)'
+    )
+    expect(() => parseTrainingConfig(base + 'moe_aux_loss_coef: lots\n', 'c.yaml')).toThrow(/^c\.yaml:4: moe_aux_loss_coef: expected a number, got "lots"/)
+    expect(() => resolveConfig({ model_name_or_path: 'm', dataset: 'd', output_dir: 'o', moe_aux_loss_coef: -1 }, 'form')).toThrow(
+      expect.objectContaining({ key: 'moe_aux_loss_coef', file: 'form' })
+    )
+  })
+
   it('resume_from_checkpoint takes true, last or a path', () => {
     expect(parseTrainingConfig(base + 'resume_from_checkpoint: true\n', 'c.yaml').resume_from_checkpoint).toBe('true')
     expect(parseTrainingConfig(base + 'resume_from_checkpoint: false\n', 'c.yaml').resume_from_checkpoint).toBe(null)

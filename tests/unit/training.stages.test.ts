@@ -25,7 +25,8 @@ function fakeModel() {
     },
     backward: async (g: Float32Array) => {
       grads.push(g)
-    }
+    },
+    auxLoss: () => null
   }
   return { model: model as TrainableModel, calls, grads }
 }

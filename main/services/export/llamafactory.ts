@@ -37,6 +37,7 @@ const LF_KEYS: Partial<Record<Key, Section>> = {
   model_name_or_path: 'model',
   adapter_name_or_path: 'model',
   disable_gradient_checkpointing: 'model',
+  moe_aux_loss_coef: 'model',
   stage: 'method',
   finetuning_type: 'method',
   lora_rank: 'method',

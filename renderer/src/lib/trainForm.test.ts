@@ -49,6 +49,23 @@ describe('train form', () => {
     expect(yaml.startsWith('model_name_or_path: /models/tiny\n')).toBe(true)
   })
 
+  it('moe_aux_loss_coef: a field of its own group for every method, unset (left out of the YAML) until typed', () => {
+    for (const m of methods) {
+      const spec = fieldsFor(m).find((s) => s.name === 'moe_aux_loss_coef')
+      expect(spec?.group, m.id).toBe('moe')
+      expect(spec!.help).toMatch(/Qwen3-MoE models only/)
+      expect(initialValues(m, fixed).moe_aux_loss_coef).toBe('')
+      expect(configYaml(buildConfig(m, m.losses[0] ?? null, initialValues(m, fixed)).config)).not.toContain('moe_aux_loss_coef')
+    }
+    const m = methodById('sft')
+    const { config, errors } = buildConfig(m, null, { ...initialValues(m, fixed), moe_aux_loss_coef: '0.001' })
+    expect(errors).toEqual({})
+    const yaml = configYaml(config)
+    expect(yaml).toContain('moe_aux_loss_coef: 0.001\n')
+    expect(parseTrainingConfig(yaml, 'preview.yaml').moe_aux_loss_coef).toBe(0.001)
+    expect(buildConfig(m, null, { ...initialValues(m, fixed), moe_aux_loss_coef: '-0.5' }).errors.moe_aux_loss_coef).toBe('must be at least 0')
+  })
+
   it('reports a message per field for bad values', () => {
     const m = methodById('kto')
     const values = { ...initialValues(m, fixed), lora_rank: '2.5', learning_rate: 'fast', lora_dropout: '1.5',

@@ -52,7 +52,7 @@ function rewardsOf(values: FormValues): RewardEditorState {
 }
 
 /** Groups whose values are the user's own (paths, data) and survive a change of method. */
-const keptGroups = new Set(['model', 'data', 'output', 'engine', 'lora'])
+const keptGroups = new Set(['model', 'data', 'output', 'engine', 'lora', 'moe'])
 
 export const useTrainStore = defineStore('train', () => {
   const saved = loadSaved()

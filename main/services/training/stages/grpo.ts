@@ -21,7 +21,7 @@ import type { Metrics } from '../losses'
 import { rewardFunctions, rewardWeights, type RewardFunction, type RewardItem } from '../rewards'
 import { mixSeed, SEED_PURPOSE } from '../rng'
 import type { Example, Sequence } from '../sequences'
-import { assertFinite, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext, type StageCheckpoint, type StageLayout } from './stage'
+import { assertFinite, auxTerm, backward, withAux, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext, type StageCheckpoint, type StageLayout } from './stage'
 
 type PromptExample = Extract<Example, { kind: 'prompt' }>
 
@@ -184,6 +184,8 @@ export class GrpoStage implements Stage {
     const at = (i: number, t: number) => i * eb.seqLen + mine[i]!.prompt.length + t
     const opts = { adapters: true, train: o.train, dropoutSeed: o.dropoutSeed, temperature: cfg.temperature }
     const scored = await model.scoreTokens(eb, opts)
+    // Before the reference pass, which would be the last logps call.
+    const aux = auxTerm(this.ctx, GA, o.train)
     const ref = cfg.beta > 0 ? await model.logps(eb, { adapters: false, train: false, temperature: cfg.temperature }) : null
     const tokensOf = (src: Float32Array) => mine.map((c, i) => Float64Array.from(c.tokens, (_, t) => src[at(i, t)]!))
     const lp = tokensOf(scored.logps)
@@ -207,15 +209,15 @@ export class GrpoStage implements Stage {
       const g = new Float32Array(eb.batch * eb.seqLen)
       res.grad.forEach((row, i) => row.forEach((v, t) => (g[at(i, t)] = v)))
       assertFinite('loss gradient', g)
-      await model.backward(g)
+      await backward(model, g, aux)
     }
     const tokens = mine.reduce((a, c) => a + c.tokens.length, 0)
     const seconds = (performance.now() - t0) / 1000
-    return {
+    return withAux({
       loss: res.loss,
       metrics: { ...metrics, ...res.metrics, ...(seconds > 0 ? { 'tokens_per_second/training': tokens / seconds } : {}) },
       tokens
-    }
+    }, aux)
   }
 
   /** Evaluation samples and scores the held-out prompts (no loss, as nothing is trained). */

@@ -6,7 +6,7 @@
 import { collate, klSequences, sequenceSums, tokenGradients, type UnpairedExample } from '../batches'
 import { ktoKlPartner, ktoLoss } from '../losses'
 import { joinSequence } from '../sequences'
-import { assertFinite, referenceSums, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
+import { assertFinite, auxTerm, backward, referenceSums, withAux, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
 
 export class KtoStage implements Stage {
   readonly usesReference = true
@@ -36,11 +36,12 @@ export class KtoStage implements Stage {
   }
 
   step(micros: MicroBatch[]): MicroRun[] {
-    return micros.map((mb) => (o) => this.run(mb, 1 / micros.length, o))
+    return micros.map((mb) => (o) => this.run(mb, micros.length, o))
   }
 
-  private async run(mb: MicroBatch, scale: number, o: RunOptions): Promise<MicroOutcome> {
+  private async run(mb: MicroBatch, micros: number, o: RunOptions): Promise<MicroOutcome> {
     const { cfg, model, padId } = this.ctx
+    const scale = 1 / micros
     await this.reference(mb)
     const records = mb.examples as UnpairedExample[]
     const { split, idx } = mb
@@ -48,6 +49,8 @@ export class KtoStage implements Stage {
     const policyKl = sequenceSums(await model.logps(klBatch, { adapters: true, train: false }), klBatch).logps
     const batch = collate(this.completions(records), padId)
     const { logps, tokens } = sequenceSums(await model.logps(batch, { adapters: true, train: o.train, dropoutSeed: o.dropoutSeed }), batch)
+    // The KL pass above feeds the detached z₀ only: the aux loss is this train pass's.
+    const aux = auxTerm(this.ctx, micros, o.train)
     const res = ktoLoss(
       {
         policy: logps,
@@ -60,7 +63,7 @@ export class KtoStage implements Stage {
     )
     assertFinite('loss', [res.loss])
     assertFinite('loss gradient', res.grad)
-    if (o.train) await model.backward(tokenGradients(batch, res.grad.map((g) => g * scale)))
-    return { loss: res.loss * scale, metrics: res.metrics, tokens: sum(tokens) }
+    if (o.train) await backward(model, tokenGradients(batch, res.grad.map((g) => g * scale)), aux)
+    return withAux({ loss: res.loss * scale, metrics: res.metrics, tokens: sum(tokens) }, aux)
   }
 }

@@ -4,7 +4,7 @@
 // micro-batch's mean pair loss counts 1/(micro-batches in the step).
 import { collate, pairSequences, sequenceSums, tokenGradients, type PairExample } from '../batches'
 import { pairLoss, pairLossUsesReference } from '../losses'
-import { assertFinite, referenceSums, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
+import { assertFinite, auxTerm, backward, referenceSums, withAux, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
 
 export class PreferenceStage implements Stage {
   readonly usesReference: boolean
@@ -32,16 +32,18 @@ export class PreferenceStage implements Stage {
   }
 
   step(micros: MicroBatch[]): MicroRun[] {
-    return micros.map((mb) => (o) => this.run(mb, 1 / micros.length, o))
+    return micros.map((mb) => (o) => this.run(mb, micros.length, o))
   }
 
-  private async run(mb: MicroBatch, scale: number, o: RunOptions): Promise<MicroOutcome> {
+  private async run(mb: MicroBatch, micros: number, o: RunOptions): Promise<MicroOutcome> {
     const { cfg, model } = this.ctx
+    const scale = 1 / micros
     await this.reference(mb)
     const { split, idx } = mb
     const n = idx.length
     const batch = this.batchOf(mb)
     const lp = await model.logps(batch, { adapters: true, train: o.train, dropoutSeed: o.dropoutSeed })
+    const aux = auxTerm(this.ctx, micros, o.train)
     const { logps, tokens } = sequenceSums(lp, batch)
     const ref = (side: 'c' | 'r') => (this.usesReference ? Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}:${side}`)!) : null)
     const res = pairLoss(
@@ -60,8 +62,8 @@ export class PreferenceStage implements Stage {
         g[b] = res.gradChosen[b]! * scale
         g[n + b] = res.gradRejected[b]! * scale
       }
-      await model.backward(tokenGradients(batch, g))
+      await backward(model, tokenGradients(batch, g), aux)
     }
-    return { loss: res.loss * scale, metrics: res.metrics, tokens: sum(tokens) }
+    return withAux({ loss: res.loss * scale, metrics: res.metrics, tokens: sum(tokens) }, aux)
   }
 }

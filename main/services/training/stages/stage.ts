@@ -90,6 +90,42 @@ export function assertFinite(what: string, values: ArrayLike<number>): void {
     if (!Number.isFinite(values[i]!)) throw new NonFiniteError(`${what} is ${values[i]}`)
 }
 
+/** The load-balancing term of a mixture-of-experts policy pass (Qwen3-MoE), as transformers
+ *  adds it: loss += moe_aux_loss_coef × aux_loss. Each micro-batch's aux loss counts
+ *  1/(micro-batches in the step), so the step's term is coef × their mean aux loss whatever
+ *  the gradient accumulation. */
+export interface AuxTerm {
+  /** The pass's aux loss (metric aux_loss; the loop averages it over the micro-batches). */
+  aux: number
+  /** coef × aux / micros: added to the micro-batch's share of the step loss. */
+  loss: number
+  /** coef / micros: backward's auxWeight. */
+  weight: number
+}
+
+/** Reads the aux loss of the policy pass just run (model.auxLoss() is the last logps call's,
+ *  so this comes before any other pass). null, and nothing changes, when moe_aux_loss_coef is
+ *  unset or 0, for an evaluation pass, and for a dense model. */
+export function auxTerm(ctx: Pick<StageContext, 'cfg' | 'model'>, micros: number, train: boolean): AuxTerm | null {
+  const coef = ctx.cfg.moe_aux_loss_coef
+  if (!train || coef === null || !(coef > 0)) return null
+  const aux = ctx.model.auxLoss()
+  if (aux === null) return null
+  assertFinite('aux loss', [aux])
+  return { aux, loss: (coef * aux) / micros, weight: coef / micros }
+}
+
+/** backward of the last train pass, with the aux loss's weight when there is one. */
+export function backward(model: TrainableModel, grad: Float32Array, aux: AuxTerm | null): Promise<void> {
+  return aux ? model.backward(grad, aux.weight) : model.backward(grad)
+}
+
+/** A micro-batch's outcome with its aux term: the loss share and metric aux_loss. */
+export function withAux(out: MicroOutcome, aux: AuxTerm | null): MicroOutcome {
+  if (!aux) return out
+  return { ...out, loss: (out.loss ?? 0) + aux.loss, metrics: { ...out.metrics, aux_loss: aux.aux } }
+}
+
 /** Summed log-probs of each sequence under the reference (adapters off, no dropout). */
 export async function referenceSums(model: TrainableModel, batch: Batch): Promise<Float64Array> {
   return sequenceSums(await model.logps(batch, { adapters: false, train: false }), batch).logps
