@@ -6,7 +6,10 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <chrono>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -220,6 +223,69 @@ static void test_moe(bool norm_topk, bool full, bool checkpointing, float dropou
   checks++;
   if (!experts_seen) failures++;
   printf("%s %s trains the experts (%d tensors)\n", experts_seen ? "ok  " : "FAIL", tag.c_str(), experts_seen);
+}
+
+// An expert the router sends no token has no gradient: AdamW leaves its tensors (and moments)
+// alone and counts no step for them, as PyTorch does for a parameter whose grad is None; the
+// training state keeps each expert tensor's own count for an exact resume.
+static void test_moe_idle_experts() {
+  ModelConfig c = tiny_config("Qwen3MoeForCausalLM");
+  auto m = lora_model(c, 51, 15);
+  BatchIn b;  // two tokens: at most 2 x 2 of the 4 experts per layer see one
+  b.batch = 1;
+  b.seq_len = 2;
+  b.lengths = {2};
+  b.ids = {3, 7};
+  b.mask = {0, 1};
+  OptimizerOptions o;
+  o.lr = 0.05;
+  o.weight_decay = 0.1;
+  m->zero_grad();
+  m->logps(b, true, true, 0);
+  m->backward({0.0f, 1.0f});
+  std::map<std::string, std::vector<float>> before;
+  for (Param* p : m->trainable()) before[p->name] = host(p->w);
+  m->optimizer_step(o);
+  int idle = 0, moved = 0, bad = 0;
+  for (Param* p : m->trainable()) {
+    bool same = host(p->w) == before[p->name];
+    if (p->routed && !p->touched) {
+      idle++;
+      bad += !same || p->steps != 0 || host(p->m) != std::vector<float>(p->m.size(), 0.0f);
+    } else {
+      moved += !same;
+      bad += p->routed && p->steps != 1;
+    }
+  }
+  checks++;
+  bool ok = idle > 0 && moved > 0 && bad == 0;
+  if (!ok) failures++;
+  printf("%s MoE: %d idle expert tensors left alone (no update, no decay, no step), %d others moved%s\n", ok ? "ok  " : "FAIL", idle,
+         moved, bad ? " (some wrong)" : "");
+  // A second step with every expert reached: the idle ones take their first step (count 1).
+  m->zero_grad();
+  m->logps(tiny_batch(c.vocab), true, true, 0);
+  m->backward(randv(12, 3));
+  m->optimizer_step(o);
+  std::string path = (std::filesystem::temp_directory_path() / ("tunebench-moe-state-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ".bin")).string();
+  m->save_training_state(path);
+  auto again = lora_model(c, 51, 15);
+  again->load_training_state(path);
+  std::remove(path.c_str());
+  int same_steps = 0, counted = 0, ones = 0;
+  auto ta = again->trainable();
+  auto tm = m->trainable();
+  for (size_t i = 0; i < tm.size(); i++)
+    if (tm[i]->routed) {
+      counted++;
+      same_steps += ta[i]->steps == tm[i]->steps;
+      ones += tm[i]->steps == 1;
+    }
+  checks++;
+  ok = counted > 0 && same_steps == counted && ones > 0 && ones < counted;
+  if (!ok) failures++;
+  printf("%s MoE: each expert tensor's AdamW step count survives the training state (%d of %d; %d at 1 step)\n", ok ? "ok  " : "FAIL",
+         same_steps, counted, ones);
 }
 
 static void test_checkpointing_equal() {
@@ -742,6 +808,7 @@ int main() {
   test_moe(false, false, true, 0.0f);
   test_moe(true, false, false, 0.25f);
   test_moe(false, true, false, 0.0f);
+  test_moe_idle_experts();
   for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) test_temperature_entropy(arch);
   test_checkpointing_equal();
   test_packing_equal("LlamaForCausalLM");

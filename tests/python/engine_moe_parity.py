@@ -78,23 +78,24 @@ class PerExpertMoe(torch.nn.Module):
         return out.reshape(B, T, C)
 
 
-def tiny_config(norm):
+def tiny_config(norm, **overrides):
+    """The tiny Qwen3-MoE config; overrides (vocab_size, token ids ...) replace its keys."""
     import transformers as tf
 
-    cfg = tf.Qwen3MoeConfig(hidden_size=32, intermediate_size=48, moe_intermediate_size=24, num_experts=4,
+    cfg = tf.Qwen3MoeConfig(**{**dict(hidden_size=32, intermediate_size=48, moe_intermediate_size=24, num_experts=4,
                             num_experts_per_tok=2, norm_topk_prob=norm, decoder_sparse_step=1, mlp_only_layers=[1],
                             num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                             vocab_size=128, max_position_embeddings=128, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                            tie_word_embeddings=False, router_aux_loss_coef=0.01)
+                            tie_word_embeddings=False, router_aux_loss_coef=0.01), **overrides})
     cfg._attn_implementation = "eager"
     return cfg
 
 
-def library_model(norm, seed):
+def library_model(norm, seed, **overrides):
     import transformers as tf
 
     torch.manual_seed(seed)
-    model = tf.Qwen3MoeForCausalLM(tiny_config(norm)).float().eval()
+    model = tf.Qwen3MoeForCausalLM(tiny_config(norm, **overrides)).float().eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:

@@ -6,17 +6,32 @@ transformers' tokenizer and chat template following docs/algorithms.md, trains w
 adapter's A and B, AdamW (torch), clip_grad_norm_, transformers.get_scheduler, and writes per
 step: loss (as trainer_log.jsonl logs it), grad_norm (before clipping) and lr (after the step).
 Computation in float64 so the reference's own rounding is negligible.
+
+Qwen3-MoE models (config model_type qwen3_moe) train as engine_moe_parity.py's per-expert model
+(PerExpertMoe blocks, which PEFT wraps per expert) with the adapter loaded by PEFT; with
+moe_aux_loss_coef each micro-batch's loss gains coef * aux / micro-batches, aux being
+transformers' load_balancing_loss_func over the router logits of that micro-batch's policy
+forward (attention mask: its non-padding tokens), and aux_loss (their mean) is written per step.
+
+    python3 train_reference.py make-moe TOKENIZER_DIR OUT   writes OUT/model (a tiny random
+        Qwen3-MoE with TOKENIZER_DIR's tokenizer, experts fused as transformers 5 saves them)
+        and OUT/adapter (PEFT LoRA on attention, the dense MLP and every expert, B non-zero)
 """
 import contextlib
 import copy
 import json
 import math
+import os
+import shutil
 import sys
 
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from engine_moe_parity import aux_of, library_model, per_expert_model, write_checkpoint  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -88,6 +103,12 @@ def run(r):
     base = AutoModelForCausalLM.from_pretrained(r["model"], dtype=torch.float64)
     c = r["config"]
     full = c.get("finetuning_type", "lora") == "full"
+    moe = AutoConfig.from_pretrained(r["model"]).model_type == "qwen3_moe"
+    router_logits = []  # of every forward of the per-expert model since the last clear
+    if moe:
+        assert not full, "the reference trains Qwen3-MoE with an adapter only"
+        base = per_expert_model(base, router_logits)
+    aux_coef = c.get("moe_aux_loss_coef") or 0.0
     if full:
         # Full fine-tuning: every weight trains; the reference is a frozen copy of the start.
         model = base
@@ -136,21 +157,34 @@ def run(r):
     sched = get_scheduler(c.get("lr_scheduler_type", "linear"), opt, num_warmup_steps=warmup, num_training_steps=total)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    def policy_logps(seqs):
+        """batch_logps of the policy's train forward, and its load-balancing loss when the
+        objective has one (router logits of this forward only, mask = non-padding tokens)."""
+        router_logits.clear()
+        lp, n = batch_logps(model, seqs, pad)
+        aux = None
+        if moe and aux_coef > 0:
+            lengths = [len(ids) for ids, _ in seqs]
+            shape = torch.zeros((len(seqs), max(lengths)), dtype=torch.long)
+            aux = aux_of(router_logits, base.config, shape, lengths)
+        router_logits.clear()
+        return lp, n, aux
+
     out = []
     for step in range(total):
         first = (step % per_epoch) * GA
         last = min(first + GA, micro_per_epoch)
         micros = [list(range(m * B, min((m + 1) * B, len(examples)))) for m in range(first, last)]
         n_tokens = sum(sum(examples[i][1][1:]) for m in micros for i in m) if stage == "sft" else 0
-        step_loss = 0.0
+        step_loss, step_aux = 0.0, []
         for idx in micros:
             ex = [examples[i] for i in idx]
             if stage == "sft":
-                lp, n = batch_logps(model, ex, pad)
+                lp, n, aux = policy_logps(ex)
                 loss = -lp.sum() / n_tokens
             elif stage == "dpo":
                 seqs = [join(p, ch) for p, ch, _ in ex] + [join(p, rj) for p, _, rj in ex]
-                lp, n = batch_logps(model, seqs, pad)
+                lp, n, aux = policy_logps(seqs)
                 k = len(ex)
                 pc, pr, nc, nr = lp[:k], lp[k:], n[:k], n[k:]
                 if loss_kind in ("orpo", "simpo"):
@@ -186,13 +220,16 @@ def run(r):
                         ref, _ = batch_logps(ref_model, seqs, pad)
                         kl_ref, _ = batch_logps(ref_model, kl_seqs, pad)
                 z0 = (kl_policy - kl_ref).mean().clamp(min=0)
-                lp, _ = batch_logps(model, seqs, pad)
+                lp, _, aux = policy_logps(seqs)
                 r_ = lp - ref
                 des = torch.tensor([d for _, _, d in ex])
                 losses = torch.where(des,
                                      c.get("kto_chosen_weight", 1.0) * (1 - torch.sigmoid(beta * (r_ - z0))),
                                      c.get("kto_rejected_weight", 1.0) * (1 - torch.sigmoid(beta * (z0 - r_))))
                 loss = losses.mean() / len(micros)
+            if aux is not None:
+                loss = loss + aux_coef * aux / len(micros)
+                step_aux.append(aux.item())
             loss.backward()
             step_loss += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, c.get("max_grad_norm", 1.0)).item()
@@ -200,10 +237,43 @@ def run(r):
         sched.step()
         opt.zero_grad()
         out.append({"loss": step_loss, "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]})
+        if step_aux:
+            out[-1]["aux_loss"] = sum(step_aux) / len(step_aux)
     return out
 
 
+def make_moe(tokenizer_dir, out):
+    """A tiny random Qwen3-MoE (engine_moe_parity's: 3 layers, the middle one dense, 4 experts,
+    2 per token, norm_topk_prob, router weights std 0.5) with the tokenizer of tokenizer_dir,
+    and a PEFT LoRA on the per-expert model with B non-zero."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.set_default_dtype(torch.float32)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model_dir = os.path.join(out, "model")
+    os.makedirs(model_dir, exist_ok=True)
+    lib = library_model(True, seed=5, vocab_size=len(tok), max_position_embeddings=512, bos_token_id=None,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    write_checkpoint(lib, model_dir, fused=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(tokenizer_dir, f), os.path.join(model_dir, f))
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    peft_model = get_peft_model(per_expert_model(lib, []), cfg)
+    torch.manual_seed(6)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0.0, 0.1)
+    names = [n for n, _ in peft_model.named_parameters() if "lora_" in n]
+    assert any(".experts.3.down_proj.lora_A" in n for n in names), "PEFT did not wrap the experts"
+    peft_model.save_pretrained(os.path.join(out, "adapter"))
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "make-moe":
+        make_moe(sys.argv[2], sys.argv[3])
+        return
     json.dump([run(r) for r in json.load(sys.stdin)], sys.stdout)
 
 

@@ -33,6 +33,31 @@ export async function makeModelAndAdapter(_dir?: string): Promise<{ model: strin
   return { model: join(cache, 'model'), adapter: join(cache, 'adapter'), doraAdapter: join(cache, 'dora-adapter') }
 }
 
+/** A tiny random Qwen3-MoE with the tokenizer of makeModelAndAdapter's Llama (3 layers, the
+ *  middle one dense via mlp_only_layers, 4 experts, 2 per token, norm_topk_prob, router weights
+ *  std 0.5), experts fused as transformers 5 saves them (mlp.experts.gate_up_proj [E, 2I, C],
+ *  mlp.experts.down_proj [E, C, I]), and a PEFT LoRA with non-zero B on attention, the dense MLP
+ *  and every expert, named per expert (...mlp.experts.E.gate_proj.lora_A.weight). Made by
+ *  tests/python/train_reference.py make-moe from engine_moe_parity.py's pieces; cached like
+ *  makeModelAndAdapter's. */
+export async function makeMoeModelAndAdapter(): Promise<{ model: string; adapter: string }> {
+  const { model: llama } = await makeModelAndAdapter()
+  const scripts = ['tests/python/train_reference.py', 'tests/python/engine_moe_parity.py']
+  const hash = createHash('sha256').update(`qwen3-moe:${llama}`)
+  for (const s of scripts) hash.update(readFileSync(join(root, s)))
+  const cache = join(tmpdir(), `tunebench-test-qwen3moe-${hash.digest('hex').slice(0, 16)}`)
+  if (!existsSync(join(cache, 'adapter', 'adapter_model.safetensors'))) {
+    const build = mkdtempSync(join(tmpdir(), 'tunebench-test-qwen3moe-build-'))
+    await runPython([join(root, scripts[0]!), 'make-moe', llama, build])
+    try {
+      renameSync(build, cache)
+    } catch {
+      rmSync(build, { recursive: true, force: true }) // another test file made it first
+    }
+  }
+  return { model: join(cache, 'model'), adapter: join(cache, 'adapter') }
+}
+
 const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n'
 
 export function writeDatasets(dir: string): Record<string, string> {

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "json.h"
@@ -210,12 +211,16 @@ LoraOptions Model::load_adapter(const std::string& dir) {
 
 void Model::save_training_state(const std::string& path) const {
   TensorsOut ts;
+  std::string routed;  // "name:steps,..." of the experts' tensors (AdamW steps of their own)
   for (const Param* p : trainable()) {
     ts.add(p->name + ".exp_avg", p->shape, p->m);
     ts.add(p->name + ".exp_avg_sq", p->shape, p->v);
     if (full_) ts.add(p->name, p->shape, p->w);
+    if (p->routed) routed += (routed.empty() ? "" : ",") + p->name + ":" + std::to_string(p->steps);
   }
-  write_safetensors(path, ts.out, {{"format", "tunebench-training-state-1"}, {"step", std::to_string(step_)}, {"mode", full_ ? "full" : "lora"}});
+  std::map<std::string, std::string> md{{"format", "tunebench-training-state-1"}, {"step", std::to_string(step_)}, {"mode", full_ ? "full" : "lora"}};
+  if (!routed.empty()) md["routed_steps"] = routed;
+  write_safetensors(path, ts.out, md);
 }
 
 void Model::load_training_state(const std::string& path) {
@@ -238,6 +243,29 @@ void Model::load_training_state(const std::string& path) {
     throw std::runtime_error(path + ": 'step' in metadata is '" + sv.substr(0, 40) + "', not a whole number of steps");
   const int64_t step = std::stoll(sv);
   std::vector<Param*> ps = trainable();
+  // Each expert tensor's own AdamW step count (absent: the global step, as a dense model has).
+  std::map<std::string, int64_t> routed;
+  auto rs = md.find("routed_steps");
+  if (rs != md.end()) {
+    const std::string& text = rs->second;
+    size_t at = 0;
+    while (at < text.size()) {
+      size_t end = text.find(',', at);
+      if (end == std::string::npos) end = text.size();
+      std::string item = text.substr(at, end - at);
+      size_t colon = item.rfind(':');
+      std::string n = colon == std::string::npos ? "" : item.substr(colon + 1);
+      if (n.empty() || n.size() > 15 || n.find_first_not_of("0123456789") != std::string::npos || std::stoll(n) > step)
+        throw std::runtime_error(path + ": 'routed_steps' in metadata has '" + item.substr(0, 80) + "', not name:steps with steps <= step " + sv);
+      routed[item.substr(0, colon)] = std::stoll(n);
+      at = end + 1;
+    }
+    for (auto& [name, n] : routed) {
+      bool known = false;
+      for (Param* p : ps) known = known || (p->routed && p->name == name);
+      if (!known) throw std::runtime_error(path + ": 'routed_steps' names '" + name + "', which is not an expert tensor being trained");
+    }
+  }
   for (Param* p : ps)
     for (std::string n : {p->name + ".exp_avg", p->name + ".exp_avg_sq", full_ ? p->name : std::string()}) {
       if (n.empty()) continue;
@@ -252,6 +280,10 @@ void Model::load_training_state(const std::string& path) {
     read_tensor(f, *f.find(p->name + ".exp_avg"), p->m);
     read_tensor(f, *f.find(p->name + ".exp_avg_sq"), p->v);
     if (full_) read_tensor(f, *f.find(p->name), p->w);
+    if (p->routed) {
+      auto it = routed.find(p->name);
+      p->steps = it == routed.end() ? step : it->second;
+    }
   }
   step_ = step;
   // the saved pass belongs to the old weights

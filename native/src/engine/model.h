@@ -63,6 +63,11 @@ struct Param {
   std::vector<int64_t> shape;
   Buffer w, grad, m, v;        // w may carry a prepared (packed) form while frozen
   bool decay = true;           // weight decay applies (not to norms and biases, as Trainer)
+  // An expert's tensor (Qwen3-MoE): its gradient exists only when the router sent the expert a
+  // token since zero_grad (touched), and AdamW skips it otherwise, as PyTorch skips a parameter
+  // whose grad is None; steps counts its own updates for the bias correction.
+  bool routed = false, touched = true;
+  int64_t steps = 0;
   size_t size() const { return w.size(); }
   bool empty() const { return w.empty(); }
   int64_t numel() const;       // of the shape

@@ -7,7 +7,10 @@
 namespace tb {
 
 void Model::zero_grad() {
-  for (Param* p : trainable()) be_->fill_zero(p->grad.f32(), p->grad.size());
+  for (Param* p : trainable()) {
+    be_->fill_zero(p->grad.f32(), p->grad.size());
+    if (p->routed) p->touched = false;
+  }
 }
 
 double Model::grad_norm() const {
@@ -39,10 +42,13 @@ double Model::optimizer_step(const OptimizerOptions& o) {
     if (coef < 1) clip = float(coef);
   }
   step_++;
-  double bc1 = 1 - std::pow(o.beta1, double(step_)), bc2 = 1 - std::pow(o.beta2, double(step_));
   float lr = float(o.lr);
-  AdamW a{clip, float(o.beta1), float(o.beta2), 1.0f, float(o.lr / bc1), float(std::sqrt(bc2)), float(o.eps)};
   for (Param* p : ps) {
+    // An expert no token reached since zero_grad has no gradient: no update, no decay, no step.
+    if (p->routed && !p->touched) continue;
+    int64_t t = p->routed ? ++p->steps : step_;
+    double bc1 = 1 - std::pow(o.beta1, double(t)), bc2 = 1 - std::pow(o.beta2, double(t));
+    AdamW a{clip, float(o.beta1), float(o.beta2), 1.0f, float(o.lr / bc1), float(std::sqrt(bc2)), float(o.eps)};
     a.decay = p->decay ? 1.0f - lr * float(o.weight_decay) : 1.0f;
     be_->adamw(p->w.f32(), p->grad.f32(), p->m.f32(), p->v.f32(), p->w.size(), a);
   }

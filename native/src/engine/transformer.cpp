@@ -165,6 +165,7 @@ void Model::expert_backward(int l, int e, int t, const float* x, const float* dy
   int in, out, r = lora_.rank;
   target_dims(cfg_, t, in, out, true);
   bool lora = p.adapters && lora_on_ && !ex.A[t].empty();
+  ex.A[t].touched = ex.B[t].touched = ex.W[t].touched = true;
   if (lora)
     be_->lora_backward(dx, grad_of(ex.A[t], true), grad_of(ex.B[t], true), dy, x, m.ax[t].f32() + size_t(first) * r,
                        ex.A[t].w.f32(), ex.B[t].w.f32(), lora_scale(), n, in, out, r,

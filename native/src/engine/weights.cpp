@@ -67,6 +67,8 @@ void Model::init_params(bool allocate) {
         int in, out;
         target_dims(c, t, in, out, true);
         set(w.experts[size_t(e)].W[t], pre + "mlp.experts." + std::to_string(e) + "." + kModuleNames[t] + ".weight", {out, in}, true);
+        w.experts[size_t(e)].W[t].routed = true;
+        w.experts[size_t(e)].W[t].touched = false;
       }
   }
 }
@@ -361,6 +363,8 @@ void Model::add_lora(const LoraOptions& o) {
     A.shape = {o.rank, in};
     B.name = "base_model.model." + site.module + ".lora_B.weight";
     B.shape = {out, o.rank};
+    A.routed = B.routed = site.expert >= 0;
+    A.touched = B.touched = !A.routed;
     // PEFT init: kaiming_uniform(a=sqrt(5)) on A gives U(-1/sqrt(in), 1/sqrt(in)); B = 0.
     std::vector<float> a(size_t(o.rank) * in);
     float bound = 1.0f / std::sqrt(float(in));
@@ -395,6 +399,10 @@ void Model::set_trainable(bool full) {
   if (!full)
     for (Param* p : all_base_params())
       for (Buffer* b : {&p->grad, &p->m, &p->v}) b->release();
+  for (Param* p : all_base_params()) {
+    p->steps = 0;
+    p->touched = !p->routed;
+  }
   alloc_grads();
   step_ = 0;
   train_state_valid_ = false;  // buffers stay for the next pass to reuse
