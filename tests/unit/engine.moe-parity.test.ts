@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Model, type Batch } from '../../native/index'
 import { readSafetensors } from './engine-fixture'
+import { maxAbsDiff, worstRelative } from './parity-compare'
 import { mustRun } from '../../native/scripts/ci.js'
 
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
@@ -34,29 +35,6 @@ interface Expected {
   auxBase: number
   logpsLora: number[]
   auxLora: number
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length)
-  let d = 0
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]))
-  return d
-}
-
-/** max |ours - ref| / max |ref| over every tensor of the reference; all must be present. */
-function worstRelative(ours: Record<string, Float32Array>, refPath: string): { worst: number; name: string; count: number } {
-  const ref = readSafetensors(refPath)
-  let worst = 0, name = ''
-  for (const [n, t] of ref) {
-    const o = ours[n]
-    expect(o, `gradient of ${n}`).toBeDefined()
-    let scale = 0
-    for (const v of t.data) scale = Math.max(scale, Math.abs(v))
-    expect(scale, `reference gradient of ${n} is non-trivial`).toBeGreaterThan(0)
-    const rel = maxAbsDiff(o, t.data) / scale
-    if (rel > worst) { worst = rel; name = n }
-  }
-  return { worst, name, count: ref.size }
 }
 
 const VARIANTS = ['fused_norm', 'experts_nonorm']
@@ -121,7 +99,7 @@ describe.skipIf(!havePython && !inCI)('engine Qwen3-MoE parity with transformers
         m.setGradientCheckpointing(e.fused) // both ways of running backward
         await m.logps(batch, { adapters: true, train: true })
         await m.backward(Float32Array.from(e.gradLogps), e.auxWeight)
-        const { worst, name, count } = worstRelative(m.gradients(), join(dir(), 'lora_grads.safetensors'))
+        const { worst, name, count } = worstRelative(m.gradients(), readSafetensors(join(dir(), 'lora_grads.safetensors')))
         expect(count).toBe(LORA_TENSORS)
         expect(worst, `worst tensor ${name}`).toBeLessThan(1e-3)
         m.dispose()
@@ -132,7 +110,7 @@ describe.skipIf(!havePython && !inCI)('engine Qwen3-MoE parity with transformers
         m.setTrainable('full')
         await m.logps(batch, { adapters: false, train: true })
         await m.backward(Float32Array.from(e.gradLogps), e.auxWeight)
-        const { worst, name } = worstRelative(m.gradients(), join(dir(), 'full_grads.safetensors'))
+        const { worst, name } = worstRelative(m.gradients(), readSafetensors(join(dir(), 'full_grads.safetensors')))
         expect(worst, `worst tensor ${name}`).toBeLessThan(1e-3)
         m.dispose()
       })

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Model, type Batch } from '../../native/index'
 import { readSafetensors } from './engine-fixture'
+import { maxAbsDiff, worstRelative } from './parity-compare'
 import { mustRun } from '../../native/scripts/ci.js'
 
 const python = process.env.TUNEBENCH_PYTHON ?? 'python3'
@@ -29,29 +30,6 @@ interface Expected {
   logpsLora: number[]
   logpsDora: number[]
   rslora: boolean
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length)
-  let d = 0
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]))
-  return d
-}
-
-/** max |ours - ref| / max |ref| for every tensor of the reference; all names must be present. */
-function worstRelative(ours: Record<string, Float32Array>, refPath: string): { worst: number; name: string; count: number } {
-  const ref = readSafetensors(refPath)
-  let worst = 0, name = ''
-  for (const [n, t] of ref) {
-    const o = ours[n]
-    expect(o, `gradient of ${n}`).toBeDefined()
-    let scale = 0
-    for (const v of t.data) scale = Math.max(scale, Math.abs(v))
-    expect(scale, `reference gradient of ${n} is non-trivial`).toBeGreaterThan(0)
-    const rel = maxAbsDiff(o, t.data) / scale
-    if (rel > worst) { worst = rel; name = n }
-  }
-  return { worst, name, count: ref.size }
 }
 
 describe.skipIf(!havePython && !inCI)('engine parity with transformers + PEFT', () => {
@@ -99,7 +77,7 @@ describe.skipIf(!havePython && !inCI)('engine parity with transformers + PEFT', 
         await m.loadAdapter(join(dir(), 'peft_adapter'))
         await m.logps(batch, { adapters: true, train: true })
         await m.backward(Float32Array.from(e.gradLogps))
-        const { worst, name, count } = worstRelative(m.gradients(), join(dir(), 'lora_grads.safetensors'))
+        const { worst, name, count } = worstRelative(m.gradients(), readSafetensors(join(dir(), 'lora_grads.safetensors')))
         expect(count).toBe(2 * 7 * 2)
         expect(worst, `worst tensor ${name}`).toBeLessThan(1e-3)
         m.dispose()
@@ -121,7 +99,7 @@ describe.skipIf(!havePython && !inCI)('engine parity with transformers + PEFT', 
         await m.loadAdapter(join(dir(), 'peft_dora_adapter'))
         await m.logps(batch, { adapters: true, train: true })
         await m.backward(Float32Array.from(e.gradLogps))
-        const { worst, name, count } = worstRelative(m.gradients(), join(dir(), 'dora_grads.safetensors'))
+        const { worst, name, count } = worstRelative(m.gradients(), readSafetensors(join(dir(), 'dora_grads.safetensors')))
         expect(count).toBe(2 * 7 * 3)
         expect(worst, `worst tensor ${name}`).toBeLessThan(1e-3)
         m.dispose()
@@ -133,7 +111,7 @@ describe.skipIf(!havePython && !inCI)('engine parity with transformers + PEFT', 
         m.setGradientCheckpointing(true)
         await m.logps(batch, { adapters: false, train: true })
         await m.backward(Float32Array.from(e.gradLogps))
-        const { worst, name } = worstRelative(m.gradients(), join(dir(), 'full_grads.safetensors'))
+        const { worst, name } = worstRelative(m.gradients(), readSafetensors(join(dir(), 'full_grads.safetensors')))
         expect(worst, `worst tensor ${name}`).toBeLessThan(1e-3)
         m.dispose()
       })
