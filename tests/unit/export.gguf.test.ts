@@ -6,6 +6,10 @@
 // f32 weights with a looser bound); base GGUF + our GGUF LoRA equals our engine with the PEFT
 // adapter and the merged GGUF (plain and rsLoRA, all seven targets, llama's q/k permutation
 // included); llama.cpp renders the GGUF's chat template as we do; DoRA and bad inputs are refused.
+// Qwen3-MoE as llama.cpp's qwen3moe (experts per expert or fused in the checkpoint, stacked in the
+// GGUF): log-probs equal the engine's (f32: 1e-4), base GGUF + GGUF LoRA with stacked 3-D expert
+// pairs equals the engine with the PEFT adapter and the merged GGUF, and configs llama.cpp would
+// compute differently (dense layers, norm_topk_prob false) are refused naming the key.
 // Without node-llama-cpp (or the native addon) the llama.cpp tests skip locally and fail under CI
 // (native/scripts/ci.js).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -287,7 +291,7 @@ describe('GGUF export: layout rules and refusals', () => {
   it('refuses what llama.cpp cannot represent, naming it', async () => {
     const bad = async (config: Record<string, unknown>, re: RegExp) =>
       expect(planGguf(await inputsFor(byteModel('LlamaForCausalLM', { config })))).rejects.toThrow(re)
-    await bad({ architectures: ['GPT2LMHeadModel'] }, /supports LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM; this model is GPT2LMHeadModel/)
+    await bad({ architectures: ['GPT2LMHeadModel'] }, /supports LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM; this model is GPT2LMHeadModel/)
     await bad({ rope_scaling: { rope_type: 'linear', factor: 2 } }, /rope_scaling type "linear" is not supported/)
     await bad({ hidden_act: 'gelu' }, /hidden_act "gelu"/)
     await expect(planGguf(await inputsFor(byteModel('Qwen2ForCausalLM', { config: { use_sliding_window: true } })))).rejects.toThrow(/sliding-window/)
@@ -690,3 +694,233 @@ describe.runIf(haveEngine)('GGUF log-probs in llama.cpp equal the engine\'s', ()
 })
 
 const DTYPE_TYPE: Record<ExportDtype, GgmlTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0' }
+
+// ---- Qwen3-MoE (llama.cpp's qwen3moe) -------------------------------------------------------
+
+const MOE = { E: 4, K: 2, I: 32 }
+
+/** The byte-level fixture as a Qwen3-MoE: both layers sparse (a router and 4 experts of width 32,
+ *  2 per token, norm_topk_prob), the experts per expert or fused as transformers >= 5 saves them. */
+function moeModel(o: { fused: boolean; seed?: number; config?: Record<string, unknown> }): string {
+  const dir = byteModel('Qwen3ForCausalLM', { seed: o.seed ?? 13 })
+  const file = join(dir, 'config.json')
+  const config = JSON.parse(readFileSync(file, 'utf8'))
+  const { E, K, I } = MOE
+  const C = config.hidden_size as number
+  delete config.intermediate_size
+  writeFileSync(file, JSON.stringify({
+    ...config, architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe',
+    // transformers >= 5 writes num_local_experts, 4.x num_experts: one of each
+    ...(o.fused ? { num_local_experts: E } : { num_experts: E }),
+    num_experts_per_tok: K, moe_intermediate_size: I, norm_topk_prob: true, decoder_sparse_step: 1, mlp_only_layers: [],
+    intermediate_size: 96, ...o.config
+  }, null, 2))
+  const r = rng(o.seed ?? 13)
+  const t = (shape: number[], scale: number): Tensor => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * r()) })
+  const src = readSafetensors(join(dir, 'model.safetensors'))
+  const out = new Map<string, Tensor>()
+  for (const [name, tensor] of src) {
+    if (/\.mlp\.(gate|up|down)_proj\.weight$/.test(name)) continue
+    out.set(name, tensor)
+    const m = /^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/.exec(name)
+    if (!m) continue
+    const p = `model.layers.${m[1]}.mlp.`
+    out.set(p + 'gate.weight', t([E, C], 2)) // routing far from ties
+    if (o.fused) {
+      out.set(p + 'experts.gate_up_proj', t([E, 2 * I, C], 0.6))
+      out.set(p + 'experts.down_proj', t([E, C, I], 0.6))
+    } else {
+      for (let e = 0; e < E; e++) {
+        out.set(`${p}experts.${e}.gate_proj.weight`, t([I, C], 0.6))
+        out.set(`${p}experts.${e}.up_proj.weight`, t([I, C], 0.6))
+        out.set(`${p}experts.${e}.down_proj.weight`, t([C, I], 0.6))
+      }
+    }
+  }
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(out))
+  return dir
+}
+
+/** A PEFT adapter on a Qwen3-MoE fixture: attention and every expert's gate/up/down (per-expert
+ *  names, as our engine and PEFT save them), optionally the router (mlp.gate) too. */
+function moeAdapter(modelDir: string, o: { rank: number; alpha: number; rslora?: boolean; seed?: number; router?: boolean; skipExpert?: number }): string {
+  const dir = fresh('moe-adapter')
+  mkdirSync(dir, { recursive: true })
+  const c = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, number>
+  const H = c.num_attention_heads!, KV = c.num_key_value_heads!, C = c.hidden_size!, D = c.head_dim!
+  const { E, I } = MOE
+  const r = rng(o.seed ?? 17)
+  const t = (shape: number[], scale: number): Tensor => ({ shape, data: Float32Array.from({ length: shape[0]! * shape[1]! }, () => scale * r()) })
+  const m = new Map<string, Tensor>()
+  const add = (module: string, out: number, inF: number) => {
+    m.set(`base_model.model.${module}.lora_A.weight`, t([o.rank, inF], 0.5))
+    m.set(`base_model.model.${module}.lora_B.weight`, t([out, o.rank], 0.3))
+  }
+  for (let l = 0; l < c.num_hidden_layers!; l++) {
+    const p = `model.layers.${l}.`
+    add(p + 'self_attn.q_proj', H * D, C)
+    add(p + 'self_attn.k_proj', KV * D, C)
+    add(p + 'self_attn.v_proj', KV * D, C)
+    add(p + 'self_attn.o_proj', C, H * D)
+    for (let e = 0; e < E; e++) {
+      if (e === o.skipExpert) continue
+      add(`${p}mlp.experts.${e}.gate_proj`, I, C)
+      add(`${p}mlp.experts.${e}.up_proj`, I, C)
+      add(`${p}mlp.experts.${e}.down_proj`, C, I)
+    }
+    if (o.router) add(p + 'mlp.gate', E, C)
+  }
+  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(m))
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', r: o.rank, lora_alpha: o.alpha, lora_dropout: 0,
+    target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', ...(o.router ? ['gate'] : [])],
+    bias: 'none', fan_in_fan_out: false, use_rslora: !!o.rslora, use_dora: false, init_lora_weights: true,
+    modules_to_save: null, base_model_name_or_path: modelDir, inference_mode: true
+  }, null, 2))
+  return dir
+}
+
+/** roundedCopy for a Qwen3-MoE folder: experts (either layout) rounded as their stacked GGUF
+ *  tensor is written, the router kept F32. */
+function moeRounded(dir: string, type: GgmlTypeName): string {
+  const out = fresh('moe-rounded')
+  mkdirSync(out, { recursive: true })
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(dir, f), join(out, f))
+  const tensors = readSafetensors(join(dir, 'model.safetensors'))
+  for (const [name, t] of tensors) {
+    const expert = /\.mlp\.experts\.(\d+\.(gate|up|down)_proj\.weight|gate_up_proj|down_proj)$/.test(name)
+    const g = expert ? 'blk.0.ffn_up_exps.weight' : ggufTensorName(name)
+    if (g === null || g.startsWith('?')) continue
+    const tt = ggufTensorType(g, t.shape, type)
+    if (tt === 'Q8_0') t.data = dequantizeQ8_0(quantizeQ8_0(t.data))
+    else if (tt !== 'F32') t.data = decodeFloats(encodeFloats(t.data, tt), tt)
+  }
+  writeFileSync(join(out, 'model.safetensors'), encodeSafetensors(tensors))
+  return out
+}
+
+describe('GGUF export of Qwen3-MoE: what llama.cpp\'s qwen3moe cannot compute is refused, naming the key', () => {
+  it('refuses norm_topk_prob false, dense layers (mlp_only_layers, decoder_sparse_step) and no experts', async () => {
+    const bad = async (config: Record<string, unknown>, re: RegExp) => expect(planGguf(await inputsFor(moeModel({ fused: true, config })))).rejects.toThrow(re)
+    await bad({ norm_topk_prob: false }, /norm_topk_prob is false .*llama\.cpp's qwen3moe always renormalises them/)
+    await bad({ mlp_only_layers: [1] }, /layer 1 is dense \(mlp_only_layers \[1\]\); llama\.cpp's qwen3moe has experts in every layer and no dense MLP/)
+    await bad({ decoder_sparse_step: 2 }, /layer 0 is dense \(decoder_sparse_step 2\)/)
+    await bad({ mlp_only_layers: [0, 1] }, /layers 0, 1 are dense \(mlp_only_layers \[0,1\]\)/)
+    await bad({ num_local_experts: 0 }, /num_local_experts is 0 \(no experts\)/)
+    await bad({ num_experts_per_tok: 5 }, /num_experts_per_tok \(5\) is more than num_experts \(4\)/)
+    // an index past the last layer names no layer, as in transformers and the engine
+    await expect(planGguf(await inputsFor(moeModel({ fused: true, config: { mlp_only_layers: [7] } })))).resolves.toBeDefined()
+  })
+
+  it('refuses a dense-MLP or unknown target in gguf-lora, and Ollama\'s ADAPTER form (its own engine has no LoRA)', async () => {
+    const dir = moeModel({ fused: false })
+    const dense = writeAdapter(byteModel('Qwen3ForCausalLM'), { rank: 4, alpha: 8, targets: ['gate_proj'] })
+    await expect(planGgufLora(await inputsFor(dir, dense, false))).rejects.toThrow(/adapts 'model\.layers\.0\.mlp\.gate_proj\.weight', a dense MLP, but every layer of this Qwen3-MoE is sparse/)
+    const adapter = moeAdapter(dir, { rank: 4, alpha: 8 })
+    const { exportModel } = await import('../../main/services/export/index')
+    await expect(exportModel({ format: 'ollama', ollamaAdapter: true, adapter, model: dir, out: fresh('ollama') }))
+      .rejects.toThrow(/Ollama runs qwen3moe models on its own engine, which does not load LoRA adapters \(the model fails to start with "loras are not yet implemented"\); export without --ollama-adapter/)
+    const qwen3 = byteModel('Qwen3ForCausalLM')
+    await expect(exportModel({ format: 'ollama', ollamaAdapter: true, adapter: writeAdapter(qwen3, { rank: 4, alpha: 8 }), model: qwen3, out: fresh('ollama') }))
+      .rejects.toThrow(/Ollama runs qwen3 models on its own engine/)
+  })
+
+  it('lays out the router and the stacked experts as llama.cpp reads them (ne [C, I, E] / [I, C, E], router F32)', async () => {
+    const dir = moeModel({ fused: true })
+    const parts = await ggufModelParts(await inputsFor(dir), 'q8_0')
+    const byName = new Map(parts.tensors.map((t) => [t.name, t]))
+    expect(byName.get('blk.0.ffn_gate_inp.weight')).toMatchObject({ shape: [4, 32], type: 'F32' })
+    expect(byName.get('blk.1.ffn_gate_exps.weight')).toMatchObject({ shape: [4, 32, 32], type: 'Q8_0' })
+    expect(byName.get('blk.1.ffn_down_exps.weight')).toMatchObject({ shape: [4, 32, 32], type: 'Q8_0' })
+    expect([...byName.keys()].filter((n) => n.startsWith('blk.0.'))).toEqual([
+      'blk.0.attn_norm.weight', 'blk.0.ffn_norm.weight', 'blk.0.attn_q.weight', 'blk.0.attn_k.weight', 'blk.0.attn_v.weight', 'blk.0.attn_output.weight',
+      'blk.0.attn_q_norm.weight', 'blk.0.attn_k_norm.weight', 'blk.0.ffn_gate_inp.weight', 'blk.0.ffn_gate_exps.weight', 'blk.0.ffn_up_exps.weight', 'blk.0.ffn_down_exps.weight'
+    ])
+    // gate_up_proj's rows split per expert: expert e's gate rows then its up rows
+    const fused = readSafetensors(join(dir, 'model.safetensors')).get('model.layers.1.mlp.experts.gate_up_proj')!.data
+    const gate = await byName.get('blk.1.ffn_gate_exps.weight')!.read()
+    const up = await byName.get('blk.1.ffn_up_exps.weight')!.read()
+    const IC = 32 * 32
+    for (let e = 0; e < 4; e++) {
+      expect(gate.subarray(e * IC, (e + 1) * IC)).toEqual(fused.subarray(2 * e * IC, (2 * e + 1) * IC))
+      expect(up.subarray(e * IC, (e + 1) * IC)).toEqual(fused.subarray((2 * e + 1) * IC, (2 * e + 2) * IC))
+    }
+    expect(parts.meta.get('qwen3moe.expert_count')).toEqual({ type: 'uint32', value: 4 })
+    expect(parts.meta.get('qwen3moe.expert_used_count')).toEqual({ type: 'uint32', value: 2 })
+    expect(parts.meta.get('qwen3moe.expert_feed_forward_length')).toEqual({ type: 'uint32', value: 32 })
+  })
+})
+
+describe.runIf(haveEngine)('GGUF Qwen3-MoE in llama.cpp (qwen3moe) equals the engine', () => {
+  let tokens: number[] = []
+  for (const fused of [true, false]) {
+    describe(fused ? 'experts fused (gate_up_proj, down_proj)' : 'experts per expert', () => {
+      let dir = ''
+      let baseFile = ''
+      let engineBase: Scores
+      beforeAll(async () => {
+        dir = moeModel({ fused, seed: fused ? 13 : 31 })
+        tokens = (await ChatTokenizer.load(dir)).encode('hello the abcd é😀 hello world<|im_end|>\n', false)
+        engineBase = await engineScores(dir, tokens)
+        baseFile = await gguf(dir, 'f32')
+      })
+
+      it('loads as qwen3moe with its expert keys; f32 log-probs within 1e-4 (f16 and q8_0 near)', async () => {
+        const info = await nlc!.readGgufFileInfo(baseFile, { logWarnings: false })
+        const md = info.metadata as any
+        expect(md.general.architecture).toBe('qwen3moe')
+        expect(md.qwen3moe).toMatchObject({ expert_count: 4, expert_used_count: 2, expert_feed_forward_length: 32, block_count: 2, embedding_length: 32 })
+        const byName = new Map(info.tensorInfo!.map((t) => [t.name, t]))
+        expect(byName.get('blk.0.ffn_gate_exps.weight')).toMatchObject({ dimensions: [32, 32, 4] })
+        expect(byName.get('blk.0.ffn_gate_inp.weight')).toMatchObject({ dimensions: [32, 4], ggmlType: nlc!.GgmlType.F32 })
+        expect(byName.has('blk.0.ffn_gate.weight')).toBe(false)
+        const got = await llamaScores(baseFile, tokens)
+        measured[`qwen3moe (${fused ? 'fused' : 'per expert'}) f32 vs engine`] = maxDiff(got, engineBase)
+        expect(maxDiff(got, engineBase)).toBeLessThan(1e-4)
+        // f16 and q8_0 against the engine on the weights rounded as written (the router stays F32;
+        // an expert's rows round alike stacked or not), and against the f32 weights. What is left
+        // is llama.cpp's rounding of activations (to f16; to 8-bit blocks for q8_0), larger than in
+        // the dense fixture as these experts' weights and activations are.
+        for (const [dtype, tol] of [['f16', { rounded: 5e-3, f32: 2e-2 }], ['q8_0', { rounded: 1.5e-1, f32: 3e-1 }]] as const) {
+          const got = await llamaScores(await gguf(dir, dtype), tokens)
+          const dRounded = maxDiff(got, await engineScores(moeRounded(dir, DTYPE_TYPE[dtype]), tokens))
+          const dF32 = maxDiff(got, engineBase)
+          measured[`qwen3moe (${fused ? 'fused' : 'per expert'}) ${dtype} vs engine on the rounded weights`] = dRounded
+          measured[`qwen3moe (${fused ? 'fused' : 'per expert'}) ${dtype} vs engine on the f32 weights`] = dF32
+          expect(dRounded).toBeLessThan(tol.rounded)
+          expect(dF32).toBeLessThan(tol.f32)
+        }
+      })
+
+      for (const rslora of [false, true]) {
+        it(`base GGUF + GGUF LoRA (experts stacked, ${rslora ? 'rsLoRA' : 'plain'}) equals the engine with the PEFT adapter and the merged GGUF`, async () => {
+          const adapter = moeAdapter(dir, { rank: 4, alpha: 6, rslora, seed: rslora ? 23 : 19 })
+          const engine = await engineScores(dir, tokens, adapter)
+          expect(maxDiff(engine, engineBase)).toBeGreaterThan(0.05)
+          const loraFile = await ggufLora(dir, adapter)
+          const info = await nlc!.readGgufFileInfo(loraFile, { logWarnings: false })
+          expect((info.metadata as any).general).toMatchObject({ type: 'adapter', architecture: 'qwen3moe' })
+          const byName = new Map(info.tensorInfo!.map((t) => [t.name, t]))
+          expect(byName.get('blk.1.ffn_gate_exps.weight.lora_a')).toMatchObject({ dimensions: [32, 4, 4] })
+          expect(byName.get('blk.1.ffn_down_exps.weight.lora_b')).toMatchObject({ dimensions: [4, 32, 4] })
+          expect(info.tensorInfo).toHaveLength(2 * (4 + 3) * 2)
+          const withLora = await llamaScores(baseFile, tokens, loraFile)
+          const merged = await llamaScores(await gguf(dir, 'f32', adapter), tokens)
+          measured[`qwen3moe (${fused ? 'fused' : 'per expert'}) ${rslora ? 'rsLoRA' : 'LoRA'}: base + GGUF LoRA vs engine + PEFT`] = maxDiff(withLora, engine)
+          expect(maxDiff(withLora, engine)).toBeLessThan(1e-4)
+          expect(maxDiff(merged, engine)).toBeLessThan(1e-4)
+        })
+      }
+
+      // (the engine loads neither: it adapts no router and wants every expert)
+      it('a router LoRA (target "gate", which llama.cpp applies to ffn_gate_inp) and an expert left out (zeros in the stack): base + GGUF LoRA equals the merged GGUF', async () => {
+        const adapter = moeAdapter(dir, { rank: 2, alpha: 4, seed: 29, router: true, skipExpert: 2 })
+        const loraFile = await ggufLora(dir, adapter)
+        const withLora = await llamaScores(baseFile, tokens, loraFile)
+        const merged = await llamaScores(await gguf(dir, 'f32', adapter), tokens)
+        expect(maxDiff(withLora, merged)).toBeLessThan(1e-4)
+        expect(maxDiff(merged, engineBase)).toBeGreaterThan(0.05)
+      })
+    })
+  }
+})

@@ -2,14 +2,17 @@
 // equal our engine's base + adapter; PEFT's own merge_and_unload gives the same tensors (f32:
 // within float rounding; bf16: within one unit in the last place, since PEFT rounds the delta to
 // bf16 before adding it and we round the f32 sum once); sharded folders, full fine-tuning runs,
-// refusals and an interrupted export that leaves nothing under a final name.
+// refusals and an interrupted export that leaves nothing under a final name. Qwen3-MoE: PEFT's
+// per-expert LoRA folded into per-expert or fused experts, written in the base's layout, which
+// transformers loads; its log-probs (ours and transformers') equal base + adapter (ours and
+// PEFT's); a full fine-tuning run's per-expert weights go into a fused base's slices.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { exportModel } from '../../main/services/export/index'
 import { vllmWarnings } from '../../main/services/export/vllm'
-import { writeTinyModel } from './engine-fixture'
+import { encodeSafetensors, readSafetensors, writeTinyModel } from './engine-fixture'
 import { writeByteLevelTokenizer } from './generation-fixture'
 import { engineBuilt, runPython, runPythonJsonAsync, torchAvailable } from './trainingPython'
 
@@ -208,4 +211,213 @@ describe.skipIf(!run)('merged export', () => {
     expect(vllmWarnings({ r: 8, use_dora: true, modules_to_save: ['lm_head'], bias: 'all' })).toHaveLength(3)
     expect(existsSync(join(out, '.adapter_model.safetensors.tmp-' + process.pid))).toBe(false)
   })
+})
+
+// ---- Qwen3-MoE ------------------------------------------------------------------------------
+// Fixtures from tests/python/engine_moe_parity.py make: tiny Qwen3-MoE checkpoints (3 layers, the
+// middle one dense via mlp_only_layers) with the experts fused as transformers >= 5 saves them
+// (fused_norm) or per expert (experts_nonorm), and a PEFT adapter on attention, the dense MLP and
+// every expert's gate/up/down (per-expert names), with PEFT's own log-probs of base + adapter.
+
+interface MoeExpected {
+  batch: { ids: number[]; batch: number; seqLen: number; lengths: number[]; mask: number[] }
+  logpsBase: number[]
+  logpsLora: number[]
+}
+
+async function engineBatchLogps(model: string, batch: MoeExpected['batch'], adapter?: string): Promise<Float32Array> {
+  const { Model } = await import('../../native/index')
+  const m = await Model.load(model, { threads: 2, precision: 'f32' })
+  try {
+    if (adapter) await m.loadAdapter(adapter)
+    return await m.logps({
+      ids: Int32Array.from(batch.ids), batch: batch.batch, seqLen: batch.seqLen,
+      lengths: Int32Array.from(batch.lengths), mask: Uint8Array.from(batch.mask)
+    }, { adapters: !!adapter, train: false })
+  } finally {
+    m.dispose()
+  }
+}
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length)
+  let d = 0
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!))
+  return d
+}
+
+function headerOf(file: string): Record<string, { dtype: string; shape: number[] }> {
+  const buf = readFileSync(file)
+  const h = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype: string; shape: number[] }>
+  delete h.__metadata__
+  return h
+}
+
+describe.skipIf(!run)('merged export of Qwen3-MoE (per-expert LoRA into per-expert or fused experts)', () => {
+  const moe = join(tmp, 'moe')
+  const variant = (v: string) => ({
+    model: join(moe, v, 'model'), adapter: join(moe, v, 'peft_adapter'),
+    expected: JSON.parse(readFileSync(join(moe, v, 'expected.json'), 'utf8')) as MoeExpected
+  })
+  beforeAll(async () => {
+    mkdirSync(moe, { recursive: true })
+    await runPython([join(root, 'tests/python/engine_moe_parity.py'), 'make', moe])
+  }, 300_000)
+
+  for (const [name, fused] of [['fused_norm', true], ['experts_nonorm', false]] as const) {
+    test(`${name}: written in the base's layout; our engine and transformers on it equal base + adapter (ours and PEFT's)`, async () => {
+      const { model, adapter, expected } = variant(name)
+      const out = join(tmp, `out-moe-${name}`)
+      await exportModel({ format: 'merged', adapter, model, out })
+      // the same tensor names, shapes and dtypes as the base: transformers loads it as it loads the base
+      const ours = headerOf(join(out, 'model.safetensors'))
+      expect(ours).toEqual(headerOf(join(model, 'model.safetensors')))
+      expect(Object.keys(ours).some((n) => n.endsWith('.mlp.experts.gate_up_proj'))).toBe(fused)
+      expect(Object.keys(ours).some((n) => n.endsWith('.mlp.experts.3.down_proj.weight'))).toBe(!fused)
+      const { torch_dtype: _, ...config } = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))
+      expect(config).toEqual(JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')))
+
+      const merged = await engineBatchLogps(out, expected.batch)
+      const unmerged = await engineBatchLogps(model, expected.batch, adapter)
+      measuredMoe[`${name}: merged vs base + adapter (engine)`] = maxAbs(merged, unmerged)
+      expect(maxAbs(merged, unmerged)).toBeLessThan(1e-4)
+      expect(maxAbs(merged, expected.logpsLora)).toBeLessThan(1e-4) // PEFT's base + adapter
+      expect(maxAbs(merged, expected.logpsBase)).toBeGreaterThan(1e-3) // the adapter (its experts too) changed it
+
+      const ref = await runPythonJsonAsync<Ref>('export_merged_ref.py', { merged: out, ids: IDS })
+      expect(new Set(Object.values(ref.dtypes))).toEqual(new Set(['float32']))
+      measuredMoe[`${name}: transformers vs engine on the merged folder`] = maxDiff(ref.logps, await engineLogps(out))
+      expect(maxDiff(ref.logps, await engineLogps(out))).toBeLessThan(1e-4)
+      expect(maxDiff(ref.logps, await engineLogps(model, adapter))).toBeLessThan(1e-4)
+    }, 180_000)
+  }
+
+  test('fused in bf16 (--dtype bf16): 3-D expert tensors written in bf16, transformers = our engine on them', async () => {
+    const { model, adapter } = variant('fused_norm')
+    const out = join(tmp, 'out-moe-bf16')
+    await exportModel({ format: 'merged', adapter, model, out, dtype: 'bf16' })
+    const h = headerOf(join(out, 'model.safetensors'))
+    expect(h['model.layers.0.mlp.experts.gate_up_proj']).toEqual({ dtype: 'BF16', shape: [4, 48, 32], data_offsets: expect.any(Array) })
+    const ref = await runPythonJsonAsync<Ref>('export_merged_ref.py', { merged: out, ids: IDS })
+    expect(new Set(Object.values(ref.dtypes))).toEqual(new Set(['bfloat16']))
+    expect(maxDiff(ref.logps, await engineLogps(out))).toBeLessThan(1e-4)
+    expect(maxDiff(await engineLogps(out), await engineLogps(model, adapter))).toBeLessThan(0.05)
+  }, 120_000)
+
+  test('one adapter into both layouts of the same weights: each fused slice equals its per-expert matrix (LoRA and DoRA)', async () => {
+    const { model, adapter } = variant('experts_nonorm')
+    // the per-expert base fused as transformers >= 5 would save it
+    const fusedDir = join(tmp, 'moe-refused')
+    mkdirSync(fusedDir, { recursive: true })
+    writeFileSync(join(fusedDir, 'config.json'), readFileSync(join(model, 'config.json')))
+    const perExpert = readSafetensors(join(model, 'model.safetensors'))
+    const fusedTensors = new Map<string, { shape: number[]; data: Float32Array }>()
+    const E = 4, I = 24, C = 32
+    for (const [n, t] of perExpert) {
+      const m = /^(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight$/.exec(n)
+      if (!m) { fusedTensors.set(n, t); continue }
+      const [pre, e, p] = [m[1]!, Number(m[2]), m[3]!]
+      const key = `${pre}.${p === 'down' ? 'down_proj' : 'gate_up_proj'}`
+      const f = fusedTensors.get(key) ?? { shape: p === 'down' ? [E, C, I] : [E, 2 * I, C], data: new Float32Array(E * 2 * I * C / (p === 'down' ? 2 : 1)) }
+      f.data.set(t.data, p === 'down' ? e * C * I : (2 * e + (p === 'up' ? 1 : 0)) * I * C)
+      fusedTensors.set(key, f)
+    }
+    writeFileSync(join(fusedDir, 'model.safetensors'), encodeSafetensors(fusedTensors))
+    expect(maxDiff(await engineLogps(fusedDir), await engineLogps(model))).toBe(0)
+
+    // the PEFT adapter, and the same with a DoRA magnitude on every pair
+    const doraDir = join(tmp, 'moe-dora')
+    mkdirSync(doraDir, { recursive: true })
+    const lora = readSafetensors(join(adapter, 'adapter_model.safetensors'))
+    let s = 1
+    for (const [n, t] of [...lora]) {
+      if (!n.endsWith('.lora_B.weight')) continue
+      const mag = new Float32Array(t.shape[0]!).map(() => 0.5 + ((s = (s * 48271) % 2147483647) / 2147483647))
+      lora.set(n.replace('.lora_B.weight', '.lora_magnitude_vector'), { shape: [t.shape[0]!], data: mag })
+    }
+    writeFileSync(join(doraDir, 'adapter_model.safetensors'), encodeSafetensors(lora))
+    const cfg = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8'))
+    writeFileSync(join(doraDir, 'adapter_config.json'), JSON.stringify({ ...cfg, use_dora: true }))
+
+    for (const [tag, a] of [['lora', adapter], ['dora', doraDir]] as const) {
+      const outPer = join(tmp, `out-moe-per-${tag}`), outFused = join(tmp, `out-moe-fused-${tag}`)
+      await exportModel({ format: 'merged', adapter: a, model, out: outPer })
+      await exportModel({ format: 'merged', adapter: a, model: fusedDir, out: outFused })
+      const per = readSafetensors(join(outPer, 'model.safetensors'))
+      const fu = readSafetensors(join(outFused, 'model.safetensors'))
+      let changed = 0
+      for (const [n, t] of per) {
+        const m = /^(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight$/.exec(n)
+        if (!m) { expect(fu.get(n)!.data, n).toEqual(t.data); continue }
+        const [pre, e, p] = [m[1]!, Number(m[2]), m[3]!]
+        const f = fu.get(`${pre}.${p === 'down' ? 'down_proj' : 'gate_up_proj'}`)!
+        const at = p === 'down' ? e * C * I : (2 * e + (p === 'up' ? 1 : 0)) * I * C
+        expect(f.data.subarray(at, at + t.data.length), `${tag} ${n}`).toEqual(t.data)
+        if (maxAbs(t.data, perExpert.get(n)!.data) > 1e-4) changed++
+      }
+      expect(changed).toBe(2 * E * 3) // every expert matrix of both sparse layers moved
+    }
+  }, 120_000)
+
+  test("a full fine-tuning run on a fused base: the trained experts go into the fused tensors", async () => {
+    const { Model } = await import('../../native/index')
+    const { model, expected } = variant('fused_norm')
+    const runDir = join(tmp, 'moe-full-run')
+    mkdirSync(runDir)
+    const m = await Model.load(model, { threads: 2 })
+    const b = expected.batch
+    const batch = { ids: Int32Array.from(b.ids), batch: b.batch, seqLen: b.seqLen, lengths: Int32Array.from(b.lengths), mask: Uint8Array.from(b.mask) }
+    let trained: Float32Array
+    try {
+      m.setTrainable('full')
+      const lp = await m.logps(batch, { adapters: false, train: true })
+      await m.backward(new Float32Array(lp.length).fill(-1))
+      await m.optimizerStep({ lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 })
+      trained = await m.logps(batch, { adapters: false, train: false })
+      await m.saveTrainingState(join(runDir, 'training_state.bin'))
+    } finally {
+      m.dispose()
+    }
+    writeFileSync(join(runDir, 'run.json'), JSON.stringify({ model_name_or_path: model, finetuning_type: 'full', stage: 'sft' }))
+    const out = join(tmp, 'out-moe-full')
+    await exportModel({ format: 'merged', run: runDir, out })
+    expect(headerOf(join(out, 'model.safetensors'))).toEqual(headerOf(join(model, 'model.safetensors')))
+    const before = readSafetensors(join(model, 'model.safetensors')).get('model.layers.2.mlp.experts.down_proj')!.data
+    const after = readSafetensors(join(out, 'model.safetensors')).get('model.layers.2.mlp.experts.down_proj')!.data
+    expect(maxAbs(before, after)).toBeGreaterThan(1e-3)
+    const exported = await engineBatchLogps(out, b)
+    expect(maxAbs(exported, trained)).toBeLessThan(1e-5)
+    expect(maxAbs(exported, expected.logpsBase)).toBeGreaterThan(1e-3)
+  }, 120_000)
+
+  test('refusals: an expert the base does not have, a projection of the wrong size, PEFT target_parameters; vLLM warned of expert LoRA', async () => {
+    const { model, adapter } = variant('fused_norm')
+    const bad = join(tmp, 'moe-bad-adapter')
+    mkdirSync(bad, { recursive: true })
+    const cfg = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8'))
+    writeFileSync(join(bad, 'adapter_config.json'), JSON.stringify(cfg))
+    const lora = readSafetensors(join(adapter, 'adapter_model.safetensors'))
+    const a = lora.get('base_model.model.model.layers.0.mlp.experts.3.gate_proj.lora_A.weight')!
+    const bb = lora.get('base_model.model.model.layers.0.mlp.experts.3.gate_proj.lora_B.weight')!
+    const extra = new Map([...lora, ['base_model.model.model.layers.0.mlp.experts.4.gate_proj.lora_A.weight', a], ['base_model.model.model.layers.0.mlp.experts.4.gate_proj.lora_B.weight', bb]])
+    writeFileSync(join(bad, 'adapter_model.safetensors'), encodeSafetensors(extra))
+    await expect(exportModel({ format: 'merged', adapter: bad, model, out: join(tmp, 'none') }))
+      .rejects.toThrow(/adapts 'model\.layers\.0\.mlp\.experts\.4\.gate_proj\.weight': 'model\.layers\.0\.mlp\.experts\.4\.gate_proj\.weight' names expert 4 but 'model\.layers\.0\.mlp\.experts\.gate_up_proj' holds 4 experts/)
+    const wrong = new Map(lora)
+    wrong.set('base_model.model.model.layers.0.mlp.experts.1.down_proj.lora_A.weight', { shape: [4, 48], data: new Float32Array(4 * 48) })
+    writeFileSync(join(bad, 'adapter_model.safetensors'), encodeSafetensors(wrong))
+    await expect(exportModel({ format: 'merged', adapter: bad, model, out: join(tmp, 'none') }))
+      .rejects.toThrow(/experts\.1\.down_proj\.weight is \[32, 24\] in the base's 'model\.layers\.0\.mlp\.experts\.down_proj' but the adapter is for \[32, 48\]/)
+    writeFileSync(join(bad, 'adapter_model.safetensors'), encodeSafetensors(lora))
+    writeFileSync(join(bad, 'adapter_config.json'), JSON.stringify({ ...cfg, target_parameters: ['gate_up_proj', 'down_proj'] }))
+    await expect(exportModel({ format: 'merged', adapter: bad, model, out: join(tmp, 'none') })).rejects.toThrow(/"target_parameters" \["gate_up_proj","down_proj"\] \(PEFT.s LoRA on whole 3-D parameters.*is not supported/)
+    expect(existsSync(join(tmp, 'none'))).toBe(false)
+    const res = await exportModel({ format: 'peft', adapter, model, out: join(tmp, 'out-moe-peft') })
+    expect(res.warnings).toEqual([expect.stringMatching(/^vLLM: LoRA on the experts \(mlp\.experts\.\*\) needs a vLLM with LoRA on fused MoE layers/)])
+  }, 60_000)
+})
+
+const measuredMoe: Record<string, number> = {}
+afterAll(() => {
+  if (Object.keys(measuredMoe).length) console.log('Qwen3-MoE merged export, max |Δ log p|:\n' + Object.entries(measuredMoe).map(([k, v]) => `  ${k}: ${v.toExponential(2)}`).join('\n'))
 })

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { openSafetensors, readJson, type TensorInfo, type TensorSource } from './checkpoint'
+import { expertSlice, fusedName, parseExpertName } from './experts'
 
 export interface LoraPair {
   /** The adapted base weight, e.g. model.layers.0.self_attn.q_proj.weight. */
@@ -54,6 +55,12 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
     const v = config[k]
     if (v && typeof v === 'object' && Object.keys(v).length > 0) throw new Error(`${configPath}: "${k}" (per-module ranks) is not supported`)
   }
+  // PEFT's LoRA on whole 3-D parameters: what PEFT >= 0.18 with transformers 5 makes of
+  // gate_proj/up_proj/down_proj targets on a Qwen3-MoE's fused experts (target_parameters
+  // ["gate_up_proj", "down_proj"], one A and B per fused tensor spanning every expert).
+  const tp = config.target_parameters
+  if (Array.isArray(tp) ? tp.length > 0 : typeof tp === 'string' && tp !== '')
+    throw new Error(`${configPath}: "target_parameters" ${JSON.stringify(tp)} (PEFT's LoRA on whole 3-D parameters, as PEFT with transformers 5 adapts fused experts) is not supported: its A and B span all experts at once; adapt the experts as per-expert modules (mlp.experts.{e}.gate_proj ..., as Tunebench, transformers 4 and LLaMA-Factory train them)`)
   const rslora = config.use_rslora === true
   const tensors = await openSafetensors(weightsPath)
   const halves = new Map<string, { a?: TensorInfo; b?: TensorInfo; m?: TensorInfo }>()
@@ -117,25 +124,58 @@ export function applyDoraMagnitude(w: Float32Array, magnitude: Float32Array, p: 
   }
 }
 
-/** The base weights with the adapter folded in; tensors the adapter does not touch pass through. */
+/** The base weights with the adapter folded in; tensors the adapter does not touch pass through.
+ *  A Qwen3-MoE adapter names each expert's matrices (mlp.experts.{e}.gate_proj, ...); in a base
+ *  that stores them fused (mlp.experts.gate_up_proj [E, 2I, C], mlp.experts.down_proj [E, C, I])
+ *  each delta goes into its expert's slice of the fused tensor, so the output keeps the base's
+ *  layout. */
 export function mergedSource(base: TensorSource, adapter: PeftAdapter): TensorSource {
+  const file = join(adapter.dir, ADAPTER_WEIGHTS)
+  const direct = new Map<string, LoraPair>()
+  const sliced = new Map<string, { pair: LoraPair; offset: number }[]>()
   for (const p of adapter.pairs.values()) {
     const w = base.info(p.base)
-    if (!w) throw new Error(`${join(adapter.dir, ADAPTER_WEIGHTS)}: adapts '${p.base}', which the base model does not have`)
-    if (w.shape[0] !== p.outFeatures || w.shape[1] !== p.inFeatures)
-      throw new Error(`${join(adapter.dir, ADAPTER_WEIGHTS)}: ${p.base} is ${JSON.stringify(w.shape)} in the base but the adapter is for [${p.outFeatures}, ${p.inFeatures}]`)
+    if (w) {
+      if (w.shape.length !== 2 || w.shape[0] !== p.outFeatures || w.shape[1] !== p.inFeatures)
+        throw new Error(`${file}: ${p.base} is ${JSON.stringify(w.shape)} in the base but the adapter is for [${p.outFeatures}, ${p.inFeatures}]`)
+      direct.set(p.base, p)
+      continue
+    }
+    let slice: ReturnType<typeof expertSlice>
+    try {
+      slice = expertSlice((n) => base.info(n)?.shape, p.base)
+    } catch (err) {
+      throw new Error(`${file}: adapts '${p.base}': ${(err as Error).message}`)
+    }
+    if (!slice) {
+      const e = parseExpertName(p.base)
+      throw new Error(`${file}: adapts '${p.base}', which the base model does not have` +
+        (e ? ` (neither per expert nor in a fused '${fusedName(e.layer, e.projection)}')` : ''))
+    }
+    if (slice.rows !== p.outFeatures || slice.cols !== p.inFeatures)
+      throw new Error(`${file}: ${p.base} is [${slice.rows}, ${slice.cols}] in the base's '${slice.tensor}' but the adapter is for [${p.outFeatures}, ${p.inFeatures}]`)
+    sliced.set(slice.tensor, [...(sliced.get(slice.tensor) ?? []), { pair: p, offset: slice.offset }])
+  }
+  const fold = async (w: Float32Array, p: LoraPair): Promise<void> => {
+    addLoraDelta(w, await adapter.tensors.readF32(p.a), await adapter.tensors.readF32(p.b), p, adapter.scale)
+    if (p.magnitude) applyDoraMagnitude(w, await adapter.tensors.readF32(p.magnitude), p)
   }
   return {
     list: () => base.list(),
     info: (name) => base.info(name),
     async readF32(name) {
       const w = await base.readF32(name)
-      const p = adapter.pairs.get(name)
-      if (p) {
-        addLoraDelta(w, await adapter.tensors.readF32(p.a), await adapter.tensors.readF32(p.b), p, adapter.scale)
-        if (p.magnitude) applyDoraMagnitude(w, await adapter.tensors.readF32(p.magnitude), p)
-      }
+      const p = direct.get(name)
+      if (p) await fold(w, p)
+      for (const { pair, offset } of sliced.get(name) ?? [])
+        await fold(w.subarray(offset, offset + pair.outFeatures * pair.inFeatures), pair)
       return w
     }
   }
+}
+
+/** Whether the adapter adapts a Qwen3-MoE expert (mlp.experts.{e}.*). */
+export function adaptsExperts(adapter: Pick<PeftAdapter, 'pairs'>): boolean {
+  for (const p of adapter.pairs.values()) if (parseExpertName(p.base)) return true
+  return false
 }

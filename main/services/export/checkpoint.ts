@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { readWeights } from '../models/inspect'
 import { readSafetensorsHeader, type TensorEntry } from '../models/safetensors'
 import { decodeFloats } from './dtype'
+import { expertSlice } from './experts'
 
 export interface TensorInfo {
   name: string
@@ -105,12 +106,33 @@ export async function openSafetensors(file: string): Promise<TensorSource> {
   return new SafetensorsSource(located)
 }
 
-/** The base weights with some replaced (a full fine-tuning run's trained weights). */
+/** The base weights with some replaced (a full fine-tuning run's trained weights). The engine's
+ *  training state names a Qwen3-MoE's experts one by one; in a base that stores them fused each
+ *  trained matrix replaces its expert's slice of the fused tensor (the output keeps the base's
+ *  layout). */
 export function withReplacements(base: TensorSource, replaced: TensorSource): TensorSource {
+  const slices = new Map<string, { name: string; offset: number; size: number }[]>()
+  for (const t of replaced.list()) {
+    if (base.info(t.name)) continue
+    const s = expertSlice((n) => base.info(n)?.shape, t.name)
+    if (!s) continue
+    if (t.shape.length !== 2 || t.shape[0] !== s.rows || t.shape[1] !== s.cols)
+      throw new Error(`trained tensor '${t.name}' is ${JSON.stringify(t.shape)} but its slice of the base's '${s.tensor}' is [${s.rows}, ${s.cols}]`)
+    slices.set(s.tensor, [...(slices.get(s.tensor) ?? []), { name: t.name, offset: s.offset, size: s.rows * s.cols }])
+  }
   return {
     list: () => base.list(),
     info: (name) => base.info(name),
-    readF32: (name) => (replaced.info(name) ? replaced.readF32(name) : base.readF32(name))
+    async readF32(name) {
+      if (replaced.info(name)) return replaced.readF32(name)
+      const w = await base.readF32(name)
+      for (const s of slices.get(name) ?? []) {
+        const v = await replaced.readF32(s.name)
+        if (v.length !== s.size) throw new Error(`trained tensor '${s.name}': ${v.length} values, expected ${s.size}`)
+        w.set(v, s.offset)
+      }
+      return w
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// `gguf` and `gguf-lora`: a Llama / Qwen2 / Qwen3 checkpoint as one GGUF file for llama.cpp
+// `gguf` and `gguf-lora`: a Llama / Qwen2 / Qwen3 / Qwen3-MoE checkpoint as one GGUF file for llama.cpp
 // (tensors under llama.cpp's names, the model's hyperparameters, the tokenizer and the chat
 // template), and a PEFT LoRA adapter alone as llama.cpp's adapter GGUF, both as llama.cpp's
 // convert_hf_to_gguf.py / convert_lora_to_gguf.py write them:
@@ -9,24 +9,32 @@
 //    llama.cpp too: no permutation.
 //  - llama3 rope scaling is the rope_freqs.weight tensor of per-frequency divisors.
 //  - Norms and 1-D tensors stay F32; Q8_0 needs rows of a multiple of 32 (else F16).
+//  - Qwen3-MoE is llama.cpp's qwen3moe: per layer the router blk.N.ffn_gate_inp.weight [E, C]
+//    (kept F32) and the experts stacked, blk.N.ffn_{gate,up}_exps.weight [E, I, C] and
+//    ffn_down_exps.weight [E, C, I], from per-expert or fused (gate_up_proj) checkpoints, with
+//    qwen3moe.expert_count, expert_used_count and expert_feed_forward_length. llama.cpp's
+//    qwen3moe has no dense layer and always renormalises the top experts' weights: configs with
+//    mlp_only_layers, decoder_sparse_step > 1 or norm_topk_prob false are refused.
 //  - An adapter: blk.N.<name>.weight.lora_a = A [r, in] and .lora_b = B [out, r] as PEFT stores
 //    them (ggml ne [in, r] and [r, out]) and adapter.lora.alpha; llama.cpp scales by alpha / r,
-//    so rsLoRA's alpha / √r is written as alpha·√r.
+//    so rsLoRA's alpha / √r is written as alpha·√r. A Qwen3-MoE adapter's per-expert pairs are
+//    stacked like the experts: blk.N.ffn_gate_exps.weight.lora_a [E, r, C], .lora_b [E, I, r].
 import { basename } from 'node:path'
 import type { ExportDtype } from '../../../preload/types/export'
-import type { PeftAdapter } from './adapter'
+import type { LoraPair, PeftAdapter } from './adapter'
 import type { TensorInfo, TensorSource } from './checkpoint'
 import {
   GGML_QUANT_VERSION, GgufMetadata, LLAMA_FTYPE, planGgufFile, writeGgufFile,
   type GgmlTypeName, type GgufTensor
 } from './gguf'
 import { addVocabMetadata, readGgufVocab } from './ggufTokenizer'
+import { EXPERT_PROJECTIONS, fusedName, moeConfigOf, parseExpertName, perExpertName, type ExpertProjection } from './experts'
 import type { ExportInputs, ExportPlan } from './index'
 
-export type GgufArch = 'llama' | 'qwen2' | 'qwen3'
+export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe'
 
 export const GGUF_ARCHITECTURES: Record<string, GgufArch> = {
-  LlamaForCausalLM: 'llama', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3'
+  LlamaForCausalLM: 'llama', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3', Qwen3MoeForCausalLM: 'qwen3moe'
 }
 
 export interface GgufHparams {
@@ -47,13 +55,15 @@ export interface GgufHparams {
   llama3: { factor: number; low: number; high: number; originalContext: number } | null
   attentionBias: boolean
   mlpBias: boolean
+  /** qwen3moe: every layer's MLP is the experts. */
+  moe: { experts: number; expertsUsed: number; expertIntermediate: number } | null
 }
 
 type Json = Record<string, unknown>
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** transformers' defaults where config.json leaves a field out. */
-const DEFAULT_CONTEXT: Record<GgufArch, number> = { llama: 2048, qwen2: 32768, qwen3: 32768 }
+const DEFAULT_CONTEXT: Record<GgufArch, number> = { llama: 2048, qwen2: 32768, qwen3: 32768, qwen3moe: 32768 }
 
 function positiveInt(config: Json, key: string, fallback?: number): number {
   const v = config[key] ?? fallback
@@ -111,16 +121,43 @@ export function ggufHparams(config: Json): GgufHparams {
   const attentionBias = config.attention_bias === true
   const mlpBias = config.mlp_bias === true
   if (arch !== 'llama' && mlpBias) throw new Error(`config.json: mlp_bias=true; llama.cpp's ${arch} has no MLP biases`)
+  const layers = positiveInt(config, 'num_hidden_layers')
   return {
-    hfArchitecture, arch, hidden, heads, kvHeads, headDim,
-    layers: positiveInt(config, 'num_hidden_layers'),
-    intermediate: positiveInt(config, 'intermediate_size'),
+    hfArchitecture, arch, hidden, heads, kvHeads, headDim, layers,
+    // Qwen3MoeConfig's default; llama.cpp's qwen3moe reads it only without expert_feed_forward_length
+    intermediate: positiveInt(config, 'intermediate_size', arch === 'qwen3moe' ? 6144 : undefined),
     vocab: positiveInt(config, 'vocab_size'),
     contextLength: positiveInt(config, 'max_position_embeddings', DEFAULT_CONTEXT[arch]),
     ropeTheta, rmsEps: num(config, 'rms_norm_eps', 1e-6),
     tied: config.tie_word_embeddings === true,
-    llama3, attentionBias, mlpBias
+    llama3, attentionBias, mlpBias,
+    moe: arch === 'qwen3moe' ? ggufMoe(config, layers) : null
   }
+}
+
+/** What llama.cpp's qwen3moe computes (src/models/qwen3moe.cpp): every layer sparse (router
+ *  ffn_gate_inp and the stacked experts, no dense MLP), softmax over the experts, the top
+ *  num_experts_per_tok, their weights always renormalised to sum to 1 (build_moe_ffn with
+ *  norm_w = true; it reads no norm_topk_prob). A config that computes otherwise is refused. */
+function ggufMoe(config: Json, layers: number): NonNullable<GgufHparams['moe']> {
+  let m: ReturnType<typeof moeConfigOf>
+  try {
+    m = moeConfigOf(config)
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (GGUF export of Qwen3MoeForCausalLM)`)
+  }
+  const expertsKey = config.num_experts === undefined && config.num_local_experts !== undefined ? 'num_local_experts' : 'num_experts'
+  if (!m) throw new Error(`config.json: ${expertsKey} is 0 (no experts); llama.cpp's qwen3moe needs experts in every layer`)
+  if (!m.normTopkProb)
+    throw new Error('config.json: norm_topk_prob is false (the top experts\' router weights are not renormalised); llama.cpp\'s qwen3moe always renormalises them, so the GGUF would compute another model (export merged instead, for transformers or vLLM)')
+  if (m.sparseLayers.length !== layers) {
+    const dense = Array.from({ length: layers }, (_, l) => l).filter((l) => !m.sparseLayers.includes(l))
+    const why = m.mlpOnlyLayers.length
+      ? `mlp_only_layers ${JSON.stringify(m.mlpOnlyLayers)}${m.sparseStep > 1 ? ` and decoder_sparse_step ${m.sparseStep}` : ''}`
+      : `decoder_sparse_step ${m.sparseStep}`
+    throw new Error(`config.json: ${dense.length > 1 ? 'layers' : 'layer'} ${dense.join(', ')} ${dense.length > 1 ? 'are' : 'is'} dense (${why}); llama.cpp's qwen3moe has experts in every layer and no dense MLP, so it cannot load this model (export merged instead, for transformers or vLLM)`)
+  }
+  return { experts: m.experts, expertsUsed: m.expertsPerToken, expertIntermediate: m.expertIntermediate }
 }
 
 /** llama.cpp's name of an HF weight of these architectures, or null for one it does not keep. */
@@ -142,9 +179,14 @@ const LAYER_NAMES: Record<string, string> = {
   'mlp.down_proj.weight': 'ffn_down.weight',
   'mlp.gate_proj.bias': 'ffn_gate.bias',
   'mlp.up_proj.bias': 'ffn_up.bias',
-  'mlp.down_proj.bias': 'ffn_down.bias'
+  'mlp.down_proj.bias': 'ffn_down.bias',
+  'mlp.gate.weight': 'ffn_gate_inp.weight'
 }
-const LAYER_ORDER = Object.values(LAYER_NAMES)
+/** A sparse layer's experts, stacked along a third dimension (HF orientation [E, out, in]). */
+const EXPERT_NAMES: Record<ExpertProjection, string> = {
+  gate_proj: 'ffn_gate_exps.weight', up_proj: 'ffn_up_exps.weight', down_proj: 'ffn_down_exps.weight'
+}
+const LAYER_ORDER = [...Object.values(LAYER_NAMES), ...Object.values(EXPERT_NAMES)]
 
 const LAYER_RE = /^model\.layers\.(\d+)\.(.+)$/
 
@@ -164,6 +206,8 @@ export function ggufTensorName(hfName: string): string | null {
 /** The GGUF type of a tensor written in `dtype`, by the converter's rules. */
 export function ggufTensorType(name: string, shape: readonly number[], dtype: GgmlTypeName): GgmlTypeName {
   if (shape.length <= 1 || name.endsWith('_norm.weight') || !/\.(weight|lora_a|lora_b)$/.test(name)) return 'F32'
+  // the MoE router stays F32, as the converter and llama-quantize keep it
+  if (name.endsWith('.ffn_gate_inp.weight')) return 'F32'
   if (dtype === 'Q8_0' && shape[shape.length - 1]! % 32 !== 0) return 'F16'
   return dtype
 }
@@ -232,10 +276,18 @@ function expectedShapes(h: GgufHparams): Map<string, number[]> {
     m.set(b + 'attn_v.weight', [kv, h.hidden])
     m.set(b + 'attn_output.weight', [h.hidden, q])
     m.set(b + 'ffn_norm.weight', [h.hidden])
-    m.set(b + 'ffn_gate.weight', [h.intermediate, h.hidden])
-    m.set(b + 'ffn_up.weight', [h.intermediate, h.hidden])
-    m.set(b + 'ffn_down.weight', [h.hidden, h.intermediate])
-    if (h.arch === 'qwen3') {
+    if (h.moe) {
+      const { experts: E, expertIntermediate: I } = h.moe
+      m.set(b + 'ffn_gate_inp.weight', [E, h.hidden])
+      m.set(b + EXPERT_NAMES.gate_proj, [E, I, h.hidden])
+      m.set(b + EXPERT_NAMES.up_proj, [E, I, h.hidden])
+      m.set(b + EXPERT_NAMES.down_proj, [E, h.hidden, I])
+    } else {
+      m.set(b + 'ffn_gate.weight', [h.intermediate, h.hidden])
+      m.set(b + 'ffn_up.weight', [h.intermediate, h.hidden])
+      m.set(b + 'ffn_down.weight', [h.hidden, h.intermediate])
+    }
+    if (h.arch === 'qwen3' || h.arch === 'qwen3moe') {
       m.set(b + 'attn_q_norm.weight', [h.headDim])
       m.set(b + 'attn_k_norm.weight', [h.headDim])
     }
@@ -274,7 +326,15 @@ export function ggufModelTensors(source: TensorSource, h: GgufHparams, dtype: Gg
   const expected = expectedShapes(h)
   const out: GgufTensor[] = []
   const seen = new Set<string>()
+  const consumed = new Set<string>()
+  if (h.moe) {
+    for (const t of stackedExperts(source, h, dtype, consumed)) {
+      out.push(t)
+      seen.add(t.name)
+    }
+  }
   for (const t of source.list()) {
+    if (consumed.has(t.name)) continue
     if (t.name === 'lm_head.weight' && h.tied) continue // tied: llama.cpp reads token_embd for the output
     const name = ggufTensorName(t.name)
     if (name === null) continue
@@ -304,6 +364,71 @@ export function ggufModelTensors(source: TensorSource, h: GgufHparams, dtype: Gg
   return out.sort(byLayout)
 }
 
+/**
+ * A sparse layer's experts as llama.cpp's qwen3moe reads them: ffn_gate_exps and ffn_up_exps
+ * [E, I, C], ffn_down_exps [E, C, I] (ggml ne reversed), from either layout of the checkpoint:
+ * per expert (E matrices stacked) or fused (gate_up_proj split into its gate rows and its up
+ * rows per expert; down_proj as it is). The names read are added to `consumed`.
+ */
+function stackedExperts(source: TensorSource, h: GgufHparams, dtype: GgmlTypeName, consumed: Set<string>): GgufTensor[] {
+  const { experts: E, expertIntermediate: I } = h.moe!
+  const C = h.hidden
+  const out: GgufTensor[] = []
+  // gate_up_proj feeds two GGUF tensors written one after the other: read it once for both.
+  let cached: { name: string; data: Float32Array } | null = null
+  const readFused = async (name: string): Promise<Float32Array> => {
+    if (cached?.name === name) {
+      const data = cached.data
+      cached = null
+      return data
+    }
+    const data = await source.readF32(name)
+    cached = { name, data }
+    return data
+  }
+  for (let l = 0; l < h.layers; l++) {
+    for (const projection of EXPERT_PROJECTIONS) {
+      const [rows, cols] = projection === 'down_proj' ? [C, I] : [I, C]
+      const shape = [E, rows, cols]
+      const name = `blk.${l}.${EXPERT_NAMES[projection]}`
+      const fused = source.info(fusedName(l, projection))
+      let read: () => Promise<Float32Array>
+      if (fused) {
+        const want = projection === 'down_proj' ? [E, C, I] : [E, 2 * I, C]
+        if (!same(fused.shape, want)) throw new Error(`tensor '${fused.name}' is ${JSON.stringify(fused.shape)}; config.json says ${JSON.stringify(want)}`)
+        checkFloat(fused)
+        consumed.add(fused.name)
+        if (projection === 'down_proj') read = () => source.readF32(fused.name)
+        else {
+          const half = projection === 'up_proj' ? 1 : 0
+          read = async () => {
+            const all = await readFused(fused.name)
+            const w = new Float32Array(E * I * C)
+            for (let e = 0; e < E; e++) w.set(all.subarray((e * 2 + half) * I * C, (e * 2 + half + 1) * I * C), e * I * C)
+            return w
+          }
+        }
+      } else {
+        const names = Array.from({ length: E }, (_, e) => perExpertName(l, e, projection))
+        for (const n of names) {
+          const t = source.info(n)
+          if (!t) throw new Error(`the checkpoint lacks '${n}' (or the fused '${fusedName(l, projection)}') that llama.cpp's qwen3moe needs for ${name}`)
+          if (!same(t.shape, [rows, cols])) throw new Error(`tensor '${n}' is ${JSON.stringify(t.shape)}; config.json says ${JSON.stringify([rows, cols])}`)
+          checkFloat(t)
+          consumed.add(n)
+        }
+        read = async () => {
+          const w = new Float32Array(E * rows * cols)
+          for (const [e, n] of names.entries()) w.set(await source.readF32(n), e * rows * cols)
+          return w
+        }
+      }
+      out.push({ name, shape, type: ggufTensorType(name, shape, dtype), read })
+    }
+  }
+  return out
+}
+
 function checkFloat(t: TensorInfo): void {
   if (!['F32', 'F16', 'BF16'].includes(t.dtype)) throw new Error(`tensor '${t.name}' is ${t.dtype}; only F32, F16 and BF16 checkpoints can be exported`)
 }
@@ -331,6 +456,11 @@ function modelMetadata(meta: GgufMetadata, h: GgufHparams): void {
   meta.float32(`${a}.rope.freq_base`, h.ropeTheta)
   meta.uint32(`${a}.rope.dimension_count`, h.headDim)
   meta.float32(`${a}.attention.layer_norm_rms_epsilon`, h.rmsEps)
+  if (h.moe) {
+    meta.uint32(`${a}.expert_count`, h.moe.experts)
+    meta.uint32(`${a}.expert_used_count`, h.moe.expertsUsed)
+    meta.uint32(`${a}.expert_feed_forward_length`, h.moe.expertIntermediate)
+  }
 }
 
 function dtypeOf(dtype: ExportDtype | undefined, fallback: ExportDtype, allowed: ExportDtype[], format: string): GgmlTypeName {
@@ -385,7 +515,7 @@ export const GGUF_ADAPTER_FILE = 'adapter.gguf'
 
 const TARGETS: Record<string, string> = {
   'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
-  'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down'
+  'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down', 'mlp.gate': 'ffn_gate_inp'
 }
 
 /** The alpha llama.cpp must read so that its alpha / r is the adapter's scale. */
@@ -393,20 +523,49 @@ export function ggufLoraAlpha(adapter: Pick<PeftAdapter, 'alpha' | 'rank' | 'rsl
   return adapter.rslora ? adapter.alpha * Math.sqrt(adapter.rank) : adapter.alpha
 }
 
+/**
+ * The adapter's tensors under llama.cpp's names. A Qwen3-MoE adapter's per-expert pairs
+ * (mlp.experts.{e}.gate_proj, ...) become one stacked pair per layer and projection, as
+ * llama.cpp applies LoRA to its 3-D expert tensors (llama-graph.cpp build_lora_mm_id: each
+ * token's chosen experts through ggml_mul_mat_id on lora_a [E, r, in] and lora_b [E, out, r];
+ * llama-adapter.cpp checks in, out and r and leaves the third dimension to the experts, the
+ * layout convert_lora_to_gguf.py writes by stacking PEFT's per-expert A and B). An expert the
+ * adapter leaves out gets zeros (no change), as in PEFT.
+ */
 function loraTensors(adapter: PeftAdapter, h: GgufHparams, dtype: GgmlTypeName): GgufTensor[] {
   const q = h.heads * h.headDim, kv = h.kvHeads * h.headDim
   const dims: Record<string, [number, number]> = {
     attn_q: [q, h.hidden], attn_k: [kv, h.hidden], attn_v: [kv, h.hidden], attn_output: [h.hidden, q],
     ffn_gate: [h.intermediate, h.hidden], ffn_up: [h.intermediate, h.hidden], ffn_down: [h.hidden, h.intermediate]
   }
+  if (h.moe) dims.ffn_gate_inp = [h.moe.experts, h.hidden]
   const out: GgufTensor[] = []
+  const experts = new Map<string, { layer: number; projection: ExpertProjection; pairs: Map<number, LoraPair> }>()
   for (const p of adapter.pairs.values()) {
+    const ex = parseExpertName(p.base)
+    if (ex && h.moe) {
+      if (ex.layer >= h.layers) throw new Error(`the adapter adapts layer ${ex.layer} but the base model has ${h.layers} layers`)
+      if (ex.expert >= h.moe.experts) throw new Error(`the adapter adapts expert ${ex.expert} of layer ${ex.layer} but the base model has ${h.moe.experts} experts`)
+      const I = h.moe.expertIntermediate, C = h.hidden
+      const [outF, inF] = ex.projection === 'down_proj' ? [C, I] : [I, C]
+      if (p.outFeatures !== outF || p.inFeatures !== inF)
+        throw new Error(`the adapter's ${p.base} is for [${p.outFeatures}, ${p.inFeatures}] but the base model's is [${outF}, ${inF}] (another base model?)`)
+      for (const name of [p.a, p.b]) checkFloat(adapter.tensors.info(name)!)
+      const key = `${ex.layer}.${ex.projection}`
+      const g = experts.get(key) ?? { layer: ex.layer, projection: ex.projection, pairs: new Map<number, LoraPair>() }
+      g.pairs.set(ex.expert, p)
+      experts.set(key, g)
+      continue
+    }
     const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(p.base)
     const target = m ? TARGETS[m[2]!] : undefined
-    if (!m || !target)
-      throw new Error(`the adapter adapts '${p.base}'; a llama.cpp adapter here covers the q, k, v, o, gate, up and down projections of the layers only`)
+    if (!m || !target || !dims[target])
+      throw new Error(`the adapter adapts '${p.base}'; a llama.cpp adapter here covers the q, k, v, o, gate, up and down projections of the layers` +
+        (h.moe ? ' (of a Qwen3-MoE: attention, each expert\'s gate, up and down, and the router mlp.gate)' : '') + ' only')
     const layer = Number(m[1])
     if (layer >= h.layers) throw new Error(`the adapter adapts layer ${layer} but the base model has ${h.layers} layers`)
+    if (h.moe && (target === 'ffn_gate' || target === 'ffn_up' || target === 'ffn_down'))
+      throw new Error(`the adapter adapts '${p.base}', a dense MLP, but every layer of this Qwen3-MoE is sparse (its MLP is the experts, mlp.experts.{e}.*)`)
     const [outF, inF] = dims[target]!
     if (p.outFeatures !== outF || p.inFeatures !== inF)
       throw new Error(`the adapter's ${p.base} is for [${p.outFeatures}, ${p.inFeatures}] but the base model's is [${outF}, ${inF}] (another base model?)`)
@@ -423,6 +582,20 @@ function loraTensors(adapter: PeftAdapter, h: GgufHparams, dtype: GgmlTypeName):
         return heads ? permuteRopeRows(w, p.outFeatures, heads) : w
       }
     })
+  }
+  for (const { layer, projection, pairs } of experts.values()) {
+    const E = h.moe!.experts, r = adapter.rank
+    const any = pairs.values().next().value as LoraPair
+    const { inFeatures: inF, outFeatures: outF } = any
+    const name = `blk.${layer}.${EXPERT_NAMES[projection]}`
+    const stack = async (which: 'a' | 'b', size: number): Promise<Float32Array> => {
+      const w = new Float32Array(E * size)
+      for (const [e, p] of pairs) w.set(await adapter.tensors.readF32(p[which]), e * size)
+      return w
+    }
+    const a = [E, r, inF], b = [E, outF, r]
+    out.push({ name: `${name}.lora_a`, shape: a, type: ggufTensorType(`${name}.lora_a`, a, dtype), read: () => stack('a', r * inF) })
+    out.push({ name: `${name}.lora_b`, shape: b, type: ggufTensorType(`${name}.lora_b`, b, dtype), read: () => stack('b', outF * r) })
   }
   return out.sort(byLayout)
 }

@@ -7,10 +7,10 @@ import { basename, isAbsolute, join, resolve } from 'node:path'
 import type { TrainingConfig } from '../../../preload/types/training'
 import type { ExportDtype, ModelExportProgress, ModelExportRequest, ModelExportResult } from '../../../preload/types/export'
 import { EXPORT_DTYPES, EXPORT_FORMATS } from '../../../preload/types/export'
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergedSource, readPeftAdapter, type PeftAdapter } from './adapter'
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adaptsExperts, mergedSource, readPeftAdapter, type PeftAdapter } from './adapter'
 import { openModelWeights, openSafetensors, readJson, withReplacements, type TensorSource } from './checkpoint'
 import type { FloatDtype } from './dtype'
-import { GGUF_ADAPTER_FILE, GGUF_MODEL_FILE, planGguf, planGgufLora } from './ggufModel'
+import { GGUF_ADAPTER_FILE, GGUF_MODEL_FILE, ggufHparams, planGguf, planGgufLora } from './ggufModel'
 import { ggufTokenFacts } from './ggufTokenizer'
 import { ollamaModelfile } from './ollama'
 import { planLlamaFactory } from './llamafactory'
@@ -133,7 +133,7 @@ async function planPeft(inputs: ExportInputs): Promise<ExportPlan> {
   return {
     files,
     bytes: sizes.reduce((a, b) => a + b, 0),
-    warnings: vllmWarnings(adapter.config),
+    warnings: vllmWarnings(adapter.config, { experts: adaptsExperts(adapter) }),
     usage: (dir) => [`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("${inputs.modelDir}"), "${dir}")`,
       `vllm serve ${inputs.modelDir} --enable-lora --lora-modules adapter=${dir}`],
     write: async (folder) => {
@@ -144,7 +144,12 @@ async function planPeft(inputs: ExportInputs): Promise<ExportPlan> {
 
 /** `ollama`: model.gguf (merged, or the base with adapter.gguf beside it) and a Modelfile. */
 async function planOllama(inputs: ExportInputs, req: ModelExportRequest): Promise<ExportPlan> {
-  if (req.ollamaAdapter) needAdapter(inputs, 'ollama --ollama-adapter')
+  if (req.ollamaAdapter) {
+    needAdapter(inputs, 'ollama --ollama-adapter')
+    const { arch } = ggufHparams(inputs.config)
+    if (OLLAMA_ENGINE_ARCHS.includes(arch))
+      throw new Error(`ollama --ollama-adapter: Ollama runs ${arch} models on its own engine, which does not load LoRA adapters (the model fails to start with "loras are not yet implemented"); export without --ollama-adapter, for one GGUF with the adapter merged in`)
+  }
   const model = await planGguf(req.ollamaAdapter ? { ...inputs, weights: inputs.base } : inputs, req.dtype)
   const lora = req.ollamaAdapter ? await planGgufLora(inputs) : null
   const facts = await ggufTokenFacts(inputs.modelDir, inputs.config)
@@ -167,6 +172,11 @@ async function planOllama(inputs: ExportInputs, req: ModelExportRequest): Promis
 }
 
 const OLLAMA_MODELFILE = 'Modelfile'
+
+/** GGUF architectures Ollama runs on its own engine rather than llama.cpp's (its fs/ggml
+ *  OllamaEngineRequired), whose runner refuses ADAPTER lines (runner/ollamarunner: "loras are
+ *  not yet implemented"); llama and qwen2 go through llama.cpp, which applies them. */
+const OLLAMA_ENGINE_ARCHS: string[] = ['qwen3', 'qwen3moe']
 
 /** A model name Ollama accepts (lowercase letters, digits, '-', '_', '.'), from the run or folder. */
 function ollamaName(inputs: ExportInputs): string {

@@ -6,7 +6,7 @@
 export const VLLM_MAX_LORA_RANKS = [1, 8, 16, 32, 64, 128, 256, 320, 512] as const
 export const VLLM_DEFAULT_MAX_LORA_RANK = 16
 
-export function vllmWarnings(config: Record<string, unknown>): string[] {
+export function vllmWarnings(config: Record<string, unknown>, opts: { experts?: boolean } = {}): string[] {
   const out: string[] = []
   const r = config.r
   if (typeof r === 'number') {
@@ -21,5 +21,10 @@ export function vllmWarnings(config: Record<string, unknown>): string[] {
     out.push(`vLLM: modules_to_save (${config.modules_to_save.join(', ')}) is not supported`)
   for (const k of ['rank_pattern', 'alpha_pattern'])
     if (config[k] && typeof config[k] === 'object' && Object.keys(config[k] as object).length > 0) out.push(`vLLM: ${k} (per-module ranks) is not supported`)
+  // A Qwen3-MoE adapter on the experts (mlp.experts.{e}.*): vLLM serves it through its fused-MoE
+  // LoRA layer (vllm/lora/layers/fused_moe.py), which older releases lack ("does not support fused
+  // MoE LoRA") and which refuses expert parallelism.
+  if (opts.experts)
+    out.push('vLLM: LoRA on the experts (mlp.experts.*) needs a vLLM with LoRA on fused MoE layers, without --enable-expert-parallel; older vLLM refuses adapters with expert weights (serve the merged model instead)')
   return out
 }

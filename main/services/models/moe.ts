@@ -43,7 +43,8 @@ export function readMoeConfig(config: Record<string, unknown>, layers: number): 
       throw new Error(`config.json: field "${name}" must be an integer of at least ${min}, got ${JSON.stringify(v)}`)
     return v
   }
-  const experts = int('num_experts', 128, 0)
+  // transformers >= 5 writes num_experts as num_local_experts
+  const experts = int(config.num_experts === undefined && config.num_local_experts !== undefined ? 'num_local_experts' : 'num_experts', 128, 0)
   const expertsPerToken = int('num_experts_per_tok', 8, 1)
   const expertIntermediate = int('moe_intermediate_size', 768, 1)
   const sparseStep = int('decoder_sparse_step', 1, 1)

@@ -372,6 +372,8 @@ describe('inspectModelFolder on a Qwen3-MoE model', () => {
     expect(facts.activeParameters).toBe(facts.parameters)
     // num_experts 0: no experts, every layer dense
     expect(readMoeConfig({ architectures: ['Qwen3MoeForCausalLM'], num_experts: 0 }, 3)).toBeNull()
+    // transformers >= 5 writes num_experts as num_local_experts
+    expect(readMoeConfig({ architectures: ['Qwen3MoeForCausalLM'], num_local_experts: 6, num_experts_per_tok: 2 }, 3)?.experts).toBe(6)
   })
 
   it('a dense model has no experts and all its parameters active', async () => {
