@@ -176,7 +176,7 @@ const OLLAMA_MODELFILE = 'Modelfile'
 /** GGUF architectures Ollama runs on its own engine rather than llama.cpp's (its fs/ggml
  *  OllamaEngineRequired), whose runner refuses ADAPTER lines (runner/ollamarunner: "loras are
  *  not yet implemented"); llama and qwen2 go through llama.cpp, which applies them. */
-const OLLAMA_ENGINE_ARCHS: string[] = ['qwen3', 'qwen3moe']
+const OLLAMA_ENGINE_ARCHS: string[] = ['qwen3moe']
 
 /** A model name Ollama accepts (lowercase letters, digits, '-', '_', '.'), from the run or folder. */
 function ollamaName(inputs: ExportInputs): string {
