@@ -91,7 +91,7 @@ export async function startApp(options: StartOptions = {}): Promise<AppSession> 
       close: async () => {
         await openContext.close().catch(() => undefined)
         await stopServer(server)
-        await rm(scratch, { recursive: true, force: true })
+        if (!process.env.TUNEBENCH_E2E_KEEP) await rm(scratch, { recursive: true, force: true })
       }
     }
   } catch (err) {

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { resolveConfig } from '../../main/services/training/config'
+import { loadNativeModel, type Batch, type LogpsOptions, type ModelLoader } from '../../main/services/training/engine'
+import { REFERENCE_FILE } from '../../main/services/training/stages/referenceCache'
 import { CancelledError, Trainer, TrainingError, train } from '../../main/services/training/trainer'
 import { readRun } from '../../main/services/training/runs'
 import type { RunEvent, TrainerLogEntry } from '../../preload/types/training'
@@ -63,6 +65,68 @@ describe.runIf(engineBuilt())('training resume', () => {
     const detail = await readRun(split)
     expect(detail.summary.state).toBe('finished')
     expect(detail.summary.checkpoints).toEqual(['checkpoint-2', 'checkpoint-4', 'checkpoint-6'])
+  })
+
+  // Reference log-probs are taken once per example, in the first micro-batch that holds it, and
+  // a sequence's value may differ in its last bits with the micro-batch around it (GEMM kernels
+  // that split by row count). Shuffling puts an example beside others in every epoch, so a run
+  // resumed past its first epoch must read the values the stopped run took, not take them
+  // again. The loader below makes that dependence large enough to see on any machine.
+  const batchDependent: ModelLoader = async (dir, opts) => {
+    const model = await loadNativeModel(dir, opts)
+    return new Proxy(model, {
+      get(target, key) {
+        if (key === 'logps')
+          return async (batch: Batch, o: LogpsOptions) => {
+            const lp = await target.logps(batch, o)
+            return o.adapters ? lp : lp.map((x) => x * (1 + 1e-4 * batch.seqLen))
+          }
+        const v = Reflect.get(target, key)
+        return typeof v === 'function' ? v.bind(target) : v
+      }
+    })
+  }
+  for (const [stage, finetuning] of [['dpo', 'lora'], ['kto', 'lora'], ['dpo', 'full']] as const) {
+    it(`${stage} (${finetuning}): resumed in a later epoch, with references that depend on the micro-batch, the losses equal an uninterrupted run`, async () => {
+      const cfgOf = (out: string, extra: Record<string, unknown> = {}) =>
+        base(out, {
+          stage, finetuning_type: finetuning, ...(stage === 'kto' ? { dataset: data.unpaired } : {}),
+          per_device_train_batch_size: 2, gradient_accumulation_steps: 1, max_steps: 12, save_steps: 5, ...extra
+        })
+      const name = `${stage}-${finetuning}-epochs`
+      const full = join(dir, `${name}-full`)
+      await train(resolveConfig(cfgOf(full), 'full'), { loadModel: batchDependent })
+      const reference = readLog(full)
+      const split = join(dir, `${name}-split`)
+      const abort = new AbortController()
+      const first = new Trainer(resolveConfig(cfgOf(split), 'split'), {
+        signal: abort.signal, loadModel: batchDependent,
+        onEvent: (e) => e.type === 'checkpoint' && e.step === 5 && abort.abort()
+      })
+      await expect(first.run()).rejects.toBeInstanceOf(CancelledError)
+      expect(existsSync(join(split, 'checkpoint-5', REFERENCE_FILE))).toBe(true)
+      await train(resolveConfig(cfgOf(split, { resume_from_checkpoint: 'last' }), 'split'), { loadModel: batchDependent })
+      const resumed = readLog(split)
+      expect(resumed.map((e) => e.current_steps)).toEqual(reference.map((e) => e.current_steps))
+      resumed.forEach((e, i) => {
+        expect(e.loss, `step ${i + 1}`).toBe(reference[i]!.loss)
+        expect(e.grad_norm, `step ${i + 1}`).toBe(reference[i]!.grad_norm)
+      })
+    })
+  }
+
+  it('a damaged reference_logps.json in the checkpoint is refused, naming the file and the key', async () => {
+    const out = join(dir, 'refs-damaged')
+    await train(resolveConfig(base(out, { max_steps: 3, save_steps: 2 }), 'refs-damaged'))
+    const file = join(out, 'checkpoint-2', REFERENCE_FILE)
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { version: number; logps: Record<string, unknown> }
+    const key = Object.keys(doc.logps)[0]!
+    writeFileSync(file, JSON.stringify({ ...doc, logps: { ...doc.logps, [key]: 'x' } }))
+    const log = readFileSync(join(out, 'trainer_log.jsonl'), 'utf8')
+    await expect(train(resolveConfig(base(out, { max_steps: 3, save_steps: 2, resume_from_checkpoint: 'last' }), 'refs-damaged')))
+      .rejects.toThrow(`${file}: logps["${key}"] is "x", not a finite number`)
+    // Nothing of the run was touched: its log is as the finished run left it.
+    expect(readFileSync(join(out, 'trainer_log.jsonl'), 'utf8')).toBe(log)
   })
 
   it('SIGKILL during a CLI run; resuming from the last checkpoint finishes with the same losses', async () => {

@@ -204,26 +204,29 @@ export class Trainer {
   private async prepareOutputDir(resume: ResumePoint | null): Promise<void> {
     const cfg = this.cfg
     await mkdir(cfg.output_dir, { recursive: true })
+    // A resume changes nothing before its checkpoint has been read and checked (trimToCheckpoint).
+    if (resume) return
     const log = join(cfg.output_dir, 'trainer_log.jsonl')
-    const samples = join(cfg.output_dir, SAMPLES_FILE)
-    if (resume) {
-      // Lines written after the checkpoint (by the run that died) are replayed by this run.
-      const step = resume.state.global_step
-      await keepLines(log, (l: TrainerLogEntry) => l.current_steps <= step)
-      await keepLines(samples, (l: SampleGeneration) => l.step <= step)
-      await removeCompletions(cfg.output_dir, (s) => s > step)
-    } else {
-      const existing = existsSync(join(cfg.output_dir, 'run.json')) || existsSync(log)
-      if (existing && !cfg.overwrite_output_dir)
-        throw new TrainingError(
-          `output_dir ${cfg.output_dir} already holds a run; set resume_from_checkpoint to continue it or overwrite_output_dir: true to start over`
-        )
-      for (const c of await listCheckpoints(cfg.output_dir)) await rm(join(cfg.output_dir, c.name), { recursive: true, force: true })
-      await writeFileAtomic(log, '')
-      await writeFileAtomic(samples, '')
-      await removeCompletions(cfg.output_dir, () => true)
-    }
+    const existing = existsSync(join(cfg.output_dir, 'run.json')) || existsSync(log)
+    if (existing && !cfg.overwrite_output_dir)
+      throw new TrainingError(
+        `output_dir ${cfg.output_dir} already holds a run; set resume_from_checkpoint to continue it or overwrite_output_dir: true to start over`
+      )
+    for (const c of await listCheckpoints(cfg.output_dir)) await rm(join(cfg.output_dir, c.name), { recursive: true, force: true })
+    await writeFileAtomic(log, '')
+    await writeFileAtomic(join(cfg.output_dir, SAMPLES_FILE), '')
+    await removeCompletions(cfg.output_dir, () => true)
     await writeFileAtomic(join(cfg.output_dir, 'run.json'), JSON.stringify(cfg, null, 2) + '\n')
+  }
+
+  /** A resume, once its checkpoint is read and checked: what the stopped run wrote after the
+   *  checkpoint is replayed by this run, so its lines go; run.json is this run's config. */
+  private async trimToCheckpoint(step: number): Promise<void> {
+    const dir = this.cfg.output_dir
+    await keepLines(join(dir, 'trainer_log.jsonl'), (l: TrainerLogEntry) => l.current_steps <= step)
+    await keepLines(join(dir, SAMPLES_FILE), (l: SampleGeneration) => l.step <= step)
+    await removeCompletions(dir, (s) => s > step)
+    await writeFileAtomic(join(dir, 'run.json'), JSON.stringify(this.cfg, null, 2) + '\n')
   }
 
   private async writeStatus(): Promise<void> {
@@ -333,6 +336,9 @@ export class Trainer {
           `resume_from_checkpoint: ${saved} puts step ${startStep} at epoch_index ${state.epoch_index}, micro_batch ${state.micro_batch}; this config's data order puts it at ${at.nextEpoch}, ${at.nextMicro}`
         )
     }
+    // What the stage carries (the reference log-probs taken so far among it) first: the
+    // references below are then only those the stopped run had not taken yet.
+    if (resumeDir) await stage.checkpoint?.load(resumeDir)
     // Full fine-tuning moves the weights the reference is read from: take every reference
     // log-prob the run will need from the initial weights before any update (or restore).
     if (cfg.finetuning_type === 'full' && stage.usesReference) {
@@ -341,7 +347,7 @@ export class Trainer {
     }
     if (resumeDir) {
       await model.loadTrainingState(join(resumeDir, 'training_state.bin'))
-      await stage.checkpoint?.load(resumeDir)
+      await this.trimToCheckpoint(startStep)
     }
 
     this.status.totalSteps = total

@@ -7,12 +7,14 @@ import { collate, klSequences, sequenceSums, tokenGradients, type UnpairedExampl
 import { ktoKlPartner, ktoLoss } from '../losses'
 import { joinSequence } from '../sequences'
 import { assertFinite, auxTerm, backward, referenceSums, withAux, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
+import { ReferenceCache } from './referenceCache'
 
 export class KtoStage implements Stage {
   readonly usesReference = true
   /** Summed reference log-probs: "<split>:<i>" for record i's completion, "<split>:<i>:kl:<j>"
    *  for the KL pair of record i's prompt with record j's completion. */
-  private readonly refCache = new Map<string, number>()
+  private readonly refs = new ReferenceCache()
+  readonly checkpoint = this.refs.checkpoint
 
   constructor(private readonly ctx: StageContext) {}
 
@@ -28,11 +30,11 @@ export class KtoStage implements Stage {
     const { split, idx } = mb
     const n = idx.length
     const keys = idx.flatMap((i, b) => [`${split}:${i}`, this.klKey(mb, b)])
-    if (keys.every((k) => this.refCache.has(k))) return
+    if (this.refs.holds(keys)) return
     const records = mb.examples as UnpairedExample[]
     const batch = collate([...this.completions(records), ...klSequences(records, this.ctx.cfg.cutoff_len)], this.ctx.padId)
     const logps = await referenceSums(this.ctx.model, batch)
-    keys.forEach((k, j) => this.refCache.set(k, logps[j % 2 === 0 ? j / 2 : n + (j - 1) / 2]!))
+    this.refs.fill(keys, (j) => logps[j % 2 === 0 ? j / 2 : n + (j - 1) / 2]!)
   }
 
   step(micros: MicroBatch[]): MicroRun[] {
@@ -54,9 +56,9 @@ export class KtoStage implements Stage {
     const res = ktoLoss(
       {
         policy: logps,
-        ref: Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}`)!),
+        ref: Float64Array.from(idx, (i) => this.refs.get(`${split}:${i}`)),
         policyKl,
-        refKl: Float64Array.from(idx, (_, b) => this.refCache.get(this.klKey(mb, b))!),
+        refKl: Float64Array.from(idx, (_, b) => this.refs.get(this.klKey(mb, b))),
         desirable: records.map((r) => r.desirable)
       },
       { beta: cfg.pref_beta, desirableWeight: cfg.kto_chosen_weight, undesirableWeight: cfg.kto_rejected_weight }

@@ -4,15 +4,22 @@
 // micro-batch's mean pair loss counts 1/(micro-batches in the step).
 import { collate, pairSequences, sequenceSums, tokenGradients, type PairExample } from '../batches'
 import { pairLoss, pairLossUsesReference } from '../losses'
-import { assertFinite, auxTerm, backward, referenceSums, withAux, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageContext } from './stage'
+import { assertFinite, auxTerm, backward, referenceSums, withAux, sum, type MicroBatch, type MicroOutcome, type MicroRun, type RunOptions, type Stage, type StageCheckpoint, type StageContext } from './stage'
+import { ReferenceCache } from './referenceCache'
 
 export class PreferenceStage implements Stage {
   readonly usesReference: boolean
   /** Summed reference log-probs: "<split>:<i>:c" and "<split>:<i>:r" for pair i. */
-  private readonly refCache = new Map<string, number>()
+  private readonly refs = new ReferenceCache()
+  readonly checkpoint?: StageCheckpoint
 
   constructor(private readonly ctx: StageContext) {
     this.usesReference = pairLossUsesReference(ctx.cfg.pref_loss)
+    if (this.usesReference) this.checkpoint = this.refs.checkpoint
+  }
+
+  private static keys(mb: MicroBatch): string[] {
+    return [...mb.idx.map((i) => `${mb.split}:${i}:c`), ...mb.idx.map((i) => `${mb.split}:${i}:r`)]
   }
 
   private batchOf(mb: MicroBatch) {
@@ -21,14 +28,11 @@ export class PreferenceStage implements Stage {
 
   async reference(mb: MicroBatch): Promise<void> {
     if (!this.usesReference) return
-    const { split, idx } = mb
-    if (idx.every((i) => this.refCache.has(`${split}:${i}:c`) && this.refCache.has(`${split}:${i}:r`))) return
+    // The batch's chosen sequences, then its rejected ones: the keys' order.
+    const keys = PreferenceStage.keys(mb)
+    if (this.refs.holds(keys)) return
     const logps = await referenceSums(this.ctx.model, this.batchOf(mb))
-    const n = idx.length
-    idx.forEach((i, b) => {
-      this.refCache.set(`${split}:${i}:c`, logps[b]!)
-      this.refCache.set(`${split}:${i}:r`, logps[n + b]!)
-    })
+    this.refs.fill(keys, (j) => logps[j]!)
   }
 
   step(micros: MicroBatch[]): MicroRun[] {
@@ -45,7 +49,7 @@ export class PreferenceStage implements Stage {
     const lp = await model.logps(batch, { adapters: true, train: o.train, dropoutSeed: o.dropoutSeed })
     const aux = auxTerm(this.ctx, micros, o.train)
     const { logps, tokens } = sequenceSums(lp, batch)
-    const ref = (side: 'c' | 'r') => (this.usesReference ? Float64Array.from(idx, (i) => this.refCache.get(`${split}:${i}:${side}`)!) : null)
+    const ref = (side: 'c' | 'r') => (this.usesReference ? Float64Array.from(idx, (i) => this.refs.get(`${split}:${i}:${side}`)) : null)
     const res = pairLoss(
       {
         policyChosen: logps.subarray(0, n), policyRejected: logps.subarray(n),
