@@ -86,8 +86,11 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
   for (int n = 0; n < N; n++)
     row_rmsnorm_backward(dx + size_t(n) * C, dout + size_t(n) * C, x + size_t(n) * C, w, C, rstd[n]);
   if (dw) {
-    // per-thread partial sums over rows, then a serial reduction: rows are the long axis
-    std::vector<float> parts(size_t(C) * size_t(max_threads()), 0.0f);
+    // Per-thread partial sums over rows (the long axis), then added in thread order: dw may
+    // hold earlier micro-batches' sums, and adding the parts in whatever order the threads
+    // finish would round differently from run to run.
+    int nt = max_threads();
+    std::vector<float> parts(size_t(C) * size_t(nt), 0.0f);
 #pragma omp parallel
     {
       float* part = parts.data() + size_t(C) * size_t(thread_index());
@@ -98,9 +101,9 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
         float r = rstd[n];
         for (int c = 0; c < C; c++) part[c] += d[c] * xr[c] * r;
       }
-#pragma omp critical
-      for (int c = 0; c < C; c++) dw[c] += part[c];
     }
+    for (int t = 0; t < nt; t++)
+      for (int c = 0; c < C; c++) dw[c] += parts[size_t(t) * C + c];
   }
 }
 
