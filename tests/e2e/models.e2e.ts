@@ -39,6 +39,11 @@ describe('Models page', () => {
     const engine = engineFacts()
     assert.equal(await page.locator('[data-engine="version"]').innerText(), engine.version)
     assert.equal(await page.locator('[data-engine="blas"]').innerText(), engine.blas)
+    // CUDA: what the runtime says (here: no GPU, and why), and that models run on the CPU.
+    const cuda = await page.locator('[data-engine="cuda"]').innerText()
+    if (!engine.cuda.toolkit) assert.match(cuda, /no CUDA toolkit/)
+    else if (engine.cuda.gpus.length === 0) assert.ok(cuda.includes(`no GPU: ${engine.cuda.note}`) && cuda.includes(`runtime ${engine.cuda.runtime}`), cuda)
+    else assert.ok(cuda.includes(engine.cuda.gpus[0]!.name), cuda)
     await app.screenshot('models-page')
     assert.deepEqual(app.pageErrors, [])
   })

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { engineFacts, Model, type Batch } from '../../native/index'
+import { mustRun } from '../../native/scripts/ci.js'
 import { encodeSafetensors, tinyBatch, tinyTensors, writeTinyModel, type Tensor } from './engine-fixture'
 
 let root = ''
@@ -30,14 +31,39 @@ function sftLoss(lp: Float32Array, batch: Batch): number {
 const OPT = { lr: 0.02, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 }
 
 describe('engine facts', () => {
-  it('reports the build: version, BLAS, threads, no CUDA in this build', () => {
+  it('reports the build: version, BLAS, threads, no CUDA backend in this build', () => {
     const f = engineFacts()
     expect(f.version).toMatch(/^\d+\.\d+\.\d+$/)
     expect(f.threads).toBeGreaterThanOrEqual(1)
     expect(['onednn', 'openblas', 'builtin']).toContain(f.blas)
     expect(f.cudaCompiled).toBe(false)
-    expect(f.cudaDevice).toBeNull()
+    expect(f.devices).toEqual(['cpu'])
     if (process.arch === 'x64') expect(f.cpuFeatures).toContain('sse2')
+  })
+
+  // CI installs a CUDA toolkit from PyPI wheels so that the CUDA sources are compiled (a compile
+  // error fails it); elsewhere a build without a toolkit says so.
+  it.runIf(mustRun() && process.platform === 'linux')('CI compiled the CUDA probe with a toolkit', () => {
+    expect(engineFacts().cuda.toolkit).toBe(true)
+  })
+
+  it('asks the CUDA runtime about the machine: its version, the driver, the GPUs or why none', () => {
+    const { cuda } = engineFacts()
+    if (!cuda.toolkit) {
+      expect(cuda).toMatchObject({ runtime: null, driver: null, gpus: [] })
+      expect(cuda.note).toMatch(/no CUDA toolkit/)
+      return
+    }
+    expect(cuda.runtime).toMatch(/^\d+\.\d+$/)
+    for (const g of cuda.gpus) {
+      expect(g.name.length).toBeGreaterThan(0)
+      expect(g.memoryBytes).toBeGreaterThan(0)
+      expect(g.computeCapability).toMatch(/^\d+\.\d+$/)
+    }
+    // A machine with no GPU (this CI) says why; the driver, when there is one, has a version.
+    if (cuda.gpus.length === 0) expect(cuda.note).toMatch(/\S/)
+    else expect(cuda.note).toBeNull()
+    if (cuda.driver !== null) expect(cuda.driver).toMatch(/^\d+\.\d+$/)
   })
 })
 

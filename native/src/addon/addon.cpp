@@ -21,7 +21,22 @@ Napi::Value EngineFacts(const Napi::CallbackInfo& info) {
   o.Set("threads", f.threads);
   o.Set("blas", f.blas);
   o.Set("cudaCompiled", f.cuda_compiled);
-  o.Set("cudaDevice", f.cuda_device.empty() ? env.Null() : Napi::String::New(env, f.cuda_device));
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("toolkit", f.cuda.toolkit);
+  cuda.Set("runtime", f.cuda.runtime.empty() ? env.Null() : Napi::String::New(env, f.cuda.runtime));
+  cuda.Set("driver", f.cuda.driver.empty() ? env.Null() : Napi::String::New(env, f.cuda.driver));
+  Napi::Array gpus = Napi::Array::New(env, f.cuda.gpus.size());
+  for (size_t i = 0; i < f.cuda.gpus.size(); i++) {
+    const tb::CudaGpu& g = f.cuda.gpus[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", g.name);
+    o.Set("memoryBytes", double(g.memory_bytes));
+    o.Set("computeCapability", std::to_string(g.major) + "." + std::to_string(g.minor));
+    gpus.Set(uint32_t(i), o);
+  }
+  cuda.Set("gpus", gpus);
+  cuda.Set("note", f.cuda.note.empty() ? env.Null() : Napi::String::New(env, f.cuda.note));
+  o.Set("cuda", cuda);
   o.Set("architectures", StringArray(env, f.architectures));
   o.Set("dtypes", StringArray(env, f.dtypes));
   Napi::Object dropout = Napi::Object::New(env);

@@ -52,7 +52,8 @@ EngineFacts engine_facts() {
   e.cpu_features = cpu_features();
   e.threads = default_threads();
   e.blas = blas_name();
-  e.cuda_compiled = false;  // no CUDA kernels in this build (CMake option TUNEBENCH_CUDA only detects a toolkit)
+  e.cuda_compiled = false;  // no CUDA backend yet: a toolkit compiles the probe only
+  e.cuda = cuda_info();
   e.architectures.assign(kArchitectures, kArchitectures + kArchitectureCount);
   e.dtypes.assign(kCheckpointDTypes, kCheckpointDTypes + kCheckpointDTypeCount);
   e.lora_dropout_min = kLoraDropoutMin;

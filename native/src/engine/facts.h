@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/probe.h"
+
 namespace tb {
 
 // What this engine accepts, in one place: the config parser, the checkpoint loader and the
@@ -23,8 +25,8 @@ struct EngineFacts {
   std::vector<std::string> cpu_features;
   int threads;
   std::string blas;
-  bool cuda_compiled;
-  std::string cuda_device;  // empty: none
+  bool cuda_compiled;  // the CUDA backend (not in this version: models load on the CPU only)
+  CudaInfo cuda;       // the toolkit the build found, the driver and the GPUs (cuda/probe.h)
   std::vector<std::string> architectures;
   std::vector<std::string> dtypes;
   double lora_dropout_min;
