@@ -333,7 +333,7 @@ describe('Train, Runs and Export pages', () => {
       assert.deepEqual(resumed.map((e) => e.current_steps), range(checkpoint + 1, want))
       for (const e of resumed) {
         const same = stopped.log.find((s) => s.current_steps === e.current_steps)
-        if (same) assert.equal(e.loss, same.loss, `loss of resumed step ${e.current_steps} equals the stopped run's`)
+        if (same) assert.equal(e.loss, same.loss, `loss of resumed step ${e.current_steps} (from checkpoint-${checkpoint}) equals the stopped run's`)
       }
       return resumed
     }
