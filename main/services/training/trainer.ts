@@ -216,7 +216,12 @@ export class Trainer {
     await writeFileAtomic(log, '')
     await writeFileAtomic(join(cfg.output_dir, SAMPLES_FILE), '')
     await removeCompletions(cfg.output_dir, () => true)
-    await writeFileAtomic(join(cfg.output_dir, 'run.json'), JSON.stringify(cfg, null, 2) + '\n')
+    await this.writeRunConfig()
+  }
+
+  /** run.json: this run's resolved config. */
+  private async writeRunConfig(): Promise<void> {
+    await writeFileAtomic(join(this.cfg.output_dir, 'run.json'), JSON.stringify(this.cfg, null, 2) + '\n')
   }
 
   /** A resume, once its checkpoint is read and checked: what the stopped run wrote after the
@@ -226,7 +231,7 @@ export class Trainer {
     await keepLines(join(dir, 'trainer_log.jsonl'), (l: TrainerLogEntry) => l.current_steps <= step)
     await keepLines(join(dir, SAMPLES_FILE), (l: SampleGeneration) => l.step <= step)
     await removeCompletions(dir, (s) => s > step)
-    await writeFileAtomic(join(dir, 'run.json'), JSON.stringify(this.cfg, null, 2) + '\n')
+    await this.writeRunConfig()
   }
 
   private async writeStatus(): Promise<void> {
@@ -291,7 +296,7 @@ export class Trainer {
     const every = stepIntervals(cfg, total)
     if (every.logging !== cfg.logging_steps || every.save !== cfg.save_steps || every.eval !== cfg.eval_steps) {
       Object.assign(cfg, { logging_steps: every.logging, save_steps: every.save, eval_steps: every.eval })
-      await writeFileAtomic(join(cfg.output_dir, 'run.json'), JSON.stringify(cfg, null, 2) + '\n')
+      await this.writeRunConfig()
     }
     const orderOf = (epoch: number): number[] =>
       cfg.disable_shuffling

@@ -18,8 +18,12 @@ export class PreferenceStage implements Stage {
     if (this.usesReference) this.checkpoint = this.refs.checkpoint
   }
 
+  private static key(split: MicroBatch['split'], i: number, side: 'c' | 'r'): string {
+    return `${split}:${i}:${side}`
+  }
+
   private static keys(mb: MicroBatch): string[] {
-    return [...mb.idx.map((i) => `${mb.split}:${i}:c`), ...mb.idx.map((i) => `${mb.split}:${i}:r`)]
+    return [...mb.idx.map((i) => PreferenceStage.key(mb.split, i, 'c')), ...mb.idx.map((i) => PreferenceStage.key(mb.split, i, 'r'))]
   }
 
   private batchOf(mb: MicroBatch) {
@@ -49,7 +53,7 @@ export class PreferenceStage implements Stage {
     const lp = await model.logps(batch, { adapters: true, train: o.train, dropoutSeed: o.dropoutSeed })
     const aux = auxTerm(this.ctx, micros, o.train)
     const { logps, tokens } = sequenceSums(lp, batch)
-    const ref = (side: 'c' | 'r') => (this.usesReference ? Float64Array.from(idx, (i) => this.refs.get(`${split}:${i}:${side}`)) : null)
+    const ref = (side: 'c' | 'r') => (this.usesReference ? Float64Array.from(idx, (i) => this.refs.get(PreferenceStage.key(split, i, side))) : null)
     const res = pairLoss(
       {
         policyChosen: logps.subarray(0, n), policyRejected: logps.subarray(n),
