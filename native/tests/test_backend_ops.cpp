@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "backend.h"
-#include "gemm.h"  // cpu/: set_rank_kernels, blas_name
+#include "gemm.h"  // cpu/: set_rank_kernels, set_thin_kernels, blas_name
 #include "ops.h"   // cpu/: set_logprob_chunk
 #include "random.h"
 
@@ -172,6 +172,7 @@ struct OpCase {
   // cpu/ switches for the duration of the case
   int logprob_chunk = 0;    // set_logprob_chunk
   bool rank_kernels = true;  // set_rank_kernels
+  bool thin_kernels = true;  // set_thin_kernels
   uint64_t seed;
   OpCase() : seed(g_seed += 100) {}
   virtual ~OpCase() = default;
@@ -402,10 +403,12 @@ struct Gemm : OpCase {
   int M, N, K, lda, ldb, ldc;
   float alpha, beta;
   Vec A, B, C0;
-  Gemm(bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, float beta_, int pad)
+  Gemm(bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, float beta_, int pad, bool thin = true)
       : ta(ta_), tb(tb_), M(M_), N(N_), K(K_), alpha(alpha_), beta(beta_) {
     op = "gemm";
-    params = fmt("%c%c M=%d N=%d K=%d alpha=%g beta=%g ld+%d", ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, pad);
+    thin_kernels = thin;
+    params = fmt("%c%c M=%d N=%d K=%d alpha=%g beta=%g ld+%d%s", ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, pad,
+                 thin ? "" : " thin_kernels=off");
     int arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K, bcols = tb ? K : N;
     lda = acols + pad;
     ldb = bcols + pad;
@@ -435,6 +438,25 @@ struct Gemm : OpCase {
         c = alpha * s + (beta == 0 ? 0.0 : beta * c);
       }
     return {{"C", r}};
+  }
+  // The CPU's products of a few rows against W^T (decoding) give each row the same numbers,
+  // bit for bit, whether it is multiplied alone or among the others (a sequence decodes alike
+  // next to any partners, and after they finish).
+  void extra(Checker& ck, Backend& be, const std::string& name) override {
+    if (be.name() != "cpu" || !thin_kernels || !tb::has_thin_kernels() || ta || !tb || M < 2 || M > tb::kThinMaxRows) return;
+    Buffer bA = dev(be, A), bB = dev(be, B), bC = dev(be, C0);
+    be.gemm(ta, tb, M, N, K, alpha, bA.f32(), lda, bB.f32(), ldb, beta, bC.f32(), ldc);
+    Vec all = host(be, bC);
+    bool same = true;
+    for (int i = 0; i < M && same; i++) {
+      Vec row(A.begin() + size_t(i) * lda, A.begin() + size_t(i) * lda + K);
+      Vec c(C0.begin() + size_t(i) * ldc, C0.begin() + size_t(i) * ldc + N);
+      Buffer bR = dev(be, row), bc = dev(be, c);
+      be.gemm(ta, tb, 1, N, K, alpha, bR.f32(), K, bB.f32(), ldb, beta, bc.f32(), N);
+      Vec alone = host(be, bc);
+      same = std::memcmp(alone.data(), all.data() + size_t(i) * ldc, sizeof(float) * N) == 0;
+    }
+    ck.report(same, name + ": each row alone = among the others", same ? "" : "a row differs");
   }
 };
 
@@ -1338,6 +1360,15 @@ std::vector<std::unique_ptr<OpCase>> make_cases() {
   // Thin products against wide B (decoding): column blocks of 2048, the last one ragged.
   add(new Gemm(false, true, 3, 4500, 20, 1.0f, 0.0f, 1));
   add(new Gemm(true, false, 16, 2049, 9, 0.5f, 1.0f, 2));
+  // x W^T of 1..16 rows (thin.cpp where the CPU has AVX2; a k % 8 tail; threaded above N K =
+  // 65536), the same with the kernel off (the library's GEMM), and 17 rows, past it.
+  for (int m : {1, 4, 8, 9, 16})
+    for (float beta : {0.0f, 1.0f}) {
+      add(new Gemm(false, true, m, 3001, 37, 0.5f, beta, 3));
+      add(new Gemm(false, true, m, 2, 13, 1.0f, beta, 1));
+    }
+  add(new Gemm(false, true, 8, 3001, 37, 1.0f, 1.0f, 3, false));
+  add(new Gemm(false, true, 17, 3001, 37, 1.0f, 0.0f, 3));
 
   add(new Embedding(4, 6, {1, 3, 1, 5, 0}));
   add(new Embedding(13, 3, {2}));
@@ -1428,6 +1459,7 @@ std::vector<std::unique_ptr<OpCase>> make_cases() {
 void run_case(Checker& ck, Backend& be, Backend* cpu, OpCase& c) {
   std::string name = be.name() + " " + c.op + " " + c.params;
   tb::set_rank_kernels(c.rank_kernels);
+  tb::set_thin_kernels(c.thin_kernels);
   tb::set_logprob_chunk(c.logprob_chunk);
   try {
     be.activate();
@@ -1461,6 +1493,7 @@ void run_case(Checker& ck, Backend& be, Backend* cpu, OpCase& c) {
     ck.report(false, name, std::string("threw: ") + e.what());
   }
   tb::set_rank_kernels(true);
+  tb::set_thin_kernels(true);
   tb::set_logprob_chunk(0);
 }
 

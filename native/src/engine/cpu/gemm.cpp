@@ -64,6 +64,12 @@ int thread_index() {
 static const int kDefaultThreads = max_threads();
 int default_threads() { return kDefaultThreads; }
 
+// Decoding's products x W^T of a few rows: thin.cpp's kernel where the CPU has one.
+static bool thin(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                 int ldb, float beta, float* C, int ldc) {
+  return !ta && tb && (beta == 0 || beta == 1) && thin_product(M, N, K, alpha, A, lda, B, ldb, beta == 1, C, ldc);
+}
+
 #ifdef TUNEBENCH_GEMM_LIBRARY
 static void gemm_serial(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                         const float* B, int ldb, float beta, float* C, int ldc) {
@@ -99,6 +105,7 @@ constexpr int kThinRows = 16, kThinColumns = 2048;
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (thin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   int nt = 1;
 #ifdef _OPENMP
   nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -133,6 +140,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
+  if (thin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   // Bt: [N, K] contiguous so that C[i,j] = dot(A_row_i, Bt_row_j).
   std::vector<float> Bt(size_t(N) * K);
   for (int j = 0; j < N; j++)

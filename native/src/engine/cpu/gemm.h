@@ -20,6 +20,14 @@ void rank_expand(int N, int W, int r, float alpha, const float* Y, int ldy, cons
                  bool accumulate);
 // Tests switch the rank kernel off to compare it with gemm().
 void set_rank_kernels(bool on);
+// y[M,N] = alpha * x[M,K] W[N,K]^T, added to y when accumulate, for M <= kThinMaxRows (decoding):
+// false, computing nothing, where the CPU or build has no such kernel (thin.cpp). gemm() takes it
+// first for such products. Tests switch it off to compare it with the library's GEMM.
+constexpr int kThinMaxRows = 16;
+bool thin_product(int M, int N, int K, float alpha, const float* x, int ldx, const float* W, int ldw, bool accumulate,
+                  float* y, int ldy);
+void set_thin_kernels(bool on);
+bool has_thin_kernels();  // whether this build and CPU have the kernel
 // A constant matrix W [K,N] (row-major) stored once in the GEMM library's own blocked layout, for
 // products y[M,N] (+)= x[M,K] W repeated with any M (packed.cpp). A plain GEMM packs such a W
 // again on every call and runs 15-20% slower on it than on the transposed case x W^T, which

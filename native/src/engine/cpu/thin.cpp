@@ -1,0 +1,125 @@
+// Thin products y[M,N] = alpha * x[M,K] W[N,K]^T (+ y), M <= kThinMaxRows: decoding's few rows
+// against a weight matrix held as the checkpoint stores it ([out, in], rows contiguous). Such a
+// product reads each weight once and does M multiply-adds with it, so it runs at the speed the
+// weights stream from memory, if the kernel keeps the memory busy: every weight row is read once
+// for all (up to 8) rows of x, held in 8 accumulators, and the rows ahead are prefetched (the
+// hardware prefetcher alone leaves the bus idle while the FMAs run). On the engine's decode shapes
+// (2-core Zen 2, 2 threads) this took a step's products from 18.8 ms (oneDNN's sgemm) to 8.5 ms
+// at 8 rows, and from 8.8 to 7.0 ms at 1 row.
+//
+// Every output is the same sum in the same order whatever M, the thread count or the block split:
+// 8-wide partial sums over k, added across lanes, then the k % 8 tail, so a sequence decodes to
+// the same numbers alone or next to others (and after its partners finish).
+// AVX2 + FMA, chosen at run time; other CPUs and builds return false and take gemm().
+#include <algorithm>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "gemm.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TB_THIN_KERNELS 1
+#endif
+
+namespace tb {
+
+#ifdef TB_THIN_KERNELS
+static bool kernels_enabled = true;
+
+// Floats ahead of the current position that each weight row is prefetched (2 KiB: the next row
+// or two of a 512-wide matrix; measured best of 256 / 512 / 1024).
+constexpr int kAhead = 512;
+
+__attribute__((target("avx2,fma"))) static inline float lanes_sum(__m256 v) {
+  __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_add_ss(a, _mm_movehdup_ps(a));
+  return _mm_cvtss_f32(a);
+}
+
+// One weight row w against MR rows of x: y[i * ldy] = alpha * dot(x_i, w) (+ y).
+template <int MR>
+__attribute__((target("avx2,fma"))) static void rows_dot(int K, float alpha, const float* x, int ldx, const float* w,
+                                                         bool accumulate, float* y, int ldy) {
+  __m256 acc[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
+  int k = 0;
+  for (; k + 8 <= K; k += 8) {
+    if ((k & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(w + k + kAhead), _MM_HINT_T0);
+    __m256 v = _mm256_loadu_ps(w + k);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(x + size_t(i) * ldx + k), v, acc[i]);
+  }
+  for (int i = 0; i < MR; i++) {
+    float s = lanes_sum(acc[i]);
+    const float* xi = x + size_t(i) * ldx;
+    for (int t = k; t < K; t++) s += xi[t] * w[t];
+    float& out = y[size_t(i) * ldy];
+    out = accumulate ? out + alpha * s : alpha * s;
+  }
+}
+
+using RowsDot = void (*)(int, float, const float*, int, const float*, bool, float*, int);
+static const RowsDot kRowsDot[9] = {nullptr,     rows_dot<1>, rows_dot<2>, rows_dot<3>, rows_dot<4>,
+                                    rows_dot<5>, rows_dot<6>, rows_dot<7>, rows_dot<8>};
+#endif
+
+bool has_thin_kernels() {
+#ifdef TB_THIN_KERNELS
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return cpu;
+#else
+  return false;
+#endif
+}
+
+void set_thin_kernels(bool on) {
+#ifdef TB_THIN_KERNELS
+  kernels_enabled = on;
+#else
+  (void)on;
+#endif
+}
+
+bool thin_product(int M, int N, int K, float alpha, const float* x, int ldx, const float* W, int ldw, bool accumulate,
+                  float* y, int ldy) {
+#ifdef TB_THIN_KERNELS
+  static const bool cpu = has_thin_kernels();
+  if (!kernels_enabled || !cpu || M < 1 || M > kThinMaxRows || N < 1 || K < 1) return false;
+  // Rows of x in two halves past 8; a weight row stays in L1 between the halves.
+  const int first = M <= 8 ? M : (M + 1) / 2, second = M - first;
+  auto rows = [&](int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+      const float* w = W + size_t(n) * ldw;
+      kRowsDot[first](K, alpha, x, ldx, w, accumulate, y + n, ldy);
+      if (second) kRowsDot[second](K, alpha, x + size_t(first) * ldx, ldx, w, accumulate, y + size_t(first) * ldy + n, ldy);
+    }
+  };
+  // Small products (attention over a short context, LoRA's rank) stay on the calling thread.
+  if (double(N) * K < 65536.0) {
+    rows(0, N);
+    return true;
+  }
+  // One contiguous range of weight rows per thread: each streams its own part of W.
+#pragma omp parallel
+  {
+    int nt = 1, t = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    t = omp_get_thread_num();
+#endif
+    int per = (N + nt - 1) / nt;
+    rows(std::min(N, t * per), std::min(N, (t + 1) * per));
+  }
+  return true;
+#else
+  (void)M, (void)N, (void)K, (void)alpha, (void)x, (void)ldx, (void)W, (void)ldw, (void)accumulate, (void)y, (void)ldy;
+  return false;
+#endif
+}
+
+}  // namespace tb
