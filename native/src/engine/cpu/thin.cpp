@@ -40,32 +40,68 @@ __attribute__((target("avx2,fma"))) static inline float lanes_sum(__m256 v) {
   return _mm_cvtss_f32(a);
 }
 
-// One weight row w against MR rows of x: y[i * ldy] = alpha * dot(x_i, w) (+ y).
-template <int MR>
+// NR weight rows (w, ld ldw) against MR rows of x: y[i * ldy + j] = alpha * dot(x_i, w_j) (+ y).
+// MR x NR independent sums: with one or two rows of x, several weight rows keep the FMAs from
+// waiting on each other. PF: prefetch the rows ahead (the products of 4+ rows do enough work
+// between loads for the hardware prefetcher to fall behind; with fewer it keeps up alone).
+template <int MR, int NR, bool PF>
 __attribute__((target("avx2,fma"))) static void rows_dot(int K, float alpha, const float* x, int ldx, const float* w,
-                                                         bool accumulate, float* y, int ldy) {
-  __m256 acc[MR];
+                                                         int ldw, bool accumulate, float* y, int ldy) {
+  __m256 acc[MR][NR];
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
   int k = 0;
   for (; k + 8 <= K; k += 8) {
-    if ((k & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(w + k + kAhead), _MM_HINT_T0);
-    __m256 v = _mm256_loadu_ps(w + k);
+    if (PF && (k & 15) == 0)
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(w + size_t(j) * ldw + k + kAhead), _MM_HINT_T0);
+    __m256 v[NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; j++) v[j] = _mm256_loadu_ps(w + size_t(j) * ldw + k);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(x + size_t(i) * ldx + k), v, acc[i]);
+    for (int i = 0; i < MR; i++) {
+      __m256 xv = _mm256_loadu_ps(x + size_t(i) * ldx + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(xv, v[j], acc[i][j]);
+    }
   }
-  for (int i = 0; i < MR; i++) {
-    float s = lanes_sum(acc[i]);
-    const float* xi = x + size_t(i) * ldx;
-    for (int t = k; t < K; t++) s += xi[t] * w[t];
-    float& out = y[size_t(i) * ldy];
-    out = accumulate ? out + alpha * s : alpha * s;
-  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      float s = lanes_sum(acc[i][j]);
+      const float *xi = x + size_t(i) * ldx, *wj = w + size_t(j) * ldw;
+      for (int t = k; t < K; t++) s += xi[t] * wj[t];
+      float& out = y[size_t(i) * ldy + j];
+      out = accumulate ? out + alpha * s : alpha * s;
+    }
 }
 
-using RowsDot = void (*)(int, float, const float*, int, const float*, bool, float*, int);
-static const RowsDot kRowsDot[9] = {nullptr,     rows_dot<1>, rows_dot<2>, rows_dot<3>, rows_dot<4>,
-                                    rows_dot<5>, rows_dot<6>, rows_dot<7>, rows_dot<8>};
+using RowsDot = void (*)(int, float, const float*, int, const float*, int, bool, float*, int);
+// By rows of x: the kernel over 4 weight rows at a time (nullptr: 1 only), and over 1.
+struct Kernels {
+  RowsDot four, one;
+};
+static const Kernels kKernels[9] = {
+    {nullptr, nullptr},
+    {rows_dot<1, 4, false>, rows_dot<1, 1, false>},
+    {rows_dot<2, 4, false>, rows_dot<2, 1, false>},
+    {rows_dot<3, 4, false>, rows_dot<3, 1, false>},
+    {nullptr, rows_dot<4, 1, true>},
+    {nullptr, rows_dot<5, 1, true>},
+    {nullptr, rows_dot<6, 1, true>},
+    {nullptr, rows_dot<7, 1, true>},
+    {nullptr, rows_dot<8, 1, true>},
+};
+
+// Weight rows [n0, n1) against rows [0, mr) of x.
+static void row_range(const Kernels& kr, int n0, int n1, int K, float alpha, const float* x, int ldx, const float* W,
+                      int ldw, bool accumulate, float* y, int ldy) {
+  int n = n0;
+  if (kr.four)
+    for (; n + 4 <= n1; n += 4) kr.four(K, alpha, x, ldx, W + size_t(n) * ldw, ldw, accumulate, y + n, ldy);
+  for (; n < n1; n++) kr.one(K, alpha, x, ldx, W + size_t(n) * ldw, ldw, accumulate, y + n, ldy);
+}
 #endif
 
 bool has_thin_kernels() {
@@ -90,13 +126,15 @@ bool thin_product(int M, int N, int K, float alpha, const float* x, int ldx, con
 #ifdef TB_THIN_KERNELS
   static const bool cpu = has_thin_kernels();
   if (!kernels_enabled || !cpu || M < 1 || M > kThinMaxRows || N < 1 || K < 1) return false;
-  // Rows of x in two halves past 8; a weight row stays in L1 between the halves.
+  // Rows of x in two halves past 8, each weight block passed to both while it is in L1.
   const int first = M <= 8 ? M : (M + 1) / 2, second = M - first;
   auto rows = [&](int n0, int n1) {
-    for (int n = n0; n < n1; n++) {
-      const float* w = W + size_t(n) * ldw;
-      kRowsDot[first](K, alpha, x, ldx, w, accumulate, y + n, ldy);
-      if (second) kRowsDot[second](K, alpha, x + size_t(first) * ldx, ldx, w, accumulate, y + size_t(first) * ldy + n, ldy);
+    for (int b = n0; b < n1; b += 16) {
+      int e = std::min(n1, b + 16);
+      row_range(kKernels[first], b, e, K, alpha, x, ldx, W, ldw, accumulate, y, ldy);
+      if (second)
+        row_range(kKernels[second], b, e, K, alpha, x + size_t(first) * ldx, ldx, W, ldw, accumulate,
+                  y + size_t(first) * ldy, ldy);
     }
   };
   // Small products (attention over a short context, LoRA's rank) stay on the calling thread.
