@@ -1530,10 +1530,12 @@ DVec ref_xwt(const Vec& x, const Vec& W, int M, int N, int K) {
 
 void run_bf16_cases(Checker& ck, Backend& be) {
   struct Shape { int N, in, out; bool bias, acc; };
-  // up to 8 rows x W^T: dot products over W's rows; 9-16 rows against more than 2048 columns
-  // (and dx of few rows against many): oneDNN in column blocks; more rows: one product
+  // up to 16 rows x W^T: thin.cpp's dot products over W's rows where the CPU has AVX2 (a k % 8
+  // tail), else up to 4 rows so and 9-16 rows against more than 2048 columns (and dx of few rows
+  // against many) oneDNN in column blocks; more rows: one product
   for (Shape sh : {Shape{5, 37, 29, false, false}, Shape{40, 96, 80, true, true}, Shape{3, 64, 4100, false, true},
-                   Shape{1, 48, 2500, true, false}, Shape{12, 64, 4100, true, true}, Shape{3, 4100, 40, false, false}}) {
+                   Shape{1, 48, 2500, true, false}, Shape{12, 64, 4100, true, true}, Shape{3, 4100, 40, false, false},
+                   Shape{9, 100, 3000, false, true}, Shape{16, 100, 3000, false, false}}) {
     std::string p = fmt("N=%d in=%d out=%d%s%s", sh.N, sh.in, sh.out, sh.bias ? " bias" : "", sh.acc ? " +=" : "");
     Vec x = randv(size_t(sh.N) * sh.in, 11), W = randv(size_t(sh.out) * sh.in, 12), b = randv(sh.out, 13);
     Buffer bx = dev(be, x), bW = dev_bf16(be, W), bb = dev(be, b);
@@ -1556,6 +1558,25 @@ void run_bf16_cases(Checker& ck, Backend& be) {
           rdx[size_t(n) * sh.in + i] += rbf(dy[size_t(n) * sh.out + o]) * rbf(W[size_t(o) * sh.in + i]);
     ck.compare("bf16 linear dx " + p, dbl(dx.result(be)), rdx, kBf16Tol);
     ck.report(!be.prepare(bW, sh.out, sh.in, false), "bf16 weights are not prepared " + p, "prepare() declines BF16");
+    // As in f32 (Gemm::extra): a few rows' products give each row the same bits alone (y = the
+    // initial values + the sum, when accumulating; shapes without bias, added afterwards).
+    if (be.name() == "cpu" && tb::has_thin_kernels() && !sh.bias && sh.N > 1 && sh.N <= tb::kThinMaxRows) {
+      Vec all = host(be, y.buf);
+      bool same = true;
+      for (int n = 0; n < sh.N && same; n++) {
+        Vec row(x.begin() + size_t(n) * sh.in, x.begin() + size_t(n + 1) * sh.in);
+        Buffer br = dev(be, row);
+        OutBuf one(be, size_t(sh.out), false, 0);
+        be.linear_forward(one.p(), br.f32(), bW, nullptr, 1, sh.in, sh.out, false);
+        Vec alone = one.result(be);
+        for (int o = 0; o < sh.out && same; o++) {
+          float got = all[size_t(n) * sh.out + o];
+          float expect = sh.acc ? y.base[size_t(n) * sh.out + o] + alone[o] : alone[o];
+          same = std::memcmp(&got, &expect, sizeof(float)) == 0;
+        }
+      }
+      ck.report(same, "bf16 linear forward " + p + ": each row alone = among the others", same ? "" : "a row differs");
+    }
   }
   {
     const int N = 6, C = 33, V = 17;

@@ -26,6 +26,9 @@ void set_rank_kernels(bool on);
 constexpr int kThinMaxRows = 16;
 bool thin_product(int M, int N, int K, float alpha, const float* x, int ldx, const float* W, int ldw, bool accumulate,
                   float* y, int ldy);
+// The same with W in bf16 and alpha 1; x must hold bf16-rounded values (as gemm_bf16 rounds them).
+bool thin_product_bf16(int M, int N, int K, const float* x, int ldx, const uint16_t* W, int ldw, bool accumulate,
+                       float* y, int ldy);
 void set_thin_kernels(bool on);
 bool has_thin_kernels();  // whether this build and CPU have the kernel
 // A constant matrix W [K,N] (row-major) stored once in the GEMM library's own blocked layout, for

@@ -84,20 +84,25 @@ bool in_parallel() {
 // them reads the weights at half the speed.
 constexpr int kThinRows = 16, kThinColumns = 2048;
 
-// Up to this many rows times W^T (decoding a few sequences) run as dot products over
-// the weights' rows, widened four at a time into a per-thread block, so that the weights stream
+// Without thin.cpp's kernel (no AVX2, other architectures), up to this many rows times W^T
+// (decoding a few sequences) run as dot products over the weights' rows, widened four at a time into a per-thread block, so that the weights stream
 // from memory once at the memory's speed: oneDNN's bf16 matmul reads them at half of it for so
 // few rows. The rows are rounded to bf16 first, so the products are those of every other path.
 constexpr int kDotRows = 4;
 
-// A [M, K] rounded to bf16 and widened back to f32, contiguous.
-std::vector<float> bf16_values(int M, int K, const float* A, int lda) {
-  std::vector<float> a(size_t(M) * K);
+// a = A [M, K] rounded to bf16 and widened back to f32, contiguous.
+void bf16_values(std::vector<float>& a, int M, int K, const float* A, int lda) {
+  a.resize(size_t(M) * K);
   std::vector<uint16_t> tmp(static_cast<size_t>(K));
   for (int i = 0; i < M; i++) {
     row_to_bf16(tmp.data(), A + size_t(i) * lda, K);
     row_from_bf16(a.data() + size_t(i) * K, tmp.data(), K);
   }
+}
+
+std::vector<float> bf16_values(int M, int K, const float* A, int lda) {
+  std::vector<float> a;
+  bf16_values(a, M, K, A, lda);
   return a;
 }
 
@@ -202,6 +207,12 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
     return;
   }
   int nt = in_parallel() ? 1 : max_threads();
+  if (tb && M <= kThinMaxRows && has_thin_kernels()) {
+    // The calling thread's copy of A rounded to bf16 (thin.cpp's kernel, where the CPU has it).
+    thread_local std::vector<float> a;
+    bf16_values(a, M, K, A, lda);
+    if (thin_product_bf16(M, N, K, a.data(), K, B, ldb, accumulate, C, ldc)) return;
+  }
   if (tb && M <= kDotRows) {
     rows_times_wt(M, N, K, A, lda, B, ldb, accumulate, C, ldc, nt);
     return;
