@@ -85,9 +85,10 @@ bool in_parallel() {
 constexpr int kThinRows = 16, kThinColumns = 2048;
 
 // Without thin.cpp's kernel (no AVX2, other architectures), up to this many rows times W^T
-// (decoding a few sequences) run as dot products over the weights' rows, widened four at a time into a per-thread block, so that the weights stream
-// from memory once at the memory's speed: oneDNN's bf16 matmul reads them at half of it for so
-// few rows. The rows are rounded to bf16 first, so the products are those of every other path.
+// (decoding a few sequences) run as dot products over the weights' rows, widened four at a time
+// into a per-thread block, so that the weights stream from memory once at the memory's speed:
+// oneDNN's bf16 matmul reads them at half of it for so few rows. The rows are rounded to bf16
+// first, so the products are those of every other path.
 constexpr int kDotRows = 4;
 
 // a = A [M, K] rounded to bf16 and widened back to f32, contiguous.

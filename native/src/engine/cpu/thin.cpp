@@ -173,8 +173,7 @@ void set_thin_kernels(bool on) {
 
 static bool usable(int M, int N, int K) {
 #ifdef TB_THIN_KERNELS
-  static const bool cpu = has_thin_kernels();
-  return kernels_enabled && cpu && M >= 1 && M <= kThinMaxRows && N >= 1 && K >= 1;
+  return kernels_enabled && has_thin_kernels() && M >= 1 && M <= kThinMaxRows && N >= 1 && K >= 1;
 #else
   (void)M, (void)N, (void)K;
   return false;
