@@ -1535,7 +1535,8 @@ void run_bf16_cases(Checker& ck, Backend& be) {
   // against many) oneDNN in column blocks; more rows: one product
   for (Shape sh : {Shape{5, 37, 29, false, false}, Shape{40, 96, 80, true, true}, Shape{3, 64, 4100, false, true},
                    Shape{1, 48, 2500, true, false}, Shape{12, 64, 4100, true, true}, Shape{3, 4100, 40, false, false},
-                   Shape{9, 100, 3000, false, true}, Shape{16, 100, 3000, false, false}}) {
+                   Shape{9, 100, 3000, false, true}, Shape{16, 100, 3000, false, false},
+                   Shape{130, 72, 600, true, true}, Shape{140, 600, 72, false, false}}) {
     std::string p = fmt("N=%d in=%d out=%d%s%s", sh.N, sh.in, sh.out, sh.bias ? " bias" : "", sh.acc ? " +=" : "");
     Vec x = randv(size_t(sh.N) * sh.in, 11), W = randv(size_t(sh.out) * sh.in, 12), b = randv(sh.out, 13);
     Buffer bx = dev(be, x), bW = dev_bf16(be, W), bb = dev(be, b);
@@ -1666,6 +1667,17 @@ void run_backend_op_tests(int& checks, int& failures) {
     }
     printf("-- backend ops on %s (%zu cases, GEMM %s)\n", name.c_str(), cases.size(), tb::blas_name());
     for (auto& c : cases) run_case(ck, *be, name == "cpu" ? nullptr : cpu.get(), *c);
-    run_bf16_cases(ck, *be);
+    // gemm_bf16's two paths for many rows on the CPU (oneDNN builds choose per CPU; both must
+    // give the same sums up to their order): oneDNN's bf16 matmul, and widened f32 blocks
+    if (name == "cpu") {
+      for (int mode : {0, 1}) {
+        printf("-- bf16 products %s\n", mode ? "widened to f32" : "by the library's bf16 matmul");
+        tb::set_bf16_widening(mode);
+        run_bf16_cases(ck, *be);
+      }
+      tb::set_bf16_widening(-1);
+    } else {
+      run_bf16_cases(ck, *be);
+    }
   }
 }

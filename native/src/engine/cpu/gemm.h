@@ -20,6 +20,10 @@ void rank_expand(int N, int W, int r, float alpha, const float* Y, int ldy, cons
                  bool accumulate);
 // Tests switch the rank kernel off to compare it with gemm().
 void set_rank_kernels(bool on);
+// Tests pick gemm_bf16's path for products of more than a few rows: 1 the bf16 values widened to
+// f32 blocks and multiplied by gemm(), 0 oneDNN's bf16 matmul, -1 as the CPU prefers (the
+// default; oneDNN builds only: the others always widen).
+void set_bf16_widening(int mode);
 // y[M,N] = alpha * x[M,K] W[N,K]^T, added to y when accumulate, for M <= kThinMaxRows (decoding):
 // false, computing nothing, where the CPU or build has no such kernel (thin.cpp). gemm() takes it
 // first for such products. Tests switch it off to compare it with the library's GEMM.

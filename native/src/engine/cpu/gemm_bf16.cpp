@@ -5,6 +5,7 @@
 // which oneDNN has no bf16 matmul) the same bf16 values widened to f32 block by block and
 // multiplied by gemm().
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -13,6 +14,9 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
 #endif
 
 #include "gemm.h"
@@ -91,14 +95,14 @@ constexpr int kThinRows = 16, kThinColumns = 2048;
 // first, so the products are those of every other path.
 constexpr int kDotRows = 4;
 
-// a = A [M, K] rounded to bf16 and widened back to f32, contiguous.
+// a = A [M, K] rounded to bf16 and widened back to f32, contiguous (the team's threads share
+// the rows of a large A).
 void bf16_values(std::vector<float>& a, int M, int K, const float* A, int lda) {
   a.resize(size_t(M) * K);
-  std::vector<uint16_t> tmp(static_cast<size_t>(K));
-  for (int i = 0; i < M; i++) {
-    row_to_bf16(tmp.data(), A + size_t(i) * lda, K);
-    row_from_bf16(a.data() + size_t(i) * K, tmp.data(), K);
-  }
+  float* out = a.data();
+  int nt = in_parallel() ? 1 : max_threads();
+#pragma omp parallel for schedule(static) if (nt > 1 && size_t(M) * K > 65536)
+  for (int i = 0; i < M; i++) row_round_bf16(out + size_t(i) * K, A + size_t(i) * lda, K);
 }
 
 std::vector<float> bf16_values(int M, int K, const float* A, int lda) {
@@ -132,26 +136,29 @@ void rows_times_wt(int M, int N, int K, const float* A, int lda, const uint16_t*
   }
 }
 
-// The same bf16 values widened to f32: A rounded once, B in blocks of rows.
+// The same bf16 values widened to f32: A rounded once, B in blocks of rows (512 rows ran the
+// f32 GEMM fastest on the engine's shapes, 1-6 MB a block; 128 rows ran 10-20% slower).
 void widened_gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
                        bool accumulate, float* C, int ldc, int nt) {
-  std::vector<float> a = bf16_values(M, K, A, lda);
-  const int rows = 256;
+  // The calling thread's buffers (the team writes into them through plain pointers).
+  thread_local std::vector<float> a, block;
+  bf16_values(a, M, K, A, lda);
+  const int rows = 512;
+  block.resize(size_t(std::min(rows, tb ? N : K)) * (tb ? K : N));
+  float* blk = block.data();
   if (tb) {  // B [N, K]: blocks of output columns
-    std::vector<float> blk(size_t(std::min(rows, N)) * K);
     for (int j0 = 0; j0 < N; j0 += rows) {
       int nb = std::min(rows, N - j0);
 #pragma omp parallel for schedule(static) if (nt > 1)
-      for (int j = 0; j < nb; j++) row_from_bf16(blk.data() + size_t(j) * K, B + size_t(j0 + j) * ldb, K);
-      gemm(false, true, M, nb, K, 1.0f, a.data(), K, blk.data(), K, accumulate ? 1.0f : 0.0f, C + j0, ldc);
+      for (int j = 0; j < nb; j++) row_from_bf16(blk + size_t(j) * K, B + size_t(j0 + j) * ldb, K);
+      gemm(false, true, M, nb, K, 1.0f, a.data(), K, blk, K, accumulate ? 1.0f : 0.0f, C + j0, ldc);
     }
   } else {  // B [K, N]: blocks of the inner dimension
-    std::vector<float> blk(size_t(std::min(rows, K)) * N);
     for (int k0 = 0; k0 < K; k0 += rows) {
       int kb = std::min(rows, K - k0);
 #pragma omp parallel for schedule(static) if (nt > 1)
-      for (int k = 0; k < kb; k++) row_from_bf16(blk.data() + size_t(k) * N, B + size_t(k0 + k) * ldb, N);
-      gemm(false, false, M, N, kb, 1.0f, a.data() + k0, K, blk.data(), N, accumulate || k0 > 0 ? 1.0f : 0.0f, C, ldc);
+      for (int k = 0; k < kb; k++) row_from_bf16(blk + size_t(k) * N, B + size_t(k0 + k) * ldb, N);
+      gemm(false, false, M, N, kb, 1.0f, a.data() + k0, K, blk, N, accumulate || k0 > 0 ? 1.0f : 0.0f, C, ldc);
     }
   }
 }
@@ -174,6 +181,43 @@ bool onednn_has_bf16() {
     }
   }();
   return has;
+}
+
+// Products of at least this many rows may take the widened path although oneDNN has a bf16
+// matmul (fewer rows: widening B costs more than it gains; measured at 32 and 64 rows).
+constexpr int kWidenRows = 128;
+
+// oneDNN's bf16 matmul runs on VDPBF16PS, or on AMX tiles where the CPU has them. An Intel core
+// issues VDPBF16PS on one port where it issues f32 FMAs on two, so without AMX (absent, or
+// hidden by a hypervisor) oneDNN's bf16 product ran at 95-140 GFLOP/s against 200-245 for the
+// f32 GEMM of the same values widened in 512-row blocks (2 threads, Xeon family 6 model 207, the
+// 0.6B shapes' products at 1024 rows). AMD's Zen 4 runs VDPBF16PS at twice the f32 FMA's
+// FLOPs, so oneDNN keeps those. TUNEBENCH_BF16_GEMM=onednn|widened overrides the choice.
+bool cpu_prefers_widened() {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "GenuineIntel"
+  if (!intel || a < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  bool amx_bf16 = (d >> 22) & 1u;
+  return !amx_bf16;
+#else
+  return false;
+#endif
+}
+
+int g_widening = -1;  // set_bf16_widening: -1 as the CPU prefers, 0 oneDNN, 1 widened
+
+bool widen_many_rows() {
+  if (g_widening >= 0) return g_widening == 1;
+  static const bool widen = [] {
+    const char* env = std::getenv("TUNEBENCH_BF16_GEMM");
+    if (env && std::string(env) == "onednn") return false;
+    if (env && std::string(env) == "widened") return true;
+    return cpu_prefers_widened();
+  }();
+  return widen;
 }
 
 // C (+)= a16 op(B) for columns [n0, n0+n) of C, one primitive (threads: the caller's).
@@ -219,7 +263,7 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
     return;
   }
 #if defined(TUNEBENCH_ONEDNN)
-  if (!onednn_has_bf16()) {
+  if (!onednn_has_bf16() || (widen_many_rows() && (M >= kWidenRows || g_widening == 1))) {
     widened_gemm_bf16(tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, nt);
     return;
   }
@@ -257,5 +301,11 @@ void gemm_bf16(bool tb, int M, int N, int K, const float* A, int lda, const uint
   widened_gemm_bf16(tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, nt);
 #endif
 }
+
+#if defined(TUNEBENCH_ONEDNN)
+void set_bf16_widening(int mode) { g_widening = mode; }
+#else
+void set_bf16_widening(int) {}
+#endif
 
 }  // namespace tb

@@ -157,6 +157,16 @@ TB_HOT void row_to_bf16(uint16_t* out, const float* x, int n) {
   }
 }
 
+TB_HOT void row_round_bf16(float* out, const float* x, int n) {
+  for (int i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, x + i, 4);
+    uint32_t r = ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16) << 16;
+    r = (u & 0x7fffffffu) > 0x7f800000u ? (u & 0xffff0000u) | 0x400000u : r;
+    memcpy(out + i, &r, 4);
+  }
+}
+
 TB_HOT void row_from_bf16(float* out, const uint16_t* x, int n) {
   for (int i = 0; i < n; i++) {
     uint32_t u = uint32_t(x[i]) << 16;

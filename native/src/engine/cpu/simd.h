@@ -34,6 +34,8 @@ void row_neg_softmax(float* l, int n, float lse, float g);
 // bf16 rows: out = bf16(x) (round to nearest even), out = float(x), y += a * float(x)
 void row_to_bf16(uint16_t* out, const float* x, int n);
 void row_from_bf16(float* out, const uint16_t* x, int n);
+// out = float(bf16(x)): the same value as row_to_bf16 then row_from_bf16, in one pass
+void row_round_bf16(float* out, const float* x, int n);
 void row_axpy_bf16(float* y, const uint16_t* x, int n, float a);
 // out[r] = sum_k x[k] w[r * n + k] for the 4 contiguous rows r of w
 void row_dot4(const float* x, const float* w, int n, float* out);
