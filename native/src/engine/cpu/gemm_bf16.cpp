@@ -15,7 +15,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #endif
 
@@ -194,7 +194,7 @@ constexpr int kWidenRows = 128;
 // 0.6B shapes' products at 1024 rows). AMD's Zen 4 runs VDPBF16PS at twice the f32 FMA's
 // FLOPs, so oneDNN keeps those. TUNEBENCH_BF16_GEMM=onednn|widened overrides the choice.
 bool cpu_prefers_widened() {
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__x86_64__) && defined(__GNUC__)
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
   bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "GenuineIntel"
