@@ -55,10 +55,11 @@ std::vector<GeneratedRow> Model::generate(const GenerateRequest& req,
   st.token.resize(size_t(B));
   st.logp.resize(size_t(B));
   int running = B;
+  std::vector<float> logits;
   for (int step = 0; running > 0; step++) {
-    std::vector<float> logits = decode(*cache, next, req.adapters);  // checks ids and cancel
+    decode(*cache, next, req.adapters, logits);  // checks ids and cancel
     st.step = step;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (B > 1)
     for (int r = 0; r < B; r++) {
       GeneratedRow& row = rows[size_t(r)];
       st.token[size_t(r)] = -1;

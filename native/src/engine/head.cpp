@@ -62,7 +62,7 @@ void Model::head_backward(TrainState& ts, float* dx) {
 }
 
 // logits [M,V] of the rows ts.sel_rows.
-void Model::head_logits(TrainState& ts, const float* x, std::vector<float>& logits) {
+void Model::head_logits(TrainState& ts, const float* x) {
   const ModelConfig& c = cfg_;
   Backend& be = *be_;
   int C = c.hidden, V = c.vocab, M = int(ts.sel_rows.size());
@@ -73,8 +73,6 @@ void Model::head_logits(TrainState& ts, const float* x, std::vector<float>& logi
   be.gather_rows(ts.hsel_x.f32(), x, ts.sel_rows.i32(), M, C);
   be.rmsnorm_forward(ts.hsel.f32(), ts.rstd_f.f32(), ts.hsel_x.f32(), final_norm_.w.f32(), M, C, float(c.rms_eps));
   be.logits(ts.logits.f32(), ts.hsel.f32(), head().w, M, C, V);
-  logits.resize(size_t(M) * V);
-  if (M) be.download(logits.data(), ts.logits.f32(), ts.logits.bytes());
 }
 
 }  // namespace tb

@@ -229,6 +229,8 @@ class Model {
   static size_t kv_cache_bytes(const ModelConfig& c, int batch, int capacity);
   std::unique_ptr<KvCache> new_kv_cache(int batch, int capacity);
   std::vector<float> decode(KvCache& cache, const BatchIn& next, bool adapters);
+  // The same into `logits`, whose memory is reused from step to step.
+  void decode(KvCache& cache, const BatchIn& next, bool adapters, std::vector<float>& logits);
   // Prefill, then sample token by token until every row ends (an eos id, max_new_tokens, or
   // stop[r] set by the caller from another thread); on_step sees each step's tokens as they come.
   std::vector<GeneratedRow> generate(const GenerateRequest& req, const std::function<void(const GenerateStep&)>& on_step,
@@ -295,7 +297,7 @@ class Model {
   void head_logps(TrainState& ts, const float* x, bool train, float temperature, std::vector<float>& lp,
                   std::vector<float>* entropy);
   void head_backward(TrainState& ts, float* dx);
-  void head_logits(TrainState& ts, const float* x, std::vector<float>& logits);
+  void head_logits(TrainState& ts, const float* x);  // into ts.logits [M, V]
   const Param& head() const { return cfg_.tied_embeddings ? embed_ : lm_head_; }
   Param& head() { return cfg_.tied_embeddings ? embed_ : lm_head_; }
   float lora_scale() const;

@@ -292,14 +292,25 @@ std::unique_ptr<KvCache> Model::new_kv_cache(int batch, int capacity) {
 }
 
 std::vector<float> Model::decode(KvCache& cache, const BatchIn& next, bool adapters) {
+  std::vector<float> out;
+  decode(cache, next, adapters, out);
+  return out;
+}
+
+void Model::decode(KvCache& cache, const BatchIn& next, bool adapters, std::vector<float>& out) {
   const ModelConfig& c = cfg_;
   be_->activate();
   if (!infer_ts_) infer_ts_ = std::make_shared<TrainState>(*be_);
   TrainState& ts = *infer_ts_;
   Pass& p = pack_batch(ts, next, adapters, false, 0, &cache);
   int N = p.N, C = c.hidden, V = c.vocab;
-  std::vector<float> out(size_t(next.batch) * V, 0.0f);
-  if (N == 0) return out;
+  out.resize(size_t(next.batch) * V);
+  // Rows without new tokens read zeros; the others are overwritten with their logits below.
+  std::vector<uint8_t> has(size_t(next.batch), 0);
+  for (int32_t r : ts.sel_pos) has[size_t(r)] = 1;
+  for (int r = 0; r < next.batch; r++)
+    if (!has[size_t(r)]) std::fill_n(out.begin() + size_t(r) * V, V, 0.0f);
+  if (N == 0) return;
   ts.x.resize(size_t(N) * C);
   ts.x2.resize(size_t(N) * C);
   be_->embedding_forward(ts.x.f32(), p.ids.i32(), embed_.w, N, C);
@@ -309,13 +320,11 @@ std::vector<float> Model::decode(KvCache& cache, const BatchIn& next, bool adapt
     layer_forward(l, ts.x.f32(), ts.x2.f32(), ts.acts[0], p, false, &cache, nullptr);
     ts.x.swap(ts.x2);
   }
-  std::vector<float> logits;
-  head_logits(ts, ts.x.f32(), logits);
+  head_logits(ts, ts.x.f32());
+  for (size_t m = 0; m < ts.sel_pos.size(); m++)
+    be_->download(out.data() + size_t(ts.sel_pos[m]) * V, ts.logits.f32() + m * V, sizeof(float) * size_t(V));
   // Only a finished step counts: after an error the same tokens can be decoded again.
   for (int r = 0; r < next.batch; r++) cache.length[size_t(r)] += next.lengths[size_t(r)];
-  for (size_t m = 0; m < ts.sel_pos.size(); m++)
-    std::copy(logits.begin() + m * V, logits.begin() + (m + 1) * V, out.begin() + size_t(ts.sel_pos[m]) * V);
-  return out;
 }
 
 }  // namespace tb

@@ -80,7 +80,7 @@ class CpuBackend final : public Backend {
 
   void gather_rows(float* out, const float* x, const int32_t* rows, int M, int C) override {
     team();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(size_t(M) * C))
     for (int m = 0; m < M; m++) memcpy(out + size_t(m) * C, x + size_t(rows[m]) * C, sizeof(float) * C);
   }
   void scatter_add_rows(float* x, const float* in, const int32_t* rows, int M, int C) override {
@@ -90,7 +90,7 @@ class CpuBackend final : public Backend {
   }
   void scatter_rows(float* x, const float* in, const int32_t* rows, int M, int C) override {
     team();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(size_t(M) * C))
     for (int m = 0; m < M; m++) memcpy(x + size_t(rows[m]) * C, in + size_t(m) * C, sizeof(float) * C);
   }
   double sum_squares(const float* x, size_t n) override {

@@ -22,7 +22,7 @@ namespace tb {
 template <class F>
 static void for_spans(size_t n, F f) {
   const int64_t span = 1 << 14;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(n))
   for (int64_t c = 0; c < (int64_t(n) + span - 1) / span; c++) f(size_t(c * span), size_t(std::min(int64_t(n), (c + 1) * span)));
 }
 
@@ -54,7 +54,7 @@ void mul_w(int M, int N, int K, const float* x, int ldx, const Weights& W, bool 
 }
 
 void embedding_forward(float* out, const int32_t* ids, const Weights& table, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(size_t(N) * C))
   for (int n = 0; n < N; n++) {
     size_t r = size_t(ids[n]) * C;
     if (table.h) row_from_bf16(out + size_t(n) * C, table.h + r, C);
@@ -71,7 +71,7 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, in
 
 // ---------------------------------------------------------------- rmsnorm
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(size_t(N) * C))
   for (int n = 0; n < N; n++) {
     const float* xr = x + size_t(n) * C;
     float r = 1.0f / std::sqrt(row_sumsq(xr, C) / C + eps);
@@ -111,7 +111,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
 void linear_forward(float* y, const float* x, const Weights& W, const float* b, int N, int in, int out, bool accumulate) {
   mul_wt(N, out, in, x, in, W, accumulate, y, out);
   if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(size_t(N) * out))
     for (int n = 0; n < N; n++)
       for (int o = 0; o < out; o++) y[size_t(n) * out + o] += b[o];
   }
@@ -308,7 +308,7 @@ void lora_backward_shared(int n, float* dx, float* const* dA, float* const* dB, 
 static void rope_rotate(float* x, const float* cos, const float* sin, const int32_t* pos, int N, int H, int D,
                         float sin_sign) {
   int half = D / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(size_t(N) * H * D))
   for (int n = 0; n < N; n++) {
     const float* c = cos + size_t(pos[n]) * half;
     const float* s = sin + size_t(pos[n]) * half;
@@ -346,17 +346,19 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   int group = Hq / Hk;
   float scale = 1.0f / std::sqrt(float(D));
   int qs = Hq * D, ks = Hk * D;
-  int maxlen = 0;
+  int maxlen = 0, rows = 1;
   std::vector<AttnTask> tasks;
   for (int b = 0; b < B; b++) {
     if (qlen[b] > kvlen[b]) throw std::runtime_error("attention: a sequence has more queries than keys");
     maxlen = std::max(maxlen, kvlen[b]);
+    rows = std::max(rows, std::min(qlen[b], kQBlock));
     for (int h = 0; h < Hq; h++)
       for (int i0 = 0; i0 < qlen[b]; i0 += kQBlock) tasks.push_back({b, h, i0});
   }
   // Scratch is allocated before the parallel region: an exception (out of memory) must never
-  // leave an OpenMP region, which would terminate the process.
-  size_t per = size_t(kQBlock) * std::max(maxlen, 1);
+  // leave an OpenMP region, which would terminate the process. A decode step's blocks are one
+  // query row each, so its scratch is one row of scores per thread.
+  size_t per = size_t(rows) * std::max(maxlen, 1);
   std::vector<float> scratch(per * size_t(max_threads()));
 #pragma omp parallel
   {
@@ -440,7 +442,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 static const size_t kChunk = 4096;
 
 void swiglu_forward(float* h, const float* g, const float* u, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(n))
   for (int64_t c = 0; c < int64_t((n + kChunk - 1) / kChunk); c++) {
     size_t i = size_t(c) * kChunk, m = std::min(kChunk, n - i);
     chunk_swiglu(h + i, g + i, u + i, m);

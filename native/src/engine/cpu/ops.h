@@ -27,6 +27,10 @@ void mul_wt(int M, int N, int K, const float* x, int ldx, const Weights& W, bool
 // y[M,N] (+)= x[M,K] W with W [K,N].
 void mul_w(int M, int N, int K, const float* x, int ldx, const Weights& W, bool accumulate, float* y, int ldy);
 
+// Light passes (a few flops per element) fork the threads only from this many elements on:
+// below it the fork and join cost more than the work (decoding's one-row norms, adds, ropes).
+inline bool worth_forking(size_t elems) { return elems >= 8192; }
+
 // Elementwise passes over long buffers, split across the threads: y += x, y = 0, y = x.
 void add_inplace(float* y, const float* x, size_t n);
 void scale_inplace(float* y, float a, size_t n);
